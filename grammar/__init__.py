@@ -1,0 +1,1 @@
+"""The input-language grammar, shipped inside the wheel (matcalc/grammar/matcalc.lark)."""

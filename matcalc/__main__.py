@@ -1,0 +1,5 @@
+import sys
+
+from matcalc.cli import main
+
+sys.exit(main())

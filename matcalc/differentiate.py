@@ -1,0 +1,418 @@
+"""Stage 3: differentiate by matrix differentials, then identify the derivative.
+
+1. `differential(f, X)`: df, an expression linear in the placeholder dX, by the rules of
+   DIFFERENTIAL_RULES (product rule, chain rule through every function, ...). Every
+   intermediate differential has the shape of its node, so no 3rd-order tensor ever appears.
+2. Identification (Magnus & Neudecker) reads the derivative off df:
+   - scalar f:  df = <G, dX> = sum(G .* dX)  -> the gradient G, by reverse accumulation;
+   - vector f, vector x:  df = J dx  -> the Jacobian J, by forward accumulation;
+   - scalar variable:  df = F dα  -> F, by setting dα = 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from . import ir
+from .errors import UnsupportedError
+from .functions import ELEMENTWISE
+from .ir import (
+    Add,
+    Differential,
+    ElemDiv,
+    ElemPower,
+    Expr,
+    Fill,
+    Func,
+    Hadamard,
+    Identity,
+    MatMul,
+    Num,
+    Power,
+    Transpose,
+    Var,
+    add,
+    elem_div,
+    elem_power,
+    func,
+    hadamard,
+    mul,
+    neg,
+    num,
+    ones,
+    power,
+    reciprocal,
+    sub,
+    transpose,
+)
+
+# ---------------------------------------------------------------- element-wise derivatives
+
+
+@dataclass(frozen=True)
+class ElementwiseRule:
+    name: str
+    statement: str
+    differential: Callable[[Expr, Expr], Expr]  # (u, du) -> d f(u)
+
+
+def _square(u: Expr) -> Expr:
+    return elem_power(u, num(2))
+
+
+def _one_minus(u: Expr) -> Expr:
+    return sub(ones(u.shape), u)
+
+
+ELEMENTWISE_RULES: dict[str, ElementwiseRule] = {
+    rule.name: rule
+    for rule in [
+        ElementwiseRule("exp", "d exp(u) -> exp(u) .* du", lambda u, du: hadamard(func("exp", u), du)),
+        ElementwiseRule("log", "d log(u) -> du ./ u", lambda u, du: elem_div(du, u)),
+        ElementwiseRule("sin", "d sin(u) -> cos(u) .* du", lambda u, du: hadamard(func("cos", u), du)),
+        ElementwiseRule("cos", "d cos(u) -> -sin(u) .* du", lambda u, du: neg(hadamard(func("sin", u), du))),
+        ElementwiseRule("tan", "d tan(u) -> du ./ cos(u).^2", lambda u, du: elem_div(du, _square(func("cos", u)))),
+        ElementwiseRule("tanh", "d tanh(u) -> (1 - tanh(u).^2) .* du",
+                        lambda u, du: hadamard(_one_minus(_square(func("tanh", u))), du)),
+        ElementwiseRule("sigmoid", "d sigmoid(u) -> sigmoid(u) .* (1 - sigmoid(u)) .* du",
+                        lambda u, du: hadamard(func("sigmoid", u), _one_minus(func("sigmoid", u)), du)),
+        ElementwiseRule("relu", "d relu(u) -> step(u) .* du", lambda u, du: hadamard(func("step", u), du)),
+        ElementwiseRule("softplus", "d softplus(u) -> sigmoid(u) .* du",
+                        lambda u, du: hadamard(func("sigmoid", u), du)),
+        ElementwiseRule("sqrt", "d sqrt(u) -> du ./ (2 sqrt(u))",
+                        lambda u, du: elem_div(du, mul(num(2), func("sqrt", u)))),
+        ElementwiseRule("abs", "d abs(u) -> sign(u) .* du", lambda u, du: hadamard(func("sign", u), du)),
+        ElementwiseRule("sign", "d sign(u) -> 0 (almost everywhere)", lambda u, du: ir.zeros(u.shape)),
+        ElementwiseRule("step", "d step(u) -> 0 (almost everywhere)", lambda u, du: ir.zeros(u.shape)),
+        ElementwiseRule("arcsin", "d arcsin(u) -> du ./ sqrt(1 - u.^2)",
+                        lambda u, du: elem_div(du, func("sqrt", _one_minus(_square(u))))),
+        ElementwiseRule("arccos", "d arccos(u) -> -du ./ sqrt(1 - u.^2)",
+                        lambda u, du: neg(elem_div(du, func("sqrt", _one_minus(_square(u)))))),
+        ElementwiseRule("arctan", "d arctan(u) -> du ./ (1 + u.^2)",
+                        lambda u, du: elem_div(du, add(ones(u.shape), _square(u)))),
+    ]
+}
+
+# ---------------------------------------------------------------- differential rules
+
+
+@dataclass(frozen=True)
+class DifferentialRule:
+    """d(node) from the node and the differentials of its children (cookbook, section 2)."""
+
+    name: str
+    statement: str
+    applies: Callable[[Expr], bool]
+    rule: Callable[[Expr, tuple[Expr, ...]], Expr]
+
+
+def _is_func(*names: str) -> Callable[[Expr], bool]:
+    return lambda e: isinstance(e, Func) and e.name in names
+
+
+def _product_rule(e: Expr, ds: tuple[Expr, ...]) -> Expr:
+    factors = e.children
+    terms = [mul(*factors[:i], d, *factors[i + 1 :]) for i, d in enumerate(ds) if not ir.is_zero(d)]
+    return add(*terms) if terms else ir.zeros(e.shape)
+
+
+def _hadamard_rule(e: Expr, ds: tuple[Expr, ...]) -> Expr:
+    factors = e.children
+    terms = [hadamard(*factors[:i], d, *factors[i + 1 :]) for i, d in enumerate(ds) if not ir.is_zero(d)]
+    return add(*terms) if terms else ir.zeros(e.shape)
+
+
+def _elem_div_rule(e: Expr, ds: tuple[Expr, ...]) -> Expr:
+    assert isinstance(e, ElemDiv)
+    d_numerator, d_denominator = ds
+    a, b = e.numerator, e.denominator
+    return add(elem_div(d_numerator, b), neg(hadamard(elem_div(a, _square(b)), d_denominator)))
+
+
+def _power_rule(e: Expr, ds: tuple[Expr, ...]) -> Expr:
+    assert isinstance(e, Power)
+    d_base, d_exponent = ds
+    a, p = e.base, e.exponent
+    if not a.is_scalar:  # integer power of a square matrix: sum_i X^i dX X^(k-1-i)
+        k = int(p.value)  # type: ignore[attr-defined]
+        return add(*[mul(power(a, num(i)) if i else ir.identity(a.shape[0]), d_base,
+                         power(a, num(k - 1 - i)) if k - 1 - i else ir.identity(a.shape[0]))
+                     for i in range(k)])
+    terms = [mul(p, power(a, add(p, num(-1))), d_base)]
+    if not ir.is_zero(d_exponent):
+        terms.append(mul(e, func("log", a), d_exponent))
+    return add(*terms)
+
+
+def _elem_power_rule(e: Expr, ds: tuple[Expr, ...]) -> Expr:
+    assert isinstance(e, ElemPower)
+    d_base, d_exponent = ds
+    a, p = e.base, e.exponent
+    terms = [] if ir.is_zero(d_base) else [mul(p, hadamard(elem_power(a, add(p, num(-1))), d_base))]
+    if not ir.is_zero(d_exponent):
+        terms.append(mul(d_exponent, hadamard(e, func("log", a))))
+    return add(*terms) if terms else ir.zeros(e.shape)
+
+
+def _elementwise_rule(e: Expr, ds: tuple[Expr, ...]) -> Expr:
+    assert isinstance(e, Func)
+    return ELEMENTWISE_RULES[e.name].differential(e.arg, ds[0])
+
+
+def _det_rule(e: Expr, ds: tuple[Expr, ...]) -> Expr:
+    assert isinstance(e, Func)
+    return mul(e, func("tr", mul(func("inv", e.arg), ds[0])))
+
+
+def _logdet_rule(e: Expr, ds: tuple[Expr, ...]) -> Expr:
+    assert isinstance(e, Func)
+    return func("tr", mul(func("inv", e.arg), ds[0]))
+
+
+def _inv_rule(e: Expr, ds: tuple[Expr, ...]) -> Expr:
+    return neg(mul(e, ds[0], e))
+
+
+def _norm2_rule(e: Expr, ds: tuple[Expr, ...]) -> Expr:
+    assert isinstance(e, Func)
+    u, du = e.arg, ds[0]
+    return mul(_inner(u, du), reciprocal(e))
+
+
+def _norm1_rule(e: Expr, ds: tuple[Expr, ...]) -> Expr:
+    assert isinstance(e, Func)
+    return _inner(func("sign", e.arg), ds[0])
+
+
+def _softmax_rule(e: Expr, ds: tuple[Expr, ...]) -> Expr:
+    du = ds[0]
+    return sub(hadamard(e, du), mul(e, transpose(e), du))
+
+
+def _logsumexp_rule(e: Expr, ds: tuple[Expr, ...]) -> Expr:
+    assert isinstance(e, Func)
+    return mul(transpose(func("softmax", e.arg)), ds[0])
+
+
+def _inner(a: Expr, b: Expr) -> Expr:
+    """<a, b> = sum(a .* b), written a^T b for column vectors."""
+    if a.is_scalar:
+        return mul(a, b)
+    if ir.is_column(a.shape):
+        return mul(transpose(a), b)
+    return func("sum", hadamard(a, b))
+
+
+DIFFERENTIAL_RULES: list[DifferentialRule] = [
+    DifferentialRule("sum", "d(A + B) -> dA + dB", lambda e: isinstance(e, Add), lambda e, ds: add(*ds)),
+    DifferentialRule("product", "d(A B) -> dA B + A dB", lambda e: isinstance(e, MatMul), _product_rule),
+    DifferentialRule("transpose", "d(A^T) -> (dA)^T", lambda e: isinstance(e, Transpose),
+                     lambda e, ds: transpose(ds[0])),
+    DifferentialRule("hadamard", "d(A .* B) -> dA .* B + A .* dB", lambda e: isinstance(e, Hadamard), _hadamard_rule),
+    DifferentialRule("quotient", "d(A ./ B) -> dA ./ B - (A ./ B.^2) .* dB", lambda e: isinstance(e, ElemDiv),
+                     _elem_div_rule),
+    DifferentialRule("power", "d(a^p) -> p a^(p-1) da + a^p log(a) dp;  d(X^k) -> sum_i X^i dX X^(k-1-i)",
+                     lambda e: isinstance(e, Power), _power_rule),
+    DifferentialRule("elementwise power", "d(A.^p) -> p A.^(p-1) .* dA + dp A.^p .* log(A)",
+                     lambda e: isinstance(e, ElemPower), _elem_power_rule),
+    DifferentialRule("elementwise function", "d f(A) -> f'(A) .* dA (see ELEMENTWISE_RULES)",
+                     lambda e: isinstance(e, Func) and e.name in ELEMENTWISE, _elementwise_rule),
+    DifferentialRule("trace", "d tr(A) -> tr(dA)", _is_func("tr"), lambda e, ds: func("tr", ds[0])),
+    DifferentialRule("sum of entries", "d sum(A) -> sum(dA)", _is_func("sum"), lambda e, ds: func("sum", ds[0])),
+    DifferentialRule("determinant", "d det(X) -> det(X) tr(inv(X) dX)", _is_func("det"), _det_rule),
+    DifferentialRule("log-determinant", "d logdet(X) -> tr(inv(X) dX)", _is_func("logdet"), _logdet_rule),
+    DifferentialRule("inverse", "d inv(X) -> -inv(X) dX inv(X)", _is_func("inv"), _inv_rule),
+    DifferentialRule("diag", "d diag(A) -> diag(dA)", _is_func("diag"), lambda e, ds: func("diag", ds[0])),
+    DifferentialRule("norm2", "d norm2(A) -> <A, dA> / norm2(A)", _is_func("norm2"), _norm2_rule),
+    DifferentialRule("norm1", "d norm1(A) -> <sign(A), dA>", _is_func("norm1"), _norm1_rule),
+    DifferentialRule("softmax", "d softmax(u) -> s .* du - s s^T du,  s = softmax(u)", _is_func("softmax"),
+                     _softmax_rule),
+    DifferentialRule("logsumexp", "d logsumexp(u) -> softmax(u)^T du", _is_func("logsumexp"), _logsumexp_rule),
+]
+
+
+def _leaf_differential(e: Expr, variable: Var) -> Expr | None:
+    """Leaves: dX for the variable, 0 for every other leaf."""
+    if isinstance(e, Var):
+        return Differential(variable) if e.name == variable.name else ir.zeros(e.shape)
+    if isinstance(e, Num | Fill | Identity):
+        return ir.zeros(e.shape)
+    return None
+
+
+def differential(e: Expr, variable: Var, used: list[str] | None = None) -> Expr:
+    """df for f = e: linear in Differential(variable). `used` collects the names of the rules applied."""
+    memo: dict[Expr, Expr] = {}
+
+    def d(node: Expr) -> Expr:
+        if node in memo:
+            return memo[node]
+        leaf = _leaf_differential(node, variable)
+        if leaf is not None:
+            memo[node] = leaf
+            return leaf
+        child_ds = tuple(d(child) for child in node.children)
+        if all(ir.is_zero(cd) for cd in child_ds):
+            result = ir.zeros(node.shape)
+        else:
+            rule = next(r for r in DIFFERENTIAL_RULES if r.applies(node))
+            if used is not None and rule.name not in used:
+                used.append(rule.name)
+            result = rule.rule(node, child_ds)
+        memo[node] = result
+        return result
+
+    return d(e)
+
+
+# ---------------------------------------------------------------- identification
+
+
+class _NotLinear(AssertionError):
+    """A differential that is not linear in dX: a bug in a differential rule."""
+
+
+def _split_linear_product(e: MatMul) -> tuple[int, Expr]:
+    positions = [i for i, f in enumerate(e.factors) if ir.contains_differential(f)]
+    if len(positions) != 1:
+        raise _NotLinear(f"product with {len(positions)} factors holding the differential: {e}")
+    return positions[0], e.factors[positions[0]]
+
+
+def gradient_of_linear(t: Expr, seed: Expr, out: list[Expr]) -> None:
+    """Append to `out` the G_i with sum_i <G_i, dX> = <seed, t>, for t linear in dX (reverse accumulation)."""
+    if not ir.contains_differential(t):
+        return
+    if isinstance(t, Differential):
+        out.append(seed)
+    elif isinstance(t, Add):
+        for term in t.terms:
+            gradient_of_linear(term, seed, out)
+    elif isinstance(t, Transpose):  # <S, A^T> = <S^T, A>
+        gradient_of_linear(t.arg, transpose(seed), out)
+    elif isinstance(t, MatMul):
+        position, inner = _split_linear_product(t)
+        others = t.factors[:position] + t.factors[position + 1 :]
+        if inner.is_scalar:  # <S, f M> = f <S, M>
+            gradient_of_linear(inner, _inner(seed, mul(*others)), out)
+        else:  # <S, c L F R> = <c L^T S R^T, F>
+            chain = [f for f in t.factors if not f.is_scalar]
+            k = next(i for i, f in enumerate(chain) if f is inner)
+            scalars = [f for f in t.factors if f.is_scalar]
+            left = [transpose(f) for f in reversed(chain[:k])]
+            right = [transpose(f) for f in reversed(chain[k + 1 :])]
+            gradient_of_linear(inner, mul(*scalars, *left, seed, *right), out)
+    elif isinstance(t, Hadamard):  # <S, A .* F> = <S .* A, F>
+        position = next(i for i, f in enumerate(t.factors) if ir.contains_differential(f))
+        others = t.factors[:position] + t.factors[position + 1 :]
+        gradient_of_linear(t.factors[position], hadamard(seed, *others), out)
+    elif isinstance(t, ElemDiv):  # <S, F ./ B> = <S ./ B, F>
+        if ir.contains_differential(t.denominator):
+            raise _NotLinear(f"differential in a denominator: {t}")
+        gradient_of_linear(t.numerator, elem_div(seed, t.denominator), out)
+    elif isinstance(t, Func) and t.name == "tr":  # <s, tr(F)> = <s I, F>
+        gradient_of_linear(t.arg, mul(seed, ir.identity(t.arg.shape[0])), out)
+    elif isinstance(t, Func) and t.name == "sum":  # <s, sum(F)> = <s 1, F>
+        gradient_of_linear(t.arg, mul(seed, ones(t.arg.shape)), out)
+    elif isinstance(t, Func) and t.name == "diag":
+        arg_shape = t.arg.shape
+        if arg_shape == ir.SCALAR:
+            gradient_of_linear(t.arg, seed, out)
+        elif ir.is_column(arg_shape):  # <S, diag(f)> = <diag(S), f>
+            gradient_of_linear(t.arg, func("diag", seed), out)
+        elif arg_shape[0] == 1:
+            gradient_of_linear(t.arg, transpose(func("diag", seed)), out)
+        else:  # <s, diag(F)> = <diag(s), F>
+            gradient_of_linear(t.arg, func("diag", seed), out)
+    else:
+        raise _NotLinear(f"no linear rule for {type(t).__name__} {t}")
+
+
+def gradient_from_differential(df: Expr) -> Expr:
+    """G with df = <G, dX>, for a scalar df."""
+    parts: list[Expr] = []
+    gradient_of_linear(df, ir.ONE, parts)
+    return add(*parts) if parts else None  # type: ignore[return-value]
+
+
+def _row_gradient(t: Expr) -> Expr:
+    """g^T with t = g^T dx, for a scalar t linear in dx."""
+    return transpose(gradient_from_differential(t))
+
+
+def jacobian_from_differential(t: Expr, n: ir.Dim) -> Expr:
+    """J with t = J dx, for a column vector t linear in the column vector dx (forward accumulation)."""
+    if not ir.contains_differential(t):
+        return ir.zeros((t.shape[0], n))
+    if isinstance(t, Differential):
+        return ir.identity(n)
+    if t.is_scalar:
+        return _row_gradient(t)
+    if isinstance(t, Add):
+        return add(*[jacobian_from_differential(term, n) for term in t.terms if ir.contains_differential(term)])
+    if isinstance(t, MatMul):
+        position, inner = _split_linear_product(t)
+        others = t.factors[:position] + t.factors[position + 1 :]
+        if inner.is_scalar:  # f M -> M (df/dx)^T
+            return mul(mul(*others), _row_gradient(inner))
+        chain = [f for f in t.factors if not f.is_scalar]
+        k = next(i for i, f in enumerate(chain) if f is inner)
+        scalars = [f for f in t.factors if f.is_scalar]
+        left, right = chain[:k], chain[k + 1 :]
+        if not right:  # c L F -> c L J(F)
+            return mul(*scalars, *left, jacobian_from_differential(inner, n))
+        if ir.chain_shape([inner, *right]) == ir.SCALAR:  # c L (F R) with F R a scalar
+            return mul(*scalars, *left, _row_gradient(mul(inner, *right)))
+        if ir.chain_shape([*left, inner]) == ir.SCALAR:  # c (L F) R with L F a scalar
+            return mul(*scalars, *right, _row_gradient(mul(*left, inner)))
+        if isinstance(inner, Func) and inner.name == "diag" and ir.is_column(inner.arg.shape) \
+                and ir.is_column(ir.chain_shape(right)):  # L diag(f) r = L diag(r) f
+            return mul(*scalars, *left, func("diag", mul(*right)), jacobian_from_differential(inner.arg, n))
+        if isinstance(inner, Add):  # L (F1 + F2) R -> L F1 R + L F2 R
+            return add(*[jacobian_from_differential(mul(*scalars, *left, term, *right), n)
+                         for term in inner.terms if ir.contains_differential(term)])
+        if isinstance(inner, Transpose):
+            return jacobian_from_differential(mul(*scalars, *left, _push_transpose(inner), *right), n)
+    if isinstance(t, Hadamard):  # a .* f -> diag(a) J(f)
+        position = next(i for i, f in enumerate(t.factors) if ir.contains_differential(f))
+        others = t.factors[:position] + t.factors[position + 1 :]
+        return mul(func("diag", hadamard(*others)), jacobian_from_differential(t.factors[position], n))
+    if isinstance(t, ElemDiv) and not ir.contains_differential(t.denominator):  # f ./ b -> diag(1 ./ b) J(f)
+        return mul(func("diag", elem_div(ones(t.shape), t.denominator)),
+                   jacobian_from_differential(t.numerator, n))
+    if isinstance(t, Transpose):
+        return jacobian_from_differential(_push_transpose(t), n)
+    raise UnsupportedError(
+        f"cannot write the Jacobian of this expression in matrix form yet (its differential has the term {t}); "
+        f"a later version covers it")
+
+
+def _push_transpose(e: Expr) -> Expr:
+    """e^T with the transpose moved one level down, for the Jacobian reader."""
+    if isinstance(e, Transpose):
+        inner = e.arg
+        if isinstance(inner, MatMul):
+            return mul(*[transpose(f) for f in reversed(inner.factors)])
+        if isinstance(inner, Add):
+            return add(*[transpose(t) for t in inner.terms])
+        if isinstance(inner, Hadamard):
+            return hadamard(*[transpose(f) for f in inner.factors])
+        if isinstance(inner, ElemDiv):
+            return elem_div(transpose(inner.numerator), transpose(inner.denominator))
+        if isinstance(inner, Func) and inner.name == "diag":
+            return inner
+        raise UnsupportedError(f"cannot write the Jacobian in matrix form yet: transposed term {e}")
+    return transpose(e)
+
+
+def derivative_from_differential(df: Expr, variable: Var, output_shape: ir.Shape) -> Expr:
+    """Read the derivative off df, for every case whose result is a scalar, vector or matrix."""
+    if variable.is_scalar:  # df = F dα -> F
+        return ir.substitute(df, {Differential(variable): ir.ONE})
+    if output_shape == ir.SCALAR:
+        gradient = gradient_from_differential(df)
+        return gradient if gradient is not None else ir.zeros(variable.shape)
+    if ir.is_column(output_shape) and ir.is_column(variable.shape):
+        return jacobian_from_differential(df, variable.shape[0])
+    raise AssertionError("unsupported derivative shapes must be rejected before identification")

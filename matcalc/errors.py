@@ -1,0 +1,36 @@
+"""The error hierarchy: every user-facing failure is a MatcalcError subclass with a clear message."""
+
+from __future__ import annotations
+
+
+class MatcalcError(Exception):
+    """Base of every error caused by the user's input (CLI exit code 2)."""
+
+
+class ParseError(MatcalcError):
+    """The text is not in the input language; the message shows the position and what was expected."""
+
+    def __init__(self, message: str, text: str = "", position: int | None = None) -> None:
+        self.text = text
+        self.position = position
+        super().__init__(message)
+
+
+class ShapeError(MatcalcError):
+    """Operands whose shapes do not fit; the message names the operands and their shapes."""
+
+
+class DeclarationError(MatcalcError):
+    """A `where` declaration that is malformed, unknown or conflicting."""
+
+
+class UnsupportedError(MatcalcError):
+    """A well-formed request the engine does not handle yet (e.g. a 3rd/4th-order tensor result)."""
+
+
+class EvaluationError(MatcalcError):
+    """Missing values or sizes that do not fit when evaluating numerically."""
+
+
+class RewriteCycleError(Exception):
+    """A simplification strategy revisited an expression: a bug in the rule table, never the user's fault."""

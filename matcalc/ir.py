@@ -1,0 +1,540 @@
+"""The one intermediate representation: immutable expression trees with structural equality.
+
+Every node is a matrix with a 2-D shape: a column vector is (n, 1), a row vector (1, n) and a
+scalar (1, 1). Dimensions are symbols (str) or positive integers; an inferred symbol is never 1,
+so "is a scalar" is a structural fact. A product's 1x1 factors act as scalars (they commute);
+its other factors form a chain that must compose as a matrix product.
+
+The smart constructors (`add`, `mul`, `transpose`, ...) keep a light normal form that every
+stage can rely on and that the printer round-trips through the parser: flattened sums and
+products, one leading numeric coefficient, scalars before the chain, zeros and identities
+absorbed. All real algebra lives in the rewrite-rule table (simplify.py), not here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, fields
+from fractions import Fraction
+from typing import ClassVar
+
+from .functions import FUNCTIONS
+
+Dim = str | int
+Shape = tuple[Dim, Dim]
+SCALAR: Shape = (1, 1)
+
+
+class Expr:
+    """Base of all nodes: cached structural hash, equality, shape and children."""
+
+    _field_names: ClassVar[tuple[str, ...]] = ()
+
+    def _key(self) -> tuple:
+        return tuple(self.__dict__[name] for name in self._field_names)
+
+    def __hash__(self) -> int:
+        cached = self.__dict__.get("_hash")
+        if cached is None:
+            cached = hash((type(self).__name__, self._key()))
+            object.__setattr__(self, "_hash", cached)
+        return cached
+
+    def __eq__(self, other: object) -> bool:
+        if self is other:
+            return True
+        if type(other) is not type(self) or hash(self) != hash(other):
+            return False
+        return self._key() == other._key()  # type: ignore[attr-defined]
+
+    @property
+    def shape(self) -> Shape:
+        cached = self.__dict__.get("_shape")
+        if cached is None:
+            cached = self._compute_shape()
+            object.__setattr__(self, "_shape", cached)
+        return cached
+
+    def _compute_shape(self) -> Shape:
+        raise NotImplementedError
+
+    @property
+    def is_scalar(self) -> bool:
+        return self.shape == SCALAR
+
+    @property
+    def children(self) -> tuple[Expr, ...]:
+        return ()
+
+    def rebuild(self, children: tuple[Expr, ...]) -> Expr:
+        """The same node over new children, through the smart constructors."""
+        return self
+
+    def __str__(self) -> str:
+        from .printing import to_text
+
+        return to_text(self)
+
+
+def node(cls: type) -> type:
+    """Declare an IR node: a frozen dataclass whose equality and hash come from Expr."""
+    cls = dataclass(frozen=True, eq=False, repr=True)(cls)
+    cls._field_names = tuple(f.name for f in fields(cls))
+    return cls
+
+
+# ---------------------------------------------------------------- leaves
+
+
+@node
+class Var(Expr):
+    name: str
+    var_shape: Shape
+    symmetric: bool = False
+
+    def _compute_shape(self) -> Shape:
+        return self.var_shape
+
+
+@node
+class Num(Expr):
+    value: Fraction
+
+    def _compute_shape(self) -> Shape:
+        return SCALAR
+
+
+@node
+class Fill(Expr):
+    """A vector or matrix whose entries all equal `value`: vector(c), matrix(c), and zeros."""
+
+    value: Fraction
+    fill_shape: Shape
+
+    def _compute_shape(self) -> Shape:
+        return self.fill_shape
+
+
+@node
+class Identity(Expr):
+    size: Dim
+
+    def _compute_shape(self) -> Shape:
+        return (self.size, self.size)
+
+
+@node
+class Differential(Expr):
+    """dX: the infinitesimal change of a variable, only ever present linearly."""
+
+    var: Var
+
+    def _compute_shape(self) -> Shape:
+        return self.var.shape
+
+
+# ---------------------------------------------------------------- compound nodes
+
+
+@node
+class Add(Expr):
+    terms: tuple[Expr, ...]
+
+    def _compute_shape(self) -> Shape:
+        return self.terms[0].shape
+
+    @property
+    def children(self) -> tuple[Expr, ...]:
+        return self.terms
+
+    def rebuild(self, children: tuple[Expr, ...]) -> Expr:
+        return add(*children)
+
+
+@node
+class MatMul(Expr):
+    """Product: a leading Num (if not 1), then 1x1 factors (scalars), then the matrix chain."""
+
+    factors: tuple[Expr, ...]
+
+    def _compute_shape(self) -> Shape:
+        return chain_shape([f for f in self.factors if not f.is_scalar])
+
+    @property
+    def children(self) -> tuple[Expr, ...]:
+        return self.factors
+
+    def rebuild(self, children: tuple[Expr, ...]) -> Expr:
+        return mul(*children)
+
+
+@node
+class Transpose(Expr):
+    arg: Expr
+
+    def _compute_shape(self) -> Shape:
+        rows, cols = self.arg.shape
+        return (cols, rows)
+
+    @property
+    def children(self) -> tuple[Expr, ...]:
+        return (self.arg,)
+
+    def rebuild(self, children: tuple[Expr, ...]) -> Expr:
+        return transpose(children[0])
+
+
+@node
+class Hadamard(Expr):
+    factors: tuple[Expr, ...]
+
+    def _compute_shape(self) -> Shape:
+        return self.factors[0].shape
+
+    @property
+    def children(self) -> tuple[Expr, ...]:
+        return self.factors
+
+    def rebuild(self, children: tuple[Expr, ...]) -> Expr:
+        return hadamard(*children)
+
+
+@node
+class ElemDiv(Expr):
+    numerator: Expr
+    denominator: Expr
+
+    def _compute_shape(self) -> Shape:
+        return self.numerator.shape
+
+    @property
+    def children(self) -> tuple[Expr, ...]:
+        return (self.numerator, self.denominator)
+
+    def rebuild(self, children: tuple[Expr, ...]) -> Expr:
+        return elem_div(*children)
+
+
+@node
+class Power(Expr):
+    """base^exponent: a scalar power (any scalar exponent) or an integer power of a square matrix."""
+
+    base: Expr
+    exponent: Expr
+
+    def _compute_shape(self) -> Shape:
+        return self.base.shape
+
+    @property
+    def children(self) -> tuple[Expr, ...]:
+        return (self.base, self.exponent)
+
+    def rebuild(self, children: tuple[Expr, ...]) -> Expr:
+        return power(*children)
+
+
+@node
+class ElemPower(Expr):
+    """base .^ exponent, entry by entry, with a scalar exponent."""
+
+    base: Expr
+    exponent: Expr
+
+    def _compute_shape(self) -> Shape:
+        return self.base.shape
+
+    @property
+    def children(self) -> tuple[Expr, ...]:
+        return (self.base, self.exponent)
+
+    def rebuild(self, children: tuple[Expr, ...]) -> Expr:
+        return elem_power(*children)
+
+
+@node
+class Func(Expr):
+    """A named function of functions.FUNCTIONS applied to one argument."""
+
+    name: str
+    arg: Expr
+
+    def _compute_shape(self) -> Shape:
+        return function_shape(self.name, self.arg.shape)
+
+    @property
+    def children(self) -> tuple[Expr, ...]:
+        return (self.arg,)
+
+    def rebuild(self, children: tuple[Expr, ...]) -> Expr:
+        return func(self.name, children[0])
+
+
+# ---------------------------------------------------------------- shape helpers
+
+
+def is_vector_shape(shape: Shape) -> bool:
+    """A column or row vector (exactly one dimension is 1)."""
+    return (shape[0] == 1) != (shape[1] == 1)
+
+
+def is_column(shape: Shape) -> bool:
+    return shape[1] == 1 and shape[0] != 1
+
+
+def chain_shape(chain: list[Expr] | tuple[Expr, ...]) -> Shape:
+    if not chain:
+        return SCALAR
+    return (chain[0].shape[0], chain[-1].shape[1])
+
+
+def function_shape(name: str, arg: Shape) -> Shape:
+    kind = FUNCTIONS[name].kind
+    if kind in ("elementwise", "vector") and name != "logsumexp":
+        return arg
+    if name == "inv":
+        return arg
+    if kind == "diag":
+        if arg == SCALAR:
+            return SCALAR
+        if is_vector_shape(arg):
+            size = arg[0] if arg[1] == 1 else arg[1]
+            return (size, size)
+        return (arg[0], 1)
+    return SCALAR
+
+
+# ---------------------------------------------------------------- constructors
+
+
+def num(value: int | Fraction | str) -> Num:
+    return Num(Fraction(value))
+
+
+ZERO = Num(Fraction(0))
+ONE = Num(Fraction(1))
+
+
+def fill(value: int | Fraction, shape: Shape) -> Expr:
+    if shape == SCALAR:
+        return num(value)
+    return Fill(Fraction(value), shape)
+
+
+def zeros(shape: Shape) -> Expr:
+    return fill(0, shape)
+
+
+def ones(shape: Shape) -> Expr:
+    return fill(1, shape)
+
+
+def identity(size: Dim) -> Expr:
+    return ONE if size == 1 else Identity(size)
+
+
+def is_zero(e: Expr) -> bool:
+    return isinstance(e, Num | Fill) and e.value == 0
+
+
+def is_ones(e: Expr) -> bool:
+    return isinstance(e, Num | Fill) and e.value == 1
+
+
+def add(*terms: Expr) -> Expr:
+    """Sum, flattened, without zero terms."""
+    if not terms:
+        raise ValueError("add() needs at least one term")
+    shape = terms[0].shape
+    flat: list[Expr] = []
+    for term in terms:
+        if isinstance(term, Add):
+            flat.extend(term.terms)
+        elif not is_zero(term):
+            flat.append(term)
+    if not flat:
+        return zeros(shape)
+    if len(flat) == 1:
+        return flat[0]
+    return Add(tuple(flat))
+
+
+def split_product(e: Expr) -> tuple[Fraction, list[Expr], list[Expr]]:
+    """(numeric coefficient, scalar factors, chain factors) of any expression seen as a product."""
+    if isinstance(e, Num):
+        return e.value, [], []
+    if isinstance(e, MatMul):
+        coefficient = Fraction(1)
+        scalars: list[Expr] = []
+        chain: list[Expr] = []
+        for factor in e.factors:
+            if isinstance(factor, Num):
+                coefficient *= factor.value
+            elif factor.is_scalar:
+                scalars.append(factor)
+            else:
+                chain.append(factor)
+        return coefficient, scalars, chain
+    if e.is_scalar:
+        return Fraction(1), [e], []
+    return Fraction(1), [], [e]
+
+
+def mul(*factors: Expr) -> Expr:
+    """Product in normal form: coefficient, then scalar factors, then the matrix chain.
+
+    A scalar sub-product with a chain (like a^T x) stays one factor unless it is the only chain
+    in the product, because its chain may not compose with the neighbours' (a^T x y).
+    """
+    coefficient = Fraction(1)
+    scalars: list[Expr] = []
+    chain: list[Expr] = []
+    for factor in factors:
+        c, s, ch = split_product(factor)
+        coefficient *= c
+        scalars.extend(s)
+        if factor.is_scalar and ch:
+            scalars.append(MatMul(tuple(ch)))
+        else:
+            chain.extend(ch)
+    shape = chain_shape(chain)
+    if coefficient == 0 or any(is_zero(f) for f in scalars + chain):
+        return zeros(shape)
+    if len(chain) > 1:
+        chain = [f for f in chain if not isinstance(f, Identity)] or [chain[0]]
+    if not chain:
+        units = [s for s in scalars if isinstance(s, MatMul)]
+        if len(units) == 1:
+            scalars.remove(units[0])
+            chain = list(units[0].factors)
+    if not scalars and len(chain) == 1 and isinstance(chain[0], Fill):  # c vector(v) -> vector(c v)
+        return fill(coefficient * chain[0].value, chain[0].fill_shape)
+    head: list[Expr] = [] if coefficient == 1 else [Num(coefficient)]
+    out = head + scalars + chain
+    if not out:
+        return ONE
+    if len(out) == 1:
+        return out[0]
+    return MatMul(tuple(out))
+
+
+def neg(e: Expr) -> Expr:
+    return mul(Num(Fraction(-1)), e)
+
+
+def sub(a: Expr, b: Expr) -> Expr:
+    return add(a, neg(b))
+
+
+def transpose(e: Expr) -> Expr:
+    """Transpose; absorbed by scalars, symmetric variables, identities and constant fills."""
+    if isinstance(e, Transpose):
+        return e.arg
+    if e.is_scalar or isinstance(e, Identity) or (isinstance(e, Var) and e.symmetric):
+        return e
+    if isinstance(e, Fill):
+        return Fill(e.value, (e.fill_shape[1], e.fill_shape[0]))
+    return Transpose(e)
+
+
+def hadamard(*factors: Expr) -> Expr:
+    """Element-wise product, flattened; between scalars it is the ordinary product."""
+    flat: list[Expr] = []
+    for factor in factors:
+        flat.extend(factor.factors if isinstance(factor, Hadamard) else (factor,))
+    if all(f.is_scalar for f in flat):
+        return mul(*flat)
+    if any(is_zero(f) for f in flat):
+        return zeros(flat[0].shape)
+    if len(flat) == 1:
+        return flat[0]
+    return Hadamard(tuple(flat))
+
+
+def power(base: Expr, exponent: Expr) -> Expr:
+    if exponent == ONE:
+        return base
+    whole_number_power = isinstance(exponent, Num) and exponent.value.denominator == 1
+    if isinstance(base, Num) and whole_number_power and (base.value != 0 or exponent.value > 0):
+        return Num(base.value ** int(exponent.value))
+    return Power(base, exponent)
+
+
+def reciprocal(e: Expr) -> Expr:
+    return power(e, Num(Fraction(-1)))
+
+
+def elem_div(numerator: Expr, denominator: Expr) -> Expr:
+    """Element-wise division; by a scalar it is a product with the reciprocal."""
+    if denominator.is_scalar:
+        return mul(numerator, reciprocal(denominator))
+    if is_zero(numerator):
+        return numerator
+    return ElemDiv(numerator, denominator)
+
+
+def elem_power(base: Expr, exponent: Expr) -> Expr:
+    if base.is_scalar:
+        return power(base, exponent)
+    if exponent == ONE:
+        return base
+    return ElemPower(base, exponent)
+
+
+def func(name: str, arg: Expr) -> Expr:
+    return Func(name, arg)
+
+
+# ---------------------------------------------------------------- traversal
+
+
+def walk(e: Expr) -> Iterator[Expr]:
+    """Every node, parents before children."""
+    stack = [e]
+    while stack:
+        current = stack.pop()
+        yield current
+        stack.extend(reversed(current.children))
+    return
+
+
+def contains(e: Expr, target: Expr) -> bool:
+    return any(sub_expr == target for sub_expr in walk(e))
+
+
+def contains_differential(e: Expr) -> bool:
+    return any(isinstance(sub_expr, Differential) for sub_expr in walk(e))
+
+
+def variables(e: Expr) -> dict[str, Var]:
+    """The variables of an expression by name, in order of first appearance."""
+    found: dict[str, Var] = {}
+    for sub_expr in walk(e):
+        if isinstance(sub_expr, Var):
+            found.setdefault(sub_expr.name, sub_expr)
+        elif isinstance(sub_expr, Differential):
+            found.setdefault(sub_expr.var.name, sub_expr.var)
+    return found
+
+
+def dimensions(exprs: Iterable[Expr]) -> list[str]:
+    """The symbolic dimensions used by the expressions, in order of first appearance."""
+    seen: dict[str, None] = {}
+    for e in exprs:
+        for sub_expr in walk(e):
+            for dim in sub_expr.shape:
+                if isinstance(dim, str):
+                    seen.setdefault(dim)
+    return list(seen)
+
+
+def map_bottom_up(e: Expr, fn: Callable[[Expr], Expr]) -> Expr:
+    """Rebuild e with fn applied to every node, children first."""
+    if e.children:
+        new_children = tuple(map_bottom_up(child, fn) for child in e.children)
+        if new_children != e.children:
+            e = e.rebuild(new_children)
+    return fn(e)
+
+
+def substitute(e: Expr, mapping: dict[Expr, Expr]) -> Expr:
+    return map_bottom_up(e, lambda sub_expr: mapping.get(sub_expr, sub_expr))

@@ -1,0 +1,293 @@
+"""Stage 5a: IR -> text in the input language (round-trips through the parser) and LaTeX.
+
+Precedence follows the grammar: a sum holds signed terms; a product (juxtaposition, .*, ./)
+is left-associative and holds postfix operands; postfix operators (^T, ^k, .^k) bind tightest.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+from .ir import (
+    Add,
+    Differential,
+    ElemDiv,
+    ElemPower,
+    Expr,
+    Fill,
+    Func,
+    Hadamard,
+    Identity,
+    MatMul,
+    Num,
+    Power,
+    Transpose,
+    Var,
+)
+
+# ---------------------------------------------------------------- numbers
+
+
+def number_text(value: Fraction) -> str:
+    """A finite decimal when there is one (0.5, 2, 1e-06), else p/q."""
+    if value.denominator == 1:
+        return str(value.numerator)
+    denominator = value.denominator
+    twos = fives = 0
+    while denominator % 2 == 0:
+        denominator //= 2
+        twos += 1
+    while denominator % 5 == 0:
+        denominator //= 5
+        fives += 1
+    if denominator == 1:
+        digits = max(twos, fives)
+        text = f"{float(value):.{digits}f}" if digits <= 15 else repr(float(value))
+        if Fraction(text) == value:
+            return text.rstrip("0").rstrip(".") if "." in text else text
+    return f"{value.numerator}/{value.denominator}"
+
+
+def _is_atom_number(value: Fraction) -> bool:
+    return value >= 0 and "/" not in number_text(value)
+
+
+# ---------------------------------------------------------------- text
+
+
+def _is_postfix_level(e: Expr) -> bool:
+    """Printable as an operand of juxtaposition without parentheses."""
+    if isinstance(e, Num):
+        return _is_atom_number(e.value)
+    if isinstance(e, Fill):
+        return True
+    return isinstance(e, Var | Identity | Func | Transpose | Power | ElemPower | Differential)
+
+
+def _is_atom_level(e: Expr) -> bool:
+    """Printable as the base of a postfix operator without parentheses."""
+    if isinstance(e, Fill):
+        return e.shape[0] != 1  # a row fill prints as vector(c)^T
+    return _is_postfix_level(e) and not isinstance(e, Transpose | Power | ElemPower)
+
+
+def _paren(text: str) -> str:
+    return f"({text})"
+
+
+def _is_negative(e: Expr) -> bool:
+    if isinstance(e, Num | Fill):
+        return e.value < 0
+    return isinstance(e, MatMul) and isinstance(e.factors[0], Num) and e.factors[0].value < 0
+
+
+def _negated(e: Expr) -> Expr:
+    from .ir import neg
+
+    return neg(e)
+
+
+def _fill_text(e: Fill, bare: bool) -> str:
+    if bare:
+        return number_text(e.value)
+    keyword = "matrix" if e.shape[0] != 1 and e.shape[1] != 1 else "vector"
+    text = f"{keyword}({number_text(e.value)})"
+    return text + "^T" if e.shape[0] == 1 else text
+
+
+def to_text(e: Expr) -> str:
+    return _text(e)
+
+
+def _operand(e: Expr, bare_fill: bool = False) -> str:
+    """An operand of a product-level operator."""
+    if isinstance(e, Fill) and bare_fill:
+        return number_text(e.value) if _is_atom_number(e.value) else _paren(number_text(e.value))
+    return _text(e) if _is_postfix_level(e) else _paren(_text(e))
+
+
+def _base(e: Expr) -> str:
+    return _text(e) if _is_atom_level(e) else _paren(_text(e))
+
+
+def _exponent(e: Expr) -> str:
+    if isinstance(e, Num):
+        text = number_text(e.value)
+        return text if "/" not in text else _paren(text)
+    if isinstance(e, Var):
+        return e.name
+    return _paren(_text(e))
+
+
+def _text(e: Expr) -> str:
+    if isinstance(e, Var):
+        return e.name
+    if isinstance(e, Num):
+        return number_text(e.value)
+    if isinstance(e, Fill):
+        return _fill_text(e, bare=False)
+    if isinstance(e, Identity):
+        return "I"
+    if isinstance(e, Differential):
+        return f"d{e.var.name}" if len(e.var.name) == 1 else f"d({e.var.name})"
+    if isinstance(e, Add):
+        parts = []
+        for index, term in enumerate(e.terms):
+            negative = _is_negative(term)
+            shown = _negated(term) if negative and index else term
+            body = number_text(shown.value) if isinstance(shown, Fill) else _text(shown)
+            if index == 0:
+                parts.append(body)
+            else:
+                parts.append(f"- {body}" if negative else f"+ {body}")
+        return " ".join(parts)
+    if isinstance(e, MatMul):
+        factors = list(e.factors)
+        prefix = ""
+        if isinstance(factors[0], Num):
+            coefficient = factors.pop(0).value
+            if coefficient == -1:
+                prefix = "-"
+                # -(a .* b) prints as -a .* b: unary minus applies to the whole product
+                if len(factors) == 1 and isinstance(factors[0], Hadamard | ElemDiv):
+                    return prefix + _text(factors[0])
+            elif coefficient < 0:
+                prefix = f"-{number_text(-coefficient)} "
+            else:
+                prefix = f"{number_text(coefficient)} "
+        return prefix + " ".join(_operand(f) for f in factors)
+    if isinstance(e, Hadamard):
+        return " .* ".join(_operand(f) for f in e.factors)
+    if isinstance(e, ElemDiv):
+        return f"{_operand(e.numerator, bare_fill=True)} ./ {_operand(e.denominator)}"
+    if isinstance(e, Transpose):
+        return f"{_base(e.arg)}^T"
+    if isinstance(e, Power):
+        return f"{_base(e.base)}^{_exponent(e.exponent)}"
+    if isinstance(e, ElemPower):
+        return f"{_base(e.base)}.^{_exponent(e.exponent)}"
+    if isinstance(e, Func):
+        return f"{e.name}({_text(e.arg)})"
+    raise TypeError(f"cannot print {type(e).__name__}")
+
+
+# ---------------------------------------------------------------- LaTeX
+
+_GREEK_LATEX = {
+    "α": "alpha", "β": "beta", "γ": "gamma", "δ": "delta", "ε": "epsilon", "ζ": "zeta", "η": "eta",
+    "θ": "theta", "ι": "iota", "κ": "kappa", "λ": "lambda", "μ": "mu", "ν": "nu", "ξ": "xi",
+    "π": "pi", "ρ": "rho", "σ": "sigma", "τ": "tau", "υ": "upsilon", "φ": "phi", "χ": "chi",
+    "ψ": "psi", "ω": "omega", "Σ": "Sigma", "Λ": "Lambda", "Ω": "Omega", "Δ": "Delta", "Γ": "Gamma",
+    "Θ": "Theta", "Φ": "Phi", "Ψ": "Psi", "Π": "Pi", "Ξ": "Xi",
+}
+_GREEK_WORDS = set(_GREEK_LATEX.values()) - {"omicron"}
+
+_LATEX_FUNCTIONS = {
+    "exp": r"\exp", "log": r"\log", "sin": r"\sin", "cos": r"\cos", "tan": r"\tan", "tanh": r"\tanh",
+    "arcsin": r"\arcsin", "arccos": r"\arccos", "arctan": r"\arctan", "det": r"\det",
+    "tr": r"\operatorname{tr}", "diag": r"\operatorname{diag}", "sum": r"\operatorname{sum}",
+    "sigmoid": r"\sigma", "relu": r"\operatorname{relu}", "softplus": r"\operatorname{softplus}",
+    "sign": r"\operatorname{sign}", "step": r"\operatorname{step}", "softmax": r"\operatorname{softmax}",
+    "logsumexp": r"\operatorname{logsumexp}", "logdet": r"\log\det",
+}
+
+
+def latex_name(name: str) -> str:
+    stem = name.rstrip("0123456789")
+    digits = name[len(stem):]
+    if "_" in stem:
+        stem, _, sub = stem.partition("_")
+        digits = sub + digits
+    if stem in _GREEK_LATEX:
+        stem = "\\" + _GREEK_LATEX[stem]
+    elif stem in _GREEK_WORDS:
+        stem = "\\" + stem
+    elif len(stem) > 1:
+        stem = rf"\mathit{{{stem}}}"
+    return f"{stem}_{{{digits}}}" if digits else stem
+
+
+def _latex_number(value: Fraction) -> str:
+    if value.denominator != 1 and "/" in number_text(value):
+        sign = "-" if value < 0 else ""
+        return rf"{sign}\frac{{{abs(value.numerator)}}}{{{value.denominator}}}"
+    return number_text(value)
+
+
+def to_latex(e: Expr) -> str:
+    return _latex(e)
+
+
+def _latex_operand(e: Expr) -> str:
+    text = _latex(e)
+    if isinstance(e, Add | Hadamard | ElemDiv) or (isinstance(e, MatMul) and not _is_postfix_level(e)):
+        return rf"\left({text}\right)"
+    if isinstance(e, Num | Fill) and e.value < 0:
+        return rf"\left({text}\right)"
+    return text
+
+
+def _latex_base(e: Expr) -> str:
+    if isinstance(e, Var | Identity | Num) and not (isinstance(e, Num) and e.value < 0):
+        return _latex(e)
+    if isinstance(e, Func) and e.name not in _LATEX_FUNCTIONS:  # norms, abs, sqrt have their own brackets
+        return _latex(e)
+    return rf"\left({_latex(e)}\right)"
+
+
+def _latex(e: Expr) -> str:
+    if isinstance(e, Var):
+        return latex_name(e.name)
+    if isinstance(e, Num):
+        return _latex_number(e.value)
+    if isinstance(e, Fill):
+        if e.value in (0, 1):
+            body = rf"\mathbf{{{e.value}}}"
+        else:
+            body = rf"{_latex_number(e.value)}\mathbf{{1}}"
+        return body + r"^\top" if e.shape[0] == 1 else body
+    if isinstance(e, Identity):
+        return "I"
+    if isinstance(e, Differential):
+        return rf"\mathrm{{d}}{latex_name(e.var.name)}"
+    if isinstance(e, Add):
+        parts = []
+        for index, term in enumerate(e.terms):
+            negative = _is_negative(term)
+            shown = _negated(term) if negative and index else term
+            body = _latex(shown)
+            parts.append(body if index == 0 else (f"- {body}" if negative else f"+ {body}"))
+        return " ".join(parts)
+    if isinstance(e, MatMul):
+        factors = list(e.factors)
+        prefix = ""
+        if isinstance(factors[0], Num):
+            coefficient = factors.pop(0).value
+            prefix = "-" if coefficient == -1 else (_latex_number(coefficient) + " " if coefficient != 1 else "")
+        return prefix + r" \, ".join(_latex_operand(f) for f in factors)
+    if isinstance(e, Hadamard):
+        return r" \odot ".join(_latex_operand(f) for f in e.factors)
+    if isinstance(e, ElemDiv):
+        return rf"{_latex_operand(e.numerator)} \oslash {_latex_operand(e.denominator)}"
+    if isinstance(e, Transpose):
+        if isinstance(e.arg, Func) and e.arg.name == "inv":
+            return rf"{_latex_base(e.arg.arg)}^{{-\top}}"
+        return rf"{_latex_base(e.arg)}^\top"
+    if isinstance(e, Power):
+        return rf"{_latex_base(e.base)}^{{{_latex(e.exponent)}}}"
+    if isinstance(e, ElemPower):
+        return rf"{_latex_base(e.base)}^{{\circ {_latex(e.exponent)}}}"
+    if isinstance(e, Func):
+        arg = _latex(e.arg)
+        if e.name == "inv":
+            return rf"{_latex_base(e.arg)}^{{-1}}"
+        if e.name == "norm2":
+            return rf"\left\lVert {arg} \right\rVert_2"
+        if e.name == "norm1":
+            return rf"\left\lVert {arg} \right\rVert_1"
+        if e.name == "abs":
+            return rf"\left| {arg} \right|"
+        if e.name == "sqrt":
+            return rf"\sqrt{{{arg}}}"
+        return rf"{_LATEX_FUNCTIONS[e.name]}\left({arg}\right)"
+    raise TypeError(f"cannot render {type(e).__name__}")

@@ -1,0 +1,510 @@
+"""Stage 2: syntax tree -> typed IR, inferring every dimension by unification.
+
+Dimensions are unknowns joined by union-find over the whole expression (in `x^T A x`, A must be
+n x n). An unknown is never unified with 1, so scalar-ness is decided by each node's kind, and
+a mismatch is reported with both operands' source text and shapes.
+"""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+import re
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import TYPE_CHECKING
+
+from . import ir
+from .errors import ParseError, ShapeError
+from .functions import FUNCTIONS
+from .parsing import Declaration, Declarations, caret_line, parse_tree
+
+if TYPE_CHECKING:
+    from lark import Token, Tree
+
+GREEK = frozenset(
+    ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa", "lambda", "mu", "nu", "xi", "omicron", "pi", "rho", "sigma", "tau", "upsilon", "phi", "chi", "psi", "omega"]
+)
+DIM_NAMES = ("n", "m", "p", "q", "r", "s", "k", "l", "t", "u", "v", "w")
+
+
+def default_kind(name: str) -> str:
+    """A capital letter starts a matrix, a Greek name is a scalar, other lowercase names are vectors."""
+    if name[0].isupper():
+        return "matrix"
+    stem = re.match(r"[A-Za-z\u0370-\u03ff]*", name).group(0)  # type: ignore[union-attr]
+    if "\u0370" <= name[0] <= "\u03ff" or stem.lower() in GREEK:
+        return "scalar"
+    return "vector"
+
+
+# ---------------------------------------------------------------- dimensions
+
+
+class DimVar:
+    """An unknown dimension; `name` is set when a declaration names it."""
+
+    __slots__ = ("name", "order")
+
+    def __init__(self, order: int, name: str | None = None) -> None:
+        self.order = order
+        self.name = name
+
+
+DimTerm = DimVar | int
+
+
+class Dimensions:
+    def __init__(self, reserved_names: set[str]) -> None:
+        self.parent: dict[DimVar, DimTerm] = {}
+        self.named: dict[str, DimVar] = {}
+        self.created: list[DimVar] = []
+        self.reserved = reserved_names
+
+    def fresh(self, name: str | None = None) -> DimVar:
+        if name is not None and name in self.named:
+            return self.named[name]
+        var = DimVar(len(self.created), name)
+        self.created.append(var)
+        if name is not None:
+            self.named[name] = var
+        return var
+
+    def find(self, term: DimTerm) -> DimTerm:
+        while isinstance(term, DimVar) and term in self.parent:
+            term = self.parent[term]
+        return term
+
+    def unify(self, a: DimTerm, b: DimTerm) -> bool:
+        a, b = self.find(a), self.find(b)
+        if a is b or (isinstance(a, int) and a == b):
+            return True
+        if isinstance(a, int) and isinstance(b, int):
+            return False
+        if isinstance(a, int):
+            a, b = b, a
+        assert isinstance(a, DimVar)
+        if isinstance(b, int):
+            if b == 1:
+                return False
+            self.parent[a] = b
+            return True
+        if a.name is not None and b.name is not None:
+            return False
+        if a.name is not None:  # keep the declared name at the root
+            a, b = b, a
+        self.parent[a] = b
+        return True
+
+    def names(self) -> dict[DimVar, ir.Dim]:
+        """Resolved dimension of every root: declared name, integer, or a fresh name by first appearance."""
+        taken = set(self.named) | self.reserved
+        pool = (n for n in DIM_NAMES + tuple(f"n{i}" for i in range(1, 10_000)) if n not in taken)
+        out: dict[DimVar, ir.Dim] = {}
+        for var in self.created:
+            root = self.find(var)
+            if isinstance(root, int):
+                out[var] = root
+                continue
+            if root not in out:
+                out[root] = root.name if root.name is not None else next(pool)
+            out[var] = out[root]
+        return out
+
+    def show(self, term: DimTerm) -> str:
+        root = self.find(term)
+        if isinstance(root, int):
+            return str(root)
+        return str(self.names()[root])
+
+
+# ---------------------------------------------------------------- typed syntax
+
+
+@dataclass
+class Typed:
+    """A syntax node with its inferred (not yet named) shape and source text."""
+
+    op: str
+    shape: tuple[DimTerm, DimTerm]
+    text: str
+    children: list[Typed] = field(default_factory=list)
+    payload: object = None
+
+    @property
+    def is_scalar(self) -> bool:
+        return self.shape == (1, 1)
+
+
+@dataclass
+class SymbolInfo:
+    kind: str
+    shape: tuple[DimTerm, DimTerm]
+
+
+class Inference:
+    def __init__(self, text: str, declarations: Declarations) -> None:
+        self.text = text
+        self.declarations = declarations
+        reserved = {d for decl in declarations.values() for d in decl.dims if isinstance(d, str)}
+        self.dims = Dimensions(reserved)
+        self.symbols: dict[str, SymbolInfo] = {}
+        for declaration in declarations.values():  # declared dims are named in declaration order
+            self.symbol(declaration.name)
+
+    # ------------------------------------------------------------ messages
+    def fmt(self, node: Typed) -> str:
+        rows, cols = (self.dims.show(d) for d in node.shape)
+        if node.is_scalar:
+            return "a scalar"
+        if cols == "1":
+            return f"a vector ({rows}×1)"
+        if rows == "1":
+            return f"a row vector (1×{cols})"
+        return f"a matrix ({rows}×{cols})"
+
+    @staticmethod
+    def error(message: str) -> ShapeError:
+        return ShapeError(message)
+
+    # ------------------------------------------------------------ symbols
+    def symbol(self, name: str) -> SymbolInfo:
+        if name in self.symbols:
+            return self.symbols[name]
+        declaration = self.declarations.get(name) or Declaration(name, default_kind(name))
+        dims = [self.dims.fresh(d) if isinstance(d, str) else d for d in declaration.dims]
+        kind = declaration.kind
+        if kind == "scalar":
+            shape: tuple[DimTerm, DimTerm] = (1, 1)
+        elif kind == "vector":
+            shape = (dims[0] if dims else self.dims.fresh(), 1)
+        elif kind == "symmetric":
+            size = dims[0] if dims else self.dims.fresh()
+            shape = (size, size)
+        else:
+            shape = (dims[0], dims[1]) if dims else (self.dims.fresh(), self.dims.fresh())
+        info = SymbolInfo(kind, shape)
+        self.symbols[name] = info
+        return info
+
+    # ------------------------------------------------------------ tree walk
+    def source(self, tree: Tree | Token) -> str:
+        start, end = _span(tree)
+        return self.text[start:end].strip() if start is not None else str(tree)
+
+    def visit(self, tree: Tree | Token) -> Typed:
+        kind = getattr(tree, "data", None)
+        if kind is None:  # a bare token
+            raise AssertionError(f"unexpected token {tree!r}")
+        method = getattr(self, f"visit_{kind}")
+        return method(tree)
+
+    def visit_number(self, tree: Tree) -> Typed:
+        return Typed("num", (1, 1), str(tree.children[0]), payload=Fraction(str(tree.children[0])))
+
+    def visit_name(self, tree: Tree) -> Typed:
+        name = str(tree.children[0])
+        if name in ("I", "eye") and name not in self.declarations:
+            size = self.dims.fresh()
+            return Typed("identity", (size, size), name)
+        info = self.symbol(name)
+        return Typed("var", info.shape, name, payload=(name, info.kind == "symmetric"))
+
+    def visit_fill(self, tree: Tree) -> Typed:
+        keyword, number_tree = tree.children
+        sign, number = number_tree.children
+        value = Fraction(str(number)) * (-1 if sign is not None and str(sign) == "-" else 1)
+        shape = (self.dims.fresh(), 1) if str(keyword) == "vector" else (self.dims.fresh(), self.dims.fresh())
+        return Typed("fill", shape, self.source(tree), payload=value)
+
+    def visit_unary(self, tree: Tree) -> Typed:
+        sign, operand = tree.children
+        inner = self.visit(operand)
+        if str(sign) == "+":
+            return inner
+        return Typed("neg", inner.shape, self.source(tree), [inner])
+
+    def visit_sum(self, tree: Tree) -> Typed:
+        items = tree.children
+        result = self.visit(items[0])
+        for sign, operand in zip(items[1::2], items[2::2], strict=True):
+            right = self.visit(operand)
+            result = self.add(result, right, str(sign), self._join(result, right, str(sign)))
+        return result
+
+    def visit_product(self, tree: Tree) -> Typed:
+        items = tree.children
+        self._check_unknown_function(items)
+        result = self.visit(items[0])
+        for tail in items[1:]:
+            if tail.data == "explicit":
+                operator, operand = tail.children
+                right = self.visit(operand)
+                result = self.multiply(result, right, str(operator), self._join(result, right, str(operator)))
+            else:
+                right = self.visit(tail.children[0])
+                result = self.multiply(result, right, "", self._join(result, right, ""))
+        return result
+
+    def visit_postfix(self, tree: Tree) -> Typed:
+        items = tree.children
+        result = self.visit(items[0])
+        start, _ = _span(tree)
+        for op in items[1:]:
+            _, end = _span(op)
+            text = self.text[start:end].strip() if start is not None and end is not None else result.text
+            if op.data == "transpose_op":
+                result = Typed("transpose", (result.shape[1], result.shape[0]), text, [result])
+            elif op.data == "power_op":
+                result = self.power(result, self.visit(op.children[0]), text)
+            else:
+                result = self.elem_power(result, self.visit(op.children[0]), text)
+        return result
+
+    def visit_call(self, tree: Tree) -> Typed:
+        name_token, argument = tree.children
+        return self.call(str(name_token), self.visit(argument), self.source(tree))
+
+    # ------------------------------------------------------------ operators
+    @staticmethod
+    def _join(left: Typed, right: Typed, operator: str) -> str:
+        return f"{left.text} {operator} {right.text}" if operator else f"{left.text} {right.text}"
+
+    def unify_shapes(self, left: Typed, right: Typed, what: str) -> None:
+        if not (self.dims.unify(left.shape[0], right.shape[0]) and self.dims.unify(left.shape[1], right.shape[1])):
+            raise self.error(f"{what} needs operands of the same shape, but `{left.text}` is {self.fmt(left)} "
+                             f"and `{right.text}` is {self.fmt(right)}")
+
+    def broadcast(self, scalar: Typed, like: Typed) -> Typed:
+        """A number next to a vector or matrix in + - ./ stands for a constant of that shape."""
+        return Typed("fill", like.shape, scalar.text, payload=_number_value(scalar))
+
+    def add(self, left: Typed, right: Typed, sign: str, text: str) -> Typed:
+        if left.is_scalar != right.is_scalar:
+            scalar, other = (left, right) if left.is_scalar else (right, left)
+            if _number_value(scalar) is None:
+                raise self.error(
+                    f"cannot {'add' if sign == '+' else 'subtract'} `{left.text}` ({self.fmt(left)}) and "
+                    f"`{right.text}` ({self.fmt(right)}): only a number stands for a constant vector or matrix; "
+                    f"write `{scalar.text} vector(1)` or `{scalar.text} matrix(1)`")
+            scalar = self.broadcast(scalar, other)
+            left, right = (scalar, other) if left.is_scalar else (other, scalar)
+        self.unify_shapes(left, right, "'+'" if sign == "+" else "'-'")
+        return Typed("add" if sign == "+" else "sub", left.shape, text, [left, right])
+
+    def multiply(self, left: Typed, right: Typed, operator: str, text: str) -> Typed:
+        if operator in ("", "*"):
+            if left.is_scalar or right.is_scalar:
+                return Typed("mul", right.shape if left.is_scalar else left.shape, text, [left, right])
+            if not self.dims.unify(left.shape[1], right.shape[0]):
+                raise self.error(
+                    f"cannot multiply `{left.text}` ({self.fmt(left)}) by `{right.text}` ({self.fmt(right)}): "
+                    f"the columns of the left ({self.dims.show(left.shape[1])}) must equal the rows of the "
+                    f"right ({self.dims.show(right.shape[0])})")
+            return Typed("mul", (left.shape[0], right.shape[1]), text, [left, right])
+        if operator == "/":
+            if not right.is_scalar:
+                raise self.error(f"'/' divides by a scalar, but `{right.text}` is {self.fmt(right)}; "
+                                 f"use ./ for element-wise division")
+            return Typed("div", left.shape, text, [left, right])
+        if operator in (".*", "⊙"):
+            if left.is_scalar or right.is_scalar:
+                return Typed("mul", right.shape if left.is_scalar else left.shape, text, [left, right])
+            self.unify_shapes(left, right, "element-wise product")
+            return Typed("hadamard", left.shape, text, [left, right])
+        # element-wise division ./ or ⊘
+        if right.is_scalar:
+            return Typed("div", left.shape, text, [left, right])
+        if left.is_scalar:
+            ones = Typed("fill", right.shape, "1", payload=Fraction(1))
+            if _number_value(left) is None:
+                left = Typed("mul", right.shape, left.text, [left, ones])
+            else:
+                left = self.broadcast(left, right)
+        self.unify_shapes(left, right, "element-wise division")
+        return Typed("ediv", left.shape, text, [left, right])
+
+    def power(self, base: Typed, exponent: Typed, text: str) -> Typed:
+        if not exponent.is_scalar:
+            raise self.error(f"an exponent must be a scalar, but `{exponent.text}` is {self.fmt(exponent)}")
+        if base.is_scalar:
+            return Typed("power", (1, 1), text, [base, exponent])
+        if base.shape[1] == 1 or base.shape[0] == 1:
+            raise self.error(f"`{base.text}` is {self.fmt(base)} and has no matrix power; "
+                             f"use .^ for an element-wise power")
+        if not self.dims.unify(base.shape[0], base.shape[1]):
+            raise self.error(f"a matrix power needs a square matrix, but `{base.text}` is {self.fmt(base)}")
+        k = _number_value(exponent)
+        if k is None or k.denominator != 1:
+            raise self.error(f"a matrix power needs a whole-number exponent, not `{exponent.text}`; "
+                             f"use .^ for an element-wise power")
+        if k == -1:
+            return Typed("call", base.shape, text, [base], payload="inv")
+        if k < 0:
+            inverse = Typed("call", base.shape, f"inv({base.text})", [base], payload="inv")
+            return Typed("power", base.shape, text, [inverse, Typed("num", (1, 1), str(-k), payload=-k)])
+        if k == 0:
+            return Typed("identity", base.shape, text)
+        return Typed("power", base.shape, text, [base, Typed("num", (1, 1), str(k), payload=k)])
+
+    def elem_power(self, base: Typed, exponent: Typed, text: str) -> Typed:
+        if not exponent.is_scalar:
+            raise self.error(f"an exponent must be a scalar, but `{exponent.text}` is {self.fmt(exponent)}")
+        return Typed("epower", base.shape, text, [base, exponent])
+
+    def call(self, name: str, arg: Typed, text: str) -> Typed:
+        kind = FUNCTIONS[name].kind
+        if kind == "square":
+            if not arg.is_scalar and (arg.shape[0] == 1 or arg.shape[1] == 1):
+                raise self.error(f"{name} needs a square matrix, but `{arg.text}` is {self.fmt(arg)}")
+            if not self.dims.unify(arg.shape[0], arg.shape[1]):
+                raise self.error(f"{name} needs a square matrix, but `{arg.text}` is {self.fmt(arg)}")
+            shape = arg.shape if name == "inv" else (1, 1)
+        elif kind == "vector":
+            if arg.shape[1] != 1 or arg.is_scalar:
+                raise self.error(f"{name} needs a column vector, but `{arg.text}` is {self.fmt(arg)}")
+            shape = arg.shape if name == "softmax" else (1, 1)
+        elif kind == "diag":
+            if arg.is_scalar:
+                shape = (1, 1)
+            elif arg.shape[1] == 1:
+                shape = (arg.shape[0], arg.shape[0])
+            elif arg.shape[0] == 1:
+                shape = (arg.shape[1], arg.shape[1])
+            else:
+                if not self.dims.unify(arg.shape[0], arg.shape[1]):
+                    raise self.error(f"diag of a matrix needs a square matrix, but `{arg.text}` is {self.fmt(arg)}")
+                shape = (arg.shape[0], 1)
+        elif kind == "elementwise":
+            shape = arg.shape
+        else:
+            shape = (1, 1)
+        return Typed("call", shape, text, [arg], payload=name)
+
+    def _check_unknown_function(self, items: list) -> None:
+        """`foo(x)` with an undeclared multi-letter name reads as a call of an unknown function."""
+        for item, following in itertools.pairwise(items):
+            if getattr(item, "data", None) != "name" or following.data != "juxtaposed":
+                continue
+            token = item.children[0]
+            name = str(token)
+            if len(name) < 2 or name in self.declarations or token.end_pos >= len(self.text):
+                continue
+            if self.text[token.end_pos] != "(":
+                continue
+            suggestion = difflib.get_close_matches(name, list(FUNCTIONS), n=1)
+            hint = f"; did you mean '{suggestion[0]}'?" if suggestion else f"; the functions are {', '.join(FUNCTIONS)}"
+            raise ParseError(f"unknown function '{name}'{hint}\n{caret_line(self.text, token.start_pos)}",
+                             self.text, token.start_pos)
+
+    # ------------------------------------------------------------ IR
+    def build(self, root: Typed) -> ir.Expr:
+        names = self.dims.names()
+
+        def dim(term: DimTerm) -> ir.Dim:
+            root_term = self.dims.find(term)
+            return root_term if isinstance(root_term, int) else names[root_term]
+
+        def shape(node: Typed) -> ir.Shape:
+            return (dim(node.shape[0]), dim(node.shape[1]))
+
+        def to_ir(node: Typed) -> ir.Expr:
+            args = [to_ir(child) for child in node.children]
+            op = node.op
+            if op == "num":
+                return ir.Num(node.payload)  # type: ignore[arg-type]
+            if op == "var":
+                name, symmetric = node.payload  # type: ignore[misc]
+                return ir.Var(name, shape(node), symmetric)
+            if op == "identity":
+                return ir.identity(dim(node.shape[0]))
+            if op == "fill":
+                return ir.fill(node.payload, shape(node))  # type: ignore[arg-type]
+            if op == "neg":
+                return ir.neg(args[0])
+            if op == "add":
+                return ir.add(*args)
+            if op == "sub":
+                return ir.sub(*args)
+            if op == "mul":
+                return ir.mul(*args)
+            if op == "div":
+                return ir.mul(args[0], ir.reciprocal(args[1]))
+            if op == "hadamard":
+                return ir.hadamard(*args)
+            if op == "ediv":
+                return ir.elem_div(*args)
+            if op == "power":
+                return ir.power(*args)
+            if op == "epower":
+                return ir.elem_power(*args)
+            if op == "transpose":
+                return ir.transpose(args[0])
+            if op == "call":
+                return ir.func(node.payload, args[0])  # type: ignore[arg-type]
+            raise AssertionError(f"unknown typed op {op}")
+
+        return to_ir(root)
+
+    def declared_symbols(self) -> Declarations:
+        """The inferred type and shape of every symbol, as declarations (for messages and round trips)."""
+        names = self.dims.names()
+        out: Declarations = {}
+        for name, info in self.symbols.items():
+            dims = []
+            for term in info.shape:
+                root = self.dims.find(term)
+                dims.append(root if isinstance(root, int) else names[root])
+            if info.kind == "scalar":
+                out[name] = Declaration(name, "scalar")
+            elif info.kind == "vector":
+                out[name] = Declaration(name, "vector", (dims[0],))
+            elif info.kind == "symmetric":
+                out[name] = Declaration(name, "symmetric", (dims[0],))
+            else:
+                out[name] = Declaration(name, "matrix", tuple(dims))
+        return out
+
+
+def _span(tree: Tree | Token) -> tuple[int | None, int | None]:
+    if hasattr(tree, "meta"):
+        meta = tree.meta
+        if getattr(meta, "empty", True):
+            return None, None
+        return meta.start_pos, meta.end_pos
+    return tree.start_pos, tree.end_pos
+
+
+def _number_value(node: Typed) -> Fraction | None:
+    if node.op == "num":
+        return node.payload  # type: ignore[return-value]
+    if node.op == "neg" and node.children[0].op == "num":
+        return -node.children[0].payload  # type: ignore[operator]
+    return None
+
+
+@dataclass(frozen=True)
+class Parsed:
+    expr: ir.Expr
+    symbols: Declarations
+
+
+def parse_typed(text: str, declarations: Declarations, expected_shape: ir.Shape | None = None,
+                extra_symbols: tuple[str, ...] = ()) -> Parsed:
+    """Parse and type an expression; `extra_symbols` get typed too (e.g. the variable of a derivative)."""
+    tree = parse_tree(text)
+    inference = Inference(text, declarations)
+    root = inference.visit(tree)
+    if expected_shape is not None:
+        _unify_expected(inference, root, expected_shape)
+    for name in extra_symbols:
+        inference.symbol(name)
+    return Parsed(inference.build(root), inference.declared_symbols())
+
+
+def _unify_expected(inference: Inference, root: Typed, expected: ir.Shape) -> None:
+    for term, want in zip(root.shape, expected, strict=True):
+        target: DimTerm = want if isinstance(want, int) else inference.dims.fresh(want)
+        if not inference.dims.unify(term, target):
+            raise ShapeError(f"`{root.text}` is {inference.fmt(root)}, but a result of shape "
+                             f"{expected[0]}×{expected[1]} was expected")

@@ -1,0 +1,439 @@
+"""Stage 4: simplification to Matrix Cookbook form, by the rule table SIMPLIFY_RULES.
+
+Every rule is one-directional and none expands a product over a sum, so the rules terminate:
+each either removes nodes, moves a transpose towards the leaves, or merges sum terms.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+from . import ir
+from .ir import (
+    Add,
+    ElemDiv,
+    Expr,
+    Fill,
+    Func,
+    Hadamard,
+    MatMul,
+    Num,
+    Power,
+    Transpose,
+    Var,
+    add,
+    elem_div,
+    func,
+    hadamard,
+    mul,
+    power,
+    split_product,
+    transpose,
+)
+from .rewrite import RewriteRule, normalize, rule_table
+
+SIMPLIFY_RULES: list[RewriteRule] = []
+rule = rule_table(SIMPLIFY_RULES)
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _chain_rewrite(e: Expr, pair_rule) -> Expr | None:  # type: ignore[no-untyped-def]
+    """Apply pair_rule(left, right) -> list | None to the first adjacent pair of a product's chain."""
+    if not isinstance(e, MatMul):
+        return None
+    coefficient, scalars, chain = split_product(e)
+    for i in range(len(chain) - 1):
+        replacement = pair_rule(chain[i], chain[i + 1])
+        if replacement is not None:
+            new_chain = chain[:i] + list(replacement) + chain[i + 2 :]
+            return mul(Num(coefficient), *scalars, *new_chain)
+    return None
+
+
+def _is_inv_of(e: Expr, x: Expr) -> bool:
+    return isinstance(e, Func) and e.name == "inv" and e.arg == x
+
+
+def _is_fill(e: Expr, value: int | None = None) -> bool:
+    return isinstance(e, Fill) and (value is None or e.value == value)
+
+
+def commutative_key(e: Expr) -> object:
+    """A key equal for expressions that differ only in the order of commutative operands."""
+    if isinstance(e, Hadamard):
+        return ("⊙", tuple(sorted((commutative_key(f) for f in e.factors), key=repr)))
+    if isinstance(e, Add):
+        return ("+", tuple(sorted((commutative_key(t) for t in e.terms), key=repr)))
+    if isinstance(e, MatMul):
+        coefficient, scalars, chain = split_product(e)
+        return ("·", coefficient, tuple(sorted((commutative_key(s) for s in scalars), key=repr)),
+                tuple(commutative_key(f) for f in chain))
+    if e.children:
+        extra = e.name if isinstance(e, Func) else None
+        return (type(e).__name__, extra, tuple(commutative_key(c) for c in e.children))
+    return e
+
+
+def _coefficient_and_body(term: Expr) -> tuple[Fraction, Expr]:
+    coefficient, scalars, chain = split_product(term)
+    if not scalars and not chain:
+        return coefficient, ir.ONE
+    return coefficient, mul(*scalars, *chain)
+
+
+# ---------------------------------------------------------------- transposes
+
+
+@rule("transpose of a product", "(A B)^T -> B^T A^T", "(A B)^T")
+def _transpose_product(e: Expr) -> Expr | None:
+    if isinstance(e, Transpose) and isinstance(e.arg, MatMul):
+        return mul(*[transpose(f) for f in reversed(e.arg.factors)])
+    return None
+
+
+@rule("transpose of a sum", "(A + B)^T -> A^T + B^T", "(A + B)^T")
+def _transpose_sum(e: Expr) -> Expr | None:
+    if isinstance(e, Transpose) and isinstance(e.arg, Add):
+        return add(*[transpose(t) for t in e.arg.terms])
+    return None
+
+
+@rule("transpose of a Hadamard product", "(A .* B)^T -> A^T .* B^T", "(X .* Y)^T")
+def _transpose_hadamard(e: Expr) -> Expr | None:
+    if isinstance(e, Transpose) and isinstance(e.arg, Hadamard):
+        return hadamard(*[transpose(f) for f in e.arg.factors])
+    return None
+
+
+@rule("transpose of an element-wise quotient", "(A ./ B)^T -> A^T ./ B^T", "(X ./ Y)^T")
+def _transpose_quotient(e: Expr) -> Expr | None:
+    if isinstance(e, Transpose) and isinstance(e.arg, ElemDiv):
+        return elem_div(transpose(e.arg.numerator), transpose(e.arg.denominator))
+    return None
+
+
+@rule("transpose of a diagonal matrix", "diag(v)^T -> diag(v)", "diag(x)^T")
+def _transpose_diag(e: Expr) -> Expr | None:
+    if isinstance(e, Transpose) and isinstance(e.arg, Func) and e.arg.name == "diag" \
+            and ir.is_vector_shape(e.arg.arg.shape):
+        return e.arg
+    return None
+
+
+@rule("inverse of a transpose", "inv(A^T) -> inv(A)^T", "inv(X^T)")
+def _inverse_transpose(e: Expr) -> Expr | None:
+    if isinstance(e, Func) and e.name == "inv" and isinstance(e.arg, Transpose):
+        return transpose(func("inv", e.arg.arg))
+    return None
+
+
+@rule("transpose of a symmetric inverse", "inv(S)^T -> inv(S) for symmetric S", "inv(S)^T", "S: symmetric")
+def _transpose_symmetric_inverse(e: Expr) -> Expr | None:
+    if isinstance(e, Transpose) and isinstance(e.arg, Func) and e.arg.name == "inv" \
+            and isinstance(e.arg.arg, Var) and e.arg.arg.symmetric:
+        return e.arg
+    return None
+
+
+# ---------------------------------------------------------------- inverses and products
+
+
+@rule("inverse of an inverse", "inv(inv(A)) -> A", "inv(inv(X))")
+def _inverse_inverse(e: Expr) -> Expr | None:
+    if isinstance(e, Func) and e.name == "inv" and isinstance(e.arg, Func) and e.arg.name == "inv":
+        return e.arg.arg
+    return None
+
+
+@rule("inverse cancels", "A inv(A) -> I;  inv(A) A -> I", "X inv(X) Y")
+def _inverse_cancels(e: Expr) -> Expr | None:
+    def pair(left: Expr, right: Expr) -> list[Expr] | None:
+        if _is_inv_of(right, left) or _is_inv_of(left, right):
+            return [ir.identity(left.shape[0])]
+        if isinstance(left, Transpose) and isinstance(right, Transpose) and \
+                (_is_inv_of(right.arg, left.arg) or _is_inv_of(left.arg, right.arg)):
+            return [ir.identity(left.shape[0])]
+        return None
+
+    return _chain_rewrite(e, pair)
+
+
+@rule("diagonal matrix times a vector", "diag(a) b -> a .* b", "diag(x) y")
+def _diag_times_vector(e: Expr) -> Expr | None:
+    def pair(left: Expr, right: Expr) -> list[Expr] | None:
+        if isinstance(left, Func) and left.name == "diag" and ir.is_column(left.arg.shape) \
+                and ir.is_column(right.shape):
+            return [hadamard(left.arg, right)]
+        return None
+
+    return _chain_rewrite(e, pair)
+
+
+@rule("product of diagonal matrices", "diag(a) diag(b) -> diag(a .* b)", "diag(x) diag(y)")
+def _diag_product(e: Expr) -> Expr | None:
+    def pair(left: Expr, right: Expr) -> list[Expr] | None:
+        if all(isinstance(f, Func) and f.name == "diag" and ir.is_column(f.arg.shape) for f in (left, right)):
+            return [func("diag", hadamard(left.arg, right.arg))]  # type: ignore[attr-defined]
+        return None
+
+    return _chain_rewrite(e, pair)
+
+
+@rule("diagonal of ones", "diag(vector(1)) -> I", "diag(vector(1)) A")
+def _diag_ones(e: Expr) -> Expr | None:
+    if isinstance(e, Func) and e.name == "diag" and _is_fill(e.arg, 1) and ir.is_column(e.arg.shape):
+        return ir.identity(e.arg.shape[0])
+    return None
+
+
+@rule("ones times a vector", "vector(1)^T a -> sum(a);  a^T vector(1) -> sum(a)", "vector(1)^T x")
+def _ones_times_vector(e: Expr) -> Expr | None:
+    if not isinstance(e, MatMul):
+        return None
+    coefficient, scalars, chain = split_product(e)
+    if len(chain) != 2 or e.shape != ir.SCALAR:
+        return None
+    left, right = chain
+    if _is_fill(left, 1):
+        return mul(Num(coefficient), *scalars, func("sum", right))
+    if _is_fill(right, 1):
+        return mul(Num(coefficient), *scalars, func("sum", transpose(left)))
+    return None
+
+
+@rule("collect scalar powers", "a^p a^q -> a^(p + q)", "alpha^2 alpha^3 x")
+def _collect_powers(e: Expr) -> Expr | None:
+    if not isinstance(e, MatMul):
+        return None
+    coefficient, scalars, chain = split_product(e)
+    bases: dict[Expr, list[Expr]] = {}
+    for s in scalars:
+        base, exponent = (s.base, s.exponent) if isinstance(s, Power) else (s, ir.ONE)
+        bases.setdefault(base, []).append(exponent)
+    if all(len(exponents) == 1 for exponents in bases.values()):
+        return None
+    merged = [power(base, add(*exponents)) for base, exponents in bases.items()]
+    merged = [m for m in merged if not (isinstance(m, Power) and m.exponent == ir.ZERO)]
+    return mul(Num(coefficient), *merged, *chain)
+
+
+@rule("power of a power", "(a^p)^q -> a^(p q) for a whole number q", "(alpha^2)^3")
+def _power_of_power(e: Expr) -> Expr | None:
+    if isinstance(e, Power) and isinstance(e.base, Power) and e.is_scalar and isinstance(e.exponent, Num) \
+            and e.exponent.value.denominator == 1:
+        return power(e.base.base, mul(e.base.exponent, e.exponent))
+    return None
+
+
+@rule("zeroth power", "a^0 -> 1", "alpha^0 x")
+def _zeroth_power(e: Expr) -> Expr | None:
+    if isinstance(e, Power) and e.exponent == ir.ZERO and e.is_scalar:
+        return ir.ONE
+    return None
+
+
+@rule("sum of numbers", "2 + 3 -> 5 (also in constant fills)", "x + 1 + 2")
+def _fold_constants(e: Expr) -> Expr | None:
+    if not isinstance(e, Add):
+        return None
+    constants = [t for t in e.terms if isinstance(t, Num | Fill)]
+    if len(constants) < 2:
+        return None
+    total = sum((t.value for t in constants), Fraction(0))  # type: ignore[attr-defined]
+    others = [t for t in e.terms if not isinstance(t, Num | Fill)]
+    return add(*others, ir.fill(total, e.shape)) if others else ir.fill(total, e.shape)
+
+
+@rule("trace of a scalar", "tr(a) -> a", "tr(x^T y)")
+def _trace_scalar(e: Expr) -> Expr | None:
+    if isinstance(e, Func) and e.name in ("tr", "det") and e.arg.is_scalar:
+        return e.arg
+    return None
+
+
+@rule("log of exp", "log(exp(u)) -> u", "log(exp(x))")
+def _log_exp(e: Expr) -> Expr | None:
+    if isinstance(e, Func) and e.name == "log" and isinstance(e.arg, Func) and e.arg.name == "exp":
+        return e.arg.arg
+    return None
+
+
+# ---------------------------------------------------------------- element-wise forms
+
+
+@rule("Hadamard product with a constant", "A .* vector(c) -> c A", "x .* vector(2)")
+def _hadamard_constant(e: Expr) -> Expr | None:
+    if isinstance(e, Hadamard):
+        constants = [f for f in e.factors if isinstance(f, Fill)]
+        if constants:
+            rest = [f for f in e.factors if not isinstance(f, Fill)]
+            scale = Fraction(1)
+            for c in constants:
+                scale *= c.value  # type: ignore[attr-defined]
+            return mul(Num(scale), hadamard(*rest)) if rest else ir.fill(scale, e.shape)
+    return None
+
+
+@rule("division by a constant", "A ./ vector(c) -> (1/c) A", "x ./ vector(2)")
+def _divide_constant(e: Expr) -> Expr | None:
+    if isinstance(e, ElemDiv) and isinstance(e.denominator, Fill) and e.denominator.value != 0:
+        return mul(Num(1 / e.denominator.value), e.numerator)
+    return None
+
+
+@rule("scalars out of a Hadamard product", "(c A) .* B -> c (A .* B)", "(2 alpha x) .* y")
+def _hadamard_scalars_out(e: Expr) -> Expr | None:
+    if not isinstance(e, Hadamard):
+        return None
+    pulled: list[Expr] = []
+    factors = []
+    for f in e.factors:
+        coefficient, scalars, chain = split_product(f)
+        if isinstance(f, MatMul) and chain and (coefficient != 1 or scalars):
+            pulled += [Num(coefficient), *scalars]
+            factors.append(mul(*chain))
+        else:
+            factors.append(f)
+    return mul(*pulled, hadamard(*factors)) if pulled else None
+
+
+@rule("scalars out of an element-wise quotient", "(c A) ./ (d B) -> (c/d) (A ./ B)", "(2 x) ./ (alpha y)")
+def _quotient_scalars_out(e: Expr) -> Expr | None:
+    if not isinstance(e, ElemDiv):
+        return None
+    top_c, top_s, top_chain = split_product(e.numerator)
+    bottom_c, bottom_s, bottom_chain = split_product(e.denominator)
+    pull_top = isinstance(e.numerator, MatMul) and top_chain and (top_c != 1 or top_s)
+    pull_bottom = isinstance(e.denominator, MatMul) and bottom_chain and (bottom_c != 1 or bottom_s)
+    if not (pull_top or pull_bottom):
+        return None
+    numerator = mul(*top_chain) if pull_top else e.numerator
+    denominator = mul(*bottom_chain) if pull_bottom else e.denominator
+    scalars: list[Expr] = []
+    if pull_top:
+        scalars += [Num(top_c), *top_s]
+    if pull_bottom:
+        scalars += [Num(1 / bottom_c), *[ir.reciprocal(s) for s in bottom_s]]
+    return mul(*scalars, elem_div(numerator, denominator))
+
+
+@rule("product with a reciprocal", "A .* (1 ./ B) -> A ./ B", "x .* (1 ./ y)")
+def _times_reciprocal(e: Expr) -> Expr | None:
+    if not isinstance(e, Hadamard):
+        return None
+    for i, f in enumerate(e.factors):
+        if isinstance(f, ElemDiv) and _is_fill(f.numerator, 1):
+            rest = e.factors[:i] + e.factors[i + 1 :]
+            return elem_div(hadamard(*rest), f.denominator)
+    return None
+
+
+def _is_exp_plus_one(denominator: Expr, u: Expr) -> bool:
+    return isinstance(denominator, Add) and len(denominator.terms) == 2 and \
+        func("exp", u) in denominator.terms and any(ir.is_ones(t) for t in denominator.terms)
+
+
+@rule("logistic sigmoid", "exp(u) ./ (exp(u) + 1) -> sigmoid(u)", "exp(x) ./ (exp(x) + 1)")
+def _sigmoid(e: Expr) -> Expr | None:
+    if isinstance(e, ElemDiv) and isinstance(e.numerator, Func) and e.numerator.name == "exp" \
+            and _is_exp_plus_one(e.denominator, e.numerator.arg):
+        return func("sigmoid", e.numerator.arg)
+    if isinstance(e, MatMul):  # the scalar form exp(u) (exp(u) + 1)^-1
+        for f in e.factors:
+            if isinstance(f, Func) and f.name == "exp":
+                reciprocal = ir.reciprocal(add(f, ir.ONE))
+                if reciprocal in e.factors:
+                    rest = [g for g in e.factors if g is not f and g != reciprocal]
+                    return mul(*rest, func("sigmoid", f.arg))
+    return None
+
+
+@rule("sum of a Hadamard product", "sum(a .* b) -> a^T b for vectors", "sum(x .* y)")
+def _sum_hadamard(e: Expr) -> Expr | None:
+    if isinstance(e, Func) and e.name == "sum" and isinstance(e.arg, Hadamard) and ir.is_column(e.arg.shape):
+        first, *rest = e.arg.factors
+        return mul(transpose(first), hadamard(*rest))
+    return None
+
+
+# ---------------------------------------------------------------- sums
+
+
+@rule("like terms", "c1 T + c2 T -> (c1 + c2) T", "A x + 2 A x")
+def _like_terms(e: Expr) -> Expr | None:
+    if not isinstance(e, Add):
+        return None
+    groups: dict[object, list] = {}
+    for term in e.terms:
+        coefficient, body = _coefficient_and_body(term)
+        groups.setdefault(commutative_key(body), [Fraction(0), body])[0] += coefficient
+    if len(groups) == len(e.terms):
+        return None
+    return add(*[mul(Num(c), body) for c, body in groups.values()])
+
+
+def _factor_side(e: Expr, side: int) -> Expr | None:
+    """Factor the outermost chain factor (side -1: last, 0: first) shared by two or more terms."""
+    if not isinstance(e, Add):
+        return None
+    groups: dict[object, list[int]] = {}
+    for index, term in enumerate(e.terms):
+        _, _, chain = split_product(term)
+        if len(chain) >= 1 and not (len(chain) == 1 and side == 0):
+            groups.setdefault(commutative_key(chain[side]), []).append(index)
+    shared = next((indices for indices in groups.values() if len(indices) > 1), None)
+    if shared is None:
+        return None
+    factor = split_product(e.terms[shared[0]])[2][side]
+    remainders = []
+    for index in shared:
+        coefficient, scalars, chain = split_product(e.terms[index])
+        rest = chain[:-1] if side == -1 else chain[1:]
+        remainders.append((coefficient, scalars, rest))
+    if all(not rest for _, _, rest in remainders):
+        pieces = [mul(Num(c), *s) for c, s, _ in remainders]
+    else:
+        size = factor.shape[0] if side == -1 else factor.shape[1]
+        pieces = [mul(Num(c), *s, *(rest or [ir.identity(size)])) for c, s, rest in remainders]
+    combined = mul(add(*pieces), factor) if side == -1 else mul(factor, add(*pieces))
+    terms = list(e.terms)
+    terms[shared[0]] = combined
+    return add(*[t for i, t in enumerate(terms) if i not in shared[1:]])
+
+
+@rule("common right factor", "A C + B C -> (A + B) C", "A x + B x")
+def _factor_right(e: Expr) -> Expr | None:
+    return _factor_side(e, -1)
+
+
+@rule("common left factor", "A B + A C -> A (B + C)", "A x + A y")
+def _factor_left(e: Expr) -> Expr | None:
+    return _factor_side(e, 0)
+
+
+@rule("common scalar factor", "c A + c B -> c (A + B)", "2 A x + 2 B y")
+def _common_scalar(e: Expr) -> Expr | None:
+    if not isinstance(e, Add):
+        return None
+    parts = [split_product(t) for t in e.terms]
+    coefficients = {c for c, _, _ in parts}
+    common_coefficient = coefficients.pop() if len(coefficients) == 1 else Fraction(1)
+    common_scalars = [s for s in parts[0][1] if all(s in p[1] for p in parts[1:])]
+    if common_coefficient == 1 and not common_scalars:
+        return None
+    if any(not chain and len(scalars) == len(common_scalars) for _, scalars, chain in parts):
+        return None  # a term would reduce to 1: nothing is shorter
+    rest = []
+    for _, scalars, chain in parts:
+        remaining = list(scalars)
+        for s in common_scalars:
+            remaining.remove(s)
+        rest.append(mul(*remaining, *chain))
+    return mul(Num(common_coefficient), *common_scalars, add(*rest))
+
+
+def simplify(e: Expr, trace: list[str] | None = None) -> Expr:
+    """The cookbook form of e. `trace` collects the names of the rules applied, in order."""
+    return normalize(e, SIMPLIFY_RULES, trace)
