@@ -114,9 +114,13 @@ def _variable(name: str, symbols: Declarations, parsed_expr: Expr) -> Var:
     if found is not None:
         return found
     declaration = symbols[name]  # typed by parse_typed(extra_symbols=...)
-    dims: tuple[ir.Dim, ...] = declaration.dims
-    shape: ir.Shape = {"scalar": (1, 1), "vector": (dims[0], 1)}.get(
-        declaration.kind, (dims[0], dims[-1]))  # type: ignore[arg-type]
+    dims = declaration.dims
+    if declaration.kind == "scalar":
+        shape: ir.Shape = ir.SCALAR
+    elif declaration.kind == "vector":
+        shape = (dims[0], 1)
+    else:
+        shape = (dims[0], dims[-1])
     return Var(name, shape, declaration.kind == "symmetric")
 
 
@@ -133,8 +137,8 @@ def _kind(function: Expr, variable: Var) -> Kind:
     if what == "row vector" and wrt == "vector":
         raise UnsupportedError("the derivative of a row vector w.r.t. a vector has no matrix form; "
                                "differentiate its transpose instead")
-    order = 4 if what == "matrix" and wrt == "matrix" else 3
-    raise UnsupportedError(f"the derivative of a {what} w.r.t. a {wrt} is a {order}th-order tensor: "
+    order = "4th" if what == "matrix" and wrt == "matrix" else "3rd"
+    raise UnsupportedError(f"the derivative of a {what} w.r.t. a {wrt} is a {order}-order tensor: "
                            f"not supported yet (scalar, vector and matrix results are)")
 
 

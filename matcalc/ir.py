@@ -332,6 +332,11 @@ def identity(size: Dim) -> Expr:
     return ONE if size == 1 else Identity(size)
 
 
+def is_reciprocal(e: Expr) -> bool:
+    """A scalar power with a negative numeric exponent: printed after '/'."""
+    return isinstance(e, Power) and isinstance(e.exponent, Num) and e.exponent.value < 0 and e.is_scalar
+
+
 def is_zero(e: Expr) -> bool:
     return isinstance(e, Num | Fill) and e.value == 0
 
@@ -408,6 +413,7 @@ def mul(*factors: Expr) -> Expr:
             chain = list(units[0].factors)
     if not scalars and len(chain) == 1 and isinstance(chain[0], Fill):  # c vector(v) -> vector(c v)
         return fill(coefficient * chain[0].value, chain[0].fill_shape)
+    scalars.sort(key=is_reciprocal)  # stable: divisors last, as the printer writes them after '/'
     head: list[Expr] = [] if coefficient == 1 else [Num(coefficient)]
     out = head + scalars + chain
     if not out:

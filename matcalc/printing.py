@@ -23,6 +23,8 @@ from .ir import (
     Power,
     Transpose,
     Var,
+    is_reciprocal,
+    power,
 )
 
 # ---------------------------------------------------------------- numbers
@@ -99,6 +101,21 @@ def to_text(e: Expr) -> str:
     return _text(e)
 
 
+def _split_divisors(e: MatMul) -> tuple[list[Expr], list[Expr]]:
+    """The factors printed before '/', and the reciprocal scalars printed after it (when anything is before)."""
+    divisors = [f for f in e.factors if is_reciprocal(f)]
+    factors = [f for f in e.factors if not is_reciprocal(f)]
+    if not factors:
+        return list(e.factors), []
+    return factors, divisors
+
+
+def _divisor(e: Expr) -> Expr:
+    """b^-k -> b^k, the expression written after '/'."""
+    assert isinstance(e, Power) and isinstance(e.exponent, Num)
+    return power(e.base, Num(-e.exponent.value))
+
+
 def _operand(e: Expr, bare_fill: bool = False) -> str:
     """An operand of a product-level operator."""
     if isinstance(e, Fill) and bare_fill:
@@ -142,20 +159,23 @@ def _text(e: Expr) -> str:
                 parts.append(f"- {body}" if negative else f"+ {body}")
         return " ".join(parts)
     if isinstance(e, MatMul):
-        factors = list(e.factors)
+        factors, divisors = _split_divisors(e)
         prefix = ""
         if isinstance(factors[0], Num):
             coefficient = factors.pop(0).value
-            if coefficient == -1:
+            if not factors:
+                prefix = number_text(coefficient)
+            elif coefficient == -1:
                 prefix = "-"
                 # -(a .* b) prints as -a .* b: unary minus applies to the whole product
-                if len(factors) == 1 and isinstance(factors[0], Hadamard | ElemDiv):
+                if len(factors) == 1 and isinstance(factors[0], Hadamard | ElemDiv) and not divisors:
                     return prefix + _text(factors[0])
             elif coefficient < 0:
                 prefix = f"-{number_text(-coefficient)} "
             else:
                 prefix = f"{number_text(coefficient)} "
-        return prefix + " ".join(_operand(f) for f in factors)
+        body = prefix + " ".join(_operand(f) for f in factors)
+        return body + "".join(f" / {_operand(_divisor(d))}" for d in divisors)
     if isinstance(e, Hadamard):
         return " .* ".join(_operand(f) for f in e.factors)
     if isinstance(e, ElemDiv):
@@ -235,6 +255,10 @@ def _latex_base(e: Expr) -> str:
     return rf"\left({_latex(e)}\right)"
 
 
+def _latex_divisors(divisors: list[Expr]) -> str:
+    return r" \, ".join(_latex_operand(_divisor(d)) for d in divisors)
+
+
 def _latex(e: Expr) -> str:
     if isinstance(e, Var):
         return latex_name(e.name)
@@ -259,12 +283,19 @@ def _latex(e: Expr) -> str:
             parts.append(body if index == 0 else (f"- {body}" if negative else f"+ {body}"))
         return " ".join(parts)
     if isinstance(e, MatMul):
-        factors = list(e.factors)
+        factors, divisors = _split_divisors(e)
         prefix = ""
-        if isinstance(factors[0], Num):
+        if isinstance(factors[0], Num) and len(factors) > 1:
             coefficient = factors.pop(0).value
             prefix = "-" if coefficient == -1 else (_latex_number(coefficient) + " " if coefficient != 1 else "")
-        return prefix + r" \, ".join(_latex_operand(f) for f in factors)
+            if coefficient == -1 and len(factors) == 1 and isinstance(factors[0], Hadamard | ElemDiv):
+                factors = [factors[0]]
+                body = _latex(factors[0])
+                return prefix + (body if not divisors else rf"\frac{{{body}}}{{{_latex_divisors(divisors)}}}")
+        body = r" \, ".join(_latex_operand(f) for f in factors)
+        if divisors:
+            body = rf"\frac{{{body}}}{{{_latex_divisors(divisors)}}}"
+        return prefix + body
     if isinstance(e, Hadamard):
         return r" \odot ".join(_latex_operand(f) for f in e.factors)
     if isinstance(e, ElemDiv):

@@ -9,13 +9,16 @@ from __future__ import annotations
 from fractions import Fraction
 
 from . import ir
+from .functions import ELEMENTWISE
 from .ir import (
     Add,
     ElemDiv,
+    ElemPower,
     Expr,
     Fill,
     Func,
     Hadamard,
+    Identity,
     MatMul,
     Num,
     Power,
@@ -26,6 +29,7 @@ from .ir import (
     func,
     hadamard,
     mul,
+    num,
     power,
     split_product,
     transpose,
@@ -129,11 +133,60 @@ def _inverse_transpose(e: Expr) -> Expr | None:
     return None
 
 
-@rule("transpose of a symmetric inverse", "inv(S)^T -> inv(S) for symmetric S", "inv(S)^T", "S: symmetric")
-def _transpose_symmetric_inverse(e: Expr) -> Expr | None:
-    if isinstance(e, Transpose) and isinstance(e.arg, Func) and e.arg.name == "inv" \
-            and isinstance(e.arg.arg, Var) and e.arg.arg.symmetric:
+def is_symmetric(e: Expr) -> bool:
+    """Structurally symmetric: S (declared), I, diag(v), X^T X, A S A^T, A + A^T, inv/powers of those."""
+    if isinstance(e, Var):
+        return e.symmetric
+    if isinstance(e, Identity):
+        return True
+    if isinstance(e, Fill):
+        return e.shape[0] == e.shape[1]
+    if isinstance(e, Func):
+        if e.name == "diag":
+            return ir.is_vector_shape(e.arg.shape)
+        return (e.name == "inv" or e.name in ELEMENTWISE) and is_symmetric(e.arg)
+    if isinstance(e, Power | ElemPower):
+        return is_symmetric(e.base)
+    if isinstance(e, Hadamard):
+        return all(is_symmetric(f) for f in e.factors)
+    if isinstance(e, Add):
+        keys = {commutative_key(t) for t in e.terms}
+        return all(is_symmetric(t) or commutative_key(_pushed_transpose(t)) in keys for t in e.terms)
+    if isinstance(e, MatMul):
+        _, _, chain = split_product(e)
+        if not chain or chain[0].shape[0] != chain[-1].shape[1]:
+            return False
+        k = len(chain)
+        mirrored = (commutative_key(chain[i]) == commutative_key(_pushed_transpose(chain[k - 1 - i]))
+                    for i in range(k // 2))
+        if not all(mirrored):
+            return False
+        return k % 2 == 0 or is_symmetric(chain[k // 2])
+    return False
+
+
+def _pushed_transpose(e: Expr) -> Expr:
+    """e^T with the transpose moved into products and sums (for symmetry tests only)."""
+    t = transpose(e)
+    for pusher in (_transpose_product, _transpose_sum):
+        pushed = pusher.apply(t) if isinstance(t, Transpose) else None
+        if pushed is not None:
+            return pushed
+    return t
+
+
+@rule("transpose of a symmetric matrix", "M^T -> M for a symmetric M (S, X^T X, inv(X^T X), A + A^T, ...)",
+      "inv(X^T X)^T")
+def _transpose_symmetric(e: Expr) -> Expr | None:
+    if isinstance(e, Transpose) and is_symmetric(e.arg):
         return e.arg
+    return None
+
+
+@rule("transpose of a power", "(X^k)^T -> (X^T)^k", "(X^2)^T")
+def _transpose_power(e: Expr) -> Expr | None:
+    if isinstance(e, Transpose) and isinstance(e.arg, Power):
+        return power(transpose(e.arg.base), e.arg.exponent)
     return None
 
 
@@ -160,22 +213,49 @@ def _inverse_cancels(e: Expr) -> Expr | None:
     return _chain_rewrite(e, pair)
 
 
+@rule("product of diagonal matrices", "diag(a) diag(b) -> diag(a .* b)", "diag(x) diag(y)")
+def _diag_product(e: Expr) -> Expr | None:
+    def pair(left: Expr, right: Expr) -> list[Expr] | None:
+        if all(isinstance(f, Func) and f.name == "diag" and ir.is_column(f.arg.shape) for f in (left, right)):
+            return [func("diag", hadamard(left.arg, right.arg))]  # type: ignore[attr-defined]
+        return None
+
+    return _chain_rewrite(e, pair)
+
+
+@rule("repeated factor", "A A -> A^2;  A^p A^q -> A^(p + q)", "X X Y")
+def _repeated_factor(e: Expr) -> Expr | None:
+    def base_exponent(f: Expr) -> tuple[Expr, Expr]:
+        return (f.base, f.exponent) if isinstance(f, Power) else (f, ir.ONE)
+
+    def pair(left: Expr, right: Expr) -> list[Expr] | None:
+        (a, p), (b, q) = base_exponent(left), base_exponent(right)
+        if a == b and a.shape[0] == a.shape[1] and isinstance(p, Num) and isinstance(q, Num):
+            return [power(a, num(p.value + q.value))]
+        return None
+
+    return _chain_rewrite(e, pair)
+
+
+@rule("transposed quotient times its divisor", "b^T (a ./ b) -> sum(a);  (a ./ b)^T b -> sum(a)",
+      "y^T (x ./ y)")
+def _quotient_inner_product(e: Expr) -> Expr | None:
+    def pair(left: Expr, right: Expr) -> list[Expr] | None:
+        if isinstance(right, ElemDiv) and ir.is_column(right.shape) and left == transpose(right.denominator):
+            return [func("sum", right.numerator)]
+        if isinstance(left, ElemDiv) and ir.is_column(right.shape) and left.denominator == transpose(right):
+            return [func("sum", transpose(left.numerator))]
+        return None
+
+    return _chain_rewrite(e, pair)
+
+
 @rule("diagonal matrix times a vector", "diag(a) b -> a .* b", "diag(x) y")
 def _diag_times_vector(e: Expr) -> Expr | None:
     def pair(left: Expr, right: Expr) -> list[Expr] | None:
         if isinstance(left, Func) and left.name == "diag" and ir.is_column(left.arg.shape) \
                 and ir.is_column(right.shape):
             return [hadamard(left.arg, right)]
-        return None
-
-    return _chain_rewrite(e, pair)
-
-
-@rule("product of diagonal matrices", "diag(a) diag(b) -> diag(a .* b)", "diag(x) diag(y)")
-def _diag_product(e: Expr) -> Expr | None:
-    def pair(left: Expr, right: Expr) -> list[Expr] | None:
-        if all(isinstance(f, Func) and f.name == "diag" and ir.is_column(f.arg.shape) for f in (left, right)):
-            return [func("diag", hadamard(left.arg, right.arg))]  # type: ignore[attr-defined]
         return None
 
     return _chain_rewrite(e, pair)
@@ -224,6 +304,18 @@ def _power_of_power(e: Expr) -> Expr | None:
     if isinstance(e, Power) and isinstance(e.base, Power) and e.is_scalar and isinstance(e.exponent, Num) \
             and e.exponent.value.denominator == 1:
         return power(e.base.base, mul(e.base.exponent, e.exponent))
+    return None
+
+
+@rule("power of a scalar product", "(c a)^k -> c^k a^k for a whole number k", "(2 alpha)^-1 x")
+def _power_of_product(e: Expr) -> Expr | None:
+    if isinstance(e, Power) and e.is_scalar and isinstance(e.base, MatMul) and isinstance(e.exponent, Num) \
+            and e.exponent.value.denominator == 1:
+        coefficient, scalars, chain = split_product(e.base)
+        parts = [*scalars, mul(*chain)] if chain else scalars
+        if len(parts) + (coefficient != 1) < 2:
+            return None
+        return mul(power(Num(coefficient), e.exponent), *[power(s, e.exponent) for s in parts])
     return None
 
 
@@ -317,6 +409,27 @@ def _quotient_scalars_out(e: Expr) -> Expr | None:
     if pull_bottom:
         scalars += [Num(1 / bottom_c), *[ir.reciprocal(s) for s in bottom_s]]
     return mul(*scalars, elem_div(numerator, denominator))
+
+
+@rule("quotient cancels", "(a ./ b) .* b -> a", "(x ./ y) .* y")
+def _quotient_cancels(e: Expr) -> Expr | None:
+    if not isinstance(e, Hadamard):
+        return None
+    for i, f in enumerate(e.factors):
+        if isinstance(f, ElemDiv) and f.denominator in e.factors:
+            rest = list(e.factors[:i] + e.factors[i + 1 :])
+            rest.remove(f.denominator)
+            return hadamard(f.numerator, *rest)
+    return None
+
+
+@rule("constant over a divisor", "c (vector(v) ./ B) -> vector(c v) ./ B", "2 (1 ./ x)")
+def _constant_quotient(e: Expr) -> Expr | None:
+    if isinstance(e, MatMul) and len(e.factors) == 2 and isinstance(e.factors[0], Num) \
+            and isinstance(e.factors[1], ElemDiv) and isinstance(e.factors[1].numerator, Fill):
+        quotient = e.factors[1]
+        return elem_div(ir.fill(e.factors[0].value * quotient.numerator.value, quotient.shape), quotient.denominator)
+    return None
 
 
 @rule("product with a reciprocal", "A .* (1 ./ B) -> A ./ B", "x .* (1 ./ y)")
@@ -413,25 +526,31 @@ def _factor_left(e: Expr) -> Expr | None:
     return _factor_side(e, 0)
 
 
-@rule("common scalar factor", "c A + c B -> c (A + B)", "2 A x + 2 B y")
+@rule("common scalar factor", "c A + c B + D -> c (A + B) + D", "2 A x + 2 B y + z")
 def _common_scalar(e: Expr) -> Expr | None:
     if not isinstance(e, Add):
         return None
     parts = [split_product(t) for t in e.terms]
-    coefficients = {c for c, _, _ in parts}
-    common_coefficient = coefficients.pop() if len(coefficients) == 1 else Fraction(1)
-    common_scalars = [s for s in parts[0][1] if all(s in p[1] for p in parts[1:])]
-    if common_coefficient == 1 and not common_scalars:
-        return None
-    if any(not chain and len(scalars) == len(common_scalars) for _, scalars, chain in parts):
-        return None  # a term would reduce to 1: nothing is shorter
-    rest = []
-    for _, scalars, chain in parts:
-        remaining = list(scalars)
-        for s in common_scalars:
-            remaining.remove(s)
-        rest.append(mul(*remaining, *chain))
-    return mul(Num(common_coefficient), *common_scalars, add(*rest))
+    for index, (coefficient, scalars, _) in enumerate(parts):
+        for common in ([Num(coefficient)] if coefficient != 1 else []) + scalars:
+            group = [j for j, (c, s, _) in enumerate(parts)
+                     if (common == Num(c) if isinstance(common, Num) else common in s)]
+            if len(group) < 2 or group[0] != index:
+                continue
+            rest = []
+            for j in group:
+                c, s, chain = parts[j]
+                if isinstance(common, Num):
+                    rest.append(mul(*s, *chain))
+                else:
+                    remaining = list(s)
+                    remaining.remove(common)
+                    rest.append(mul(Num(c), *remaining, *chain))
+            if any(r == ir.ONE for r in rest) and len(group) == len(e.terms) and not isinstance(common, Num):
+                continue  # s + s A -> s (1 + A) is no shorter
+            factored = mul(common, add(*rest))
+            return add(factored, *[t for j, t in enumerate(e.terms) if j not in group])
+    return None
 
 
 def simplify(e: Expr, trace: list[str] | None = None) -> Expr:

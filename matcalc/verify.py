@@ -149,9 +149,11 @@ class VerificationReport:
         return "\n".join(lines)
 
 
-def concrete_sizes(exprs: list[Expr]) -> dict[str, int]:
-    """A different small size for each dimension symbol, in order of appearance: 2, 3, 4, ..."""
-    return {dim: 2 + index for index, dim in enumerate(dimensions(exprs))}
+def concrete_sizes(exprs: list[Expr], descending: bool = False) -> dict[str, int]:
+    """A different small size for each dimension symbol, in order of appearance: 2, 3, 4, ... (or reversed)."""
+    dims = dimensions(exprs)
+    sizes = [2 + index for index in range(len(dims))]
+    return dict(zip(dims, reversed(sizes) if descending else sizes, strict=True))
 
 
 def _random_rational(rng: random.Random, sp: Any) -> Any:
@@ -185,14 +187,38 @@ def _equal(a: Any, b: Any, sp: Any) -> tuple[bool, bool]:
     return small, False
 
 
+ATTEMPTS = 3
+
+
 def verify_derivative(function: Expr, variable: Var, derivative: Expr, kind: str, layout: str = "numerator",
                       seed: int = 0) -> VerificationReport:
-    """Check `derivative` of `function` w.r.t. `variable` elementwise against sympy.diff."""
+    """Check `derivative` of `function` w.r.t. `variable` elementwise against sympy.diff.
+
+    A point where the function or the derivative is undefined (a singular matrix, a log of 0)
+    proves nothing: other sizes and values are tried, and after ATTEMPTS the report says so.
+    """
+    for attempt in range(ATTEMPTS):
+        try:
+            report = _verify_at_point(function, variable, derivative, kind, layout, seed + attempt, attempt % 2 == 1)
+        except (ZeroDivisionError, ValueError) as error:  # SymPy refuses to invert a singular matrix
+            if isinstance(error, ValueError) and "invertible" not in str(error).lower():
+                raise
+            continue
+        if report is not None:
+            return report
+    sizes = concrete_sizes([function, derivative, variable])
+    report = VerificationReport(False, sizes, 0)
+    report.mismatches.append(Mismatch((), "a finite value", f"undefined values at {ATTEMPTS} random points"))
+    return report
+
+
+def _verify_at_point(function: Expr, variable: Var, derivative: Expr, kind: str, layout: str, seed: int,
+                     descending: bool) -> VerificationReport | None:
     import sympy as sp
 
     backend = SympyBackend()
     rng = random.Random(seed)
-    sizes = concrete_sizes([function, derivative, variable])
+    sizes = concrete_sizes([function, derivative, variable], descending)
 
     def size(d: Any) -> int:
         return d if isinstance(d, int) else sizes[d]
@@ -224,6 +250,9 @@ def verify_derivative(function: Expr, variable: Var, derivative: Expr, kind: str
         expected = (expected + expected.T) / 2
 
     got = interpret(derivative, {**values, variable.name: point_matrix}, sizes, backend)
+    undefined = (sp.zoo, sp.nan, sp.oo, -sp.oo)
+    if any(value.has(*undefined) for value in (*expected, *got)):
+        return None
     report = VerificationReport(True, sizes, expected.rows * expected.cols)
     if got.shape != expected.shape:
         report.ok = False

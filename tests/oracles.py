@@ -13,6 +13,7 @@ import numpy as np
 from matcalc import Derivative
 from matcalc.evaluate import NumpyBackend, bind_sizes, interpret
 from matcalc.ir import Expr, Var, variables
+from matcalc.verify import concrete_sizes
 
 STEP = 1e-6
 
@@ -23,12 +24,7 @@ def random_values(exprs: list[Expr], seed: int = 0, sizes: dict[str, int] | None
     found: dict[str, Var] = {}
     for e in exprs:
         found.update(variables(e))
-    dims = sizes or {}
-    next_size = iter(range(2, 100))
-    for var in found.values():
-        for d in var.shape:
-            if isinstance(d, str) and d not in dims:
-                dims[d] = next(next_size)
+    dims = sizes or concrete_sizes(exprs)
     values: dict[str, Any] = {}
     for name, var in found.items():
         rows, cols = (d if isinstance(d, int) else dims[d] for d in var.shape)
@@ -69,7 +65,7 @@ def finite_difference(d: Derivative, values: dict[str, Any]) -> np.ndarray:
     jac = np.stack(columns, axis=-1)  # output entries (flattened) x variable entries
     out_shape = d.function.shape
     if d.kind == "hessian":
-        return jac.reshape(flat.size, flat.size)
+        return jac.reshape(()) if var.shape == (1, 1) else jac.reshape(flat.size, flat.size)
     if var.shape == (1, 1):
         return jac.reshape(_natural(out_shape, _function_value(d.function, values).shape))
     if out_shape == (1, 1):
