@@ -151,12 +151,15 @@ def _prepare(expr: str, wrt: str, where: str | dict | None) -> tuple[Expr, Var, 
     return parsed.expr, _variable(wrt, parsed.symbols, parsed.expr), parsed.symbols
 
 
-def _differentiate(function: Expr, variable: Var) -> tuple[Expr, list[Step]]:
+def _differentiate(function: Expr, variable: Var, symmetric_gradient: bool = False) -> tuple[Expr, list[Step]]:
     used: list[str] = []
     df = differential(function, variable, used)
     steps = [Step("differential", df, tuple(used))]
     raw = derivative_from_differential(df, variable, function.shape)
     steps.append(Step("identified", raw, ("identification theorem",)))
+    if symmetric_gradient:  # sym(G) before simplifying, so that G and G^T meet as like terms
+        raw = ir.mul(ir.Num(Fraction(1, 2)), ir.add(raw, ir.transpose(raw)))
+        steps.append(Step("symmetric gradient sym(G) = (G + G^T)/2", raw))
     trace: list[str] = []
     result = simplify(raw, trace)
     steps.append(Step("simplified", result, tuple(trace)))
@@ -175,14 +178,10 @@ def diff(expr: str, wrt: str, where: str | dict | None = None, layout: Layout = 
         raise ParseError(f"layout must be 'numerator' or 'denominator', not {layout!r}")
     function, variable, symbols = _prepare(expr, wrt, where)
     kind = _kind(function, variable)
-    result, steps = _differentiate(function, variable)
+    result, steps = _differentiate(function, variable, variable.symmetric and kind == "gradient")
     steps.insert(0, Step("function", function))
-    if variable.symmetric and kind == "gradient":
-        trace: list[str] = []
-        result = simplify(ir.mul(ir.Num(Fraction(1, 2)), ir.add(result, ir.transpose(result))), trace)
-        steps.append(Step("symmetric gradient sym(G) = (G + G^T)/2", result, tuple(trace)))
     if layout == "denominator" and kind == "jacobian":
-        trace = []
+        trace: list[str] = []
         result = simplify(ir.transpose(result), trace)
         steps.append(Step("denominator layout (transpose)", result, tuple(trace)))
     return Derivative(function, variable, result, kind, layout, symbols, tuple(steps))

@@ -105,6 +105,7 @@ class DifferentialRule:
     statement: str
     applies: Callable[[Expr], bool]
     rule: Callable[[Expr, tuple[Expr, ...]], Expr]
+    example: tuple[str, str]  # (expression, variable) whose derivative uses the rule
 
 
 def _is_func(*names: str) -> Callable[[Expr], bool]:
@@ -205,30 +206,48 @@ def _inner(a: Expr, b: Expr) -> Expr:
 
 
 DIFFERENTIAL_RULES: list[DifferentialRule] = [
-    DifferentialRule("sum", "d(A + B) -> dA + dB", lambda e: isinstance(e, Add), lambda e, ds: add(*ds)),
-    DifferentialRule("product", "d(A B) -> dA B + A dB", lambda e: isinstance(e, MatMul), _product_rule),
+    DifferentialRule("sum", "d(A + B) -> dA + dB", lambda e: isinstance(e, Add), lambda e, ds: add(*ds),
+                     ("A x + b", "x")),
+    DifferentialRule("product", "d(A B) -> dA B + A dB", lambda e: isinstance(e, MatMul), _product_rule,
+                     ("x^T A x", "x")),
     DifferentialRule("transpose", "d(A^T) -> (dA)^T", lambda e: isinstance(e, Transpose),
-                     lambda e, ds: transpose(ds[0])),
-    DifferentialRule("hadamard", "d(A .* B) -> dA .* B + A .* dB", lambda e: isinstance(e, Hadamard), _hadamard_rule),
+                     lambda e, ds: transpose(ds[0]),
+                     ("a^T X^T b", "X")),
+    DifferentialRule("hadamard", "d(A .* B) -> dA .* B + A .* dB", lambda e: isinstance(e, Hadamard), _hadamard_rule,
+                     ("x .* (A x)", "x")),
     DifferentialRule("quotient", "d(A ./ B) -> dA ./ B - (A ./ B.^2) .* dB", lambda e: isinstance(e, ElemDiv),
-                     _elem_div_rule),
+                     _elem_div_rule,
+                     ("x ./ (A x)", "x")),
     DifferentialRule("power", "d(a^p) -> p a^(p-1) da + a^p log(a) dp;  d(X^k) -> sum_i X^i dX X^(k-1-i)",
-                     lambda e: isinstance(e, Power), _power_rule),
+                     lambda e: isinstance(e, Power), _power_rule,
+                     ("(a^T X b)^3 + tr(X^3)", "X")),
     DifferentialRule("elementwise power", "d(A.^p) -> p A.^(p-1) .* dA + dp A.^p .* log(A)",
-                     lambda e: isinstance(e, ElemPower), _elem_power_rule),
+                     lambda e: isinstance(e, ElemPower), _elem_power_rule,
+                     ("sum(x .^ 3)", "x")),
     DifferentialRule("elementwise function", "d f(A) -> f'(A) .* dA (see ELEMENTWISE_RULES)",
-                     lambda e: isinstance(e, Func) and e.name in ELEMENTWISE, _elementwise_rule),
-    DifferentialRule("trace", "d tr(A) -> tr(dA)", _is_func("tr"), lambda e, ds: func("tr", ds[0])),
-    DifferentialRule("sum of entries", "d sum(A) -> sum(dA)", _is_func("sum"), lambda e, ds: func("sum", ds[0])),
-    DifferentialRule("determinant", "d det(X) -> det(X) tr(inv(X) dX)", _is_func("det"), _det_rule),
-    DifferentialRule("log-determinant", "d logdet(X) -> tr(inv(X) dX)", _is_func("logdet"), _logdet_rule),
-    DifferentialRule("inverse", "d inv(X) -> -inv(X) dX inv(X)", _is_func("inv"), _inv_rule),
-    DifferentialRule("diag", "d diag(A) -> diag(dA)", _is_func("diag"), lambda e, ds: func("diag", ds[0])),
-    DifferentialRule("norm2", "d norm2(A) -> <A, dA> / norm2(A)", _is_func("norm2"), _norm2_rule),
-    DifferentialRule("norm1", "d norm1(A) -> <sign(A), dA>", _is_func("norm1"), _norm1_rule),
+                     lambda e: isinstance(e, Func) and e.name in ELEMENTWISE, _elementwise_rule,
+                     ("sin(A x)", "x")),
+    DifferentialRule("trace", "d tr(A) -> tr(dA)", _is_func("tr"), lambda e, ds: func("tr", ds[0]),
+                     ("tr(A X)", "X")),
+    DifferentialRule("sum of entries", "d sum(A) -> sum(dA)", _is_func("sum"), lambda e, ds: func("sum", ds[0]),
+                     ("sum(X)", "X")),
+    DifferentialRule("determinant", "d det(X) -> det(X) tr(inv(X) dX)", _is_func("det"), _det_rule,
+                     ("det(X)", "X")),
+    DifferentialRule("log-determinant", "d logdet(X) -> tr(inv(X) dX)", _is_func("logdet"), _logdet_rule,
+                     ("logdet(X)", "X")),
+    DifferentialRule("inverse", "d inv(X) -> -inv(X) dX inv(X)", _is_func("inv"), _inv_rule,
+                     ("a^T inv(X) b", "X")),
+    DifferentialRule("diag", "d diag(A) -> diag(dA)", _is_func("diag"), lambda e, ds: func("diag", ds[0]),
+                     ("a^T diag(x) b", "x")),
+    DifferentialRule("norm2", "d norm2(A) -> <A, dA> / norm2(A)", _is_func("norm2"), _norm2_rule,
+                     ("norm2(A x - b)", "x")),
+    DifferentialRule("norm1", "d norm1(A) -> <sign(A), dA>", _is_func("norm1"), _norm1_rule,
+                     ("norm1(X)", "X")),
     DifferentialRule("softmax", "d softmax(u) -> s .* du - s s^T du,  s = softmax(u)", _is_func("softmax"),
-                     _softmax_rule),
-    DifferentialRule("logsumexp", "d logsumexp(u) -> softmax(u)^T du", _is_func("logsumexp"), _logsumexp_rule),
+                     _softmax_rule,
+                     ("softmax(W x)", "x")),
+    DifferentialRule("logsumexp", "d logsumexp(u) -> softmax(u)^T du", _is_func("logsumexp"), _logsumexp_rule,
+                     ("logsumexp(W x)", "W")),
 ]
 
 

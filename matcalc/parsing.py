@@ -130,9 +130,10 @@ def _run(text: str, start: str) -> Tree:
     except UnexpectedEOF as error:
         raise syntax_error(text, len(text), "unexpected end of the input", _expected(set(error.expected))) from None
     except UnexpectedToken as error:
-        position = error.token.start_pos if error.token.start_pos is not None else len(text)
-        found = "the end of the input" if error.token.type == "$END" else repr(str(error.token))
-        raise syntax_error(text, position, f"unexpected {found}", _expected(error.accepts or error.expected)) from None
+        at_end = error.token.type == "$END" or error.token.start_pos is None
+        position = len(text) if at_end else error.token.start_pos
+        problem = "unexpected end of the input" if at_end else f"unexpected {str(error.token)!r}"
+        raise syntax_error(text, position, problem, _expected(error.accepts or error.expected)) from None
 
 
 def _check_nesting(tree: Tree, text: str) -> None:

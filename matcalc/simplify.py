@@ -507,9 +507,10 @@ def _factor_side(e: Expr, side: int) -> Expr | None:
         remainders.append((coefficient, scalars, rest))
     if all(not rest for _, _, rest in remainders):
         pieces = [mul(Num(c), *s) for c, s, _ in remainders]
+    elif any(not rest for _, _, rest in remainders):
+        return None  # A x + x -> (A + I) x is no simpler
     else:
-        size = factor.shape[0] if side == -1 else factor.shape[1]
-        pieces = [mul(Num(c), *s, *(rest or [ir.identity(size)])) for c, s, rest in remainders]
+        pieces = [mul(Num(c), *s, *rest) for c, s, rest in remainders]
     combined = mul(add(*pieces), factor) if side == -1 else mul(factor, add(*pieces))
     terms = list(e.terms)
     terms[shared[0]] = combined
@@ -526,22 +527,22 @@ def _factor_left(e: Expr) -> Expr | None:
     return _factor_side(e, 0)
 
 
-@rule("common scalar factor", "c A + c B + D -> c (A + B) + D", "2 A x + 2 B y + z")
+@rule("common scalar factor", "c A - c B + D -> c (A - B) + D", "2 A x - 2 B y + z")
 def _common_scalar(e: Expr) -> Expr | None:
     if not isinstance(e, Add):
         return None
     parts = [split_product(t) for t in e.terms]
     for index, (coefficient, scalars, _) in enumerate(parts):
-        for common in ([Num(coefficient)] if coefficient != 1 else []) + scalars:
+        for common in ([Num(abs(coefficient))] if abs(coefficient) != 1 else []) + scalars:
             group = [j for j, (c, s, _) in enumerate(parts)
-                     if (common == Num(c) if isinstance(common, Num) else common in s)]
+                     if (common == Num(abs(c)) if isinstance(common, Num) else common in s)]
             if len(group) < 2 or group[0] != index:
                 continue
             rest = []
             for j in group:
                 c, s, chain = parts[j]
                 if isinstance(common, Num):
-                    rest.append(mul(*s, *chain))
+                    rest.append(mul(Num(c / common.value), *s, *chain))
                 else:
                     remaining = list(s)
                     remaining.remove(common)
