@@ -39,11 +39,12 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def common(sub: argparse.ArgumentParser) -> None:
+        """Options shared by diff and check."""
         sub.add_argument("--where", metavar="DECLS", help='declarations, e.g. "A: symmetric; X: matrix(m, n)"')
         sub.add_argument("--layout", choices=["numerator", "denominator"], default="numerator",
                          help="Jacobian layout: numerator m×n (default) or denominator n×m")
         sub.add_argument("--hessian", action="store_true", help="the Hessian of a scalar w.r.t. a vector")
-        sub.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+        sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
     diff = commands.add_parser("diff", help="differentiate EXPR w.r.t. VAR", epilog=EXAMPLES,
                                formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -63,7 +64,25 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("var", metavar="VAR")
     check.add_argument("candidate", metavar="CANDIDATE")
     common(check)
+
+    commands.add_parser("rules", help="list every derivative and simplification rule")
     return parser
+
+
+def _run_rules() -> int:
+    from .differentiate import DIFFERENTIAL_RULES, ELEMENTWISE_RULES
+    from .simplify import SIMPLIFY_RULES
+
+    print("differential rules (matcalc/differentiate.py):")
+    for rule in DIFFERENTIAL_RULES:
+        print(f"  {rule.name:22s} {rule.statement}")
+    print("element-wise functions:")
+    for rule in ELEMENTWISE_RULES.values():
+        print(f"  {rule.name:22s} {rule.statement}")
+    print("simplification rules, in the order they are tried (matcalc/simplify.py):")
+    for rule in SIMPLIFY_RULES:
+        print(f"  {rule.name:40s} {rule.statement}")
+    return 0
 
 
 def _run_diff(args: argparse.Namespace) -> int:
@@ -107,6 +126,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .errors import MatcalcError
 
     try:
+        if args.command == "rules":
+            return _run_rules()
         return _run_diff(args) if args.command == "diff" else _run_check(args)
     except MatcalcError as error:
         if args.debug:

@@ -126,3 +126,13 @@ def test_shape_errors_name_the_operands(text, names):
 def test_a_number_next_to_a_vector_is_a_constant_vector():
     assert matcalc.parse("1 - x") == matcalc.parse("vector(1) - x")
     assert matcalc.parse("1 ./ x") == matcalc.parse("vector(1) ./ x")
+
+
+def test_every_function_is_documented_in_the_language_reference():
+    from pathlib import Path
+
+    from matcalc.functions import FUNCTIONS
+
+    reference = (Path(__file__).resolve().parent.parent / "docs" / "language.md").read_text(encoding="utf-8")
+    for name in FUNCTIONS:
+        assert f"`{name}`" in reference, name

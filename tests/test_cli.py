@@ -1,0 +1,87 @@
+"""The matcalc command: results on stdout, one clear message on stderr, exit codes 0/2/3/1."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "matcalc", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_the_readme_example():
+    result = run("diff", "x^T A x", "x")
+    assert result.returncode == 0
+    assert result.stdout == "(A + A^T) x\n"
+
+
+def test_declarations_layout_and_hessian():
+    assert run("diff", "x^T A x", "x", "--where", "A: symmetric").stdout == "2 A x\n"
+    assert run("diff", "W x + b", "x", "--layout", "denominator").stdout == "W^T\n"
+    assert run("diff", "x^T A x", "x", "--hessian").stdout == "A + A^T\n"
+
+
+def test_verify_and_shapes_and_steps():
+    result = run("diff", "x^T A x", "x", "--verify", "--shapes", "--steps")
+    assert result.returncode == 0
+    assert "A: matrix(n, n)" in result.stdout and "x: vector(n)" in result.stdout
+    assert "verified" in result.stdout and "differential:" in result.stdout
+
+
+def test_json_output():
+    payload = json.loads(run("diff", "x^T A x", "x", "--json", "--verify").stdout)
+    assert payload["input"] == "x^T A x"
+    assert payload["text"] == "(A + A^T) x"
+    assert payload["shape"] == ["n", "1"]
+    assert payload["where"] == {"x": "vector(n)", "A": "matrix(n, n)"}
+    assert payload["latex"].startswith(r"\frac") and payload["verified"] is True
+
+
+def test_latex_output():
+    assert run("diff", "log(det(X))", "X", "--latex").stdout.strip().endswith(r"X^{-\top}")
+
+
+@pytest.mark.parametrize("args", [
+    ("diff", "x^T A )", "x"), ("diff", "x y", "x"), ("diff", "log(det(x))", "x"), ("diff", "expp(x)", "x"),
+    ("diff", "x^T A x", "x", "--where", "A: banana"), ("diff", "X", "X"), ("diff", "x", "2x"),
+    ("check", "a^T x", "x", "a^T"), ("diff", "(" * 5000 + "x" + ")" * 5000, "x"), ("diff", "x\x01", "x"),
+])
+def test_user_errors_exit_2_with_one_message_and_no_traceback(args):
+    result = run(*args)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.startswith("matcalc: error: ")
+    assert "Traceback" not in result.stderr
+
+
+def test_debug_shows_the_traceback():
+    result = run("--debug", "diff", "x y", "x")
+    assert result.returncode == 2 and "Traceback" in result.stderr
+
+
+def test_check_exit_codes():
+    assert run("check", "a^T x", "x", "a").returncode == 0
+    wrong = run("check", "x^T A x", "x", "2 A x")
+    assert wrong.returncode == 3 and "counterexample" in wrong.stdout
+
+
+def test_bad_usage_exits_2():
+    assert run("diff", "x").returncode == 2
+    assert run("diff", "x", "x", "--layout", "sideways").returncode == 2
+
+
+def test_help_shows_examples():
+    result = run("--help")
+    assert result.returncode == 0 and 'matcalc diff "x^T A x" x' in result.stdout
+    assert 'matcalc diff "x^T A x" x' in run("diff", "--help").stdout
+
+
+def test_rules_lists_every_rule():
+    from matcalc.differentiate import DIFFERENTIAL_RULES
+    from matcalc.simplify import SIMPLIFY_RULES
+
+    listing = run("rules").stdout
+    for rule in [*DIFFERENTIAL_RULES, *SIMPLIFY_RULES]:
+        assert rule.name in listing and rule.statement in listing
