@@ -112,16 +112,15 @@ def _is_func(*names: str) -> Callable[[Expr], bool]:
     return lambda e: isinstance(e, Func) and e.name in names
 
 
-def _product_rule(e: Expr, ds: tuple[Expr, ...]) -> Expr:
-    factors = e.children
-    terms = [mul(*factors[:i], d, *factors[i + 1 :]) for i, d in enumerate(ds) if not ir.is_zero(d)]
-    return add(*terms) if terms else ir.zeros(e.shape)
+def _leibniz(combine: Callable[..., Expr]) -> Callable[[Expr, tuple[Expr, ...]], Expr]:
+    """d(f1 f2 ... fk) = sum_i f1 ... dfi ... fk, for a product built by `combine`."""
 
+    def rule(e: Expr, ds: tuple[Expr, ...]) -> Expr:
+        factors = e.children
+        terms = [combine(*factors[:i], d, *factors[i + 1 :]) for i, d in enumerate(ds) if not ir.is_zero(d)]
+        return add(*terms) if terms else ir.zeros(e.shape)
 
-def _hadamard_rule(e: Expr, ds: tuple[Expr, ...]) -> Expr:
-    factors = e.children
-    terms = [hadamard(*factors[:i], d, *factors[i + 1 :]) for i, d in enumerate(ds) if not ir.is_zero(d)]
-    return add(*terms) if terms else ir.zeros(e.shape)
+    return rule
 
 
 def _elem_div_rule(e: Expr, ds: tuple[Expr, ...]) -> Expr:
@@ -208,12 +207,13 @@ def _inner(a: Expr, b: Expr) -> Expr:
 DIFFERENTIAL_RULES: list[DifferentialRule] = [
     DifferentialRule("sum", "d(A + B) -> dA + dB", lambda e: isinstance(e, Add), lambda e, ds: add(*ds),
                      ("A x + b", "x")),
-    DifferentialRule("product", "d(A B) -> dA B + A dB", lambda e: isinstance(e, MatMul), _product_rule,
+    DifferentialRule("product", "d(A B) -> dA B + A dB", lambda e: isinstance(e, MatMul), _leibniz(mul),
                      ("x^T A x", "x")),
     DifferentialRule("transpose", "d(A^T) -> (dA)^T", lambda e: isinstance(e, Transpose),
                      lambda e, ds: transpose(ds[0]),
                      ("a^T X^T b", "X")),
-    DifferentialRule("hadamard", "d(A .* B) -> dA .* B + A .* dB", lambda e: isinstance(e, Hadamard), _hadamard_rule,
+    DifferentialRule("hadamard", "d(A .* B) -> dA .* B + A .* dB", lambda e: isinstance(e, Hadamard),
+                     _leibniz(hadamard),
                      ("x .* (A x)", "x")),
     DifferentialRule("quotient", "d(A ./ B) -> dA ./ B - (A ./ B.^2) .* dB", lambda e: isinstance(e, ElemDiv),
                      _elem_div_rule,

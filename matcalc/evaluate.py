@@ -7,6 +7,7 @@ SymPy in verify.py. Every value is a 2-D array: a scalar is 1x1, a vector n x 1.
 from __future__ import annotations
 
 from fractions import Fraction
+from functools import reduce
 from typing import Any, Protocol
 
 from .errors import EvaluationError
@@ -72,29 +73,16 @@ def interpret(e: Expr, values: dict[str, Any], sizes: dict[str, int], backend: B
         if isinstance(node, Identity):
             return backend.identity(size(node.size))
         if isinstance(node, Add):
-            total = run(node.terms[0])
-            for term in node.terms[1:]:
-                total = backend.add(total, run(term))
-            return total
+            return reduce(backend.add, map(run, node.terms))
         if isinstance(node, MatMul):
             scalars = [run(f) for f in node.factors if f.is_scalar]
             chain = [run(f) for f in node.factors if not f.is_scalar]
-            if chain:
-                product = chain[0]
-                for factor in chain[1:]:
-                    product = backend.matmul(product, factor)
-            else:
-                product = scalars.pop()
-            for scalar in scalars:
-                product = backend.scale(scalar, product)
-            return product
+            product = reduce(backend.matmul, chain) if chain else scalars.pop()
+            return reduce(lambda value, scalar: backend.scale(scalar, value), scalars, product)
         if isinstance(node, Transpose):
             return backend.transpose(run(node.arg))
         if isinstance(node, Hadamard):
-            product = run(node.factors[0])
-            for factor in node.factors[1:]:
-                product = backend.hadamard(product, run(factor))
-            return product
+            return reduce(backend.hadamard, map(run, node.factors))
         if isinstance(node, ElemDiv):
             return backend.divide(run(node.numerator), run(node.denominator))
         if isinstance(node, Power):
@@ -247,9 +235,8 @@ def bind_sizes(variables: dict[str, Var], shapes: dict[str, tuple[int, ...]]) ->
     return sizes
 
 
-def evaluate_numpy(exprs: list[Expr], values: dict[str, Any], variables: dict[str, Var],
-                   extra_sizes: dict[str, int] | None = None) -> list[Any]:
-    """Evaluate expressions with NumPy on user values (scalars as floats, vectors 1-D or n x 1)."""
+def bind_values(values: dict[str, Any], variables: dict[str, Var]) -> tuple[dict[str, Any], dict[str, int]]:
+    """User values (scalars as floats, vectors 1-D or n x 1) -> 2-D float arrays and dimension sizes."""
     import numpy as np
 
     if not isinstance(values, dict):
@@ -264,13 +251,14 @@ def evaluate_numpy(exprs: list[Expr], values: dict[str, Any], variables: dict[st
         except (TypeError, ValueError):
             raise EvaluationError(f"the value of {name} is not a number or numeric array") from None
     sizes = bind_sizes(variables, {name: arrays[name].shape for name in variables})
-    for dim, size in (extra_sizes or {}).items():
-        sizes.setdefault(dim, size)
-    two_d = {}
-    for name, var in variables.items():
-        rows = 1 if var.shape[0] == 1 else -1
-        two_d[name] = arrays[name].reshape(rows, 1) if var.shape[1] == 1 else arrays[name].reshape(
-            arrays[name].shape if arrays[name].ndim == 2 else (1, 1))
+    two_d = {name: arrays[name].reshape(-1, 1) if var.shape[1] == 1 else arrays[name].reshape(
+        arrays[name].shape if var.shape != (1, 1) else (1, 1)) for name, var in variables.items()}
+    return two_d, sizes
+
+
+def evaluate_numpy(exprs: list[Expr], values: dict[str, Any], variables: dict[str, Var]) -> list[Any]:
+    """Evaluate expressions with NumPy on user values (scalars as floats, vectors 1-D or n x 1)."""
+    two_d, sizes = bind_values(values, variables)
     unknown = {d for e in exprs for d in _dims_of(e)} - set(sizes)
     if unknown:
         raise EvaluationError(f"cannot tell the size {', '.join(sorted(unknown))} from the values given")

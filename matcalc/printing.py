@@ -6,6 +6,7 @@ is left-associative and holds postfix operands; postfix operators (^T, ^k, .^k) 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from fractions import Fraction
 
 from .ir import (
@@ -24,6 +25,7 @@ from .ir import (
     Transpose,
     Var,
     is_reciprocal,
+    neg,
     power,
 )
 
@@ -83,10 +85,13 @@ def _is_negative(e: Expr) -> bool:
     return isinstance(e, MatMul) and isinstance(e.factors[0], Num) and e.factors[0].value < 0
 
 
-def _negated(e: Expr) -> Expr:
-    from .ir import neg
-
-    return neg(e)
+def _join_terms(e: Add, render: Callable[[Expr], str]) -> str:
+    """a + b - c: every term after the first with its sign pulled out."""
+    parts = [render(e.terms[0])]
+    for term in e.terms[1:]:
+        negative = _is_negative(term)
+        parts.append(f"- {render(neg(term))}" if negative else f"+ {render(term)}")
+    return " ".join(parts)
 
 
 def _fill_text(e: Fill, bare: bool) -> str:
@@ -148,16 +153,7 @@ def _text(e: Expr) -> str:
     if isinstance(e, Differential):
         return f"d{e.var.name}" if len(e.var.name) == 1 else f"d({e.var.name})"
     if isinstance(e, Add):
-        parts = []
-        for index, term in enumerate(e.terms):
-            negative = _is_negative(term)
-            shown = _negated(term) if negative and index else term
-            body = number_text(shown.value) if isinstance(shown, Fill) else _text(shown)
-            if index == 0:
-                parts.append(body)
-            else:
-                parts.append(f"- {body}" if negative else f"+ {body}")
-        return " ".join(parts)
+        return _join_terms(e, lambda t: number_text(t.value) if isinstance(t, Fill) else _text(t))
     if isinstance(e, MatMul):
         factors, divisors = _split_divisors(e)
         prefix = ""
@@ -275,13 +271,7 @@ def _latex(e: Expr) -> str:
     if isinstance(e, Differential):
         return rf"\mathrm{{d}}{latex_name(e.var.name)}"
     if isinstance(e, Add):
-        parts = []
-        for index, term in enumerate(e.terms):
-            negative = _is_negative(term)
-            shown = _negated(term) if negative and index else term
-            body = _latex(shown)
-            parts.append(body if index == 0 else (f"- {body}" if negative else f"+ {body}"))
-        return " ".join(parts)
+        return _join_terms(e, _latex)
     if isinstance(e, MatMul):
         factors, divisors = _split_divisors(e)
         prefix = ""

@@ -60,10 +60,6 @@ def _is_inv_of(e: Expr, x: Expr) -> bool:
     return isinstance(e, Func) and e.name == "inv" and e.arg == x
 
 
-def _is_fill(e: Expr, value: int | None = None) -> bool:
-    return isinstance(e, Fill) and (value is None or e.value == value)
-
-
 def commutative_key(e: Expr) -> object:
     """A key equal for expressions that differ only in the order of commutative operands."""
     if isinstance(e, Hadamard):
@@ -263,7 +259,7 @@ def _diag_times_vector(e: Expr) -> Expr | None:
 
 @rule("diagonal of ones", "diag(vector(1)) -> I", "diag(vector(1)) A")
 def _diag_ones(e: Expr) -> Expr | None:
-    if isinstance(e, Func) and e.name == "diag" and _is_fill(e.arg, 1) and ir.is_column(e.arg.shape):
+    if isinstance(e, Func) and e.name == "diag" and ir.is_ones(e.arg) and ir.is_column(e.arg.shape):
         return ir.identity(e.arg.shape[0])
     return None
 
@@ -276,9 +272,9 @@ def _ones_times_vector(e: Expr) -> Expr | None:
     if len(chain) != 2 or e.shape != ir.SCALAR:
         return None
     left, right = chain
-    if _is_fill(left, 1):
+    if ir.is_ones(left):
         return mul(Num(coefficient), *scalars, func("sum", right))
-    if _is_fill(right, 1):
+    if ir.is_ones(right):
         return mul(Num(coefficient), *scalars, func("sum", transpose(left)))
     return None
 
@@ -437,7 +433,7 @@ def _times_reciprocal(e: Expr) -> Expr | None:
     if not isinstance(e, Hadamard):
         return None
     for i, f in enumerate(e.factors):
-        if isinstance(f, ElemDiv) and _is_fill(f.numerator, 1):
+        if isinstance(f, ElemDiv) and ir.is_ones(f.numerator):
             rest = e.factors[:i] + e.factors[i + 1 :]
             return elem_div(hadamard(*rest), f.denominator)
     return None

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from matcalc import Derivative
-from matcalc.evaluate import NumpyBackend, bind_sizes, interpret
+from matcalc.evaluate import evaluate_numpy, squeeze
 from matcalc.ir import Expr, Var, variables
 from matcalc.verify import concrete_sizes
 
@@ -41,12 +41,17 @@ def random_values(exprs: list[Expr], seed: int = 0, sizes: dict[str, int] | None
 
 
 def _function_value(f: Expr, values: dict[str, Any]) -> np.ndarray:
-    names = variables(f)
-    arrays = {n: np.asarray(values[n], dtype=float) for n in names}
-    sizes = bind_sizes(names, {n: a.shape for n, a in arrays.items()})
-    two_d = {n: (a.reshape(-1, 1) if names[n].shape[1] == 1 else a.reshape(a.shape if a.ndim == 2 else (1, 1)))
-             for n, a in arrays.items()}
-    return interpret(f, two_d, sizes, NumpyBackend())
+    (value,) = evaluate_numpy([f], values, variables(f))
+    return value
+
+
+def evaluate_expr(e: Expr, values: dict[str, Any], context: tuple[Expr, ...] = ()) -> np.ndarray:
+    """The NumPy value of any expression, in its natural shape; `context` expressions help bind the sizes."""
+    names: dict[str, Var] = {}
+    for sized in (e, *context):
+        names.update(variables(sized))
+    (value,) = evaluate_numpy([e], values, names)
+    return squeeze(value, e.shape)
 
 
 def finite_difference(d: Derivative, values: dict[str, Any]) -> np.ndarray:

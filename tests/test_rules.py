@@ -2,22 +2,15 @@
 
 import numpy as np
 import pytest
-from oracles import assert_matches_finite_differences, random_values
+from oracles import assert_matches_finite_differences, evaluate_expr, random_values
 
 import matcalc
 from matcalc.differentiate import DIFFERENTIAL_RULES, ELEMENTWISE_RULES
 from matcalc.errors import RewriteCycleError
-from matcalc.evaluate import evaluate_numpy, squeeze
 from matcalc.functions import ELEMENTWISE
-from matcalc.ir import Add, Expr, Var, variables
+from matcalc.ir import Add, Expr, Var
 from matcalc.rewrite import RewriteRule, apply_once, normalize
 from matcalc.simplify import SIMPLIFY_RULES, simplify
-
-
-def evaluate(e: Expr, values: dict) -> np.ndarray:
-    (value,) = evaluate_numpy([e], values, variables(e))
-    return squeeze(value, e.shape)
-
 
 # ---------------------------------------------------------------- simplification rules
 
@@ -30,7 +23,7 @@ def test_rewrite_rule_fires_on_its_example_and_preserves_values(rule: RewriteRul
     assert after.shape == before.shape
     for seed in range(3):
         values = random_values([before, after], seed=seed)
-        np.testing.assert_allclose(evaluate(after, values), evaluate(before, values), rtol=1e-10, atol=1e-12,
+        np.testing.assert_allclose(evaluate_expr(after, values), evaluate_expr(before, values), rtol=1e-10, atol=1e-12,
                                    err_msg=f"{rule}: {before} -> {after}")
 
 
