@@ -74,14 +74,14 @@ def _run_rules() -> int:
     from .simplify import SIMPLIFY_RULES
 
     print("differential rules (matcalc/differentiate.py):")
-    for rule in DIFFERENTIAL_RULES:
-        print(f"  {rule.name:22s} {rule.statement}")
+    for differential_rule in DIFFERENTIAL_RULES:
+        print(f"  {differential_rule.name:22s} {differential_rule.statement}")
     print("element-wise functions:")
-    for rule in ELEMENTWISE_RULES.values():
-        print(f"  {rule.name:22s} {rule.statement}")
+    for elementwise_rule in ELEMENTWISE_RULES.values():
+        print(f"  {elementwise_rule.name:22s} {elementwise_rule.statement}")
     print("simplification rules, in the order they are tried (matcalc/simplify.py):")
-    for rule in SIMPLIFY_RULES:
-        print(f"  {rule.name:40s} {rule.statement}")
+    for rewrite_rule in SIMPLIFY_RULES:
+        print(f"  {rewrite_rule.name:40s} {rewrite_rule.statement}")
     return 0
 
 

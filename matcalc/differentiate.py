@@ -348,16 +348,18 @@ def gradient_of_linear(t: Expr, seed: Expr, out: list[Expr]) -> None:
         raise _NotLinear(f"no linear rule for {type(t).__name__} {t}")
 
 
-def gradient_from_differential(df: Expr) -> Expr:
+def gradient_from_differential(df: Expr, variable_shape: ir.Shape) -> Expr:
     """G with df = <G, dX>, for a scalar df."""
     parts: list[Expr] = []
     gradient_of_linear(df, ir.ONE, parts)
-    return add(*parts) if parts else None  # type: ignore[return-value]
+    return add(*parts) if parts else ir.zeros(variable_shape)
 
 
 def _row_gradient(t: Expr) -> Expr:
-    """g^T with t = g^T dx, for a scalar t linear in dx."""
-    return transpose(gradient_from_differential(t))
+    """g^T with t = g^T dx, for a scalar t linear in dx (t holds dx, so the gradient is not empty)."""
+    parts: list[Expr] = []
+    gradient_of_linear(t, ir.ONE, parts)
+    return transpose(add(*parts))
 
 
 def jacobian_from_differential(t: Expr, n: ir.Dim) -> Expr:
@@ -430,8 +432,7 @@ def derivative_from_differential(df: Expr, variable: Var, output_shape: ir.Shape
     if variable.is_scalar:  # df = F dα -> F
         return ir.substitute(df, {Differential(variable): ir.ONE})
     if output_shape == ir.SCALAR:
-        gradient = gradient_from_differential(df)
-        return gradient if gradient is not None else ir.zeros(variable.shape)
+        return gradient_from_differential(df, variable.shape)
     if ir.is_column(output_shape) and ir.is_column(variable.shape):
         return jacobian_from_differential(df, variable.shape[0])
     raise AssertionError("unsupported derivative shapes must be rejected before identification")

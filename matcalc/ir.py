@@ -76,6 +76,15 @@ class Expr:
         return to_text(self)
 
 
+try:
+    from typing import dataclass_transform
+except ImportError:  # Python 3.10
+
+    def dataclass_transform(**_: object) -> Callable[[Callable], Callable]:  # type: ignore[no-redef]
+        return lambda decorator: decorator
+
+
+@dataclass_transform(frozen_default=True, eq_default=False)
 def node(cls: type) -> type:
     """Declare an IR node: a frozen dataclass whose equality and hash come from Expr."""
     cls = dataclass(frozen=True, eq=False, repr=True)(cls)

@@ -124,9 +124,10 @@ def _run(text: str, start: str) -> Tree:
     try:
         return parser().parse(text, start=start)
     except UnexpectedCharacters as error:
-        character = text[error.pos_in_stream] if error.pos_in_stream < len(text) else ""
+        position = error.pos_in_stream or 0
+        character = text[position] if position < len(text) else ""
         problem = f"unexpected character {character!r}"
-        raise syntax_error(text, error.pos_in_stream, problem, _expected(error.allowed or set())) from None
+        raise syntax_error(text, position, problem, _expected(error.allowed or set())) from None
     except UnexpectedEOF as error:
         raise syntax_error(text, len(text), "unexpected end of the input", _expected(set(error.expected))) from None
     except UnexpectedToken as error:
@@ -151,8 +152,8 @@ def _check_nesting(tree: Tree, text: str) -> None:
 _BRACKETS = {"(": ")", "{": "}"}
 
 
-def _check_brackets(text: str) -> None:
-    """Cheap pre-check so that a pathological input fails fast, before the parser runs."""
+def _precheck(text: str) -> None:
+    """Nesting depth and NUL bytes, checked before the parser runs so that a pathological input fails fast."""
     depth = 0
     for position, character in enumerate(text):
         if character in "({":
@@ -171,7 +172,7 @@ def parse_tree(text: str) -> Tree:
         raise ParseError(f"an expression must be text, not {type(text).__name__}")
     if not text.strip():
         raise ParseError("the expression is empty")
-    _check_brackets(text)
+    _precheck(text)
     tree = _run(text, "start_expr")
     _check_nesting(tree, text)
     return tree

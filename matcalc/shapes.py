@@ -166,10 +166,6 @@ class Inference:
             return f"a row vector (1×{cols})"
         return f"a matrix ({rows}×{cols})"
 
-    @staticmethod
-    def error(message: str) -> ShapeError:
-        return ShapeError(message)
-
     # ------------------------------------------------------------ symbols
     def symbol(self, name: str) -> SymbolInfo:
         if name in self.symbols:
@@ -275,7 +271,7 @@ class Inference:
 
     def unify_shapes(self, left: Typed, right: Typed, what: str) -> None:
         if not (self.dims.unify(left.shape[0], right.shape[0]) and self.dims.unify(left.shape[1], right.shape[1])):
-            raise self.error(f"{what} needs operands of the same shape, but `{left.text}` is {self.fmt(left)} "
+            raise ShapeError(f"{what} needs operands of the same shape, but `{left.text}` is {self.fmt(left)} "
                              f"and `{right.text}` is {self.fmt(right)}")
 
     def broadcast(self, scalar: Typed, like: Typed) -> Typed:
@@ -286,7 +282,7 @@ class Inference:
         if left.is_scalar != right.is_scalar:
             scalar, other = (left, right) if left.is_scalar else (right, left)
             if _number_value(scalar) is None:
-                raise self.error(
+                raise ShapeError(
                     f"cannot {'add' if sign == '+' else 'subtract'} `{left.text}` ({self.fmt(left)}) and "
                     f"`{right.text}` ({self.fmt(right)}): only a number stands for a constant vector or matrix; "
                     f"write `{scalar.text} vector(1)` or `{scalar.text} matrix(1)`")
@@ -300,14 +296,14 @@ class Inference:
             if left.is_scalar or right.is_scalar:
                 return Typed("mul", right.shape if left.is_scalar else left.shape, text, [left, right])
             if not self.dims.unify(left.shape[1], right.shape[0]):
-                raise self.error(
+                raise ShapeError(
                     f"cannot multiply `{left.text}` ({self.fmt(left)}) by `{right.text}` ({self.fmt(right)}): "
                     f"the columns of the left ({self.dims.show(left.shape[1])}) must equal the rows of the "
                     f"right ({self.dims.show(right.shape[0])})")
             return Typed("mul", (left.shape[0], right.shape[1]), text, [left, right])
         if operator == "/":
             if not right.is_scalar:
-                raise self.error(f"'/' divides by a scalar, but `{right.text}` is {self.fmt(right)}; "
+                raise ShapeError(f"'/' divides by a scalar, but `{right.text}` is {self.fmt(right)}; "
                                  f"use ./ for element-wise division")
             return Typed("div", left.shape, text, [left, right])
         if operator in (".*", "⊙"):
@@ -329,17 +325,17 @@ class Inference:
 
     def power(self, base: Typed, exponent: Typed, text: str) -> Typed:
         if not exponent.is_scalar:
-            raise self.error(f"an exponent must be a scalar, but `{exponent.text}` is {self.fmt(exponent)}")
+            raise ShapeError(f"an exponent must be a scalar, but `{exponent.text}` is {self.fmt(exponent)}")
         if base.is_scalar:
             return Typed("power", (1, 1), text, [base, exponent])
         if base.shape[1] == 1 or base.shape[0] == 1:
-            raise self.error(f"`{base.text}` is {self.fmt(base)} and has no matrix power; "
+            raise ShapeError(f"`{base.text}` is {self.fmt(base)} and has no matrix power; "
                              f"use .^ for an element-wise power")
         if not self.dims.unify(base.shape[0], base.shape[1]):
-            raise self.error(f"a matrix power needs a square matrix, but `{base.text}` is {self.fmt(base)}")
+            raise ShapeError(f"a matrix power needs a square matrix, but `{base.text}` is {self.fmt(base)}")
         k = _number_value(exponent)
         if k is None or k.denominator != 1:
-            raise self.error(f"a matrix power needs a whole-number exponent, not `{exponent.text}`; "
+            raise ShapeError(f"a matrix power needs a whole-number exponent, not `{exponent.text}`; "
                              f"use .^ for an element-wise power")
         if k == -1:
             return Typed("call", base.shape, text, [base], payload="inv")
@@ -352,20 +348,20 @@ class Inference:
 
     def elem_power(self, base: Typed, exponent: Typed, text: str) -> Typed:
         if not exponent.is_scalar:
-            raise self.error(f"an exponent must be a scalar, but `{exponent.text}` is {self.fmt(exponent)}")
+            raise ShapeError(f"an exponent must be a scalar, but `{exponent.text}` is {self.fmt(exponent)}")
         return Typed("epower", base.shape, text, [base, exponent])
 
     def call(self, name: str, arg: Typed, text: str) -> Typed:
         kind = FUNCTIONS[name].kind
         if kind == "square":
             if not arg.is_scalar and (arg.shape[0] == 1 or arg.shape[1] == 1):
-                raise self.error(f"{name} needs a square matrix, but `{arg.text}` is {self.fmt(arg)}")
+                raise ShapeError(f"{name} needs a square matrix, but `{arg.text}` is {self.fmt(arg)}")
             if not self.dims.unify(arg.shape[0], arg.shape[1]):
-                raise self.error(f"{name} needs a square matrix, but `{arg.text}` is {self.fmt(arg)}")
+                raise ShapeError(f"{name} needs a square matrix, but `{arg.text}` is {self.fmt(arg)}")
             shape = arg.shape if name == "inv" else (1, 1)
         elif kind == "vector":
             if arg.shape[1] != 1 or arg.is_scalar:
-                raise self.error(f"{name} needs a column vector, but `{arg.text}` is {self.fmt(arg)}")
+                raise ShapeError(f"{name} needs a column vector, but `{arg.text}` is {self.fmt(arg)}")
             shape = arg.shape if name == "softmax" else (1, 1)
         elif kind == "diag":
             if arg.is_scalar:
@@ -376,7 +372,7 @@ class Inference:
                 shape = (arg.shape[1], arg.shape[1])
             else:
                 if not self.dims.unify(arg.shape[0], arg.shape[1]):
-                    raise self.error(f"diag of a matrix needs a square matrix, but `{arg.text}` is {self.fmt(arg)}")
+                    raise ShapeError(f"diag of a matrix needs a square matrix, but `{arg.text}` is {self.fmt(arg)}")
                 shape = (arg.shape[0], 1)
         elif kind == "elementwise":
             shape = arg.shape

@@ -6,6 +6,7 @@ each either removes nodes, moves a transpose towards the leaves, or merges sum t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from fractions import Fraction
 
 from . import ir
@@ -43,7 +44,7 @@ rule = rule_table(SIMPLIFY_RULES)
 # ---------------------------------------------------------------- helpers
 
 
-def _chain_rewrite(e: Expr, pair_rule) -> Expr | None:  # type: ignore[no-untyped-def]
+def _chain_rewrite(e: Expr, pair_rule: Callable[[Expr, Expr], list[Expr] | None]) -> Expr | None:
     """Apply pair_rule(left, right) -> list | None to the first adjacent pair of a product's chain."""
     if not isinstance(e, MatMul):
         return None
