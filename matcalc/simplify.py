@@ -258,6 +258,15 @@ def _diag_times_vector(e: Expr) -> Expr | None:
     return _chain_rewrite(e, pair)
 
 
+@rule("diagonal of an outer product", "diag(a b^T) -> a .* b", "diag(x y^T)")
+def _diag_outer(e: Expr) -> Expr | None:
+    if isinstance(e, Func) and e.name == "diag" and isinstance(e.arg, MatMul) and not ir.is_vector_shape(e.arg.shape):
+        coefficient, scalars, chain = split_product(e.arg)
+        if len(chain) == 2 and ir.is_column(chain[0].shape) and chain[1].shape[0] == 1:
+            return mul(Num(coefficient), *scalars, hadamard(chain[0], transpose(chain[1])))
+    return None
+
+
 @rule("diagonal of ones", "diag(vector(1)) -> I", "diag(vector(1)) A")
 def _diag_ones(e: Expr) -> Expr | None:
     if isinstance(e, Func) and e.name == "diag" and ir.is_ones(e.arg) and ir.is_column(e.arg.shape):

@@ -163,3 +163,15 @@ def test_hessian_wrt_a_matrix_is_refused_clearly():
 def test_hessian_of_a_vector_is_a_shape_error():
     with pytest.raises(matcalc.ShapeError, match="scalar"):
         matcalc.hessian("A x", "x")
+
+
+@pytest.mark.parametrize(("expr", "var", "expected"), [
+    ("diag(X x z^T)", "x", "diag(z) X"),
+    ("diag(x z^T)", "z", "diag(x)"),
+    ("diag(x y^T + A x x^T)", "x", "diag(y) + diag(x) A + diag(A x)"),
+])
+def test_jacobian_through_the_diagonal_of_an_outer_product(expr, var, expected):
+    """Regression: the Jacobian reader once refused diag(u dx^T); diag(u v^T) = u .* v."""
+    d = matcalc.diff(expr, var)
+    assert str(d) == expected
+    assert_proven(d)
