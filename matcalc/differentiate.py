@@ -405,23 +405,28 @@ def jacobian_from_differential(t: Expr, n: ir.Dim) -> Expr:
     if isinstance(t, Transpose):
         return jacobian_from_differential(_push_transpose(t), n)
     if isinstance(t, Func) and t.name == "diag" and not ir.is_vector_shape(t.arg.shape):
-        as_hadamard = _diag_of_outer_product(t.arg)
-        if as_hadamard is not None:
-            return jacobian_from_differential(as_hadamard, n)
+        as_vector = _diagonal_as_vector(t.arg)
+        if as_vector is not None:
+            return jacobian_from_differential(as_vector, n)
     raise UnsupportedError(
         f"cannot write the Jacobian of this expression in matrix form yet (its differential has the term {t}); "
         f"a later version covers it")
 
 
-def _diag_of_outer_product(m: Expr) -> Expr | None:
-    """diag(u v^T) = u .* v; diag(A + B) = diag(A) + diag(B)."""
+def _diagonal_as_vector(m: Expr) -> Expr | None:
+    """diag(M) as a vector expression: diag(u v^T) = u .* v, diag(c diag(u)) = c u, diag(A + B) = diag(A) + diag(B)."""
     if isinstance(m, Add):
-        parts = [_diag_of_outer_product(term) for term in m.terms]
+        parts = [_diagonal_as_vector(term) for term in m.terms]
         return None if any(p is None for p in parts) else add(*parts)  # type: ignore[arg-type]
+    if isinstance(m, Func) and m.name == "diag" and ir.is_column(m.arg.shape):
+        return m.arg
     if isinstance(m, MatMul):
         coefficient, scalars, chain = ir.split_product(m)
         if len(chain) >= 2 and chain[-1].shape[0] == 1:
             return hadamard(mul(Num(coefficient), *scalars, *chain[:-1]), transpose(chain[-1]))
+        if len(chain) == 1:
+            inner = _diagonal_as_vector(chain[0])
+            return None if inner is None else mul(Num(coefficient), *scalars, inner)
     return None
 
 

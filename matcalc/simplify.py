@@ -267,6 +267,23 @@ def _diag_outer(e: Expr) -> Expr | None:
     return None
 
 
+@rule("diagonal of a diagonal matrix", "diag(diag(v)) -> v for a vector v", "diag(diag(x))")
+def _diag_diag(e: Expr) -> Expr | None:
+    if isinstance(e, Func) and e.name == "diag" and isinstance(e.arg, Func) and e.arg.name == "diag" \
+            and ir.is_column(e.arg.arg.shape):
+        return e.arg.arg
+    return None
+
+
+@rule("scalars out of diag", "diag(c A) -> c diag(A)", "diag(2 alpha x)")
+def _diag_scalars_out(e: Expr) -> Expr | None:
+    if isinstance(e, Func) and e.name == "diag" and isinstance(e.arg, MatMul):
+        coefficient, scalars, chain = split_product(e.arg)
+        if chain and (coefficient != 1 or scalars):
+            return mul(Num(coefficient), *scalars, func("diag", mul(*chain)))
+    return None
+
+
 @rule("diagonal of ones", "diag(vector(1)) -> I", "diag(vector(1)) A")
 def _diag_ones(e: Expr) -> Expr | None:
     if isinstance(e, Func) and e.name == "diag" and ir.is_ones(e.arg) and ir.is_column(e.arg.shape):

@@ -175,3 +175,11 @@ def test_jacobian_through_the_diagonal_of_an_outer_product(expr, var, expected):
     d = matcalc.diff(expr, var)
     assert str(d) == expected
     assert_proven(d)
+
+
+def test_hessian_through_the_diagonal_of_a_diagonal_matrix():
+    """Regression (found by random expressions): diag(diag(y)) = y, in the Jacobian reader and in simplification."""
+    assert str(matcalc.diff("norm2(diag(y))^2", "y")) == "2 y"
+    h = matcalc.hessian("norm2(diag(y))^2", "y")
+    assert str(h) == "2 I"
+    assert_proven(h)
