@@ -137,7 +137,7 @@ class VerificationReport:
         return self.ok
 
     def __str__(self) -> str:
-        sizes = ", ".join(f"{k}={v}" for k, v in self.sizes.items()) or "scalars only"
+        sizes = ", ".join(f"{k}={v}" for k, v in self.sizes.items()) or "as declared"
         if self.ok:
             extra = f" ({self.numerically_only} to 40 digits)" if self.numerically_only else ""
             return f"verified: all {self.entries} entries match SymPy exactly{extra} (sizes {sizes})"

@@ -85,3 +85,39 @@ def test_rules_lists_every_rule():
     listing = run("rules").stdout
     for rule in [*DIFFERENTIAL_RULES, *SIMPLIFY_RULES]:
         assert rule.name in listing and rule.statement in listing
+
+
+def _readme_console_examples() -> list[tuple[list[str], list[str]]]:
+    """(arguments, expected output lines) for each `$ matcalc ...` line of the README that shows its output."""
+    import re
+    import shlex
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    examples = []
+    for block in re.findall(r"```console\n(.*?)```", text, re.S):
+        lines = block.splitlines()
+        for index, line in enumerate(lines):
+            if not line.startswith("$ matcalc "):
+                continue
+            command = shlex.split(line[len("$ matcalc "):], comments=True)
+            output = []
+            for following in lines[index + 1:]:
+                if following.startswith("$ "):
+                    break
+                output.append(following)
+            examples.append((command, output))
+    return examples
+
+
+@pytest.mark.parametrize(("command", "output"), _readme_console_examples(), ids=lambda v: " ".join(v)[:50])
+def test_readme_examples_print_what_the_readme_says(command, output):
+    result = run(*command)
+    assert result.returncode in (0, 3), result.stderr
+    printed = result.stdout.splitlines()
+    for expected, actual in zip(output, printed, strict=False):
+        if expected.endswith("..."):  # an elided tail
+            assert actual.startswith(expected[:-3].rstrip())
+        else:
+            assert actual == expected
+    assert len(printed) >= len(output)
