@@ -415,6 +415,7 @@ def mul(*factors: Expr) -> Expr:
         return zeros(shape)
     if len(chain) > 1:
         chain = [f for f in chain if not isinstance(f, Identity)] or [chain[0]]
+    chain = _group_scalar_prefixes(chain, scalars)
     if not chain:
         units = [s for s in scalars if isinstance(s, MatMul)]
         if len(units) == 1:
@@ -422,7 +423,9 @@ def mul(*factors: Expr) -> Expr:
             chain = list(units[0].factors)
     if not scalars and len(chain) == 1 and isinstance(chain[0], Fill):  # c vector(v) -> vector(c v)
         return fill(coefficient * chain[0].value, chain[0].fill_shape)
-    scalars.sort(key=is_reciprocal)  # stable: divisors last, as the printer writes them after '/'
+    # Canonical order whatever the association: plain scalars, then scalar sub-products (a^T x),
+    # then divisors (printed after '/'); stable otherwise.
+    scalars.sort(key=lambda s: (is_reciprocal(s), isinstance(s, MatMul)))
     head: list[Expr] = [] if coefficient == 1 else [Num(coefficient)]
     out = head + scalars + chain
     if not out:
@@ -430,6 +433,17 @@ def mul(*factors: Expr) -> Expr:
     if len(out) == 1:
         return out[0]
     return MatMul(tuple(out))
+
+
+def _group_scalar_prefixes(chain: list[Expr], scalars: list[Expr]) -> list[Expr]:
+    """A 1x1 prefix of a longer chain (a^T x in a^T x y^T) becomes one scalar factor, as the parser reads it."""
+    while len(chain) > 2 and chain[0].shape[0] == 1:
+        k = next((k for k in range(2, len(chain)) if chain[k - 1].shape[1] == 1), None)
+        if k is None:
+            break
+        scalars.append(MatMul(tuple(chain[:k])))
+        chain = chain[k:]
+    return chain
 
 
 def neg(e: Expr) -> Expr:
