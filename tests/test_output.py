@@ -102,3 +102,24 @@ def test_json_carries_input_declarations_shape_text_and_latex():
 def test_derivation_names_the_rules_it_used():
     derivation = matcalc.diff("x^T A x", "x").derivation()
     assert "product" in derivation and "common right factor" in derivation and "differential" in derivation
+
+
+@pytest.mark.parametrize("text", [
+    "(z^T z) logsumexp(x) beta sigmoid(x)^T z",   # scalar sub-products sit after plain scalars
+    "beta (z^T z) sigmoid(x)^T z",
+    "(x^T B y) y^T",                               # a 1x1 prefix of a chain is one scalar factor
+    "(a^T x) b^T y",
+    "x / norm2(x) + alpha x / beta^2",
+])
+def test_products_print_and_parse_back_whatever_their_association(text):
+    """Regressions found by random expressions: the same product built two ways must print the same."""
+    e = matcalc.parse(text)
+    assert matcalc.parse(str(e), shape=e.shape) == e
+
+
+def test_a_flat_chain_with_a_scalar_prefix_equals_its_grouped_form():
+    from matcalc.ir import mul
+
+    x, b, y = (matcalc.parse(name, where="B: matrix(n, m); x: vector(n); y: vector(m)") for name in ("x", "B", "y"))
+    flat = mul(matcalc.ir.transpose(x), b, y, matcalc.ir.transpose(y))
+    assert flat == matcalc.parse("(x^T B y) y^T", where="B: matrix(n, m); x: vector(n); y: vector(m)")
