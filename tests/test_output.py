@@ -123,3 +123,14 @@ def test_a_flat_chain_with_a_scalar_prefix_equals_its_grouped_form():
     x, b, y = (matcalc.parse(name, where="B: matrix(n, m); x: vector(n); y: vector(m)") for name in ("x", "B", "y"))
     flat = mul(matcalc.ir.transpose(x), b, y, matcalc.ir.transpose(y))
     assert flat == matcalc.parse("(x^T B y) y^T", where="B: matrix(n, m); x: vector(n); y: vector(m)")
+
+
+@pytest.mark.parametrize(("expr", "var", "where", "cookbook"), COOKBOOK, ids=IDS)
+def test_latex_is_well_formed(expr, var, where, cookbook):
+    latex = matcalc.diff(expr, var, where=where).latex()
+    depth = 0
+    for character in latex.replace(r"\{", "").replace(r"\}", ""):
+        depth += {"{": 1, "}": -1}.get(character, 0)
+        assert depth >= 0, latex
+    assert depth == 0, latex
+    assert latex.count(r"\left") == latex.count(r"\right"), latex
