@@ -355,11 +355,9 @@ def gradient_from_differential(df: Expr, variable_shape: ir.Shape) -> Expr:
     return add(*parts) if parts else ir.zeros(variable_shape)
 
 
-def _row_gradient(t: Expr) -> Expr:
-    """g^T with t = g^T dx, for a scalar t linear in dx (t holds dx, so the gradient is not empty)."""
-    parts: list[Expr] = []
-    gradient_of_linear(t, ir.ONE, parts)
-    return transpose(add(*parts))
+def _row_gradient(t: Expr, n: ir.Dim) -> Expr:
+    """g^T with t = g^T dx, for a scalar t linear in the column vector dx (n x 1)."""
+    return transpose(gradient_from_differential(t, (n, 1)))
 
 
 def jacobian_from_differential(t: Expr, n: ir.Dim) -> Expr:
@@ -369,14 +367,14 @@ def jacobian_from_differential(t: Expr, n: ir.Dim) -> Expr:
     if isinstance(t, Differential):
         return ir.identity(n)
     if t.is_scalar:
-        return _row_gradient(t)
+        return _row_gradient(t, n)
     if isinstance(t, Add):
         return add(*[jacobian_from_differential(term, n) for term in t.terms if ir.contains_differential(term)])
     if isinstance(t, MatMul):
         position, inner = _split_linear_product(t)
         others = t.factors[:position] + t.factors[position + 1 :]
         if inner.is_scalar:  # f M -> M (df/dx)^T
-            return mul(mul(*others), _row_gradient(inner))
+            return mul(mul(*others), _row_gradient(inner, n))
         chain = [f for f in t.factors if not f.is_scalar]
         k = next(i for i, f in enumerate(chain) if f is inner)
         scalars = [f for f in t.factors if f.is_scalar]
@@ -384,9 +382,9 @@ def jacobian_from_differential(t: Expr, n: ir.Dim) -> Expr:
         if not right:  # c L F -> c L J(F)
             return mul(*scalars, *left, jacobian_from_differential(inner, n))
         if ir.chain_shape([inner, *right]) == ir.SCALAR:  # c L (F R) with F R a scalar
-            return mul(*scalars, *left, _row_gradient(mul(inner, *right)))
+            return mul(*scalars, *left, _row_gradient(mul(inner, *right), n))
         if ir.chain_shape([*left, inner]) == ir.SCALAR:  # c (L F) R with L F a scalar
-            return mul(*scalars, *right, _row_gradient(mul(*left, inner)))
+            return mul(*scalars, *right, _row_gradient(mul(*left, inner), n))
         if isinstance(inner, Func) and inner.name == "diag" and ir.is_column(inner.arg.shape) \
                 and ir.is_column(ir.chain_shape(right)):  # L diag(f) r = L diag(r) f
             return mul(*scalars, *left, func("diag", mul(*right)), jacobian_from_differential(inner.arg, n))

@@ -251,8 +251,9 @@ def bind_values(values: dict[str, Any], variables: dict[str, Var]) -> tuple[dict
         except (TypeError, ValueError):
             raise EvaluationError(f"the value of {name} is not a number or numeric array") from None
     sizes = bind_sizes(variables, {name: arrays[name].shape for name in variables})
-    two_d = {name: arrays[name].reshape(-1, 1) if var.shape[1] == 1 else arrays[name].reshape(
-        arrays[name].shape if var.shape != (1, 1) else (1, 1)) for name, var in variables.items()}
+    # vectors and scalars become columns (a scalar a 1x1 one); matrices are 2-D already (bind_sizes checked)
+    two_d = {name: arrays[name].reshape(-1, 1) if var.shape[1] == 1 else arrays[name]
+             for name, var in variables.items()}
     return two_d, sizes
 
 

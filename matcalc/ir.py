@@ -415,7 +415,8 @@ def mul(*factors: Expr) -> Expr:
         return zeros(shape)
     if len(chain) > 1:
         chain = [f for f in chain if not isinstance(f, Identity)] or [chain[0]]
-    chain = _group_scalar_prefixes(chain, scalars)
+    units, chain = _split_scalar_prefixes(chain)
+    scalars.extend(units)
     if not chain:
         units = [s for s in scalars if isinstance(s, MatMul)]
         if len(units) == 1:
@@ -435,15 +436,16 @@ def mul(*factors: Expr) -> Expr:
     return MatMul(tuple(out))
 
 
-def _group_scalar_prefixes(chain: list[Expr], scalars: list[Expr]) -> list[Expr]:
-    """A 1x1 prefix of a longer chain (a^T x in a^T x y^T) becomes one scalar factor, as the parser reads it."""
+def _split_scalar_prefixes(chain: list[Expr]) -> tuple[list[Expr], list[Expr]]:
+    """(units, rest): each 1x1 prefix of a longer chain (a^T x in a^T x y^T) is one scalar, as the parser reads it."""
+    units: list[Expr] = []
     while len(chain) > 2 and chain[0].shape[0] == 1:
         k = next((k for k in range(2, len(chain)) if chain[k - 1].shape[1] == 1), None)
         if k is None:
             break
-        scalars.append(MatMul(tuple(chain[:k])))
+        units.append(MatMul(tuple(chain[:k])))
         chain = chain[k:]
-    return chain
+    return units, chain
 
 
 def neg(e: Expr) -> Expr:

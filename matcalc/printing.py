@@ -278,11 +278,10 @@ def _latex(e: Expr) -> str:
         if isinstance(factors[0], Num) and len(factors) > 1:
             coefficient = factors.pop(0).value
             prefix = "-" if coefficient == -1 else (_latex_number(coefficient) + " " if coefficient != 1 else "")
-            if coefficient == -1 and len(factors) == 1 and isinstance(factors[0], Hadamard | ElemDiv):
-                factors = [factors[0]]
-                body = _latex(factors[0])
-                return prefix + (body if not divisors else rf"\frac{{{body}}}{{{_latex_divisors(divisors)}}}")
-        body = r" \, ".join(_latex_operand(f) for f in factors)
+        if prefix == "-" and len(factors) == 1 and isinstance(factors[0], Hadamard | ElemDiv):
+            body = _latex(factors[0])  # -a ⊙ b: the sign applies to the whole product
+        else:
+            body = r" \, ".join(_latex_operand(f) for f in factors)
         if divisors:
             body = rf"\frac{{{body}}}{{{_latex_divisors(divisors)}}}"
         return prefix + body

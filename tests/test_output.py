@@ -134,3 +134,11 @@ def test_latex_is_well_formed(expr, var, where, cookbook):
         assert depth >= 0, latex
     assert depth == 0, latex
     assert latex.count(r"\left") == latex.count(r"\right"), latex
+
+
+def test_verify_reports_a_function_undefined_at_every_point_instead_of_raising():
+    """Y Y^T is singular for a 3x2 Y: every sampled point is undefined, so nothing is proven."""
+    d = matcalc.diff("logdet(Y Y^T)", "Y", where="Y: matrix(3, 2)")
+    report = d.verify()
+    assert not report
+    assert "undefined values" in str(report)
