@@ -47,6 +47,12 @@ from .ir import (
     transpose,
 )
 
+# The product rule writes k terms of m factors for a product of m factors, k of which hold the
+# variable, so the differential can grow as the square of the input (and a Hessian as the cube).
+# Past these limits the result is refused as too large instead of taking minutes.
+MAX_DIFFERENTIAL_SIZE = 100_000  # factors written by the product rules of one differential
+MAX_MATRIX_POWER = 64  # d(X^k) has k terms
+
 # ---------------------------------------------------------------- element-wise derivatives
 
 
@@ -136,6 +142,9 @@ def _power_rule(e: Expr, ds: tuple[Expr, ...]) -> Expr:
     a, p = e.base, e.exponent
     if not a.is_scalar:  # integer power of a square matrix: sum_i X^i dX X^(k-1-i)
         k = int(p.value)  # type: ignore[attr-defined]
+        if abs(k) > MAX_MATRIX_POWER:
+            raise UnsupportedError(f"the derivative of a matrix power X^{k} has {abs(k)} terms; "
+                                   f"matcalc writes at most {MAX_MATRIX_POWER}")
         return add(*[mul(power(a, num(i)) if i else ir.identity(a.shape[0]), d_base,
                          power(a, num(k - 1 - i)) if k - 1 - i else ir.identity(a.shape[0]))
                      for i in range(k)])
@@ -263,8 +272,10 @@ def _leaf_differential(e: Expr, variable: Var) -> Expr | None:
 def differential(e: Expr, variable: Var, used: list[str] | None = None) -> Expr:
     """df for f = e: linear in Differential(variable). `used` collects the names of the rules applied."""
     memo: dict[Expr, Expr] = {}
+    written = 0
 
     def d(node: Expr) -> Expr:
+        nonlocal written
         if node in memo:
             return memo[node]
         leaf = _leaf_differential(node, variable)
@@ -275,6 +286,11 @@ def differential(e: Expr, variable: Var, used: list[str] | None = None) -> Expr:
         if all(ir.is_zero(cd) for cd in child_ds):
             result = ir.zeros(node.shape)
         else:
+            written += len(node.children) * sum(not ir.is_zero(cd) for cd in child_ds)
+            if written > MAX_DIFFERENTIAL_SIZE:
+                raise UnsupportedError(f"the derivative is too large to write: its differential would have more "
+                                       f"than {MAX_DIFFERENTIAL_SIZE:,} factors (a product of many factors "
+                                       f"that all hold {variable.name})")
             rule = next(r for r in DIFFERENTIAL_RULES if r.applies(node))
             if used is not None and rule.name not in used:
                 used.append(rule.name)
@@ -385,9 +401,22 @@ def jacobian_from_differential(t: Expr, n: ir.Dim) -> Expr:
             return mul(*scalars, *left, _row_gradient(mul(inner, *right), n))
         if ir.chain_shape([*left, inner]) == ir.SCALAR:  # c (L F) R with L F a scalar
             return mul(*scalars, *right, _row_gradient(mul(*left, inner), n))
+        if ir.chain_shape(right) == ir.SCALAR:  # c L F (R) with R a scalar -> c R L J(F)
+            return mul(*scalars, mul(*right), *left, jacobian_from_differential(inner, n))
+        if left and ir.chain_shape(left) == ir.SCALAR:  # c (L) F R with L a scalar -> c L J(F R)
+            return mul(*scalars, mul(*left), jacobian_from_differential(mul(inner, *right), n))
         if isinstance(inner, Func) and inner.name == "diag" and ir.is_column(inner.arg.shape) \
                 and ir.is_column(ir.chain_shape(right)):  # L diag(f) r = L diag(r) f
             return mul(*scalars, *left, func("diag", mul(*right)), jacobian_from_differential(inner.arg, n))
+        if isinstance(inner, Hadamard | ElemDiv) and (expanded := _distribute_over_sum(inner)) is not None:
+            return jacobian_from_differential(mul(*scalars, *left, expanded, *right), n)
+        outer = _outer_product_in(inner) if ir.is_column(ir.chain_shape(right)) else None
+        if outer is not None:  # L (M .* (a b^T)) r = L (a .* (M (b .* r))) = L diag(a) M diag(r) b
+            m, a, b = outer
+            r = mul(*right)
+            if ir.contains_differential(a):
+                return mul(*scalars, *left, func("diag", mul(m, hadamard(b, r))), jacobian_from_differential(a, n))
+            return mul(*scalars, *left, func("diag", a), m, func("diag", r), jacobian_from_differential(b, n))
         if isinstance(inner, Add):  # L (F1 + F2) R -> L F1 R + L F2 R
             return add(*[jacobian_from_differential(mul(*scalars, *left, term, *right), n)
                          for term in inner.terms if ir.contains_differential(term)])
@@ -412,19 +441,105 @@ def jacobian_from_differential(t: Expr, n: ir.Dim) -> Expr:
 
 
 def _diagonal_as_vector(m: Expr) -> Expr | None:
-    """diag(M) as a vector expression: diag(u v^T) = u .* v, diag(c diag(u)) = c u, diag(A + B) = diag(A) + diag(B)."""
+    """diag(M) of a square M linear in dx, as a vector expression the Jacobian reader can read, or None.
+
+    diag(A + B) = diag(A) + diag(B);  diag(diag(u)) = u;  diag(M^T) = diag(M);
+    diag(A .* B) = diag(A) .* diag(B);  diag(A ./ B) = diag(A) ./ diag(B);
+    diag(P u v^T Q) = (P u) .* (Q^T v);  diag(P diag(u) Q) = (P .* Q^T) u.
+    A factor free of dx may stay as diag(B); a factor holding dx must reduce.
+    """
+    if not ir.contains_differential(m):
+        return func("diag", m)
     if isinstance(m, Add):
         parts = [_diagonal_as_vector(term) for term in m.terms]
         return None if any(p is None for p in parts) else add(*parts)  # type: ignore[arg-type]
     if isinstance(m, Func) and m.name == "diag" and ir.is_column(m.arg.shape):
         return m.arg
+    if isinstance(m, Transpose):
+        return _diagonal_as_vector(m.arg)
+    if isinstance(m, Hadamard):
+        parts = [_diagonal_as_vector(f) for f in m.factors]
+        return None if any(p is None for p in parts) else hadamard(*parts)  # type: ignore[arg-type]
+    if isinstance(m, ElemDiv) and not ir.contains_differential(m.denominator):
+        numerator = _diagonal_as_vector(m.numerator)
+        return None if numerator is None else elem_div(numerator, func("diag", m.denominator))
     if isinstance(m, MatMul):
         coefficient, scalars, chain = ir.split_product(m)
-        if len(chain) >= 2 and chain[-1].shape[0] == 1:
-            return hadamard(mul(Num(coefficient), *scalars, *chain[:-1]), transpose(chain[-1]))
+        scale = [Num(coefficient), *scalars]
         if len(chain) == 1:
             inner = _diagonal_as_vector(chain[0])
-            return None if inner is None else mul(Num(coefficient), *scalars, inner)
+            return None if inner is None else mul(*scale, inner)
+        for i in range(1, len(chain)):  # an outer product: P u v^T Q
+            if ir.chain_shape(chain[:i])[1] == 1:
+                return hadamard(mul(*scale, *chain[:i]), transpose(mul(*chain[i:])))
+        for k, factor in enumerate(chain):  # a diagonal matrix holding dx: P diag(u) Q
+            u = _diagonal_factor(factor)
+            if u is not None and ir.contains_differential(u):
+                left, right = chain[:k], chain[k + 1 :]
+                if not left and not right:
+                    return mul(*scale, u)
+                if not left or not right:
+                    other = mul(*(left or right))
+                    return None if ir.contains_differential(other) else hadamard(mul(*scale, func("diag", other)), u)
+                outer = hadamard(mul(*left), transpose(mul(*right)))
+                return None if ir.contains_differential(outer) else mul(*scale, outer, u)
+    return None
+
+
+def _distribute_over_sum(e: Hadamard | ElemDiv) -> Expr | None:
+    """M .* (A + B) -> M .* A + M .* B, and (A + B) ./ D -> A ./ D + B ./ D, for the sum holding dx."""
+    if isinstance(e, ElemDiv):
+        if isinstance(e.numerator, Add) and not ir.contains_differential(e.denominator):
+            return add(*[elem_div(term, e.denominator) for term in e.numerator.terms])
+        return None
+    for index, factor in enumerate(e.factors):
+        if isinstance(factor, Add) and ir.contains_differential(factor):
+            others = [g for i, g in enumerate(e.factors) if i != index]
+            return add(*[hadamard(*others, term) for term in factor.terms])
+    return None
+
+
+def _outer_product_in(e: Expr) -> tuple[Expr, Expr, Expr] | None:
+    """(M, a, b) with e = M .* (a b^T), for an element-wise product or quotient holding one outer product."""
+    if isinstance(e, ElemDiv) and not ir.contains_differential(e.denominator):
+        split = _is_outer(e.numerator)
+        found = (ones(e.shape), *split) if split is not None else _outer_product_in(e.numerator)
+        if found is None:
+            return None
+        m, a, b = found
+        return elem_div(m, e.denominator), a, b
+    if not isinstance(e, Hadamard):
+        return None
+    for index, factor in enumerate(e.factors):
+        split = _is_outer(factor)
+        if split is not None:
+            others = [g for i, g in enumerate(e.factors) if i != index]
+            if not any(ir.contains_differential(g) for g in others):
+                return hadamard(*others), *split
+    return None
+
+
+def _is_outer(e: Expr) -> tuple[Expr, Expr] | None:
+    """(a, b) with e = a b^T: a product whose chain passes through a 1 x 1 inner dimension."""
+    if not isinstance(e, MatMul):
+        return None
+    coefficient, scalars, chain = ir.split_product(e)
+    for i in range(1, len(chain)):
+        if ir.chain_shape(chain[:i])[1] == 1:
+            return mul(Num(coefficient), *scalars, *chain[:i]), transpose(mul(*chain[i:]))
+    return None
+
+
+def _diagonal_factor(f: Expr) -> Expr | None:
+    """u with f = diag(u): diag(u) itself, or B .* diag(u) = diag(diag(B) .* u)."""
+    if isinstance(f, Func) and f.name == "diag" and ir.is_column(f.arg.shape):
+        return f.arg
+    if isinstance(f, Hadamard):
+        for index, factor in enumerate(f.factors):
+            u = _diagonal_factor(factor)
+            if u is not None:
+                others = [func("diag", g) for i, g in enumerate(f.factors) if i != index]
+                return hadamard(u, *others)
     return None
 
 

@@ -84,6 +84,16 @@ except ImportError:  # Python 3.10
         return lambda decorator: decorator
 
 
+MAX_CONSTANT_BITS = 12_000  # about 3,600 digits: exact constants stay exact, and printable
+
+
+def _check_number_size(value: Fraction) -> None:
+    if max(value.numerator.bit_length(), value.denominator.bit_length()) > MAX_CONSTANT_BITS:
+        from .errors import UnsupportedError
+
+        raise UnsupportedError(f"a constant in this expression grows beyond {MAX_CONSTANT_BITS * 3 // 10:,} digits")
+
+
 @dataclass_transform(frozen_default=True, eq_default=False)
 def node(cls: type) -> type:
     """Declare an IR node: a frozen dataclass whose equality and hash come from Expr."""
@@ -109,6 +119,9 @@ class Var(Expr):
 class Num(Expr):
     value: Fraction
 
+    def __post_init__(self) -> None:
+        _check_number_size(self.value)
+
     def _compute_shape(self) -> Shape:
         return SCALAR
 
@@ -119,6 +132,9 @@ class Fill(Expr):
 
     value: Fraction
     fill_shape: Shape
+
+    def __post_init__(self) -> None:
+        _check_number_size(self.value)
 
     def _compute_shape(self) -> Shape:
         return self.fill_shape
@@ -422,8 +438,12 @@ def mul(*factors: Expr) -> Expr:
         if len(units) == 1:
             scalars.remove(units[0])
             chain = list(units[0].factors)
-    if not scalars and len(chain) == 1 and isinstance(chain[0], Fill):  # c vector(v) -> vector(c v)
-        return fill(coefficient * chain[0].value, chain[0].fill_shape)
+    if len(chain) == 1 and isinstance(chain[0], Fill) and chain[0].value != 0:
+        if not scalars:  # c vector(v) -> vector(c v)
+            return fill(coefficient * chain[0].value, chain[0].fill_shape)
+        # s vector(v) -> v s vector(1): one form for a scaled fill, whichever way it was built
+        coefficient *= chain[0].value
+        chain = [fill(Fraction(1), chain[0].fill_shape)]
     # Canonical order whatever the association: plain scalars, then scalar sub-products (a^T x),
     # then divisors (printed after '/'); stable otherwise.
     scalars.sort(key=lambda s: (is_reciprocal(s), isinstance(s, MatMul)))
@@ -485,12 +505,24 @@ def power(base: Expr, exponent: Expr) -> Expr:
     if exponent == ONE:
         return base
     whole_number_power = isinstance(exponent, Num) and exponent.value.denominator == 1
-    if isinstance(base, Num) and whole_number_power and (base.value != 0 or exponent.value > 0):
+    if isinstance(base, Num) and whole_number_power and (base.value != 0 or exponent.value > 0) \
+            and _small_power(base.value, int(exponent.value)):
         return Num(base.value ** int(exponent.value))
     return Power(base, exponent)
 
 
+MAX_NUMBER_BITS = 1024  # 2^100000000 stays a power: its digits would take minutes to write
+
+
+def _small_power(value: Fraction, k: int) -> bool:
+    bits = max(abs(value.numerator).bit_length(), value.denominator.bit_length())
+    return bits <= 1 or abs(k) * bits <= MAX_NUMBER_BITS
+
+
 def reciprocal(e: Expr) -> Expr:
+    """1 / e for a scalar e; 1 / b^p is b^-p, as the printer writes b^-p after '/'."""
+    if isinstance(e, Power) and isinstance(e.exponent, Num) and e.is_scalar:
+        return power(e.base, Num(-e.exponent.value))
     return power(e, Num(Fraction(-1)))
 
 
@@ -511,7 +543,13 @@ def elem_power(base: Expr, exponent: Expr) -> Expr:
     return ElemPower(base, exponent)
 
 
+ZERO_PRESERVING = frozenset({"sum", "norm1", "norm2", "tr", "diag", "sin", "tan", "tanh", "relu", "sqrt", "abs",
+                             "sign", "arcsin", "arctan"})  # f(0) = 0
+
+
 def func(name: str, arg: Expr) -> Expr:
+    if name in ZERO_PRESERVING and is_zero(arg):  # sum(matrix(0)) -> 0, diag(vector(0)) -> matrix(0)
+        return zeros(function_shape(name, arg.shape))
     return Func(name, arg)
 
 

@@ -85,12 +85,15 @@ def _is_negative(e: Expr) -> bool:
     return isinstance(e, MatMul) and isinstance(e.factors[0], Num) and e.factors[0].value < 0
 
 
-def _join_terms(e: Add, render: Callable[[Expr], str]) -> str:
-    """a + b - c: every term after the first with its sign pulled out."""
+def _join_terms(e: Add, render: Callable[[Expr], str], paren: Callable[[str], str]) -> str:
+    """a + b - c: every term after the first with its sign pulled out; a - (b + c) keeps its parentheses."""
     parts = [render(e.terms[0])]
     for term in e.terms[1:]:
-        negative = _is_negative(term)
-        parts.append(f"- {render(neg(term))}" if negative else f"+ {render(term)}")
+        if not _is_negative(term):
+            parts.append(f"+ {render(term)}")
+            continue
+        negated = neg(term)
+        parts.append(f"- {paren(render(negated)) if isinstance(negated, Add) else render(negated)}")
     return " ".join(parts)
 
 
@@ -153,7 +156,7 @@ def _text(e: Expr) -> str:
     if isinstance(e, Differential):
         return f"d{e.var.name}" if len(e.var.name) == 1 else f"d({e.var.name})"
     if isinstance(e, Add):
-        return _join_terms(e, lambda t: number_text(t.value) if isinstance(t, Fill) else _text(t))
+        return _join_terms(e, lambda t: number_text(t.value) if isinstance(t, Fill) else _text(t), _paren)
     if isinstance(e, MatMul):
         factors, divisors = _split_divisors(e)
         prefix = ""
@@ -271,7 +274,7 @@ def _latex(e: Expr) -> str:
     if isinstance(e, Differential):
         return rf"\mathrm{{d}}{latex_name(e.var.name)}"
     if isinstance(e, Add):
-        return _join_terms(e, _latex)
+        return _join_terms(e, _latex, lambda text: rf"\left({text}\right)")
     if isinstance(e, MatMul):
         factors, divisors = _split_divisors(e)
         prefix = ""

@@ -102,7 +102,8 @@ class Dimensions:
     def names(self) -> dict[DimVar, ir.Dim]:
         """Resolved dimension of every root: declared name, integer, or a fresh name by first appearance."""
         taken = set(self.named) | self.reserved
-        pool = (n for n in DIM_NAMES + tuple(f"n{i}" for i in range(1, 10_000)) if n not in taken)
+        candidates = itertools.chain(DIM_NAMES, (f"n{i}" for i in itertools.count(1)))  # never runs out
+        pool = (n for n in candidates if n not in taken)
         out: dict[DimVar, ir.Dim] = {}
         for var in self.created:
             root = self.find(var)
@@ -143,6 +144,18 @@ class Typed:
 class SymbolInfo:
     kind: str
     shape: tuple[DimTerm, DimTerm]
+
+
+MAX_NUMBER_DIGITS = 100
+MAX_NUMBER_EXPONENT = 308  # float64's range
+MESSAGE_TEXT = 60  # operands quoted in messages are abbreviated beyond this many characters
+
+
+def _abbreviate(text: str) -> str:
+    if len(text) <= MESSAGE_TEXT:
+        return text
+    half = MESSAGE_TEXT // 2 - 2
+    return f"{text[:half]} … {text[-half:]}"
 
 
 class Inference:
@@ -199,7 +212,18 @@ class Inference:
         return method(tree)
 
     def visit_number(self, tree: Tree) -> Typed:
-        return Typed("num", (1, 1), str(tree.children[0]), payload=Fraction(str(tree.children[0])))
+        token = tree.children[0]
+        return Typed("num", (1, 1), str(token), payload=self.number(token))
+
+    def number(self, token: Token) -> Fraction:
+        """The exact value of a number literal; one beyond float64's range is refused, not computed."""
+        mantissa, _, exponent = str(token).lower().partition("e")
+        if len(mantissa) > MAX_NUMBER_DIGITS or (exponent and abs(int(exponent)) > MAX_NUMBER_EXPONENT):
+            position = token.start_pos or 0
+            raise ParseError(f"the number at column {position + 1} is too long or too large: at most "
+                             f"{MAX_NUMBER_DIGITS} digits and an exponent within ±{MAX_NUMBER_EXPONENT}\n"
+                             f"{caret_line(self.text, position)}", self.text, position)
+        return Fraction(str(token))
 
     def visit_name(self, tree: Tree) -> Typed:
         name = str(tree.children[0])
@@ -212,7 +236,7 @@ class Inference:
     def visit_fill(self, tree: Tree) -> Typed:
         keyword, number_tree = tree.children
         sign, number = number_tree.children
-        value = Fraction(str(number)) * (-1 if sign is not None and str(sign) == "-" else 1)
+        value = self.number(number) * (-1 if sign is not None and str(sign) == "-" else 1)
         shape = (self.dims.fresh(), 1) if str(keyword) == "vector" else (self.dims.fresh(), self.dims.fresh())
         return Typed("fill", shape, self.source(tree), payload=value)
 
@@ -267,7 +291,9 @@ class Inference:
     # ------------------------------------------------------------ operators
     @staticmethod
     def _join(left: Typed, right: Typed, operator: str) -> str:
-        return f"{left.text} {operator} {right.text}" if operator else f"{left.text} {right.text}"
+        """The text of `left operator right` for messages, abbreviated so that a long sum costs linear time."""
+        middle = f" {operator} " if operator else " "
+        return _abbreviate(f"{_abbreviate(left.text)}{middle}{right.text}")
 
     def unify_shapes(self, left: Typed, right: Typed, what: str) -> None:
         if not (self.dims.unify(left.shape[0], right.shape[0]) and self.dims.unify(left.shape[1], right.shape[1])):
@@ -407,7 +433,25 @@ class Inference:
         def shape(node: Typed) -> ir.Shape:
             return (dim(node.shape[0]), dim(node.shape[1]))
 
+        def chain(node: Typed, ops: tuple[str, ...]) -> list[tuple[Typed, bool]]:
+            """The operands of a chain like (a + b) - c, left to right, each with whether it is subtracted.
+
+            The typed tree pairs operands so that errors can name them; walking the chain without
+            recursion keeps a sum of 10,000 terms as shallow as a sum of two.
+            """
+            operands = []
+            while node.op in ops:
+                operands.append((node.children[1], node.op == "sub"))
+                node = node.children[0]
+            operands.append((node, False))
+            return operands[::-1]
+
         def to_ir(node: Typed) -> ir.Expr:
+            if node.op in ("add", "sub"):
+                terms = chain(node, ("add", "sub"))
+                return ir.add(*[ir.neg(to_ir(term)) if minus else to_ir(term) for term, minus in terms])
+            if node.op == "mul":
+                return ir.mul(*[to_ir(factor) for factor, _ in chain(node, ("mul",))])
             args = [to_ir(child) for child in node.children]
             op = node.op
             if op == "num":
@@ -421,12 +465,6 @@ class Inference:
                 return ir.fill(node.payload, shape(node))  # type: ignore[arg-type]
             if op == "neg":
                 return ir.neg(args[0])
-            if op == "add":
-                return ir.add(*args)
-            if op == "sub":
-                return ir.sub(*args)
-            if op == "mul":
-                return ir.mul(*args)
             if op == "div":
                 return ir.mul(args[0], ir.reciprocal(args[1]))
             if op == "hadamard":

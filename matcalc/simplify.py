@@ -222,16 +222,25 @@ def _diag_product(e: Expr) -> Expr | None:
 
 @rule("repeated factor", "A A -> A^2;  A^p A^q -> A^(p + q)", "X X Y")
 def _repeated_factor(e: Expr) -> Expr | None:
+    # every run of one base is merged in a single pass, so that A A ... A (k times) costs O(k), not O(k^2)
+    if not isinstance(e, MatMul):
+        return None
+
     def base_exponent(f: Expr) -> tuple[Expr, Expr]:
         return (f.base, f.exponent) if isinstance(f, Power) else (f, ir.ONE)
 
-    def pair(left: Expr, right: Expr) -> list[Expr] | None:
-        (a, p), (b, q) = base_exponent(left), base_exponent(right)
-        if a == b and a.shape[0] == a.shape[1] and isinstance(p, Num) and isinstance(q, Num):
-            return [power(a, num(p.value + q.value))]
+    coefficient, scalars, chain = split_product(e)
+    merged: list[Expr] = []
+    for factor in chain:
+        if merged:
+            (a, p), (b, q) = base_exponent(merged[-1]), base_exponent(factor)
+            if a == b and a.shape[0] == a.shape[1] and isinstance(p, Num) and isinstance(q, Num):
+                merged[-1] = power(a, num(p.value + q.value))
+                continue
+        merged.append(factor)
+    if len(merged) == len(chain):
         return None
-
-    return _chain_rewrite(e, pair)
+    return mul(Num(coefficient), *scalars, *merged)
 
 
 @rule("transposed quotient times its divisor", "b^T (a ./ b) -> sum(a);  (a ./ b)^T b -> sum(a)",

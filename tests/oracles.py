@@ -12,7 +12,7 @@ import numpy as np
 
 from matcalc import Derivative
 from matcalc.evaluate import evaluate_numpy, squeeze
-from matcalc.ir import Expr, Var, variables
+from matcalc.ir import Expr, Func, Power, Var, variables, walk
 from matcalc.verify import concrete_sizes
 
 STEP = 1e-6
@@ -54,19 +54,42 @@ def evaluate_expr(e: Expr, values: dict[str, Any], context: tuple[Expr, ...] = (
     return squeeze(value, e.shape)
 
 
-def finite_difference(d: Derivative, values: dict[str, Any]) -> np.ndarray:
-    """The derivative by central differences, in the layout Derivative.evaluate returns."""
+CONDITION_LIMIT = 1e8
+
+
+def well_defined(e: Expr, values: dict[str, Any], context: tuple[Expr, ...] = ()) -> bool:
+    """Whether e can be trusted in float64 at `values`: finite, and every matrix it inverts far from singular."""
+    with np.errstate(all="ignore"):
+        try:
+            for node in walk(e):
+                inverts = (isinstance(node, Func) and node.name in ("inv", "det", "logdet")) or (
+                    isinstance(node, Power) and not node.is_scalar)
+                if inverts and np.linalg.cond(evaluate_expr(node.children[0], values, (e, *context))) > CONDITION_LIMIT:
+                    return False
+            return bool(np.all(np.isfinite(evaluate_expr(e, values, context))))
+        except np.linalg.LinAlgError:
+            return False
+
+
+def finite_difference(d: Derivative, values: dict[str, Any], step: float = STEP) -> np.ndarray:
+    """The derivative by central differences, in the layout Derivative.evaluate returns.
+
+    For a Hessian, the engine's gradient is differentiated numerically (it is itself proven by
+    the gradient tests).
+    """
     var = d.variable
     point = np.array(values[var.name], dtype=float)
     flat = point.reshape(-1)
+    value_of = _gradient_value if d.kind == "hessian" else _function_value
+    of = _exact_gradient(d) if d.kind == "hessian" else d.function
     columns = []
     for k in range(flat.size):
         up, down = flat.copy(), flat.copy()
-        up[k] += STEP
-        down[k] -= STEP
-        f_up = _value_of(d, values, var.name, up.reshape(point.shape))
-        f_down = _value_of(d, values, var.name, down.reshape(point.shape))
-        columns.append((f_up - f_down) / (2 * STEP))
+        up[k] += step
+        down[k] -= step
+        f_up = value_of(of, {**values, var.name: up.reshape(point.shape)}).reshape(-1)
+        f_down = value_of(of, {**values, var.name: down.reshape(point.shape)}).reshape(-1)
+        columns.append((f_up - f_down) / (2 * step))
     jac = np.stack(columns, axis=-1)  # output entries (flattened) x variable entries
     out_shape = d.function.shape
     if d.kind == "hessian":
@@ -82,14 +105,14 @@ def finite_difference(d: Derivative, values: dict[str, Any]) -> np.ndarray:
     return jacobian.T if d.layout == "denominator" else jacobian
 
 
-def _value_of(d: Derivative, values: dict[str, Any], name: str, point: np.ndarray) -> np.ndarray:
-    moved = {**values, name: point}
-    if d.kind == "hessian":  # differentiate the exact gradient numerically once more
-        from matcalc import diff
+def _exact_gradient(d: Derivative) -> Derivative:
+    from matcalc import diff
 
-        gradient = diff(str(d.function), name, where=dict(d.where))
-        return np.asarray(gradient.evaluate(moved), dtype=float).reshape(-1)
-    return _function_value(d.function, moved).reshape(-1)
+    return diff(str(d.function), d.variable.name, where=dict(d.where))
+
+
+def _gradient_value(gradient: Derivative, values: dict[str, Any]) -> np.ndarray:
+    return np.asarray(gradient.evaluate(values), dtype=float)
 
 
 def _natural(shape: tuple, concrete: tuple[int, int]) -> tuple[int, ...]:
@@ -106,3 +129,20 @@ def assert_matches_finite_differences(d: Derivative, seed: int = 0, rtol: float 
     expected = finite_difference(d, values)
     assert got.shape == expected.shape, f"shape {got.shape} != finite differences {expected.shape}"
     np.testing.assert_allclose(got, expected, rtol=rtol, atol=atol, err_msg=f"d/d{d.variable.name} {d.function}")
+
+
+def close_to_finite_differences(d: Derivative, values: dict[str, Any], rtol: float = 1e-5) -> bool:
+    """Whether d matches central differences at `values`, up to the truncation and rounding error of the
+    differences: each entry within rtol of the largest entry (and of itself). A mismatch at the default
+    step is looked at again with larger steps, so that rounding in a steep function is not taken for a
+    wrong derivative; a wrong derivative matches at no step.
+    """
+    got = np.asarray(d.evaluate(values), dtype=float)
+    for step in (STEP, 1e-4, 1e-5, 1e-7):
+        expected = finite_difference(d, values, step)
+        if got.shape != expected.shape:
+            return False
+        scale = max(1.0, float(np.max(np.abs(expected), initial=0.0)))
+        if np.allclose(got, expected, rtol=rtol, atol=rtol * scale):
+            return True
+    return False

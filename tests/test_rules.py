@@ -1,14 +1,25 @@
 """Every rule of every table, proven on its own against an independent numeric oracle."""
 
+import random
+
 import numpy as np
 import pytest
-from oracles import assert_matches_finite_differences, evaluate_expr, random_values
+from generate import RandomChooser, declaration_of, instantiate
+from oracles import (
+    assert_matches_finite_differences,
+    close_to_finite_differences,
+    evaluate_expr,
+    random_values,
+    well_defined,
+)
+from tally import TALLY
 
 import matcalc
-from matcalc.differentiate import DIFFERENTIAL_RULES, ELEMENTWISE_RULES
-from matcalc.errors import RewriteCycleError
+from matcalc.differentiate import DIFFERENTIAL_RULES, ELEMENTWISE_RULES, DifferentialRule
+from matcalc.errors import DeclarationError, RewriteCycleError, ShapeError
 from matcalc.functions import ELEMENTWISE
-from matcalc.ir import Add, Expr, Var
+from matcalc.ir import Add, Expr, Var, variables
+from matcalc.printing import to_text
 from matcalc.rewrite import RewriteRule, apply_once, normalize
 from matcalc.simplify import SIMPLIFY_RULES, simplify
 
@@ -25,6 +36,46 @@ def test_rewrite_rule_fires_on_its_example_and_preserves_values(rule: RewriteRul
         values = random_values([before, after], seed=seed)
         np.testing.assert_allclose(evaluate_expr(after, values), evaluate_expr(before, values), rtol=1e-10, atol=1e-12,
                                    err_msg=f"{rule}: {before} -> {after}")
+
+
+INSTANCES = 12  # random instances of each rule in the normal run
+LONG_INSTANCES = 300
+
+
+def check_rule_on_random_instances(rule: RewriteRule, count: int) -> None:
+    """Each variable of the rule's pattern (its example) is replaced by a random expression of its shape
+    that keeps the rule's guard (symmetric stays symmetric) and its domain (inv gets an invertible
+    matrix); wherever the rule fires, both sides must be equal at random points and sizes."""
+    pattern = matcalc.parse(rule.example, where=rule.where or None)
+    fired = 0
+    for seed in range(count):
+        drawn = instantiate(pattern, RandomChooser(random.Random(seed)))
+        instance, sizes = drawn.expr, drawn.sizes
+        rewritten = apply_once(instance, rule)
+        if rewritten is None:
+            continue
+        values = random_values([instance, rewritten], seed=seed, sizes=sizes)
+        if not well_defined(instance, values):
+            continue
+        fired += 1
+        before, after = evaluate_expr(instance, values), evaluate_expr(rewritten, values, (instance,))
+        scale = max(1.0, float(np.max(np.abs(before))))
+        np.testing.assert_allclose(after, before, rtol=1e-9, atol=1e-9 * scale,
+                                   err_msg=f"{rule}: {instance} -> {rewritten} (sizes {sizes})")
+    TALLY["random rule instances proven equal"] += fired
+    assert fired >= count // 3, f"{rule.name} fired on only {fired} of {count} random instances"
+
+
+@pytest.mark.parametrize("rule", SIMPLIFY_RULES, ids=[r.name for r in SIMPLIFY_RULES])
+def test_rewrite_rule_is_sound_on_random_instances(rule: RewriteRule):
+    check_rule_on_random_instances(rule, INSTANCES)
+    TALLY[f"rewrite rules proven sound (of {len(SIMPLIFY_RULES)})"] += 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("rule", SIMPLIFY_RULES, ids=[r.name for r in SIMPLIFY_RULES])
+def test_long_run_rewrite_rule_is_sound(rule: RewriteRule):
+    check_rule_on_random_instances(rule, LONG_INSTANCES)
 
 
 def test_rule_table_is_data_with_unique_names_and_statements():
@@ -52,6 +103,41 @@ def test_differential_rule_matches_finite_differences_and_sympy(rule):
     assert_matches_finite_differences(d)
     report = d.verify()
     assert report, str(report)
+
+
+def check_differential_rule_on_random_instances(rule: DifferentialRule, count: int) -> None:
+    """The rule's example with every other variable replaced by a random expression: wherever the rule is
+    used, the derivative must match finite differences."""
+    expr, name = rule.example
+    pattern = matcalc.parse(expr)
+    var = variables(pattern)[name]
+    checked = 0
+    for seed in range(count):
+        drawn = instantiate(pattern, RandomChooser(random.Random(seed)), keep=frozenset({name}))
+        where = drawn.where if name in drawn.names else "; ".join(filter(None, [drawn.where, declaration_of(var)]))
+        try:
+            d = matcalc.diff(to_text(drawn.expr), name, where=where)
+        except (DeclarationError, ShapeError):
+            continue  # the random part uses the variable's name with another shape
+        values = random_values([d.function], seed=seed, sizes=drawn.sizes)
+        if rule.name not in d.steps[1].rules or not well_defined(d.function, values):
+            continue
+        checked += 1
+        with np.errstate(all="ignore"):
+            assert close_to_finite_differences(d, values), f"{rule.name}: d/d{name} {d.function} = {d}"
+    TALLY["random differential rule instances checked"] += checked
+    assert checked >= count // 3, f"{rule.name} was used on only {checked} of {count} random instances"
+
+
+@pytest.mark.parametrize("rule", DIFFERENTIAL_RULES, ids=[r.name for r in DIFFERENTIAL_RULES])
+def test_differential_rule_matches_finite_differences_on_random_instances(rule):
+    check_differential_rule_on_random_instances(rule, INSTANCES)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("rule", DIFFERENTIAL_RULES, ids=[r.name for r in DIFFERENTIAL_RULES])
+def test_long_run_differential_rule(rule):
+    check_differential_rule_on_random_instances(rule, LONG_INSTANCES)
 
 
 def test_every_elementwise_function_has_a_derivative_rule():

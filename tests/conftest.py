@@ -1,0 +1,39 @@
+"""Test settings: hypothesis profiles, the long run, and the figures the property tests count.
+
+- The default run is quick: a few hundred random expressions.
+- The long run checks at least 10,000: `python -m pytest -m slow` (or MATCALC_LONG=1 python -m pytest).
+- On CI (CI=true), hypothesis is derandomised, so that a run is repeatable and cannot fail by chance.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from hypothesis import HealthCheck, settings
+from tally import TALLY
+
+settings.register_profile("default", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("ci", parent=settings.get_profile("default"), derandomize=True, print_blob=True)
+settings.load_profile("ci" if os.environ.get("CI") else "default")
+
+
+def long_run(config: pytest.Config) -> bool:
+    return bool(os.environ.get("MATCALC_LONG")) or "slow" in (config.getoption("-m") or "")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if long_run(config):
+        return
+    skip = pytest.mark.skip(reason="long run: python -m pytest -m slow (or MATCALC_LONG=1)")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if TALLY:
+        terminalreporter.section("matcalc figures")
+        for key, value in TALLY.items():
+            text = f"{value:.1f} ms" if isinstance(value, float) else f"{value:,}"
+            terminalreporter.write_line(f"{key}: {text}")

@@ -1,0 +1,158 @@
+"""Property tests on random well-typed expressions (tests/generate.py): the engine is never silently wrong.
+
+For every generated expression and every variable in it, the derivative must match central
+finite differences of the function (tests/oracles.py, which never looks at the engine's rules);
+for a scalar function of a vector or a scalar, so must the Hessian. A sample is also proven
+elementwise with SymPy. Simplification must end, be idempotent and keep the values.
+
+Counts are printed after the run ("matcalc figures"). A failure is shrunk by hypothesis to a
+small expression; it then becomes a named regression test in test_regressions.py.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from generate import SCALAR, Case, cases
+from hypothesis import assume, given, settings
+from oracles import close_to_finite_differences, evaluate_expr, random_values
+from tally import TALLY
+
+import matcalc
+from matcalc import UnsupportedError
+from matcalc.ir import Expr, walk
+from matcalc.printing import to_text
+from matcalc.simplify import is_symmetric, simplify
+
+QUICK = 200  # examples per property in the normal run
+LONG = 10_000  # examples per property in the long run (-m slow)
+MAGNITUDE = 1e6  # larger values make differences in float64 meaningless: such a point is skipped
+
+
+def _typed(case: Case) -> Expr:
+    return matcalc.parse(case.text, where=case.where)
+
+
+def _values_at_a_moderate_point(f: Expr, case: Case) -> dict:
+    values = random_values([f], seed=0, sizes=case.sizes)
+    with np.errstate(all="ignore"):
+        value = evaluate_expr(f, values)
+    moderate = bool(np.all(np.isfinite(value)) and np.max(np.abs(value), initial=0.0) < MAGNITUDE)
+    if not moderate:
+        TALLY["random expressions skipped (values overflow)"] += 1
+    assume(moderate)
+    return values
+
+
+def _in_scope(error: UnsupportedError) -> bool:
+    """A refusal that is not about 3rd/4th-order tensors: a form the Jacobian reader cannot write yet."""
+    return "order tensor" not in str(error) and "row vector" not in str(error)
+
+
+def check_every_derivative(case: Case) -> None:
+    f = _typed(case)
+    assert matcalc.parse(to_text(f), where=case.where, shape=f.shape) == f, "printing round trip"
+    values = _values_at_a_moderate_point(f, case)
+    TALLY["random expressions checked against finite differences"] += 1
+    for name in case.variables:
+        try:
+            d = matcalc.diff(case.text, name, where=case.where)
+        except UnsupportedError as error:
+            TALLY["derivatives refused: in scope, no matrix form yet" if _in_scope(error)
+                  else "derivatives out of scope (3rd/4th-order tensors)"] += 1
+            continue
+        assert matcalc.parse(str(d), where=d.where, shape=d.shape) == d.expr, f"printing round trip of {d}"
+        with np.errstate(all="ignore"):
+            right = close_to_finite_differences(d, values)
+        TALLY["derivatives checked"] += 1
+        TALLY["derivatives wrong"] += not right
+        assert right, f"d/d{name} of {case} = {d} does not match finite differences"
+        if f.shape == SCALAR and (d.variable.is_scalar or d.variable.shape[1] == 1):
+            check_hessian(case, name, values)
+
+
+def check_hessian(case: Case, name: str, values: dict) -> None:
+    try:
+        h = matcalc.hessian(case.text, name, where=case.where)
+    except UnsupportedError as error:
+        assert _in_scope(error)
+        TALLY["Hessians refused: in scope, no matrix form yet"] += 1
+        return
+    with np.errstate(all="ignore"):
+        right = close_to_finite_differences(h, values)
+    TALLY["Hessians checked"] += 1
+    TALLY["Hessians wrong"] += not right
+    assert right, f"Hessian w.r.t. {name} of {case} = {h} does not match finite differences"
+
+
+def check_simplification(case: Case) -> None:
+    f = _typed(case)
+    values = _values_at_a_moderate_point(f, case)
+    simplified = simplify(f)  # raises RewriteCycleError if the rules do not settle within their cap
+    assert simplify(simplified) == simplified, f"simplify is not idempotent on {case}: {simplified}"
+    with np.errstate(all="ignore"):
+        before, after = evaluate_expr(f, values), evaluate_expr(simplified, values, (f,))
+    scale = max(1.0, float(np.max(np.abs(before), initial=0.0)))
+    np.testing.assert_allclose(after, before, rtol=1e-9, atol=1e-9 * scale, err_msg=f"simplify({case}) = {simplified}")
+    for node in walk(f):  # the guard of the symmetric rules: structurally symmetric is numerically symmetric
+        if is_symmetric(node) and not node.is_scalar:
+            with np.errstate(all="ignore"):
+                m = evaluate_expr(node, values, (f,))
+            np.testing.assert_allclose(m, m.T, rtol=1e-9, atol=1e-9 * max(1.0, float(np.max(np.abs(m)))))
+    TALLY["random expressions simplified"] += 1
+
+
+def check_sympy_proof(case: Case) -> None:
+    for name in case.variables:
+        try:
+            d = matcalc.diff(case.text, name, where=case.where)
+        except UnsupportedError:
+            continue
+        report = d.verify()
+        TALLY["derivatives proven with SymPy"] += 1
+        assert report, f"d/d{name} of {case} = {d}: {report}"
+
+
+# ---------------------------------------------------------------- the normal run
+
+
+@settings(max_examples=QUICK)
+@given(case=cases())
+def test_random_derivatives_match_finite_differences(case: Case):
+    check_every_derivative(case)
+
+
+@settings(max_examples=QUICK)
+@given(case=cases())
+def test_simplification_ends_is_idempotent_and_keeps_the_values(case: Case):
+    check_simplification(case)
+
+
+@settings(max_examples=40)
+@given(case=cases(max_depth=2))
+def test_random_derivatives_are_proven_by_sympy(case: Case):
+    check_sympy_proof(case)
+
+
+# ---------------------------------------------------------------- the long run
+
+
+@pytest.mark.slow
+@settings(max_examples=LONG)
+@given(case=cases())
+def test_long_run_random_derivatives_match_finite_differences(case: Case):
+    check_every_derivative(case)
+
+
+@pytest.mark.slow
+@settings(max_examples=LONG)
+@given(case=cases())
+def test_long_run_simplification(case: Case):
+    check_simplification(case)
+
+
+@pytest.mark.slow
+@settings(max_examples=300)
+@given(case=cases(max_depth=2))
+def test_long_run_sympy_proofs(case: Case):
+    check_sympy_proof(case)
