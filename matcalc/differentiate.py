@@ -50,7 +50,8 @@ from .ir import (
 # The product rule writes k terms of m factors for a product of m factors, k of which hold the
 # variable, so the differential can grow as the square of the input (and a Hessian as the cube).
 # Past these limits the result is refused as too large instead of taking minutes.
-MAX_DIFFERENTIAL_SIZE = 100_000  # factors written by the product rules of one differential
+MAX_DIFFERENTIAL_SIZE = 20_000  # factors written by product rules over several factors holding the variable,
+# beyond four times the input's size
 MAX_MATRIX_POWER = 64  # d(X^k) has k terms
 
 # ---------------------------------------------------------------- element-wise derivatives
@@ -273,6 +274,7 @@ def differential(e: Expr, variable: Var, used: list[str] | None = None) -> Expr:
     """df for f = e: linear in Differential(variable). `used` collects the names of the rules applied."""
     memo: dict[Expr, Expr] = {}
     written = 0
+    budget = max(MAX_DIFFERENTIAL_SIZE, 4 * sum(1 for _ in ir.walk(e)))  # a long input may write a long result
 
     def d(node: Expr) -> Expr:
         nonlocal written
@@ -286,10 +288,12 @@ def differential(e: Expr, variable: Var, used: list[str] | None = None) -> Expr:
         if all(ir.is_zero(cd) for cd in child_ds):
             result = ir.zeros(node.shape)
         else:
-            written += len(node.children) * sum(not ir.is_zero(cd) for cd in child_ds)
-            if written > MAX_DIFFERENTIAL_SIZE:
+            varying = sum(not ir.is_zero(cd) for cd in child_ds)
+            if varying > 1 and isinstance(node, MatMul | Hadamard):  # the product rule's k terms of m factors
+                written += varying * len(node.children)
+            if written > budget:
                 raise UnsupportedError(f"the derivative is too large to write: its differential would have more "
-                                       f"than {MAX_DIFFERENTIAL_SIZE:,} factors (a product of many factors "
+                                       f"than {budget:,} factors (a product of many factors "
                                        f"that all hold {variable.name})")
             rule = next(r for r in DIFFERENTIAL_RULES if r.applies(node))
             if used is not None and rule.name not in used:

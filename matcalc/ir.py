@@ -429,8 +429,9 @@ def mul(*factors: Expr) -> Expr:
     shape = chain_shape(chain)
     if coefficient == 0 or any(is_zero(f) for f in scalars + chain):
         return zeros(shape)
-    if len(chain) > 1:
-        chain = [f for f in chain if not isinstance(f, Identity)] or [chain[0]]
+    if len(chain) > 1:  # A I -> A, but (x^T x) I stays a matrix
+        kept = [f for f in chain if not isinstance(f, Identity)] or [chain[0]]
+        chain = kept if chain_shape(kept) == shape else chain
     units, chain = _split_scalar_prefixes(chain)
     scalars.extend(units)
     if not chain:
@@ -564,6 +565,17 @@ def walk(e: Expr) -> Iterator[Expr]:
         yield current
         stack.extend(reversed(current.children))
     return
+
+
+def depth(e: Expr) -> int:
+    """The number of levels of e (a leaf has 1), without recursion."""
+    deepest = 0
+    stack = [(e, 1)]
+    while stack:
+        current, level = stack.pop()
+        deepest = max(deepest, level)
+        stack.extend((child, level + 1) for child in current.children)
+    return deepest
 
 
 def contains(e: Expr, target: Expr) -> bool:

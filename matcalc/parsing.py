@@ -143,6 +143,8 @@ def _check_nesting(tree: Tree, text: str) -> None:
     stack = [(tree, 1)]
     while stack:
         current, depth = stack.pop()
+        if current.data == "postfix":  # each postfix operator (x^T^T..., a^2^2...) is one more level
+            depth += len(current.children) - 1
         if depth > MAX_NESTING:
             position = getattr(current.meta, "start_pos", 0) or 0
             raise syntax_error(text, position, f"the expression is nested deeper than {MAX_NESTING} levels")

@@ -146,6 +146,8 @@ class SymbolInfo:
     shape: tuple[DimTerm, DimTerm]
 
 
+_CHAINS = {"add": ("add", "sub"), "sub": ("add", "sub"), "mul": ("mul",), "hadamard": ("hadamard",)}
+MAX_DEPTH = 64  # of the IR, in operator levels: every later stage recurses over it, and derivatives grow with depth
 MAX_NUMBER_DIGITS = 100
 MAX_NUMBER_EXPONENT = 308  # float64's range
 MESSAGE_TEXT = 60  # operands quoted in messages are abbreviated beyond this many characters
@@ -446,13 +448,11 @@ class Inference:
             operands.append((node, False))
             return operands[::-1]
 
-        def to_ir(node: Typed) -> ir.Expr:
-            if node.op in ("add", "sub"):
-                terms = chain(node, ("add", "sub"))
-                return ir.add(*[ir.neg(to_ir(term)) if minus else to_ir(term) for term, minus in terms])
-            if node.op == "mul":
-                return ir.mul(*[to_ir(factor) for factor, _ in chain(node, ("mul",))])
-            args = [to_ir(child) for child in node.children]
+        def operands(node: Typed) -> list[tuple[Typed, bool]]:
+            ops = _CHAINS.get(node.op)
+            return chain(node, ops) if ops else [(child, False) for child in node.children]
+
+        def convert(node: Typed, args: list[ir.Expr]) -> ir.Expr:
             op = node.op
             if op == "num":
                 return ir.Num(node.payload)  # type: ignore[arg-type]
@@ -463,12 +463,16 @@ class Inference:
                 return ir.identity(dim(node.shape[0]))
             if op == "fill":
                 return ir.fill(node.payload, shape(node))  # type: ignore[arg-type]
+            if op in ("add", "sub"):
+                return ir.add(*args)
+            if op == "mul":
+                return ir.mul(*args)
+            if op == "hadamard":
+                return ir.hadamard(*args)
             if op == "neg":
                 return ir.neg(args[0])
             if op == "div":
                 return ir.mul(args[0], ir.reciprocal(args[1]))
-            if op == "hadamard":
-                return ir.hadamard(*args)
             if op == "ediv":
                 return ir.elem_div(*args)
             if op == "power":
@@ -481,7 +485,25 @@ class Inference:
                 return ir.func(node.payload, args[0])  # type: ignore[arg-type]
             raise AssertionError(f"unknown typed op {op}")
 
-        return to_ir(root)
+        # children first, with an explicit stack: a long chain like a ./ b ./ c ... needs no recursion
+        done: dict[int, ir.Expr] = {}
+        stack: list[tuple[Typed, bool]] = [(root, False)]
+        while stack:
+            node, ready = stack.pop()
+            if id(node) in done:
+                continue
+            parts = operands(node)
+            if not ready:
+                stack.append((node, True))
+                stack.extend((child, False) for child, _ in parts)
+                continue
+            args = [ir.neg(done[id(child)]) if minus else done[id(child)] for child, minus in parts]
+            done[id(node)] = convert(node, args)
+        result = done[id(root)]
+        if ir.depth(result) > MAX_DEPTH:
+            raise ParseError(f"the expression is nested deeper than {MAX_DEPTH} levels "
+                             f"(a chain such as a ./ b ./ c ... counts one level per operator)")
+        return result
 
     def declared_symbols(self) -> Declarations:
         """The inferred type and shape of every symbol, as declarations (for messages and round trips)."""

@@ -6,6 +6,8 @@ each either removes nodes, moves a transpose towards the leaves, or merges sum t
 
 from __future__ import annotations
 
+import functools
+import itertools
 from collections.abc import Callable
 from fractions import Fraction
 
@@ -61,20 +63,38 @@ def _is_inv_of(e: Expr, x: Expr) -> bool:
     return isinstance(e, Func) and e.name == "inv" and e.arg == x
 
 
-def commutative_key(e: Expr) -> object:
-    """A key equal for expressions that differ only in the order of commutative operands."""
+_INTERNED: dict[tuple, int] = {}
+_FRESH_KEYS = itertools.count()
+MAX_INTERNED = 1_000_000
+
+
+@functools.lru_cache(maxsize=1 << 17)
+def commutative_key(e: Expr) -> int:
+    """A number equal for expressions that differ only in the order of commutative operands.
+
+    Keys are hash-consed integers, so comparing or sorting them costs O(1) however deep the
+    expression. A key is never reused: when the table is cleared, an expression only gets a new
+    key, so two keys are equal only for equal expressions.
+    """
     if isinstance(e, Hadamard):
-        return ("⊙", tuple(sorted((commutative_key(f) for f in e.factors), key=repr)))
-    if isinstance(e, Add):
-        return ("+", tuple(sorted((commutative_key(t) for t in e.terms), key=repr)))
-    if isinstance(e, MatMul):
+        structure: tuple = ("⊙", tuple(sorted(commutative_key(f) for f in e.factors)))
+    elif isinstance(e, Add):
+        structure = ("+", tuple(sorted(commutative_key(t) for t in e.terms)))
+    elif isinstance(e, MatMul):
         coefficient, scalars, chain = split_product(e)
-        return ("·", coefficient, tuple(sorted((commutative_key(s) for s in scalars), key=repr)),
-                tuple(commutative_key(f) for f in chain))
-    if e.children:
-        extra = e.name if isinstance(e, Func) else None
-        return (type(e).__name__, extra, tuple(commutative_key(c) for c in e.children))
-    return e
+        structure = ("·", coefficient, tuple(sorted(commutative_key(s) for s in scalars)),
+                     tuple(commutative_key(f) for f in chain))
+    elif e.children:
+        structure = (type(e).__name__, e.name if isinstance(e, Func) else None,
+                     tuple(commutative_key(c) for c in e.children))
+    else:
+        structure = ("leaf", e)
+    if len(_INTERNED) > MAX_INTERNED:
+        _INTERNED.clear()
+    key = _INTERNED.get(structure)
+    if key is None:
+        key = _INTERNED[structure] = next(_FRESH_KEYS)
+    return key
 
 
 def _coefficient_and_body(term: Expr) -> tuple[Fraction, Expr]:
