@@ -10,9 +10,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .errors import RewriteCycleError
-from .ir import Expr
+from .ir import Expr, walk
 
 MAX_REWRITES = 5_000
+REWRITES_PER_NODE = 10
 
 
 @dataclass(frozen=True)
@@ -55,12 +56,16 @@ def apply_once(e: Expr, rule: RewriteRule) -> Expr | None:
 
 
 def normalize(e: Expr, rules: list[RewriteRule], trace: list[str] | None = None,
-              max_rewrites: int = MAX_REWRITES) -> Expr:
+              max_rewrites: int | None = None) -> Expr:
     """Innermost strategy to a fixpoint: children first, then the first rule that fires, again.
 
     Memoised on structure. Revisiting an expression still being normalised is a cycle, and more
     than `max_rewrites` rewrites is a runaway: both raise RewriteCycleError instead of hanging.
+    The default cap grows with the expression (MAX_REWRITES, plus REWRITES_PER_NODE per node),
+    so that a long input is not taken for a runaway.
     """
+    if max_rewrites is None:
+        max_rewrites = MAX_REWRITES + REWRITES_PER_NODE * sum(1 for _ in walk(e))
     memo: dict[Expr, Expr] = {}
     in_progress: set[Expr] = set()
     count = 0

@@ -584,10 +584,17 @@ def _common_scalar(e: Expr) -> Expr | None:
     if not isinstance(e, Add):
         return None
     parts = [split_product(t) for t in e.terms]
+
+    def candidates(coefficient: Fraction, scalars: list[Expr]) -> list[Expr]:
+        return ([Num(abs(coefficient))] if abs(coefficient) != 1 else []) + list(dict.fromkeys(scalars))
+
+    holders: dict[Expr, list[int]] = {}  # factor -> the terms holding it: one pass, not one per term
+    for j, (c, s, _) in enumerate(parts):
+        for common in candidates(c, s):
+            holders.setdefault(common, []).append(j)
     for index, (coefficient, scalars, _) in enumerate(parts):
-        for common in ([Num(abs(coefficient))] if abs(coefficient) != 1 else []) + scalars:
-            group = [j for j, (c, s, _) in enumerate(parts)
-                     if (common == Num(abs(c)) if isinstance(common, Num) else common in s)]
+        for common in candidates(coefficient, scalars):
+            group = holders[common]
             if len(group) < 2 or group[0] != index:
                 continue
             rest = []

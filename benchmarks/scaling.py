@@ -1,0 +1,58 @@
+"""Time against input size (issue 3): long inputs must cost time linear in their length.
+
+Run: python benchmarks/scaling.py   (prints milliseconds and microseconds per byte for each size)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import matcalc
+
+
+def long_sum(size: int) -> str:
+    terms, total = [], 0
+    while total < size:
+        terms.append(f"a{len(terms)}^T x")
+        total += len(terms[-1]) + 3
+    return " + ".join(terms)
+
+
+def long_product(size: int) -> str:
+    factors, total = [], 8
+    while total < size:
+        factors.append(f"A{len(factors)}")
+        total += len(factors[-1]) + 1
+    return "x^T " + " ".join(factors) + " x"
+
+
+def long_softmax_loss(size: int) -> str:
+    terms, total = [], 0
+    while total < size:
+        terms.append(f"y{len(terms)}^T log(softmax(W x))")
+        total += len(terms[-1]) + 3
+    return " + ".join(terms)
+
+
+SHAPES: dict[str, Callable[[int], str]] = {"sum of a_i^T x": long_sum, "product x^T A_1 ... A_k x": long_product,
+                                           "sum of y_i^T log(softmax(W x))": long_softmax_loss}
+
+
+def main() -> None:
+    print(f"{'input':34} {'bytes':>8} {'ms':>8} {'µs/byte':>8}")
+    for name, make in SHAPES.items():
+        for size in (12_500, 25_000, 50_000, 100_000):
+            text = make(size)
+            times = []
+            for _ in range(3):
+                start = time.perf_counter()
+                matcalc.diff(text, "x")
+                times.append(time.perf_counter() - start)
+            best = min(times)
+            print(f"{name:34} {len(text):8,} {1000 * best:8.0f} {1e6 * best / len(text):8.1f}")
+        print()
+
+
+if __name__ == "__main__":
+    main()
