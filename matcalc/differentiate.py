@@ -412,6 +412,9 @@ def jacobian_from_differential(t: Expr, n: ir.Dim) -> Expr:
         if isinstance(inner, Func) and inner.name == "diag" and ir.is_column(inner.arg.shape) \
                 and ir.is_column(ir.chain_shape(right)):  # L diag(f) r = L diag(r) f
             return mul(*scalars, *left, func("diag", mul(*right)), jacobian_from_differential(inner.arg, n))
+        if isinstance(inner, Hadamard | ElemDiv) and (u := _diagonal_factor(inner)) is not None:
+            # L (B .* diag(u)) R = L diag(diag(B) .* u) R
+            return jacobian_from_differential(mul(*scalars, *left, func("diag", u), *right), n)
         if isinstance(inner, Hadamard | ElemDiv) and (expanded := _distribute_over_sum(inner)) is not None:
             return jacobian_from_differential(mul(*scalars, *left, expanded, *right), n)
         outer = _outer_product_in(inner) if ir.is_column(ir.chain_shape(right)) else None
@@ -535,9 +538,12 @@ def _is_outer(e: Expr) -> tuple[Expr, Expr] | None:
 
 
 def _diagonal_factor(f: Expr) -> Expr | None:
-    """u with f = diag(u): diag(u) itself, or B .* diag(u) = diag(diag(B) .* u)."""
+    """u with f = diag(u): diag(u) itself, B .* diag(u) = diag(diag(B) .* u), diag(u) ./ B = diag(u ./ diag(B))."""
     if isinstance(f, Func) and f.name == "diag" and ir.is_column(f.arg.shape):
         return f.arg
+    if isinstance(f, ElemDiv) and not ir.contains_differential(f.denominator):
+        u = _diagonal_factor(f.numerator)
+        return None if u is None else elem_div(u, func("diag", f.denominator))
     if isinstance(f, Hadamard):
         for index, factor in enumerate(f.factors):
             u = _diagonal_factor(factor)
