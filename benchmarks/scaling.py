@@ -11,28 +11,25 @@ from collections.abc import Callable
 import matcalc
 
 
-def long_sum(size: int) -> str:
-    terms, total = [], 0
+def _repeated(term: Callable[[int], str], separator: str, size: int) -> str:
+    """term(0), term(1), ... joined by separator, up to at least `size` characters."""
+    parts, total = [], 0
     while total < size:
-        terms.append(f"a{len(terms)}^T x")
-        total += len(terms[-1]) + 3
-    return " + ".join(terms)
+        parts.append(term(len(parts)))
+        total += len(parts[-1]) + len(separator)
+    return separator.join(parts)
+
+
+def long_sum(size: int) -> str:
+    return _repeated(lambda i: f"a{i}^T x", " + ", size)
 
 
 def long_product(size: int) -> str:
-    factors, total = [], 8
-    while total < size:
-        factors.append(f"A{len(factors)}")
-        total += len(factors[-1]) + 1
-    return "x^T " + " ".join(factors) + " x"
+    return "x^T " + _repeated(lambda i: f"A{i}", " ", size - 8) + " x"
 
 
 def long_softmax_loss(size: int) -> str:
-    terms, total = [], 0
-    while total < size:
-        terms.append(f"y{len(terms)}^T log(softmax(W x))")
-        total += len(terms[-1]) + 3
-    return " + ".join(terms)
+    return _repeated(lambda i: f"y{i}^T log(softmax(W x))", " + ", size)
 
 
 SHAPES: dict[str, Callable[[int], str]] = {"sum of a_i^T x": long_sum, "product x^T A_1 ... A_k x": long_product,

@@ -476,9 +476,9 @@ def _diagonal_as_vector(m: Expr) -> Expr | None:
         if len(chain) == 1:
             inner = _diagonal_as_vector(chain[0])
             return None if inner is None else mul(*scale, inner)
-        for i in range(1, len(chain)):  # an outer product: P u v^T Q
-            if ir.chain_shape(chain[:i])[1] == 1:
-                return hadamard(mul(*scale, *chain[:i]), transpose(mul(*chain[i:])))
+        outer = _is_outer(m)  # an outer product: P u v^T Q = a b^T, whose diagonal is a .* b
+        if outer is not None:
+            return hadamard(*outer)
         for k, factor in enumerate(chain):  # a diagonal matrix holding dx: P diag(u) Q
             u = _diagonal_factor(factor)
             if u is not None and ir.contains_differential(u):
