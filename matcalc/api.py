@@ -16,9 +16,9 @@ from typing import Any, Literal
 
 from . import ir
 from .differentiate import derivative_from_differential, differential
-from .errors import ParseError, ShapeError, UnsupportedError
+from .errors import ParseError, ResultShapeError, ShapeError, UnsupportedError
 from .ir import Expr, Var
-from .parsing import Declarations, parse_declarations
+from .parsing import Declaration, Declarations, dimension_names, parse_declarations
 from .printing import to_latex, to_text
 from .shapes import parse_typed
 from .simplify import simplify
@@ -84,11 +84,15 @@ class Derivative:
         (value,) = evaluate_numpy([self.expr], values, names)
         return squeeze(value, self.expr.shape)
 
-    def verify(self, seed: int = 0) -> Any:
-        """Elementwise proof with SymPy; the report is truthy when every entry matches."""
-        from .verify import verify_derivative
+    def verify(self, seed: int = 0, timeout: float | None = None) -> Any:
+        """Elementwise proof with SymPy at two sizes; the report is truthy when every entry matches.
 
-        return verify_derivative(self.function, self.variable, self.expr, self.kind, self.layout, seed)
+        Past `timeout` seconds (default verify.DEFAULT_TIMEOUT) the report is falsy and says "undecided".
+        """
+        from .verify import DEFAULT_TIMEOUT, verify_derivative
+
+        return verify_derivative(self.function, self.variable, self.expr, self.kind, self.layout, seed,
+                                 DEFAULT_TIMEOUT if timeout is None else timeout)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -166,6 +170,14 @@ def _kind(function: Expr, variable: Var) -> Kind:
                            f"not supported yet (scalar, vector and matrix results are)")
 
 
+def _with_dimensions(where: Declarations, exprs: list[Expr]) -> Declarations:
+    """`where` and a `n: dim` declaration for every dimension the expressions use that no declaration
+    names (the size of an I in tr(alpha I)), so that a result's text parses back with `where`."""
+    named = dimension_names(where)
+    missing = {d: Declaration(d, "dim") for d in ir.dimensions(exprs) if d not in named}
+    return {**where, **missing} if missing else where
+
+
 def _prepare(expr: str, wrt: str, where: str | dict | None) -> tuple[Expr, Var, Declarations]:
     if not isinstance(wrt, str) or not _NAME.match(wrt):
         raise ParseError(f"not a variable name: {wrt!r}")
@@ -209,7 +221,8 @@ def diff(expr: str, wrt: str, where: str | dict | None = None, layout: Layout = 
         trace: list[str] = []
         result = simplify(ir.transpose(result), trace)
         steps.append(Step("denominator layout (transpose)", result, tuple(trace)))
-    return Derivative(function, variable, result, kind, layout, symbols, tuple(steps))
+    return Derivative(function, variable, result, kind, layout, _with_dimensions(symbols, [function, result]),
+                      tuple(steps))
 
 
 @_without_cycle_collection
@@ -225,37 +238,78 @@ def hessian(expr: str, wrt: str, where: str | dict | None = None) -> Derivative:
     steps = [Step("function", function), *[Step(f"gradient, {s.title}", s.expr, s.rules) for s in steps]]
     result, second = _differentiate(gradient, variable)
     steps += [Step(f"Hessian, {s.title}", s.expr, s.rules) for s in second]
-    return Derivative(function, variable, result, "hessian", "numerator", symbols, tuple(steps))
+    return Derivative(function, variable, result, "hessian", "numerator", _with_dimensions(symbols, [function, result]),
+                      tuple(steps))
 
 
 @dataclass(frozen=True)
 class CheckResult:
-    """The verdict on a user's candidate derivative; truthy when it is right."""
+    """The verdict on a user's candidate derivative; truthy only when it is proven right.
+
+    `reason` says why a candidate is wrong before any entry is compared (its shape); `report` is the
+    entrywise verification, which may also be undecided (a time limit): undecided is never truthy.
+    """
 
     derivative: Derivative
     candidate: Expr
     report: Any
+    reason: str = ""
 
     def __bool__(self) -> bool:
-        return bool(self.report)
+        return not self.reason and bool(self.report)
+
+    @property
+    def undecided(self) -> bool:
+        return not self.reason and bool(getattr(self.report, "undecided", ""))
 
     def __str__(self) -> str:
+        if self.reason:
+            return f"wrong: {self.reason}; the derivative is {self.derivative}"
         if self.report:
             return f"correct: {to_text(self.candidate)} equals {self.derivative} ({self.report})"
+        if self.undecided:
+            return f"{self.report}: {to_text(self.candidate)} against {self.derivative}"
         return (f"wrong: {to_text(self.candidate)} is not the derivative; the derivative is {self.derivative}\n"
                 f"counterexample:\n{self.report}")
 
 
+def _shape_text(shape: ir.Shape) -> str:
+    return f"{shape[0]}×{shape[1]}"
+
+
+def _wrong_shape(derivative: Derivative, candidate: Expr) -> str:
+    """Why a candidate of another shape is wrong, in words, with the likely mix-up."""
+    got, want = candidate.shape, derivative.shape
+    reason = f"your candidate is {_shape_text(got)}, the derivative is {_shape_text(want)}"
+    if got == (want[1], want[0]):
+        if derivative.kind == "jacobian":
+            other = "numerator" if derivative.layout == "denominator" else "denominator"
+            reason += f"; your candidate is its transpose (the {other} layout: check it with layout='{other}')"
+        else:
+            reason += "; your candidate is its transpose (a gradient has the shape of its variable)"
+    return reason
+
+
 @_without_cycle_collection
 def check(expr: str, wrt: str, candidate: str, where: str | dict | None = None, layout: Layout = "numerator",
-          hessian_of: bool = False) -> CheckResult:
-    """Check a user's own derivative elementwise with SymPy; gives a counterexample when it is wrong."""
-    from .verify import verify_derivative
+          hessian_of: bool = False, timeout: float | None = None) -> CheckResult:
+    """Check a user's own derivative elementwise with SymPy; gives a counterexample when it is wrong.
+
+    A candidate of the wrong shape is wrong (with the reason), not an input error. Past `timeout` seconds
+    the result is falsy and `undecided`.
+    """
+    from .verify import DEFAULT_TIMEOUT, VerificationReport, verify_derivative
 
     derivative = hessian(expr, wrt, where) if hessian_of else diff(expr, wrt, where, layout)
-    parsed = parse_typed(candidate, derivative.where, expected_shape=derivative.shape)
+    try:
+        parsed = parse_typed(candidate, derivative.where, expected_shape=derivative.shape)
+    except ResultShapeError:
+        free = parse_typed(candidate, derivative.where)
+        return CheckResult(derivative, free.expr, VerificationReport(False, [], 0),
+                           _wrong_shape(derivative, free.expr))
     unknown = set(ir.variables(parsed.expr)) - set(derivative.where) - {wrt}
     if unknown:
         raise ShapeError(f"the candidate uses {', '.join(sorted(unknown))}, which the expression does not")
-    report = verify_derivative(derivative.function, derivative.variable, parsed.expr, derivative.kind, layout)
+    report = verify_derivative(derivative.function, derivative.variable, parsed.expr, derivative.kind, layout,
+                               timeout=DEFAULT_TIMEOUT if timeout is None else timeout)
     return CheckResult(derivative, parsed.expr, report)

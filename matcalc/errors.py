@@ -20,6 +20,10 @@ class ShapeError(MatcalcError):
     """Operands whose shapes do not fit; the message names the operands and their shapes."""
 
 
+class ResultShapeError(ShapeError):
+    """A well-formed expression whose shape is not the one required of it (a checked candidate's, say)."""
+
+
 class DeclarationError(MatcalcError):
     """A `where` declaration that is malformed, unknown or conflicting."""
 

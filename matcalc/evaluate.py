@@ -11,7 +11,7 @@ from functools import reduce
 from typing import Any, Protocol
 
 from .errors import EvaluationError
-from .functions import FUNCTIONS
+from .functions import IR_FUNCTIONS
 from .ir import (
     Add,
     Dim,
@@ -26,6 +26,7 @@ from .ir import (
     Num,
     Power,
     Shape,
+    Size,
     Transpose,
     Var,
 )
@@ -72,6 +73,8 @@ def interpret(e: Expr, values: dict[str, Any], sizes: dict[str, int], backend: B
             return backend.constant(node.value, *concrete(node.shape))
         if isinstance(node, Identity):
             return backend.identity(size(node.size))
+        if isinstance(node, Size):
+            return backend.constant(Fraction(size(node.dim)), 1, 1)
         if isinstance(node, Add):
             return reduce(backend.add, map(run, node.terms))
         if isinstance(node, MatMul):
@@ -195,7 +198,7 @@ _NUMPY_FUNCTIONS: dict[str, Any] = {
     "softmax": _softmax,
     "logsumexp": _logsumexp,
 }
-assert set(_NUMPY_FUNCTIONS) | {"diag"} == set(FUNCTIONS), "every function needs a NumPy implementation"
+assert set(_NUMPY_FUNCTIONS) | {"diag"} == IR_FUNCTIONS, "every function needs a NumPy implementation"
 
 
 # ---------------------------------------------------------------- binding user values
@@ -258,8 +261,15 @@ def bind_values(values: dict[str, Any], variables: dict[str, Var]) -> tuple[dict
 
 
 def evaluate_numpy(exprs: list[Expr], values: dict[str, Any], variables: dict[str, Var]) -> list[Any]:
-    """Evaluate expressions with NumPy on user values (scalars as floats, vectors 1-D or n x 1)."""
-    two_d, sizes = bind_values(values, variables)
+    """Evaluate expressions with NumPy on user values (scalars as floats, vectors 1-D or n x 1).
+
+    A dimension name may be given a size too ({"n": 3}), for a size no variable's value tells.
+    """
+    given = _given_sizes(exprs, values, variables)
+    two_d, sizes = bind_values({k: v for k, v in values.items() if k not in given}, variables)
+    for dim, value in given.items():
+        if sizes.setdefault(dim, value) != value:
+            raise EvaluationError(f"the size {dim} = {value} given contradicts the values, which give {sizes[dim]}")
     unknown = {d for e in exprs for d in _dims_of(e)} - set(sizes)
     if unknown:
         raise EvaluationError(f"cannot tell the size {', '.join(sorted(unknown))} from the values given")
@@ -267,10 +277,29 @@ def evaluate_numpy(exprs: list[Expr], values: dict[str, Any], variables: dict[st
     return [interpret(e, two_d, sizes, backend) for e in exprs]
 
 
-def _dims_of(e: Expr) -> set[str]:
-    from .ir import walk
+def _given_sizes(exprs: list[Expr], values: dict[str, Any], variables: dict[str, Var]) -> dict[str, int]:
+    if not isinstance(values, dict):
+        return {}
+    given: dict[str, int] = {}
+    for dim in {d for e in exprs for d in _dims_of(e)} - set(variables):
+        if dim in values:
+            value = values[dim]
+            if isinstance(value, bool) or not isinstance(value, int | np_integer()) or value < 1:
+                raise EvaluationError(f"the size {dim} must be a whole number of at least 1, not {value!r}")
+            given[dim] = int(value)
+    return given
 
-    return {d for node in walk(e) for d in node.shape if isinstance(d, str)}
+
+def np_integer() -> type:
+    import numpy
+
+    return numpy.integer
+
+
+def _dims_of(e: Expr) -> set[str]:
+    from .ir import dimensions
+
+    return set(dimensions([e]))
 
 
 def squeeze(array: Any, shape: Shape) -> Any:

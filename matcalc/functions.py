@@ -1,7 +1,9 @@
 """The named functions of the input language: one table, read by every stage.
 
 Each stage keeps its own table keyed by these names (derivative rules, NumPy and SymPy
-implementations, LaTeX); tests check that every table covers every function here.
+implementations, LaTeX); tests check that every table covers every function here. The functions of
+kind "lowered" never reach the IR: the parser writes them with other nodes (`rows(X)` is the size of
+a dimension, `mean(u)` is `sum(u) / size(u)`), so no later stage needs a table entry for them.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-Kind = Literal["elementwise", "scalar_of_matrix", "square", "vector", "diag"]
+Kind = Literal["elementwise", "scalar_of_matrix", "square", "vector", "diag", "lowered"]
 
 
 @dataclass(frozen=True)
@@ -46,8 +48,13 @@ _SPECS = [
     FunctionSpec("softmax", "vector", "exp(u) / sum(exp(u)) for a vector u"),
     FunctionSpec("logsumexp", "vector", "log(sum(exp(u))) for a vector u (a scalar)"),
     FunctionSpec("diag", "diag", "vector -> diagonal matrix; square matrix -> vector of its diagonal"),
+    FunctionSpec("rows", "lowered", "the number of rows (a scalar): the size of that dimension"),
+    FunctionSpec("cols", "lowered", "the number of columns (a scalar): the size of that dimension"),
+    FunctionSpec("size", "lowered", "the number of entries (a scalar): rows × columns, the length of a vector"),
+    FunctionSpec("mean", "lowered", "the mean of all entries: sum(u) / size(u)"),
 ]
 
 FUNCTIONS: dict[str, FunctionSpec] = {spec.name: spec for spec in _SPECS}
+IR_FUNCTIONS: frozenset[str] = frozenset(s.name for s in _SPECS if s.kind != "lowered")  # the names Func nodes hold
 ELEMENTWISE: frozenset[str] = frozenset(s.name for s in _SPECS if s.kind == "elementwise")
 SCALAR_VALUED: frozenset[str] = frozenset({"sum", "norm1", "norm2", "tr", "det", "logdet", "logsumexp"})

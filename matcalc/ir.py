@@ -13,6 +13,7 @@ absorbed. All real algebra lives in the rewrite-rule table (simplify.py), not he
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, fields
 from fractions import Fraction
@@ -87,8 +88,13 @@ except ImportError:  # Python 3.10
 MAX_CONSTANT_BITS = 12_000  # about 3,600 digits: exact constants stay exact, and printable
 
 
+def fits_exactly(value: Fraction) -> bool:
+    """Whether an exact constant is small enough to keep (and to print and read back)."""
+    return max(value.numerator.bit_length(), value.denominator.bit_length()) <= MAX_CONSTANT_BITS
+
+
 def _check_number_size(value: Fraction) -> None:
-    if max(value.numerator.bit_length(), value.denominator.bit_length()) > MAX_CONSTANT_BITS:
+    if not fits_exactly(value):
         from .errors import UnsupportedError
 
         raise UnsupportedError(f"a constant in this expression grows beyond {MAX_CONSTANT_BITS * 3 // 10:,} digits")
@@ -146,6 +152,16 @@ class Identity(Expr):
 
     def _compute_shape(self) -> Shape:
         return (self.size, self.size)
+
+
+@node
+class Size(Expr):
+    """The size of a dimension as a scalar: `n` for a dimension named n (rows(X), cols(X), size(x) in the input)."""
+
+    dim: str
+
+    def _compute_shape(self) -> Shape:
+        return SCALAR
 
 
 @node
@@ -353,6 +369,11 @@ def ones(shape: Shape) -> Expr:
     return fill(1, shape)
 
 
+def size(dim: Dim) -> Expr:
+    """The size of a dimension: a number for a fixed size, else a Size leaf."""
+    return Num(Fraction(dim)) if isinstance(dim, int) else Size(dim)
+
+
 def identity(size: Dim) -> Expr:
     return ONE if size == 1 else Identity(size)
 
@@ -439,15 +460,21 @@ def mul(*factors: Expr) -> Expr:
         if len(units) == 1:
             scalars.remove(units[0])
             chain = list(units[0].factors)
+    if chain and chain_shape(chain) == SCALAR and any(isinstance(s, MatMul) for s in scalars):
+        # a 1x1 chain beside other scalar sub-products is one of them: (a^T x) y^T z has units (a^T x), (y^T z)
+        scalars.append(MatMul(tuple(chain)))
+        chain = []
     if len(chain) == 1 and isinstance(chain[0], Fill) and chain[0].value != 0:
         if not scalars:  # c vector(v) -> vector(c v)
             return fill(coefficient * chain[0].value, chain[0].fill_shape)
         # s vector(v) -> v s vector(1): one form for a scaled fill, whichever way it was built
         coefficient *= chain[0].value
         chain = [fill(Fraction(1), chain[0].fill_shape)]
-    # Canonical order whatever the association: plain scalars, then scalar sub-products (a^T x),
-    # then divisors (printed after '/'); stable otherwise.
-    scalars.sort(key=lambda s: (is_reciprocal(s), isinstance(s, MatMul)))
+    # Canonical order whatever the association: plain scalars, then scalar sub-products (a^T x) in a
+    # canonical order of their own, then divisors (printed after '/'); plain scalars and divisors keep
+    # the order they were written in, which no association changes.
+    scalars.sort(key=lambda s: (is_reciprocal(s), isinstance(s, MatMul),
+                                canonical_key(s) if isinstance(s, MatMul) else ("", b"")))
     head: list[Expr] = [] if coefficient == 1 else [Num(coefficient)]
     out = head + scalars + chain
     if not out:
@@ -455,6 +482,33 @@ def mul(*factors: Expr) -> Expr:
     if len(out) == 1:
         return out[0]
     return MatMul(tuple(out))
+
+
+def canonical_key(e: Expr) -> tuple[str, bytes]:
+    """A total order on expressions, the same in every process: the leftmost variable's name, then a digest
+    of the structure. Cached on each node and computed bottom-up without recursion."""
+    cached = e.__dict__.get("_canonical")
+    if cached is not None:
+        return cached
+    stack: list[tuple[Expr, bool]] = [(e, False)]
+    while stack:
+        node, ready = stack.pop()
+        if "_canonical" in node.__dict__:
+            continue
+        if not ready:
+            stack.append((node, True))
+            stack.extend((child, False) for child in node.children)
+            continue
+        keys = [child.__dict__["_canonical"] for child in node.children]
+        fields = [repr(value) for name, value in zip(node._field_names, node._key(), strict=True)
+                  if not isinstance(value, Expr | tuple)]
+        digest = hashlib.blake2b(digest_size=8)
+        digest.update("|".join([type(node).__name__, *fields]).encode())
+        for _, child_digest in keys:
+            digest.update(child_digest)
+        leftmost = node.name if isinstance(node, Var) else next((name for name, _ in keys if name), "")
+        object.__setattr__(node, "_canonical", (leftmost, digest.digest()))
+    return e.__dict__["_canonical"]
 
 
 def _split_scalar_prefixes(chain: list[Expr]) -> tuple[list[Expr], list[Expr]]:
@@ -602,7 +656,7 @@ def dimensions(exprs: Iterable[Expr]) -> list[str]:
     seen: dict[str, None] = {}
     for e in exprs:
         for sub_expr in walk(e):
-            for dim in sub_expr.shape:
+            for dim in (*sub_expr.shape, sub_expr.dim) if isinstance(sub_expr, Size) else sub_expr.shape:
                 if isinstance(dim, str):
                     seen.setdefault(dim)
     return list(seen)

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 # Deeper nesting is refused up front so no later (recursive) stage can overflow the stack.
 MAX_NESTING = 150
 
-KINDS = ("scalar", "vector", "matrix", "symmetric")
+KINDS = ("scalar", "vector", "matrix", "symmetric", "dim")
 RESERVED_NAMES = frozenset({"I", "eye"})
 
 
@@ -203,7 +203,7 @@ def _declaration_from_tree(declaration: Tree, text: str) -> list[Declaration]:
                 dims.append(int(token))
             else:
                 dims.append(str(token))
-    expected_count = {"scalar": (0,), "vector": (0, 1), "matrix": (0, 2), "symmetric": (0, 1)}[kind]
+    expected_count = {"scalar": (0,), "vector": (0, 1), "matrix": (0, 2), "symmetric": (0, 1), "dim": (0,)}[kind]
     if len(dims) not in expected_count:
         counts = " or ".join(str(c) for c in expected_count if c)
         raise DeclarationError(f"'{kind}' takes {counts or 'no'} dimension(s), got {len(dims)}: "
@@ -250,4 +250,20 @@ def parse_declarations(where: str | dict[str, str] | Declarations | None) -> Dec
                 raise DeclarationError(f"conflicting declarations of {declaration.name}: "
                                        f"'{previous}' and '{declaration}'")
             declarations[declaration.name] = declaration
+    _check_dimension_names(declarations)
     return declarations
+
+
+def dimension_names(declarations: Declarations) -> set[str]:
+    """The declared dimension names: those in `matrix(m, n)`-style declarations and those declared `n: dim`."""
+    names = {d for decl in declarations.values() for d in decl.dims if isinstance(d, str)}
+    return names | {decl.name for decl in declarations.values() if decl.kind == "dim"}
+
+
+def _check_dimension_names(declarations: Declarations) -> None:
+    """A name is either a variable or a dimension: `n` in an expression means the size of dimension n."""
+    dims = dimension_names(declarations)
+    for declaration in declarations.values():
+        if declaration.kind != "dim" and declaration.name in dims:
+            raise DeclarationError(f"'{declaration.name}' is declared as a variable ({declaration}) and used as a "
+                                   f"dimension; a dimension's name stands for its size, so it cannot be a variable")

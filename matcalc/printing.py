@@ -22,6 +22,7 @@ from .ir import (
     MatMul,
     Num,
     Power,
+    Size,
     Transpose,
     Var,
     is_reciprocal,
@@ -32,8 +33,39 @@ from .ir import (
 # ---------------------------------------------------------------- numbers
 
 
+SCIENTIFIC_DIGITS = 21  # integers this long, and decimals this small, print as mantissa e exponent
+
+
+def _scientific(value: Fraction) -> str | None:
+    """m e k (2e308, 1.5e-30) for a decimal with few significant digits and a large or small exponent."""
+    numerator, exponent = abs(value.numerator), 0
+    denominator = value.denominator
+    while denominator % 10 == 0:
+        denominator //= 10
+        exponent -= 1
+    if denominator != 1:  # a power of 2 or 5 left in the denominator: scale up to a power of ten
+        for prime, other in ((2, 5), (5, 2)):
+            while denominator % prime == 0:
+                denominator //= prime
+                numerator *= other
+                exponent -= 1
+        if denominator != 1:
+            return None
+    while numerator and numerator % 10 == 0:
+        numerator //= 10
+        exponent += 1
+    digits = str(numerator)
+    if len(digits) > 17 or -SCIENTIFIC_DIGITS < exponent + len(digits) <= SCIENTIFIC_DIGITS:
+        return None
+    mantissa = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
+    return f"{'-' if value < 0 else ''}{mantissa}e{exponent + len(digits) - 1}"
+
+
 def number_text(value: Fraction) -> str:
-    """A finite decimal when there is one (0.5, 2, 1e-06), else p/q."""
+    """A finite decimal when there is one (0.5, 2, 1e-06, 2e308), else p/q."""
+    scientific = _scientific(value)
+    if scientific is not None:
+        return scientific
     if value.denominator == 1:
         return str(value.numerator)
     denominator = value.denominator
@@ -65,7 +97,7 @@ def _is_postfix_level(e: Expr) -> bool:
         return _is_atom_number(e.value)
     if isinstance(e, Fill):
         return True
-    return isinstance(e, Var | Identity | Func | Transpose | Power | ElemPower | Differential)
+    return isinstance(e, Var | Size | Identity | Func | Transpose | Power | ElemPower | Differential)
 
 
 def _is_atom_level(e: Expr) -> bool:
@@ -147,6 +179,8 @@ def _exponent(e: Expr) -> str:
 def _text(e: Expr) -> str:
     if isinstance(e, Var):
         return e.name
+    if isinstance(e, Size):
+        return e.dim
     if isinstance(e, Num):
         return number_text(e.value)
     if isinstance(e, Fill):
@@ -156,7 +190,9 @@ def _text(e: Expr) -> str:
     if isinstance(e, Differential):
         return f"d{e.var.name}" if len(e.var.name) == 1 else f"d({e.var.name})"
     if isinstance(e, Add):
-        return _join_terms(e, lambda t: number_text(t.value) if isinstance(t, Fill) else _text(t), _paren)
+        # a constant term prints as a bare number where the parser broadcasts it back (1 - x), else vector(1/3)
+        return _join_terms(e, lambda t: number_text(t.value) if isinstance(t, Fill) and _is_atom_number(abs(t.value))
+                           else _text(t), _paren)
     if isinstance(e, MatMul):
         factors, divisors = _split_divisors(e)
         prefix = ""
@@ -247,7 +283,7 @@ def _latex_operand(e: Expr) -> str:
 
 
 def _latex_base(e: Expr) -> str:
-    if isinstance(e, Var | Identity | Num) and not (isinstance(e, Num) and e.value < 0):
+    if isinstance(e, Var | Size | Identity | Num) and not (isinstance(e, Num) and e.value < 0):
         return _latex(e)
     if isinstance(e, Func) and e.name not in _LATEX_FUNCTIONS:  # norms, abs, sqrt have their own brackets
         return _latex(e)
@@ -261,6 +297,8 @@ def _latex_divisors(divisors: list[Expr]) -> str:
 def _latex(e: Expr) -> str:
     if isinstance(e, Var):
         return latex_name(e.name)
+    if isinstance(e, Size):
+        return latex_name(e.dim)
     if isinstance(e, Num):
         return _latex_number(e.value)
     if isinstance(e, Fill):

@@ -15,9 +15,9 @@ from fractions import Fraction
 from typing import TYPE_CHECKING
 
 from . import ir
-from .errors import ParseError, ShapeError
+from .errors import ParseError, ResultShapeError, ShapeError
 from .functions import FUNCTIONS
-from .parsing import Declaration, Declarations, caret_line, parse_tree
+from .parsing import Declaration, Declarations, caret_line, dimension_names, parse_tree
 
 if TYPE_CHECKING:
     from lark import Token, Tree
@@ -63,6 +63,7 @@ class Dimensions:
         self.named: dict[str, DimVar] = {}
         self.created: list[DimVar] = []
         self.reserved = reserved_names
+        self.avoid: set[str] = set()  # the variables' names, which fresh dimension names must not take
 
     def fresh(self, name: str | None = None) -> DimVar:
         if name is not None and name in self.named:
@@ -99,9 +100,12 @@ class Dimensions:
         self.parent[a] = b
         return True
 
-    def names(self) -> dict[DimVar, ir.Dim]:
-        """Resolved dimension of every root: declared name, integer, or a fresh name by first appearance."""
-        taken = set(self.named) | self.reserved
+    def names(self, avoid: set[str] | frozenset[str] = frozenset()) -> dict[DimVar, ir.Dim]:
+        """Resolved dimension of every root: declared name, integer, or a fresh name by first appearance.
+
+        A fresh name is never one in `avoid` (the variables' names): a dimension's name can stand for its size.
+        """
+        taken = set(self.named) | self.reserved | set(avoid)
         candidates = itertools.chain(DIM_NAMES, (f"n{i}" for i in itertools.count(1)))  # never runs out
         pool = (n for n in candidates if n not in taken)
         out: dict[DimVar, ir.Dim] = {}
@@ -119,7 +123,7 @@ class Dimensions:
         root = self.find(term)
         if isinstance(root, int):
             return str(root)
-        return str(self.names()[root])
+        return str(self.names(self.avoid)[root])
 
 
 # ---------------------------------------------------------------- typed syntax
@@ -148,8 +152,10 @@ class SymbolInfo:
 
 _CHAINS = {"add": ("add", "sub"), "sub": ("add", "sub"), "mul": ("mul",), "hadamard": ("hadamard",)}
 MAX_DEPTH = 64  # of the IR, in operator levels: every later stage recurses over it, and derivatives grow with depth
-MAX_NUMBER_DIGITS = 100
-MAX_NUMBER_EXPONENT = 308  # float64's range
+# Literals as large as the exact constants the engine keeps (ir.MAX_CONSTANT_BITS), so that every printed
+# result parses back; a value beyond float64's range is an EvaluationError only when evaluated in floats.
+MAX_NUMBER_DIGITS = 3_000
+MAX_NUMBER_EXPONENT = 3_000
 MESSAGE_TEXT = 60  # operands quoted in messages are abbreviated beyond this many characters
 
 
@@ -164,11 +170,14 @@ class Inference:
     def __init__(self, text: str, declarations: Declarations) -> None:
         self.text = text
         self.declarations = declarations
-        reserved = {d for decl in declarations.values() for d in decl.dims if isinstance(d, str)}
-        self.dims = Dimensions(reserved)
+        self.dimension_names = dimension_names(declarations)
+        self.dims = Dimensions(self.dimension_names)
         self.symbols: dict[str, SymbolInfo] = {}
         for declaration in declarations.values():  # declared dims are named in declaration order
-            self.symbol(declaration.name)
+            if declaration.kind == "dim":
+                self.dims.fresh(declaration.name)
+            else:
+                self.symbol(declaration.name)
 
     # ------------------------------------------------------------ messages
     def fmt(self, node: Typed) -> str:
@@ -185,6 +194,7 @@ class Inference:
     def symbol(self, name: str) -> SymbolInfo:
         if name in self.symbols:
             return self.symbols[name]
+        self.dims.avoid.add(name)
         declaration = self.declarations.get(name) or Declaration(name, default_kind(name))
         dims = [self.dims.fresh(d) if isinstance(d, str) else d for d in declaration.dims]
         kind = declaration.kind
@@ -220,7 +230,8 @@ class Inference:
     def number(self, token: Token) -> Fraction:
         """The exact value of a number literal; one beyond float64's range is refused, not computed."""
         mantissa, _, exponent = str(token).lower().partition("e")
-        if len(mantissa) > MAX_NUMBER_DIGITS or (exponent and abs(int(exponent)) > MAX_NUMBER_EXPONENT):
+        if len(mantissa) > MAX_NUMBER_DIGITS or (exponent and abs(int(exponent)) > MAX_NUMBER_EXPONENT) \
+                or not ir.fits_exactly(Fraction(str(token))):
             position = token.start_pos or 0
             raise ParseError(f"the number at column {position + 1} is too long or too large: at most "
                              f"{MAX_NUMBER_DIGITS} digits and an exponent within ±{MAX_NUMBER_EXPONENT}\n"
@@ -232,13 +243,21 @@ class Inference:
         if name in ("I", "eye") and name not in self.declarations:
             size = self.dims.fresh()
             return Typed("identity", (size, size), name)
+        if name in self.dimension_names:  # a declared dimension's name stands for its size
+            return Typed("size", (1, 1), name, payload=self.dims.fresh(name))
         info = self.symbol(name)
         return Typed("var", info.shape, name, payload=(name, info.kind == "symmetric"))
 
     def visit_fill(self, tree: Tree) -> Typed:
         keyword, number_tree = tree.children
-        sign, number = number_tree.children
+        sign, number, denominator = number_tree.children  # vector(-1/3): an optional sign and quotient
         value = self.number(number) * (-1 if sign is not None and str(sign) == "-" else 1)
+        if denominator is not None:
+            if self.number(denominator) == 0:
+                position = denominator.start_pos or 0
+                raise ParseError(f"division by zero in the constant at column {position + 1}\n"
+                                 f"{caret_line(self.text, position)}", self.text, position)
+            value /= self.number(denominator)
         shape = (self.dims.fresh(), 1) if str(keyword) == "vector" else (self.dims.fresh(), self.dims.fresh())
         return Typed("fill", shape, self.source(tree), payload=value)
 
@@ -381,6 +400,8 @@ class Inference:
 
     def call(self, name: str, arg: Typed, text: str) -> Typed:
         kind = FUNCTIONS[name].kind
+        if kind == "lowered":
+            return self.lowered_call(name, arg, text)
         if kind == "square":
             if not arg.is_scalar and (arg.shape[0] == 1 or arg.shape[1] == 1):
                 raise ShapeError(f"{name} needs a square matrix, but `{arg.text}` is {self.fmt(arg)}")
@@ -408,6 +429,21 @@ class Inference:
             shape = (1, 1)
         return Typed("call", shape, text, [arg], payload=name)
 
+    def lowered_call(self, name: str, arg: Typed, text: str) -> Typed:
+        """rows, cols and size are sizes of dimensions; mean(u) is sum(u) / size(u)."""
+        rows = Typed("size", (1, 1), f"rows({arg.text})", payload=arg.shape[0])
+        cols = Typed("size", (1, 1), f"cols({arg.text})", payload=arg.shape[1])
+        if name == "rows":
+            return Typed("size", (1, 1), text, payload=arg.shape[0])
+        if name == "cols":
+            return Typed("size", (1, 1), text, payload=arg.shape[1])
+        entries = Typed("mul", (1, 1), f"size({arg.text})", [rows, cols])
+        if name == "size":
+            entries.text = text
+            return entries
+        total = Typed("call", (1, 1), f"sum({arg.text})", [arg], payload="sum")
+        return Typed("div", (1, 1), text, [total, entries])
+
     def _check_unknown_function(self, items: list) -> None:
         """`foo(x)` with an undeclared multi-letter name reads as a call of an unknown function."""
         for item, following in itertools.pairwise(items):
@@ -426,7 +462,7 @@ class Inference:
 
     # ------------------------------------------------------------ IR
     def build(self, root: Typed) -> ir.Expr:
-        names = self.dims.names()
+        names = self.dims.names(self.dims.avoid)
 
         def dim(term: DimTerm) -> ir.Dim:
             root_term = self.dims.find(term)
@@ -461,6 +497,8 @@ class Inference:
                 return ir.Var(name, shape(node), symmetric)
             if op == "identity":
                 return ir.identity(dim(node.shape[0]))
+            if op == "size":
+                return ir.size(dim(node.payload))  # type: ignore[arg-type]
             if op == "fill":
                 return ir.fill(node.payload, shape(node))  # type: ignore[arg-type]
             if op in ("add", "sub"):
@@ -507,7 +545,7 @@ class Inference:
 
     def declared_symbols(self) -> Declarations:
         """The inferred type and shape of every symbol, as declarations (for messages and round trips)."""
-        names = self.dims.names()
+        names = self.dims.names(self.dims.avoid)
         out: Declarations = {}
         for name, info in self.symbols.items():
             dims = []
@@ -522,6 +560,7 @@ class Inference:
                 out[name] = Declaration(name, "symmetric", (dims[0],))
             else:
                 out[name] = Declaration(name, "matrix", tuple(dims))
+        out.update({name: decl for name, decl in self.declarations.items() if decl.kind == "dim"})
         return out
 
 
@@ -565,5 +604,5 @@ def _unify_expected(inference: Inference, root: Typed, expected: ir.Shape) -> No
     for term, want in zip(root.shape, expected, strict=True):
         target: DimTerm = want if isinstance(want, int) else inference.dims.fresh(want)
         if not inference.dims.unify(term, target):
-            raise ShapeError(f"`{root.text}` is {inference.fmt(root)}, but a result of shape "
+            raise ResultShapeError(f"`{root.text}` is {inference.fmt(root)}, but a result of shape "
                              f"{expected[0]}×{expected[1]} was expected")

@@ -404,6 +404,108 @@ def _log_exp(e: Expr) -> Expr | None:
     return None
 
 
+# ---------------------------------------------------------------- constants and sizes
+# A constant whose size the output does not carry (tr(I), logsumexp(vector(0))) is written with the size of
+# its dimension instead, so that the printed result says what it means and parses back to the same tree.
+
+
+def _entries(shape: ir.Shape) -> Expr:
+    """The number of entries of a shape, as an expression in the sizes of its dimensions."""
+    return mul(ir.size(shape[0]), ir.size(shape[1]))
+
+
+def _is_identity_or_fill(e: Expr) -> bool:
+    return isinstance(e, Identity | Fill)
+
+
+@rule("scalars out of a trace or sum", "tr(c A) -> c tr(A);  sum(c A) -> c sum(A)", "tr(alpha A) + sum(beta x)")
+def _trace_sum_scalars_out(e: Expr) -> Expr | None:
+    if isinstance(e, Func) and e.name in ("tr", "sum") and isinstance(e.arg, MatMul):
+        coefficient, scalars, chain = split_product(e.arg)
+        if chain and (coefficient != 1 or scalars):
+            return mul(Num(coefficient), *scalars, func(e.name, mul(*chain)))
+    return None
+
+
+@rule("trace or sum of a constant", "tr(I) -> n;  sum(I) -> n;  tr(matrix(c)) -> c n;  sum(matrix(c)) -> c m n",
+      "tr(I) + sum(vector(2)) + x^T x")
+def _trace_sum_constant(e: Expr) -> Expr | None:
+    if not (isinstance(e, Func) and e.name in ("tr", "sum") and _is_identity_or_fill(e.arg)):
+        return None
+    if isinstance(e.arg, Identity):
+        return ir.size(e.arg.size)
+    count = ir.size(e.arg.shape[0]) if e.name == "tr" else _entries(e.arg.shape)
+    return mul(Num(e.arg.value), count)  # type: ignore[attr-defined]
+
+
+@rule("inverse of a scaled matrix", "inv(c A) -> inv(A) / c;  inv(I) -> I", "inv(alpha X)")
+def _inverse_scaled(e: Expr) -> Expr | None:
+    if not (isinstance(e, Func) and e.name == "inv"):
+        return None
+    if isinstance(e.arg, Identity):
+        return e.arg
+    if isinstance(e.arg, MatMul):
+        coefficient, scalars, chain = split_product(e.arg)
+        if chain and (coefficient != 1 or scalars):
+            return mul(Num(1 / coefficient), *[ir.reciprocal(s) for s in scalars], func("inv", mul(*chain)))
+    return None
+
+
+@rule("determinant of a constant", "det(I) -> 1;  logdet(I) -> 0;  det(matrix(c)) -> 0", "det(I) + logdet(I) x^T x")
+def _determinant_constant(e: Expr) -> Expr | None:
+    if isinstance(e, Func) and e.name in ("det", "logdet") and isinstance(e.arg, Identity):
+        return ir.ONE if e.name == "det" else ir.ZERO
+    if isinstance(e, Func) and e.name == "det" and isinstance(e.arg, Fill):  # rank 1: every size is at least 2
+        return ir.ZERO
+    return None
+
+
+@rule("functions of a constant vector",
+      "logsumexp(vector(c)) -> c + log(n);  softmax(vector(c)) -> vector(1) / n;  "
+      "norm2(matrix(c)) -> |c| sqrt(m n);  norm1(matrix(c)) -> |c| m n",
+      "logsumexp(vector(1)) + x^T x")
+def _functions_of_constant(e: Expr) -> Expr | None:
+    if not (isinstance(e, Func) and isinstance(e.arg, Fill)):
+        return None
+    value, shape = e.arg.value, e.arg.shape
+    if e.name == "logsumexp":
+        return add(Num(value), func("log", ir.size(shape[0])))
+    if e.name == "softmax":
+        return mul(ir.reciprocal(ir.size(shape[0])), ir.ones(shape))
+    if e.name == "norm2":
+        return mul(Num(abs(value)), func("sqrt", _entries(shape)))
+    if e.name == "norm1":
+        return mul(Num(abs(value)), _entries(shape))
+    return None
+
+
+_EXACT_VALUES: dict[tuple[str, Fraction], Fraction] = {
+    ("exp", Fraction(0)): Fraction(1), ("log", Fraction(1)): Fraction(0), ("cos", Fraction(0)): Fraction(1),
+    ("sigmoid", Fraction(0)): Fraction(1, 2),
+}
+
+
+def _exact_value(name: str, value: Fraction) -> Fraction | None:
+    """f(c) for a number c where it is rational: functions with kinks, and a few special points."""
+    if name in ("abs", "relu", "sign", "step"):
+        return {"abs": abs(value), "relu": max(value, Fraction(0)), "sign": Fraction((value > 0) - (value < 0)),
+                "step": Fraction(int(value > 0))}[name]
+    return _EXACT_VALUES.get((name, value))
+
+
+@rule("element-wise function of a constant", "f(vector(c)) -> f(c) vector(1);  exp(0) -> 1, sign(-2) -> -1, ...",
+      "exp(vector(0)) + sin(vector(2)) + x")
+def _elementwise_of_constant(e: Expr) -> Expr | None:
+    if not (isinstance(e, Func) and e.name in ELEMENTWISE and isinstance(e.arg, Num | Fill)):
+        return None
+    exact = _exact_value(e.name, e.arg.value)
+    if exact is not None:
+        return ir.fill(exact, e.shape)
+    if isinstance(e.arg, Fill):
+        return mul(func(e.name, Num(e.arg.value)), ir.ones(e.shape))
+    return None
+
+
 # ---------------------------------------------------------------- element-wise forms
 
 

@@ -1,17 +1,26 @@
 """Stage 5c: prove a derivative right, entry by entry, with SymPy (imported lazily).
 
-Each dimension symbol gets its own small size (2, 3, 4, ...). Every constant matrix gets exact
-random rationals, the variable gets one SymPy symbol per entry; the function is built entry by
-entry, `sympy.diff` is taken w.r.t. each entry, and the result is compared exactly with the
-derivative evaluated on the same values. None of the engine's rules is involved in the oracle.
+The proof runs at two assignments of sizes (each dimension symbol gets two different sizes, and
+different symbols different sizes), because a result proven at one size proves nothing about the size.
+At each, every constant matrix gets exact random rationals and the variable an exact random point X0.
+SymPy differentiates the function along lines through X0 (d/dt f(X0 + t E_ij) at t = 0, a single
+symbol at a time, so the cost stays small), and each entry is compared with the derivative evaluated
+exactly at X0: numerically to 60 digits, then exactly where the difference expands to 0. None of the
+engine's rules is involved in the oracle. A time limit bounds the whole proof: past it the report is
+"undecided", never "verified".
 
-For a symmetric variable the entries are independent symbols and the expected gradient is
-sym(G) = (G + G^T)/2 at a symmetric point: the gradient in the space of symmetric matrices.
+For a symmetric variable the expected gradient is sym(G) = (G + G^T)/2 at a symmetric point, G taken
+entry by entry: the gradient in the space of symmetric matrices.
 """
 
 from __future__ import annotations
 
 import random
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
@@ -124,23 +133,32 @@ class Mismatch:
 
 @dataclass
 class VerificationReport:
-    """Truthy when every entry matches. `mismatches` lists the entries that differ."""
+    """Truthy when every entry matches at every size tried. `mismatches` lists the entries that differ;
+    `undecided` says why nothing could be decided (a time limit, or no point where the values are defined)."""
 
     ok: bool
-    sizes: dict[str, int]
+    sizes: list[dict[str, int]]
     entries: int
     mismatches: list[Mismatch] = field(default_factory=list)
     point: dict[str, Any] = field(default_factory=dict)
-    numerically_only: int = 0  # entries equal to 40 digits that simplification could not prove
+    numerically_only: int = 0  # entries equal to 40 digits whose difference did not expand to 0
+    undecided: str = ""
 
     def __bool__(self) -> bool:
         return self.ok
 
+    def _sizes_text(self) -> str:
+        texts = [", ".join(f"{k}={v}" for k, v in sizes.items()) for sizes in self.sizes]
+        return "; ".join(t for t in texts if t) or "as declared"
+
     def __str__(self) -> str:
-        sizes = ", ".join(f"{k}={v}" for k, v in self.sizes.items()) or "as declared"
+        sizes = self._sizes_text()
         if self.ok:
-            extra = f" ({self.numerically_only} to 40 digits)" if self.numerically_only else ""
-            return f"verified: all {self.entries} entries match SymPy exactly{extra} (sizes {sizes})"
+            how = (f"{self.entries - self.numerically_only} exactly, {self.numerically_only} to 40 digits"
+                   if self.numerically_only else "exactly")
+            return f"verified: all {self.entries} entries match SymPy {how} (sizes {sizes})"
+        if self.undecided:
+            return f"undecided: {self.undecided} (sizes {sizes})"
         lines = [f"NOT verified: {len(self.mismatches)} of {self.entries} entries differ (sizes {sizes})"]
         for m in self.mismatches[:10]:
             lines.append(f"  entry {m.index}: expected {m.expected}, got {m.got}")
@@ -156,38 +174,54 @@ def concrete_sizes(exprs: list[Expr], descending: bool = False) -> dict[str, int
     return dict(zip(dims, reversed(sizes) if descending else sizes, strict=True))
 
 
-def _random_rational(rng: random.Random, sp: Any) -> Any:
-    numerator = rng.choice([n for n in range(-9, 10) if n])
-    return sp.Rational(numerator, rng.randint(1, 4))
+def size_assignments(exprs: list[Expr]) -> list[dict[str, int]]:
+    """Two assignments of sizes: within each, different symbols get different sizes; across them, every
+    symbol gets two different sizes, and so do their differences and products (2, 3, 4, ... then 3, 5, 7, ...).
+    A result proven at one size proves nothing about the size (tr(I) is 2 at n = 2)."""
+    dims = dimensions(exprs)
+    if not dims:
+        return [{}]
+    return [{d: 2 + i for i, d in enumerate(dims)}, {d: 3 + 2 * i for i, d in enumerate(dims)}]
 
 
-def _random_matrix(var: Var, rows: int, cols: int, rng: random.Random, sp: Any) -> Any:
-    if var.symmetric:
-        upper = {(i, j): _random_rational(rng, sp) for i in range(rows) for j in range(i, cols)}
-        return sp.Matrix(rows, cols, lambda i, j: upper[(min(i, j), max(i, j))])
-    return sp.Matrix(rows, cols, lambda i, j: _random_rational(rng, sp))
+DEFAULT_TIMEOUT = 30.0  # seconds; check and verify report "undecided" past it, never hang
+ATTEMPTS = 3  # random points per size assignment before the values are called undefined
+DIGITS = 60  # every entry is compared numerically to this many digits before any exact proof
 
 
-def _equal(a: Any, b: Any, sp: Any) -> tuple[bool, bool]:
-    """(equal, proven exactly) for two SymPy numbers."""
-    difference = a - b
-    if difference == 0:
-        return True, True
-    for method in (sp.expand, sp.simplify):
+class VerificationTimeout(Exception):
+    """The time limit of a verification ran out."""
+
+
+class _Deadline:
+    """A time limit, checked between steps and, in the main thread, enforced by an alarm inside SymPy calls."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.end = time.monotonic() + seconds
+
+    def check(self) -> None:
+        if time.monotonic() > self.end:
+            raise VerificationTimeout
+
+    @contextmanager
+    def enforced(self) -> Iterator[None]:
+        usable = threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer") \
+            and signal.getsignal(signal.SIGALRM) in (signal.SIG_DFL, signal.SIG_IGN, None)
+        if not usable:
+            yield
+            return
+
+        def expire(signum: int, frame: Any) -> None:
+            raise VerificationTimeout
+
+        previous = signal.signal(signal.SIGALRM, expire)
+        signal.setitimer(signal.ITIMER_REAL, max(self.end - time.monotonic(), 0.001))
         try:
-            if method(difference) == 0:
-                return True, True
-        except (TypeError, ValueError, RecursionError):
-            break
-    value = sp.N(difference, 50)
-    try:
-        small = abs(complex(value)) < 1e-40
-    except (TypeError, ValueError):
-        return False, False
-    return small, False
-
-
-ATTEMPTS = 3
+            yield
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
 
 
 def _non_invertible_error() -> type[Exception]:
@@ -198,80 +232,185 @@ def _non_invertible_error() -> type[Exception]:
     return NonInvertibleMatrixError
 
 
+class _Undefined(Exception):
+    """The function or the derivative is undefined at this point (a singular matrix, a log of a negative)."""
+
+
 def verify_derivative(function: Expr, variable: Var, derivative: Expr, kind: str, layout: str = "numerator",
-                      seed: int = 0) -> VerificationReport:
-    """Check `derivative` of `function` w.r.t. `variable` elementwise against sympy.diff.
+                      seed: int = 0, timeout: float = DEFAULT_TIMEOUT) -> VerificationReport:
+    """Check `derivative` of `function` w.r.t. `variable` entry by entry against SymPy, at two sizes.
 
-    A point where the function or the derivative is undefined (a singular matrix, a log of 0)
-    proves nothing: other sizes and values are tried, and after ATTEMPTS the report says so.
+    The oracle never differentiates symbolically in many variables: for each entry of the variable it
+    builds the function along one line through an exact random point, f(X0 + t E), and takes d/dt at
+    t = 0 (d2/ds dt for a Hessian) with SymPy. Each entry is compared to 60 digits, then proven exactly
+    where the difference expands to 0. A point where the values are undefined proves nothing: other points
+    are tried, and past ATTEMPTS or the time limit the report says "undecided", never "verified".
     """
+    deadline = _Deadline(timeout)
+    assignments = size_assignments([function, derivative, variable])
+    total = VerificationReport(True, assignments, 0)
+    try:
+        with deadline.enforced():
+            for sizes in assignments:
+                report = _verify_at_sizes(function, variable, derivative, kind, layout, seed, sizes, deadline)
+                total.entries += report.entries
+                total.numerically_only += report.numerically_only
+                if not report:  # the sizes it names are those of the counterexample
+                    return report
+    except VerificationTimeout:
+        return VerificationReport(False, assignments, total.entries,
+                                  undecided=f"could not decide within {deadline.seconds:g} s")
+    return total
+
+
+def _verify_at_sizes(function: Expr, variable: Var, derivative: Expr, kind: str, layout: str, seed: int,
+                     sizes: dict[str, int], deadline: _Deadline) -> VerificationReport:
     for attempt in range(ATTEMPTS):
+        deadline.check()
+        rng = random.Random(seed * 7919 + attempt + 31 * sum(sizes.values()))
         try:
-            report = _verify_at_point(function, variable, derivative, kind, layout, seed + attempt, attempt % 2 == 1)
-        except (ZeroDivisionError, _non_invertible_error()):  # a singular matrix at this point
+            return _verify_at_point(function, variable, derivative, kind, layout, sizes, rng, attempt, deadline)
+        except (_Undefined, ZeroDivisionError, _non_invertible_error()):
             continue
-        if report is not None:
-            return report
-    sizes = concrete_sizes([function, derivative, variable])
-    report = VerificationReport(False, sizes, 0)
-    report.mismatches.append(Mismatch((), "a finite value", f"undefined values at {ATTEMPTS} random points"))
-    return report
+    return VerificationReport(False, [sizes], 0, undecided=f"the values are undefined at {ATTEMPTS} random points")
 
 
-def _verify_at_point(function: Expr, variable: Var, derivative: Expr, kind: str, layout: str, seed: int,
-                     descending: bool) -> VerificationReport | None:
+def _random_rational(rng: random.Random, sp: Any, positive: bool) -> Any:
+    numerator = rng.randint(1, 9) if positive else rng.choice([n for n in range(-9, 10) if n])
+    return sp.Rational(numerator, rng.randint(1, 4))
+
+
+def _random_matrix(var: Var, rows: int, cols: int, rng: random.Random, sp: Any, positive: bool) -> Any:
+    """Exact random entries; on the positive attempts a square matrix is diagonally dominant (det > 0)."""
+    if var.symmetric:
+        upper = {(i, j): _random_rational(rng, sp, positive) for i in range(rows) for j in range(i, cols)}
+        m = sp.Matrix(rows, cols, lambda i, j: upper[(min(i, j), max(i, j))])
+    else:
+        m = sp.Matrix(rows, cols, lambda i, j: _random_rational(rng, sp, positive))
+    if positive and rows == cols and rows > 1:
+        m += 3 * rows * sp.eye(rows)
+    return m
+
+
+def _line_derivatives(function: Expr, variable: Var, kind: str, point: Any, values: dict[str, Any],
+                      sizes: dict[str, int], deadline: _Deadline) -> Any:
+    """The expected derivative by SymPy along lines through the point, in the engine's layout (numerator)."""
     import sympy as sp
 
     backend = SympyBackend()
-    rng = random.Random(seed)
-    sizes = concrete_sizes([function, derivative, variable], descending)
+    s, t = sp.Symbol("s", real=True), sp.Symbol("t", real=True)
+    rows, cols = point.shape
+
+    def unit(i: int, j: int) -> Any:
+        e = sp.zeros(rows, cols)
+        e[i, j] = 1
+        return e
+
+    def along(direction: Any) -> Any:
+        deadline.check()
+        return interpret(function, {**values, variable.name: point + direction}, sizes, backend)
+
+    def at_zero(expr: Any, *symbols: Any) -> Any:
+        return sp.diff(expr, *symbols).subs({s: 0, t: 0})
+
+    if kind == "hessian":
+        n = rows * cols
+        hessian = sp.zeros(n, n)
+        for i in range(n):
+            for j in range(i, n):
+                f = along(t * unit(i, 0)) if i == j else along(s * unit(i, 0) + t * unit(j, 0))
+                value = at_zero(f[0, 0], t, t) if i == j else at_zero(f[0, 0], s, t)
+                hessian[i, j] = hessian[j, i] = value
+        return hessian
+    if variable.shape == (1, 1):
+        return along(t * unit(0, 0)).applyfunc(lambda v: at_zero(v, t))
+    if function.shape == (1, 1):
+        gradient = sp.zeros(rows, cols)
+        for i in range(rows):
+            for j in range(cols):
+                gradient[i, j] = at_zero(along(t * unit(i, j))[0, 0], t)
+        return gradient
+    # a vector function of a vector: column j of the Jacobian is d/dt f(x + t e_j); a row vector
+    # function has the Jacobian of its transpose
+    columns = [[at_zero(v, t) for v in along(t * unit(j, 0))] for j in range(rows)]
+    return sp.Matrix(len(columns[0]), rows, lambda i, j: columns[j][i])
+
+
+def _numeric(value: Any, sp: Any) -> complex:
+    try:
+        return complex(sp.N(value, DIGITS))
+    except (TypeError, ValueError) as error:  # an unevaluated or infinite value
+        raise _Undefined from error
+
+
+def _short(value: Any, sp: Any) -> str:
+    """An exact value as text, or its first 15 digits where the exact text is long."""
+    text = str(value)
+    return text if len(text) <= 60 else f"{sp.N(value, 15)} (≈)"
+
+
+def _compare(expected: Any, got: Any, sp: Any, deadline: _Deadline) -> tuple[bool, bool]:
+    """(equal, proven exactly) for two exact SymPy numbers: equal to 40 digits, then proven if the
+    difference expands to 0. Both must be finite real numbers, else the point is undefined."""
+    a, b = _numeric(expected, sp), _numeric(got, sp)
+    scale = max(1.0, abs(a))
+    if abs(a.imag) > 1e-40 * scale or abs(b.imag) > 1e-40 * max(1.0, abs(b)):
+        raise _Undefined
+    if abs(a - b) > 1e-40 * scale:
+        return False, False
+    difference = expected - got
+    if difference == 0:
+        return True, True
+    # an exact proof where a cheap normal form settles it: a polynomial, then a rational function in the
+    # transcendental atoms (exp(3/2), log(2), ...); what neither settles stays "equal to 40 digits"
+    for normal_form in (sp.expand, sp.cancel):
+        deadline.check()
+        try:
+            if normal_form(difference) == 0:
+                return True, True
+        except (TypeError, ValueError, RecursionError, sp.PolynomialError):
+            break
+    return True, False
+
+
+def _verify_at_point(function: Expr, variable: Var, derivative: Expr, kind: str, layout: str,
+                     sizes: dict[str, int], rng: random.Random, attempt: int,
+                     deadline: _Deadline) -> VerificationReport:
+    import sympy as sp
 
     def size(d: Any) -> int:
         return d if isinstance(d, int) else sizes[d]
 
+    positive = attempt != 1  # the first and last points are positive (log, sqrt defined), the second signed
     rows, cols = size(variable.shape[0]), size(variable.shape[1])
-    entries = sp.Matrix(rows, cols, lambda i, j: sp.Symbol(f"{variable.name}_{i}_{j}", real=True))
-    point_matrix = _random_matrix(variable, rows, cols, rng, sp)
-    point = {entries[i, j]: point_matrix[i, j] for i in range(rows) for j in range(cols)}
-
+    point = _random_matrix(variable, rows, cols, rng, sp, positive)
     values: dict[str, Any] = {}
     for name, var in sorted({**variables(function), **variables(derivative)}.items()):
         if name != variable.name:
-            values[name] = _random_matrix(var, size(var.shape[0]), size(var.shape[1]), rng, sp)
+            values[name] = _random_matrix(var, size(var.shape[0]), size(var.shape[1]), rng, sp, positive)
 
-    f = interpret(function, {**values, variable.name: entries}, sizes, backend)
-    if kind == "hessian":
-        gradient = [sp.diff(f[0, 0], entries[i, 0]) for i in range(rows)]
-        expected = sp.Matrix(rows, rows, lambda i, j: sp.diff(gradient[i], entries[j, 0]))
-    elif variable.shape == (1, 1):
-        expected = f.applyfunc(lambda v: sp.diff(v, entries[0, 0]))
-    elif function.shape == (1, 1):
-        expected = sp.Matrix(rows, cols, lambda i, j: sp.diff(f[0, 0], entries[i, j]))
-    else:
-        expected = sp.Matrix(f.rows, rows, lambda i, j: sp.diff(f[i, 0], entries[j, 0]))
-        if layout == "denominator":
-            expected = expected.T
-    expected = expected.subs(point)
+    expected = _line_derivatives(function, variable, kind, point, values, sizes, deadline)
     if variable.symmetric and function.shape == (1, 1) and kind != "hessian":
         expected = (expected + expected.T) / 2
-
-    got = interpret(derivative, {**values, variable.name: point_matrix}, sizes, backend)
+    if layout == "denominator" and kind == "jacobian":
+        expected = expected.T
+    got = interpret(derivative, {**values, variable.name: point}, sizes, SympyBackend())
     undefined = (sp.zoo, sp.nan, sp.oo, -sp.oo)
     if any(value.has(*undefined) for value in (*expected, *got)):
-        return None
-    report = VerificationReport(True, sizes, expected.rows * expected.cols)
+        raise _Undefined
+    report = VerificationReport(True, [sizes], expected.rows * expected.cols)
     if got.shape != expected.shape:
         report.ok = False
         report.mismatches.append(Mismatch((), f"shape {expected.shape}", f"shape {got.shape}"))
         return report
     for i in range(expected.rows):
         for j in range(expected.cols):
-            equal, proven = _equal(expected[i, j], got[i, j], sp)
+            equal, proven = _compare(expected[i, j], got[i, j], sp, deadline)
             if not equal:
                 report.ok = False
-                report.mismatches.append(Mismatch((i, j), str(expected[i, j]), str(got[i, j])))
+                report.mismatches.append(Mismatch((i, j), _short(expected[i, j], sp), _short(got[i, j], sp)))
             elif not proven:
                 report.numerically_only += 1
     if not report.ok:
-        report.point = {variable.name: point_matrix.tolist(), **{k: v.tolist() for k, v in values.items()}}
+        report.point = {variable.name: point.tolist(), **{k: v.tolist() for k, v in values.items()}}
     return report

@@ -67,7 +67,7 @@ class HypothesisChooser:
 
 def _leaf_names(dims: Sequence[str]) -> dict[tuple[Shape, bool], list[str]]:
     """Variable names per (shape, symmetric): a few of each, so that variables repeat."""
-    vectors = [("x", "y", "z"), ("u", "v"), ("p", "q")]
+    vectors = [("x", "y", "z"), ("u", "v"), ("a", "c")]  # never a dimension name (n, m, p, ...)
     squares = [("A", "B"), ("C", "D"), ("E", "F")]
     symmetric = ["S", "T", "R"]
     names: dict[tuple[Shape, bool], list[str]] = {(SCALAR, False): ["alpha", "beta"]}
@@ -386,9 +386,9 @@ def instantiate(pattern: Expr, chooser: Chooser, max_depth: int = 2, keep: froze
             continue
         if var.symmetric:
             texts[var] = generator.symmetric(rows, max_depth)
-        elif domain == "conditioned" and rows == cols:
+        elif domain == "conditioned" and rows == cols and rows != 1:
             texts[var] = generator.well_conditioned(rows, max_depth)
-        elif domain == "positive":
+        elif domain == "positive" or (domain == "conditioned" and var.shape == SCALAR):  # alpha in inv(alpha X)
             texts[var] = generator.positive(var.shape, max_depth)
         else:
             texts[var] = generator.expr(var.shape, max_depth)

@@ -37,6 +37,7 @@ def random_values(exprs: list[Expr], seed: int = 0, sizes: dict[str, int] | None
         if rows == cols and var.shape[0] == var.shape[1]:
             a = a + rows * np.eye(rows)
         values[name] = a[:, 0] if var.shape[1] == 1 else a
+    values.update({dim: size for dim, size in dims.items() if dim not in values})  # sizes no value tells (tr(I))
     return values
 
 

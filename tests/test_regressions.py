@@ -86,7 +86,7 @@ def test_more_dimensions_than_names_is_fine():
 
 @pytest.mark.parametrize(("text", "error"), [
     ("1e99999 x", matcalc.ParseError),                       # was computed exactly, then unprintable
-    ("9" * 500 + " x", matcalc.ParseError),
+    ("9" * 4000 + " x", matcalc.ParseError),
     (" ".join(["1e300"] * 20) + " x", matcalc.UnsupportedError),
     ("tr(X^1000000000)", matcalc.UnsupportedError),         # d(X^k) writes k terms
     (" .* ".join(["sin(x)"] * 1_000), matcalc.UnsupportedError),  # the product rule writes k^2 factors
