@@ -185,7 +185,6 @@ def size_assignments(exprs: list[Expr]) -> list[dict[str, int]]:
 
 
 DEFAULT_TIMEOUT = 30.0  # seconds; check and verify report "undecided" past it, never hang
-ATTEMPTS = 3  # random points per size assignment before the values are called undefined
 DIGITS = 60  # every entry is compared numerically to this many digits before any exact proof
 
 
@@ -275,19 +274,27 @@ def _verify_at_sizes(function: Expr, variable: Var, derivative: Expr, kind: str,
     return VerificationReport(False, [sizes], 0, undecided=f"the values are undefined at {ATTEMPTS} random points")
 
 
-def _random_rational(rng: random.Random, sp: Any, positive: bool) -> Any:
-    numerator = rng.randint(1, 9) if positive else rng.choice([n for n in range(-9, 10) if n])
+# The kinds of random points, one per attempt: positive (log and sqrt are defined, square matrices are
+# diagonally dominant so det > 0), signed, and small positive (arcsin and arccos are defined).
+POINTS = ("positive", "signed", "small")
+ATTEMPTS = len(POINTS)
+
+
+def _random_rational(rng: random.Random, sp: Any, kind: str) -> Any:
+    if kind == "small":
+        return sp.Rational(rng.randint(1, 5), rng.randint(6, 9))
+    numerator = rng.randint(1, 9) if kind == "positive" else rng.choice([n for n in range(-9, 10) if n])
     return sp.Rational(numerator, rng.randint(1, 4))
 
 
-def _random_matrix(var: Var, rows: int, cols: int, rng: random.Random, sp: Any, positive: bool) -> Any:
-    """Exact random entries; on the positive attempts a square matrix is diagonally dominant (det > 0)."""
+def _random_matrix(var: Var, rows: int, cols: int, rng: random.Random, sp: Any, kind: str) -> Any:
+    """Exact random entries of the attempt's kind."""
     if var.symmetric:
-        upper = {(i, j): _random_rational(rng, sp, positive) for i in range(rows) for j in range(i, cols)}
+        upper = {(i, j): _random_rational(rng, sp, kind) for i in range(rows) for j in range(i, cols)}
         m = sp.Matrix(rows, cols, lambda i, j: upper[(min(i, j), max(i, j))])
     else:
-        m = sp.Matrix(rows, cols, lambda i, j: _random_rational(rng, sp, positive))
-    if positive and rows == cols and rows > 1:
+        m = sp.Matrix(rows, cols, lambda i, j: _random_rational(rng, sp, kind))
+    if kind == "positive" and rows == cols and rows > 1:
         m += 3 * rows * sp.eye(rows)
     return m
 
@@ -381,13 +388,13 @@ def _verify_at_point(function: Expr, variable: Var, derivative: Expr, kind: str,
     def size(d: Any) -> int:
         return d if isinstance(d, int) else sizes[d]
 
-    positive = attempt != 1  # the first and last points are positive (log, sqrt defined), the second signed
+    points = POINTS[attempt]
     rows, cols = size(variable.shape[0]), size(variable.shape[1])
-    point = _random_matrix(variable, rows, cols, rng, sp, positive)
+    point = _random_matrix(variable, rows, cols, rng, sp, points)
     values: dict[str, Any] = {}
     for name, var in sorted({**variables(function), **variables(derivative)}.items()):
         if name != variable.name:
-            values[name] = _random_matrix(var, size(var.shape[0]), size(var.shape[1]), rng, sp, positive)
+            values[name] = _random_matrix(var, size(var.shape[0]), size(var.shape[1]), rng, sp, points)
 
     expected = _line_derivatives(function, variable, kind, point, values, sizes, deadline)
     if variable.symmetric and function.shape == (1, 1) and kind != "hessian":
