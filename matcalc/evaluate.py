@@ -483,15 +483,18 @@ def _as_array(name: str, value: Any) -> Any:
             raise EvaluationError(f"the value of {name} is complex: matcalc evaluates real numbers only")
         if raw.dtype.kind not in "biufO" or (raw.dtype.kind == "O" and any(v is None for v in raw.flat)):
             raise TypeError  # text, dates, records; None (which NumPy would read as nan)
-        with np.errstate(all="ignore"):
-            array = raw.astype(float)
+        if raw.dtype == np.float64:
+            array = raw  # the common case: no copy
+        else:
+            with np.errstate(all="ignore"):  # a long double beyond float64 becomes inf, refused below
+                array = raw.astype(float)
     except OverflowError:  # a Python int like 10**400
         raise EvaluationError(f"the value of {name} is beyond the range of float64") from None
     except (TypeError, ValueError):
         raise EvaluationError(f"the value of {name} is not a number or numeric array") from None
     if array.size == 0:
         raise EvaluationError(f"the value of {name} is empty")
-    if not np.all(np.isfinite(array)):
+    if not np.isfinite(array).all():
         what = "nan" if np.any(np.isnan(array)) else "an infinite entry"
         raise EvaluationError(f"the value of {name} holds {what}: only finite numbers can be evaluated")
     return array
