@@ -81,7 +81,11 @@ class Derivative:
 
         names = {**ir.variables(self.function), **ir.variables(self.expr)}
         names.setdefault(self.variable.name, self.variable)
-        (value,) = evaluate_numpy([self.expr], values, names)
+        # Symbols that simplification removed (A in alpha A^0 -> I) may still be given: they bind sizes.
+        # _variable looks in an expression first: the bare variable, which holds none of them, so each costs O(1).
+        others = {name: _variable(name, self.where, self.variable) for name, declaration in self.where.items()
+                  if name not in names and declaration.kind != "dim"}
+        (value,) = evaluate_numpy([self.expr], values, names, optional=others, symmetric=True)
         return squeeze(value, self.expr.shape)
 
     def verify(self, seed: int = 0, timeout: float | None = None) -> Any:

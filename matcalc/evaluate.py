@@ -2,14 +2,21 @@
 
 One interpreter walks the IR; a backend supplies the arithmetic: NumPy here (imported lazily),
 SymPy in verify.py. Every value is a 2-D array: a scalar is 1x1, a vector n x 1.
+
+NumPy evaluates an *evaluation plan*, not the expression itself: the table STABLE_FORMS rewrites
+forms that lose everything in float64 far in a tail (log(sigmoid(u)), 1 - sigmoid(u), ...) into
+equal ones that do not. The plan is never printed and never seen by SymPy.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable, Mapping
 from fractions import Fraction
-from functools import reduce
+from functools import lru_cache, reduce
 from typing import Any, Protocol
 
+from . import ir
 from .errors import EvaluationError
 from .functions import IR_FUNCTIONS
 from .ir import (
@@ -30,6 +37,8 @@ from .ir import (
     Transpose,
     Var,
 )
+from .rewrite import RewriteRule, normalize, rule_table
+from .shapes import _abbreviate
 
 
 class Backend(Protocol):
@@ -45,6 +54,33 @@ class Backend(Protocol):
     def matrix_power(self, a: Any, k: int) -> Any: ...
     def elem_power(self, a: Any, p: Any) -> Any: ...
     def function(self, name: str, a: Any) -> Any: ...
+    def adjugate(self, a: Any) -> Any: ...  # adj(X) = det(X) inv(X), defined for a singular X too
+
+
+class NumericFailure(Exception):
+    """Raised by a backend when an operation has no value at these numbers (inverting a singular matrix).
+
+    `interpret` turns it into an EvaluationError naming the matrix, which only it knows.
+    """
+
+    def __init__(self, problem: str) -> None:
+        self.problem = problem
+        super().__init__(problem)
+
+
+def _failure(node: Expr, matrix: Expr, failure: NumericFailure) -> EvaluationError:
+    return EvaluationError(f"cannot evaluate {_abbreviate(str(node))}: the matrix {_abbreviate(str(matrix))} "
+                           f"{failure.problem} at these values")
+
+
+def _det_power(e: Expr) -> tuple[Expr, int] | None:
+    """(X, k) when e is det(X)^k for a whole k >= 1 (det(X) itself is k = 1)."""
+    if isinstance(e, Func) and e.name == "det":
+        return e.arg, 1
+    if isinstance(e, Power) and isinstance(e.base, Func) and e.base.name == "det" and isinstance(e.exponent, Num) \
+            and e.exponent.value.denominator == 1 and e.exponent.value >= 1:
+        return e.base.arg, int(e.exponent.value)
+    return None
 
 
 def interpret(e: Expr, values: dict[str, Any], sizes: dict[str, int], backend: Backend) -> Any:
@@ -60,9 +96,51 @@ def interpret(e: Expr, values: dict[str, Any], sizes: dict[str, int], backend: B
     def run(node: Expr) -> Any:
         if node in memo:
             return memo[node]
-        result = _step(node)
+        try:
+            result = _step(node)
+        except NumericFailure as failure:  # raised by the backend at this very node: inv(X), X^-k
+            raise _failure(node, node.children[0] if node.children else node, failure) from None
         memo[node] = result
         return result
+
+    def product(node: MatMul) -> Any:
+        """A product; det(X)^k ... inv(X) in it is det(X)^(k-1) ... adj(X), which is defined where X is singular."""
+        scalar_factors = [f for f in node.factors if f.is_scalar]
+        dets: dict[Expr, list[int]] = {}  # X -> the positions of det(X)^k among scalar_factors
+        det_of: dict[int, Expr] = {}  # position -> X
+        remaining: dict[int, int] = {}  # position -> the power of det(X) not yet used by an inverse
+        for position, factor in enumerate(scalar_factors):
+            found = _det_power(factor)
+            if found is not None:
+                dets.setdefault(found[0], []).append(position)
+                det_of[position], remaining[position] = found
+        chain = []
+        for factor in node.factors:
+            if factor.is_scalar:
+                continue
+            transposed = isinstance(factor, Transpose)
+            inverse = factor.arg if transposed else factor
+            holders = dets.get(inverse.arg) if isinstance(inverse, Func) and inverse.name == "inv" else None
+            if not holders:
+                chain.append(run(factor))
+                continue
+            position = holders[-1]
+            remaining[position] -= 1
+            if remaining[position] == 0:
+                holders.pop()
+            try:
+                adjugate = backend.adjugate(run(inverse.arg))
+            except NumericFailure as failure:
+                raise _failure(factor, inverse.arg, failure) from None
+            chain.append(backend.transpose(adjugate) if transposed else adjugate)
+        scalars = []
+        for position, factor in enumerate(scalar_factors):
+            if position not in remaining:
+                scalars.append(run(factor))
+            elif remaining[position] > 0:  # det(X)^k unused is the same node as factor: memoised
+                scalars.append(run(ir.power(ir.func("det", det_of[position]), Num(Fraction(remaining[position])))))
+        product = reduce(backend.matmul, chain) if chain else scalars.pop()
+        return reduce(lambda value, scalar: backend.scale(scalar, value), scalars, product)
 
     def _step(node: Expr) -> Any:
         if isinstance(node, Var):
@@ -78,10 +156,7 @@ def interpret(e: Expr, values: dict[str, Any], sizes: dict[str, int], backend: B
         if isinstance(node, Add):
             return reduce(backend.add, map(run, node.terms))
         if isinstance(node, MatMul):
-            scalars = [run(f) for f in node.factors if f.is_scalar]
-            chain = [run(f) for f in node.factors if not f.is_scalar]
-            product = reduce(backend.matmul, chain) if chain else scalars.pop()
-            return reduce(lambda value, scalar: backend.scale(scalar, value), scalars, product)
+            return product(node)
         if isinstance(node, Transpose):
             return backend.transpose(run(node.arg))
         if isinstance(node, Hadamard):
@@ -103,6 +178,15 @@ def interpret(e: Expr, values: dict[str, Any], sizes: dict[str, int], backend: B
 
 # ---------------------------------------------------------------- NumPy
 
+FLOAT_MAX = 1.7976931348623157e308
+
+
+def _magnitude(value: Fraction) -> str:
+    """|value| as 'about 2.0e308', for a value too large to become a float."""
+    exponent10 = math.log10(abs(value.numerator)) - math.log10(value.denominator)
+    whole = math.floor(exponent10)
+    return f"about {10 ** (exponent10 - whole):.1f}e{whole}"
+
 
 class NumpyBackend:
     """float64 arithmetic; overflow and invalid values give inf/nan as NumPy does."""
@@ -113,7 +197,12 @@ class NumpyBackend:
         self.np = numpy
 
     def constant(self, value: Fraction, rows: int, cols: int) -> Any:
-        return self.np.full((rows, cols), float(value))
+        try:
+            number = float(value)
+        except OverflowError:  # an exact constant the engine built (2 x 1e308) has no float64 value
+            raise EvaluationError(f"a constant of {_magnitude(value)} in this expression is beyond the range of "
+                                  f"float64 (about {FLOAT_MAX:.1e}): it cannot be evaluated numerically") from None
+        return self.np.full((rows, cols), number)
 
     def identity(self, size: int) -> Any:
         return self.np.eye(size)
@@ -140,7 +229,10 @@ class NumpyBackend:
         return self.np.power(a, p[0, 0])
 
     def matrix_power(self, a: Any, k: int) -> Any:
-        return self.np.linalg.matrix_power(a, k)
+        try:
+            return self.np.linalg.matrix_power(a, k)
+        except self.np.linalg.LinAlgError as error:
+            raise _linear_algebra_failure(error) from None
 
     def elem_power(self, a: Any, p: Any) -> Any:
         return self.np.power(a, p[0, 0])
@@ -153,16 +245,54 @@ class NumpyBackend:
             if a.shape[1] == 1 or a.shape[0] == 1:
                 return np.diag(a.ravel())
             return np.diag(a).reshape(-1, 1)
-        return _NUMPY_FUNCTIONS[name](np, a)
+        try:
+            return _NUMPY_FUNCTIONS[name](np, a)
+        except np.linalg.LinAlgError as error:
+            raise _linear_algebra_failure(error) from None
+
+    def adjugate(self, a: Any) -> Any:
+        """adj(X) by the SVD X = U S V^T: adj(X) = det(U) det(V) V adj(S) U^T, adj(S)_ii = prod_{j != i} s_j.
+
+        No division by a singular value, so a singular X gets its (finite, often nonzero) adjugate.
+        """
+        np = self.np
+        try:
+            u, s, vh = np.linalg.svd(a)
+        except np.linalg.LinAlgError as error:
+            raise _linear_algebra_failure(error) from None
+        before = np.concatenate(([1.0], np.cumprod(s[:-1])))  # prod_{j < i} s_j
+        after = np.concatenate((np.cumprod(s[:0:-1])[::-1], [1.0]))  # prod_{j > i} s_j
+        sign = np.sign(np.linalg.det(u) * np.linalg.det(vh))  # each is +-1: orthogonal
+        return sign * (vh.T * (before * after)) @ u.T
+
+
+def _linear_algebra_failure(error: Exception) -> NumericFailure:
+    text = str(error)
+    return NumericFailure("is singular" if "singular" in text.lower() else f"cannot be used ({text})")
+
+
+def _sigmoid(np: Any, a: Any) -> Any:
+    """1 / (1 + e^-a), with exp of a non-positive number only: no overflow, full precision in both tails."""
+    small = np.exp(-np.abs(a))
+    return np.where(a >= 0, 1.0 / (1.0 + small), small / (1.0 + small))
+
+
+def _shift(np: Any, a: Any) -> Any:
+    """The largest entry, or 0 when it is infinite (inf - inf would be nan)."""
+    top = a.max()
+    return top if np.isfinite(top) else 0.0
 
 
 def _softmax(np: Any, a: Any) -> Any:
-    shifted = np.exp(a - a.max())
+    if a.max() == np.inf:  # the limit: the infinite entries share the whole mass
+        top = (a == np.inf).astype(float)
+        return top / top.sum()
+    shifted = np.exp(a - _shift(np, a))
     return shifted / shifted.sum()
 
 
 def _logsumexp(np: Any, a: Any) -> Any:
-    top = a.max()
+    top = _shift(np, a)
     return np.array([[top + np.log(np.exp(a - top).sum())]])
 
 
@@ -178,9 +308,9 @@ _NUMPY_FUNCTIONS: dict[str, Any] = {
     "cos": lambda np, a: np.cos(a),
     "tan": lambda np, a: np.tan(a),
     "tanh": lambda np, a: np.tanh(a),
-    "sigmoid": lambda np, a: 0.5 * (1.0 + np.tanh(0.5 * a)),  # stable for large |a|
+    "sigmoid": _sigmoid,
     "relu": lambda np, a: np.maximum(a, 0.0),
-    "softplus": lambda np, a: np.logaddexp(0.0, a),
+    "softplus": lambda np, a: np.logaddexp(0.0, a),  # max(a, 0) + log1p(e^-|a|): stable in both tails
     "sqrt": lambda np, a: np.sqrt(a),
     "abs": lambda np, a: np.abs(a),
     "sign": lambda np, a: np.sign(a),
@@ -199,6 +329,109 @@ _NUMPY_FUNCTIONS: dict[str, Any] = {
     "logsumexp": _logsumexp,
 }
 assert set(_NUMPY_FUNCTIONS) | {"diag"} == IR_FUNCTIONS, "every function needs a NumPy implementation"
+
+
+# ---------------------------------------------------------------- the evaluation plan: stable forms
+
+STABLE_FORMS: list[RewriteRule] = []
+stable_form = rule_table(STABLE_FORMS)
+MINUS_ONE = Num(Fraction(-1))
+
+
+def _call(e: Expr, name: str) -> Expr | None:
+    """The argument of e when e is name(argument)."""
+    return e.arg if isinstance(e, Func) and e.name == name else None
+
+
+def _one_plus_exp(u: Expr) -> list[Expr]:
+    """1 + exp(u), in both orders of the sum."""
+    one, exp = ir.ones(u.shape), Func("exp", u)
+    return [Add((one, exp)), Add((exp, one))]
+
+
+def _exp_over(e: Expr, denominators: Callable[[Expr], list[Expr]], replace: Callable[[Expr], Expr]) -> Expr | None:
+    """exp(u) / D(u) -> replace(u), as exp(u) ./ D(u) or in a product holding exp(u) and D(u)^-1."""
+    if isinstance(e, ElemDiv):
+        u = _call(e.numerator, "exp")
+        return replace(u) if u is not None and e.denominator in denominators(u) else None
+    if not isinstance(e, MatMul):
+        return None
+    # the divisors by their base: one lookup per exp(u) factor keeps the rule linear in the product's length
+    reciprocals = {f.base: i for i, f in enumerate(e.factors) if ir.is_reciprocal(f) and f.exponent == MINUS_ONE}
+    if not reciprocals:
+        return None
+    for i, factor in enumerate(e.factors):
+        u = _call(factor, "exp")
+        j = next((reciprocals[d] for d in denominators(u) if d in reciprocals), None) if u is not None else None
+        if j is not None:
+            return ir.mul(*[replace(u) if k == i else f for k, f in enumerate(e.factors) if k != j])
+    return None
+
+
+@stable_form("stable one minus sigmoid", "1 - sigmoid(u) -> sigmoid(-u)", "1 - sigmoid(x)")
+def _one_minus_sigmoid(e: Expr) -> Expr | None:
+    if not isinstance(e, Add) or not any(ir.is_ones(t) for t in e.terms):
+        return None
+    for i, term in enumerate(e.terms):
+        if isinstance(term, MatMul) and len(term.factors) == 2 and term.factors[0] == MINUS_ONE:
+            u = _call(term.factors[1], "sigmoid")
+            if u is not None:
+                one = next(k for k, t in enumerate(e.terms) if ir.is_ones(t))
+                rest = [t for k, t in enumerate(e.terms) if k not in (i, one)]
+                return ir.add(ir.func("sigmoid", ir.neg(u)), *rest)
+    return None
+
+
+@stable_form("stable log sigmoid", "log(sigmoid(u)) -> -softplus(-u)", "log(sigmoid(x))")
+def _log_sigmoid(e: Expr) -> Expr | None:
+    u = _call(e, "log")
+    u = _call(u, "sigmoid") if u is not None else None
+    return ir.neg(ir.func("softplus", ir.neg(u))) if u is not None else None
+
+
+@stable_form("stable softplus", "log(1 + exp(u)) -> softplus(u)", "log(1 + exp(x))")
+def _softplus(e: Expr) -> Expr | None:
+    inner = _call(e, "log")
+    if not isinstance(inner, Add) or len(inner.terms) != 2:
+        return None
+    for term in inner.terms:
+        u = _call(term, "exp")
+        if u is not None and inner in _one_plus_exp(u):
+            return ir.func("softplus", u)
+    return None
+
+
+@stable_form("stable sigmoid", "exp(u) / (1 + exp(u)) -> sigmoid(u)", "exp(x) ./ (1 + exp(x))")
+def _sigmoid_of_exp(e: Expr) -> Expr | None:
+    return _exp_over(e, _one_plus_exp, lambda u: ir.func("sigmoid", u))
+
+
+@stable_form("stable softmax", "exp(u) / sum(exp(u)) -> softmax(u)", "exp(x) / sum(exp(x))")
+def _softmax_of_exp(e: Expr) -> Expr | None:
+    return _exp_over(e, lambda u: [Func("sum", Func("exp", u))], lambda u: ir.func("softmax", u))
+
+
+@stable_form("stable logsumexp", "log(sum(exp(u))) -> logsumexp(u)", "log(sum(exp(x)))")
+def _logsumexp_of_exp(e: Expr) -> Expr | None:
+    inner = _call(e, "log")
+    inner = _call(inner, "sum") if inner is not None else None
+    u = _call(inner, "exp") if inner is not None else None
+    return ir.func("logsumexp", u) if u is not None else None
+
+
+@stable_form("stable log softmax", "log(softmax(u)) -> u - logsumexp(u)", "log(softmax(x))")
+def _log_softmax(e: Expr) -> Expr | None:
+    u = _call(e, "log")
+    u = _call(u, "softmax") if u is not None else None
+    if u is None:
+        return None
+    return ir.sub(u, ir.mul(ir.func("logsumexp", u), ir.ones(u.shape)))
+
+
+@lru_cache(maxsize=1024)
+def evaluation_plan(e: Expr) -> Expr:
+    """e with STABLE_FORMS applied: equal in exact arithmetic, no worse in float64, for NumPy only."""
+    return normalize(e, STABLE_FORMS)
 
 
 # ---------------------------------------------------------------- binding user values
@@ -238,35 +471,88 @@ def bind_sizes(variables: dict[str, Var], shapes: dict[str, tuple[int, ...]]) ->
     return sizes
 
 
-def bind_values(values: dict[str, Any], variables: dict[str, Var]) -> tuple[dict[str, Any], dict[str, int]]:
-    """User values (scalars as floats, vectors 1-D or n x 1) -> 2-D float arrays and dimension sizes."""
+SYMMETRY_TOLERANCE = 1e-10  # relative to the largest entry: rounding in a computed S + S^T is not an error
+
+
+def _as_array(name: str, value: Any) -> Any:
+    """A user value as a finite float array, or an EvaluationError naming the variable."""
     import numpy as np
 
-    if not isinstance(values, dict):
+    if isinstance(value, str | bytes):  # NumPy would read "1.5" as a number
+        raise EvaluationError(f"the value of {name} is text ({value!r:.40}), not a number or numeric array")
+    try:
+        raw = np.asarray(value)
+        if raw.dtype.kind == "c":
+            raise EvaluationError(f"the value of {name} is complex: matcalc evaluates real numbers only")
+        if raw.dtype.kind not in "biufO" or (raw.dtype.kind == "O" and any(v is None for v in raw.flat)):
+            raise TypeError  # text, dates, records; None (which NumPy would read as nan)
+        if raw.dtype == np.float64:
+            array = raw  # the common case: no copy
+        else:
+            with np.errstate(all="ignore"):  # a long double beyond float64 becomes inf, refused below
+                array = raw.astype(float)
+    except OverflowError:  # a Python int like 10**400
+        raise EvaluationError(f"the value of {name} is beyond the range of float64") from None
+    except (TypeError, ValueError):
+        raise EvaluationError(f"the value of {name} is not a number or numeric array") from None
+    if array.size == 0:
+        raise EvaluationError(f"the value of {name} is empty")
+    if not np.isfinite(array).all():
+        what = "nan" if np.any(np.isnan(array)) else "an infinite entry"
+        raise EvaluationError(f"the value of {name} holds {what}: only finite numbers can be evaluated")
+    return array
+
+
+def _check_symmetric(name: str, matrix: Any) -> None:
+    import numpy as np
+
+    largest = float(np.max(np.abs(matrix)))
+    asymmetry = float(np.max(np.abs(matrix - matrix.T)))
+    if asymmetry > SYMMETRY_TOLERANCE * largest:
+        raise EvaluationError(f"{name} is declared symmetric, but the value given is not: the largest entry of "
+                              f"|{name} - {name}^T| is {asymmetry:.3g} (the largest entry of {name} is {largest:.3g})")
+
+
+def bind_values(values: dict[str, Any], variables: dict[str, Var], optional: dict[str, Var] | None = None,
+                symmetric: bool = False) -> tuple[dict[str, Any], dict[str, int]]:
+    """User values (scalars as floats, vectors 1-D or n x 1) -> 2-D float arrays and dimension sizes.
+
+    Every name of `variables` needs a value. A name of `optional` (declared, but absent from the
+    expression) may have one: it is checked the same way and binds its sizes. With `symmetric`, the
+    value of a symmetric variable must be symmetric.
+    """
+    if not isinstance(values, Mapping):
         raise EvaluationError("values must be a dict of name -> number or numpy array")
     missing = [name for name in variables if name not in values]
     if missing:
         raise EvaluationError(f"missing value{'s' if len(missing) > 1 else ''} for {', '.join(missing)}")
-    arrays: dict[str, Any] = {}
-    for name in variables:
-        try:
-            arrays[name] = np.asarray(values[name], dtype=float)
-        except (TypeError, ValueError):
-            raise EvaluationError(f"the value of {name} is not a number or numeric array") from None
-    sizes = bind_sizes(variables, {name: arrays[name].shape for name in variables})
+    given = {**variables, **{name: var for name, var in (optional or {}).items()
+                             if name in values and name not in variables}}
+    arrays = {name: _as_array(name, values[name]) for name in given}
+    sizes = bind_sizes(given, {name: array.shape for name, array in arrays.items()})
     # vectors and scalars become columns (a scalar a 1x1 one); matrices are 2-D already (bind_sizes checked)
-    two_d = {name: arrays[name].reshape(-1, 1) if var.shape[1] == 1 else arrays[name]
-             for name, var in variables.items()}
+    two_d = {name: arrays[name].reshape(-1, 1) if var.shape[1] == 1 else arrays[name] for name, var in given.items()}
+    for name, var in given.items():
+        if symmetric and var.symmetric:
+            _check_symmetric(name, two_d[name])
     return two_d, sizes
 
 
-def evaluate_numpy(exprs: list[Expr], values: dict[str, Any], variables: dict[str, Var]) -> list[Any]:
+def evaluate_numpy(exprs: list[Expr], values: dict[str, Any], variables: dict[str, Var],
+                   optional: dict[str, Var] | None = None, symmetric: bool = False) -> list[Any]:
     """Evaluate expressions with NumPy on user values (scalars as floats, vectors 1-D or n x 1).
 
     A dimension name may be given a size too ({"n": 3}), for a size no variable's value tells.
+    `symmetric` refuses a non-symmetric value for a symmetric variable: a derivative is right only on
+    symmetric values, while a function is read on all matrices (finite differences perturb one entry).
+    Each expression goes through its evaluation plan (STABLE_FORMS). Overflow and invalid operations
+    give inf and nan, as NumPy does, whatever np.seterr says: never a FloatingPointError.
     """
+    import numpy as np
+
     given = _given_sizes(exprs, values, variables)
-    two_d, sizes = bind_values({k: v for k, v in values.items() if k not in given}, variables)
+    two_d, sizes = bind_values({k: v for k, v in values.items() if k not in given} if given else values,
+                               variables, optional, symmetric)
     for dim, value in given.items():
         if sizes.setdefault(dim, value) != value:
             raise EvaluationError(f"the size {dim} = {value} given contradicts the values, which give {sizes[dim]}")
@@ -274,11 +560,13 @@ def evaluate_numpy(exprs: list[Expr], values: dict[str, Any], variables: dict[st
     if unknown:
         raise EvaluationError(f"cannot tell the size {', '.join(sorted(unknown))} from the values given")
     backend = NumpyBackend()
-    return [interpret(e, two_d, sizes, backend) for e in exprs]
+    with np.errstate(all="ignore"):
+        return [interpret(evaluation_plan(e), two_d, sizes, backend) for e in exprs]
 
 
 def _given_sizes(exprs: list[Expr], values: dict[str, Any], variables: dict[str, Var]) -> dict[str, int]:
-    if not isinstance(values, dict):
+    """The sizes given by dimension name in `values`, checked."""
+    if not isinstance(values, Mapping):
         return {}
     given: dict[str, int] = {}
     for dim in {d for e in exprs for d in _dims_of(e)} - set(variables):

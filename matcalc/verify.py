@@ -69,6 +69,9 @@ class SympyBackend:
     def elem_power(self, a: Any, p: Any) -> Any:
         return a.applyfunc(lambda v: v ** p[0, 0])
 
+    def adjugate(self, a: Any) -> Any:
+        return a.adjugate()
+
     def function(self, name: str, a: Any) -> Any:
         sp = self.sp
         M = sp.Matrix
