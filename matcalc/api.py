@@ -69,11 +69,28 @@ class Derivative:
             left = rf"\frac{{\partial}}{{\partial {x}}} \left({f}\right)"
         return f"{left} = {to_latex(self.expr)}"
 
+    def __repr__(self) -> str:
+        # the result in the input language: the REPL shows Derivative('(A + A^T) x'), not the IR
+        return f"{type(self).__name__}({str(self)!r})"
+
     def _repr_latex_(self) -> str:
         return f"$${self.latex()}$$"
 
-    def derivation(self) -> str:
-        return "\n".join(str(step) for step in self.steps)
+    def derivation(self, latex: bool = False) -> str:
+        """The steps, one per line: `title: expression   [rules]`; with `latex`, a LaTeX `aligned` block."""
+        if not latex:
+            return "\n".join(str(step) for step in self.steps)
+
+        def text(words: str) -> str:
+            """Plain words as LaTeX \\text{...}, escaped; a `^T` (in a title) is set as a math superscript."""
+            escapes = {"^T": r"}^\top\text{", "^": r"\^{}", "\\": r"\textbackslash{}", "~": r"\textasciitilde{}"}
+            return r"\text{" + re.sub(r"\^T|[&%$#_{}~\\^]", lambda m: escapes.get(m[0], "\\" + m[0]), words) + "}"
+
+        lines = []
+        for step in self.steps:
+            rules = rf" \qquad {text('[' + ', '.join(dict.fromkeys(step.rules)) + ']')}" if step.rules else ""
+            lines.append(rf"{text(step.title + ':')} \quad & {to_latex(step.expr)}{rules}")
+        return "\\begin{aligned}\n" + " \\\\\n".join(lines) + "\n\\end{aligned}"
 
     def evaluate(self, values: dict[str, Any]) -> Any:
         """NumPy value at `values` (name -> array; a scalar as a float): output axes, then the variable's."""
@@ -275,6 +292,18 @@ class CheckResult:
             return f"{self.report}: {to_text(self.candidate)} against {self.derivative}"
         return (f"wrong: {to_text(self.candidate)} is not the derivative; the derivative is {self.derivative}\n"
                 f"counterexample:\n{self.report}")
+
+    def __repr__(self) -> str:
+        # the verdict itself, as print() shows it: what a person wants to read in the REPL
+        return str(self)
+
+    def _repr_markdown_(self) -> str:
+        """Jupyter: the verdict in bold, expressions as code, the counterexample as the report renders it."""
+        candidate, derivative = to_text(self.candidate), str(self.derivative)
+        if self.report:
+            return f"**correct**: `{candidate}` equals `{derivative}` ({self.report})"
+        return (f"**wrong**: `{candidate}` is not the derivative; the derivative is `{derivative}`\n\n"
+                f"counterexample:\n\n{self.report._repr_markdown_()}")
 
 
 def _shape_text(shape: ir.Shape) -> str:

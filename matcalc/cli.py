@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import traceback
 from collections.abc import Sequence
@@ -14,9 +15,12 @@ examples:
   matcalc diff "x^T A x" x --where "A: symmetric"   ->  2 A x
   matcalc diff "log(det(X))" X                      ->  inv(X)^T
   matcalc diff "sigmoid(W x + b)" x --steps         ->  the derivation, rule by rule
+  matcalc diff "tr(A X B)" X --steps --latex        ->  the derivation as a LaTeX aligned block
+  matcalc diff "-logdet(X)" X --verify              ->  -inv(X)^T, proven with SymPy
   matcalc diff "x^T A x" x --hessian --verify       ->  A + A^T, proven with SymPy
   matcalc diff "W x + b" x --layout denominator --json
   matcalc check "a^T x" x "a"                       ->  correct (exit 0) or a counterexample (exit 3)
+  matcalc --version                                 ->  matcalc 0.1.0
 
 language: products by juxtaposition or *, transpose ^T ' or ᵀ, powers ^k, element-wise .* ./ .^
 (or ⊙ ⊘), functions exp log sin cos tan tanh sigmoid relu softplus sqrt abs sign step arcsin
@@ -24,11 +28,17 @@ arccos arctan sum tr det logdet inv diag norm1 norm2 softmax logsumexp, constant
 matrix(c) I eye. Capitals are matrices, Greek names scalars, other names vectors; override with
 --where "c: scalar; X: matrix(m, n); y: vector(m); S: symmetric". Reference: docs/language.md.
 
+Options may stand before or after EXPR, VAR and CANDIDATE, and these may start with a minus:
+no -- is needed. A shape error caused by a default type says so and suggests the declaration.
+
 exit codes: 0 success, 2 error in the input, 3 the checked candidate is wrong, 1 internal error.
 """
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The parser, and the subparser of each command (for `_options_first`)."""
+    from . import __version__
+
     parser = argparse.ArgumentParser(
         prog="matcalc",
         description="Symbolic matrix calculus: derivatives in Matrix Cookbook form, proven with SymPy.",
@@ -36,7 +46,9 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--debug", action="store_true", help="show the traceback of errors (for bug reports)")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.add_argument("--version", action="version", version=f"matcalc {__version__}")
+    # not required: a bare `matcalc` prints the help and exits 0
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def common(sub: argparse.ArgumentParser) -> None:
         """Options shared by diff and check."""
@@ -65,8 +77,65 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("candidate", metavar="CANDIDATE")
     common(check)
 
-    commands.add_parser("rules", help="list every derivative and simplification rule")
-    return parser
+    rules = commands.add_parser("rules", help="list every derivative and simplification rule")
+    return parser, {"diff": diff, "check": check, "rules": rules}
+
+
+def _option_action(token: str, parser: argparse.ArgumentParser,
+                   exact: bool = False) -> tuple[argparse.Action | None, bool]:
+    """(the action `token` names in `parser`, whether `token` is an option at all).
+
+    Uses the parser's own option table, so it follows every option added above. A long option may be
+    abbreviated, as argparse allows, and may carry its value after '='. A `--name` that names no option
+    (or several) is still an option, so that argparse reports it; any other token starting with '-'
+    (`-logdet(X)`, `-x^T x`, `-a`) is an expression. With `exact`, only a whole long option counts.
+    """
+    table = parser._option_string_actions  # option string -> action: argparse's own table
+    name = token.split("=", 1)[0] if token.startswith("--") else token
+    if name in table and (name.startswith("--") or not exact):
+        return table[name], True
+    if exact or not re.fullmatch(r"--[A-Za-z][A-Za-z0-9-]*", name):
+        return None, False
+    matches = {table[option] for option in table if option.startswith(name) and option.startswith("--")}
+    return (matches.pop() if len(matches) == 1 else None), True
+
+
+def _options_first(argv: list[str], parser: argparse.ArgumentParser,
+                   commands: dict[str, argparse.ArgumentParser]) -> list[str]:
+    """argv with the command's options first, then `--`, then its positionals.
+
+    argparse reads `-logdet(X)` as an unknown option, and a `--` typed by the user would swallow the
+    options after it; this pre-pass decides what is an option with the command's own option table, so
+    an expression or candidate may start with '-' and stand anywhere among the options. After a `--`
+    typed by the user, only an exact long option of the command is still an option.
+    """
+    head: list[str] = []
+    index = 0
+    while index < len(argv) and argv[index].startswith("-"):  # the top-level options take no value
+        head.append(argv[index])
+        index += 1
+    if index == len(argv) or argv[index] not in commands:
+        return argv  # no command, or an unknown one: argparse says so
+    command = commands[argv[index]]
+    options: list[str] = []
+    positionals: list[str] = []
+    escaped = False
+    rest = iter(argv[index + 1:])
+    for token in rest:
+        if token == "--" and not escaped:
+            escaped = True
+            continue
+        action, is_option = _option_action(token, command, exact=escaped)
+        if not is_option:
+            positionals.append(token)
+            continue
+        if action is not None and action.nargs != 0 and "=" not in token:  # it takes the next token as its value
+            value = next(rest, None)
+            if value is not None:
+                # joined with '=', so that a value starting with '-' is not read as an option
+                token = f"{token}={value}" if token.startswith("--") else token + value
+        options.append(token)
+    return [*head, argv[index], *options, *(["--", *positionals] if positionals else [])]
 
 
 def _run_rules() -> int:
@@ -103,7 +172,7 @@ def _run_diff(args: argparse.Namespace) -> int:
                 print(f"{declaration}")
             print(f"result: {d.shape[0]}×{d.shape[1]}")
         if args.steps:
-            print(d.derivation())
+            print(d.derivation(latex=args.latex))
         print(d.latex() if args.latex else str(d))
         if report is not None:
             print(report)
@@ -122,7 +191,11 @@ def _run_check(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser, commands = _parser()
+    args = parser.parse_args(_options_first(list(sys.argv[1:] if argv is None else argv), parser, commands))
+    if args.command is None:
+        parser.print_help()
+        return 0
     from .errors import MatcalcError
 
     try:

@@ -302,10 +302,13 @@ def _latex(e: Expr) -> str:
     if isinstance(e, Num):
         return _latex_number(e.value)
     if isinstance(e, Fill):
+        # the coefficient stands apart from the bold 1, so that 2·1 never reads as "21"
         if e.value in (0, 1):
             body = rf"\mathbf{{{e.value}}}"
+        elif e.value == -1:
+            body = r"-\mathbf{1}"
         else:
-            body = rf"{_latex_number(e.value)}\mathbf{{1}}"
+            body = rf"{_latex_number(e.value)} \cdot \mathbf{{1}}"
         return body + r"^\top" if e.shape[0] == 1 else body
     if isinstance(e, Identity):
         return "I"

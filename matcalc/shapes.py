@@ -15,7 +15,7 @@ from fractions import Fraction
 from typing import TYPE_CHECKING
 
 from . import ir
-from .errors import ParseError, ResultShapeError, ShapeError
+from .errors import MatcalcError, ParseError, ResultShapeError, ShapeError
 from .functions import FUNCTIONS
 from .parsing import Declaration, Declarations, caret_line, dimension_names, parse_tree
 
@@ -592,9 +592,13 @@ def parse_typed(text: str, declarations: Declarations, expected_shape: ir.Shape 
     """Parse and type an expression; `extra_symbols` get typed too (e.g. the variable of a derivative)."""
     tree = parse_tree(text)
     inference = Inference(text, declarations)
-    root = inference.visit(tree)
-    if expected_shape is not None:
-        _unify_expected(inference, root, expected_shape)
+    try:
+        root = _typed_root(inference, tree, expected_shape)
+    except ShapeError as error:  # every shape error leaves through here: hint at the default types once
+        hint = _default_type_hint(str(error), inference, tree, expected_shape)
+        if not hint:
+            raise
+        raise type(error)(f"{error}\n{hint}") from error
     for name in extra_symbols:
         inference.symbol(name)
     return Parsed(inference.build(root), inference.declared_symbols())
@@ -605,4 +609,48 @@ def _unify_expected(inference: Inference, root: Typed, expected: ir.Shape) -> No
         target: DimTerm = want if isinstance(want, int) else inference.dims.fresh(want)
         if not inference.dims.unify(term, target):
             raise ResultShapeError(f"`{root.text}` is {inference.fmt(root)}, but a result of shape "
-                             f"{expected[0]}×{expected[1]} was expected")
+                                   f"{expected[0]}×{expected[1]} was expected")
+
+
+def _typed_root(inference: Inference, tree: Tree, expected_shape: ir.Shape | None) -> Typed:
+    root = inference.visit(tree)
+    if expected_shape is not None:
+        _unify_expected(inference, root, expected_shape)
+    return root
+
+
+_QUOTED = re.compile(r"`([^`]*)`")
+_SYMBOL = re.compile(r"[A-Za-z_\u0370-\u03ff][A-Za-z0-9_\u0370-\u03ff]*")
+_WHY_DEFAULT = {"scalar": "a Greek name", "vector": "a lowercase name", "matrix": "a capital letter"}
+# the kinds a name of each default kind most often means instead (a lowercase matrix would be odd advice)
+_OTHER_KINDS = {"scalar": ("vector",), "vector": ("scalar",), "matrix": ("vector", "scalar")}
+HINTED_NAMES = 8  # names tried per error: each try types the expression once more
+HINTED_TEXT = 5_000  # longer inputs are machine-made, and retyping them could cost more than the error is worth
+
+
+def _default_type_hint(message: str, failed: Inference, tree: Tree, expected_shape: ir.Shape | None) -> str:
+    """For names in the message's quoted operands typed by the default rule, not a declaration: the
+    declaration that makes the whole expression type, each tried by typing it again, so that a hint
+    always fixes the shapes. Greek and lowercase names come first; a capital name only when nothing else helps.
+    """
+    if len(failed.text) > HINTED_TEXT:
+        return ""
+    quoted = " ".join(_QUOTED.findall(message))
+    names = [name for name in dict.fromkeys(_SYMBOL.findall(quoted))
+             if name in failed.symbols and name not in failed.declarations]
+    names.sort(key=lambda name: default_kind(name) == "matrix")
+    hints = []
+    for name in names[:HINTED_NAMES]:
+        kind = default_kind(name)
+        if kind == "matrix" and hints:
+            break
+        for other in _OTHER_KINDS[kind]:
+            declarations = {**failed.declarations, name: Declaration(name, other)}
+            try:
+                _typed_root(Inference(failed.text, declarations), tree, expected_shape)
+            except MatcalcError:
+                continue
+            hints.append(f"`{name}` is a {kind} by default ({_WHY_DEFAULT[kind]}); if it is a {other}, "
+                         f'declare it: --where "{name}: {other}"')
+            break
+    return "\n".join(hints)

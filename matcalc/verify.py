@@ -169,6 +169,16 @@ class VerificationReport:
             lines.append("  at the point " + "; ".join(f"{k} = {v}" for k, v in self.point.items()))
         return "\n".join(lines)
 
+    def __repr__(self) -> str:
+        # the report itself, as print() shows it, instead of a dump of every field
+        return str(self)
+
+    def _repr_markdown_(self) -> str:
+        """Jupyter: the verdict in bold, then the differing entries and the point as a code block."""
+        head, _, tail = str(self).partition("\n")
+        verdict, _, rest = head.partition(": ")
+        return f"**{verdict}**: {rest}" + (f"\n\n```\n{tail}\n```" if tail else "")
+
 
 def concrete_sizes(exprs: list[Expr], descending: bool = False) -> dict[str, int]:
     """A different small size for each dimension symbol, in order of appearance: 2, 3, 4, ... (or reversed)."""
