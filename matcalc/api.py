@@ -300,8 +300,12 @@ class CheckResult:
     def _repr_markdown_(self) -> str:
         """Jupyter: the verdict in bold, expressions as code, the counterexample as the report renders it."""
         candidate, derivative = to_text(self.candidate), str(self.derivative)
-        if self.report:
+        if self:
             return f"**correct**: `{candidate}` equals `{derivative}` ({self.report})"
+        if self.reason:
+            return f"**wrong**: {self.reason}; the derivative is `{derivative}`"
+        if self.undecided:
+            return f"{self.report._repr_markdown_()}: `{candidate}` against `{derivative}`"
         return (f"**wrong**: `{candidate}` is not the derivative; the derivative is `{derivative}`\n\n"
                 f"counterexample:\n\n{self.report._repr_markdown_()}")
 

@@ -49,7 +49,7 @@ def test_an_expression_starting_with_a_minus_before_an_option():
     result = run("diff", "-logdet(X)", "X", "--verify")
     assert result.returncode == 0
     printed, verdict = result.stdout.splitlines()
-    assert printed == "-inv(X)^T" and verdict.startswith("verified: all 4 entries match")
+    assert printed == "-inv(X)^T" and verdict.startswith("verified: all 13 entries match")
     assert_printed_derivative_is_right(printed, "-logdet(X)", "X")
 
 
@@ -144,7 +144,7 @@ def test_a_derivative_shows_its_result_in_the_repl():
 
 def test_a_check_result_shows_its_verdict_in_the_repl():
     right = matcalc.check("a^T x", "x", "a")
-    assert repr(right) == str(right) == "correct: a equals a (verified: all 2 entries match SymPy exactly (sizes n=2))"
+    assert repr(right) == str(right) == "correct: a equals a (verified: all 5 entries match SymPy exactly (sizes n=2; n=3))"
     wrong = matcalc.check("x^T A x", "x", "2 A x")
     assert repr(wrong) == str(wrong) and repr(wrong).startswith("wrong: 2 A x is not the derivative")
     assert "counterexample:" in repr(wrong) and len(repr(wrong)) < 1000
@@ -152,7 +152,7 @@ def test_a_check_result_shows_its_verdict_in_the_repl():
 
 def test_a_verification_report_shows_its_text_in_the_repl():
     report = matcalc.diff("x^T A x", "x").verify()
-    assert repr(report) == str(report) == "verified: all 2 entries match SymPy exactly (sizes n=2)"
+    assert repr(report) == str(report) == "verified: all 5 entries match SymPy exactly (sizes n=2; n=3)"
 
 
 def test_notebooks_render_check_and_verification_reports_as_markdown():
@@ -164,7 +164,7 @@ def test_notebooks_render_check_and_verification_reports_as_markdown():
     assert "**NOT verified**: " in markdown and markdown.count("```") == 2  # the differing entries as a code block
     assert "entry (0, 0)" in markdown.split("```")[1]
     report = matcalc.diff("x^T A x", "x").verify()
-    assert report._repr_markdown_() == "**verified**: all 2 entries match SymPy exactly (sizes n=2)"
+    assert report._repr_markdown_() == "**verified**: all 5 entries match SymPy exactly (sizes n=2; n=3)"
 
 
 # ---------------------------------------------------------------- 4. a hint when a default type breaks the shapes
