@@ -1,4 +1,5 @@
-"""The `matcalc` command. Exit codes: 0 success, 2 user error, 3 a checked candidate is wrong, 1 internal bug."""
+"""The `matcalc` command. Exit codes: 0 success, 2 user error, 3 a checked candidate is wrong, 4 undecided within
+the time limit, 1 internal bug."""
 
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ matrix(c) I eye. Capitals are matrices, Greek names scalars, other names vectors
 Options may stand before or after EXPR, VAR and CANDIDATE, and these may start with a minus:
 no -- is needed. A shape error caused by a default type says so and suggests the declaration.
 
-exit codes: 0 success, 2 error in the input, 3 the checked candidate is wrong, 1 internal error.
+exit codes: 0 success, 2 error in the input, 3 the checked candidate is wrong, 4 the proof could not
+decide within --timeout seconds, 1 internal error.
 """
 
 
@@ -56,6 +58,8 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
         sub.add_argument("--layout", choices=["numerator", "denominator"], default="numerator",
                          help="Jacobian layout: numerator m×n (default) or denominator n×m")
         sub.add_argument("--hessian", action="store_true", help="the Hessian of a scalar w.r.t. a vector")
+        sub.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                         help="time limit of the SymPy proof (default 30): past it the verdict is undecided, exit 4")
         sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
     diff = commands.add_parser("diff", help="differentiate EXPR w.r.t. VAR", epilog=EXAMPLES,
@@ -159,7 +163,7 @@ def _run_diff(args: argparse.Namespace) -> int:
 
     d = hessian(args.expr, args.var, args.where) if args.hessian else diff(args.expr, args.var, args.where,
                                                                             args.layout)
-    report = d.verify() if args.verify else None
+    report = d.verify(timeout=args.timeout) if args.verify else None
     if args.json:
         payload = {"input": args.expr, **d.to_json()}
         if report is not None:
@@ -176,18 +180,24 @@ def _run_diff(args: argparse.Namespace) -> int:
         print(d.latex() if args.latex else str(d))
         if report is not None:
             print(report)
+    if report is not None and report.undecided:
+        return UNDECIDED
     if report is not None and not report:
         print("internal error: the result failed its own verification; please report it", file=sys.stderr)
         return 1
     return 0
 
 
+UNDECIDED = 4  # exit code: the proof ran out of time (or found no point where the values are defined)
+
+
 def _run_check(args: argparse.Namespace) -> int:
     from .api import check
 
-    result = check(args.expr, args.var, args.candidate, args.where, args.layout, hessian_of=args.hessian)
+    result = check(args.expr, args.var, args.candidate, args.where, args.layout, hessian_of=args.hessian,
+                   timeout=args.timeout)
     print(result)
-    return 0 if result else 3
+    return 0 if result else UNDECIDED if result.undecided else 3
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -20,7 +20,7 @@ from tally import TALLY
 
 import matcalc
 from matcalc import EvaluationError, UnsupportedError
-from matcalc.ir import Expr, walk
+from matcalc.ir import Add, Expr, add, mul, num, transpose, walk
 from matcalc.printing import to_text
 from matcalc.simplify import is_symmetric, simplify
 
@@ -49,21 +49,11 @@ def _in_scope(error: UnsupportedError) -> bool:
     return "order tensor" not in str(error) and "row vector" not in str(error)
 
 
-def assert_prints_back(d: matcalc.Derivative, values: dict) -> None:
-    """The printed derivative parses back to the same expression, or at least to the same values: two
-    products of inner products may come back in another order, and the size of a constant inside a
-    function, as in logsumexp(vector(0)), cannot be read from the text."""
+def assert_prints_back(d: matcalc.Derivative) -> None:
+    """The printed derivative parses back to the same tree (docs/language.md), not only to the same values."""
     reparsed = matcalc.parse(str(d), where=d.where, shape=d.shape)
-    if reparsed == d.expr:
-        return
-    TALLY["printed derivatives equal to the engine's by value, not by structure"] += 1
-    try:
-        again = evaluate_expr(reparsed, values, (d.function, d.expr))
-    except EvaluationError:  # a constant whose size the text does not carry
-        return
-    exact = evaluate_expr(d.expr, values, (d.function,))
-    np.testing.assert_allclose(again, exact, rtol=1e-9, atol=1e-9 * max(1.0, float(np.max(np.abs(exact)))),
-                               err_msg=f"the printed derivative {d} means something else")
+    TALLY["printed results parsed back to the same tree"] += 1
+    assert reparsed == d.expr, f"{d} parses back to {reparsed!r}, not to {d.expr!r}"
 
 
 def settled_by_sympy(d: matcalc.Derivative) -> bool:
@@ -85,8 +75,8 @@ def check_every_derivative(case: Case) -> None:
             TALLY["derivatives refused: in scope, no matrix form yet" if _in_scope(error)
                   else "derivatives out of scope (3rd/4th-order tensors)"] += 1
             continue
+        assert_prints_back(d)
         with np.errstate(all="ignore"):
-            assert_prints_back(d, values)
             right = close_to_finite_differences(d, values) or settled_by_sympy(d)
         TALLY["derivatives checked"] += 1
         TALLY["derivatives wrong"] += not right
@@ -102,6 +92,7 @@ def check_hessian(case: Case, name: str, values: dict) -> None:
         assert _in_scope(error)
         TALLY["Hessians refused: in scope, no matrix form yet"] += 1
         return
+    assert_prints_back(h)
     with np.errstate(all="ignore"):
         right = close_to_finite_differences(h, values) or settled_by_sympy(h)
     TALLY["Hessians checked"] += 1
@@ -137,6 +128,51 @@ def check_sympy_proof(case: Case) -> None:
         assert report, f"d/d{name} of {case} = {d}: {report}"
 
 
+def perturbations(d: matcalc.Derivative) -> list[tuple[str, Expr]]:
+    """Wrong candidates a person could write: a term dropped, a transpose added, a factor 2."""
+    wrong = [("a factor 2", mul(num(2), d.expr)), ("a transpose added", transpose(d.expr))]
+    if isinstance(d.expr, Add):
+        wrong.append(("a term dropped", add(*d.expr.terms[:-1])))
+    return wrong
+
+
+def differs(candidate: Expr, d: matcalc.Derivative, values: dict) -> bool:
+    """Whether a candidate of the derivative's shape has other values (2 x 0 and a symmetric S^T do not)."""
+    if candidate.shape != d.expr.shape:
+        return True
+    with np.errstate(all="ignore"):
+        try:
+            a = evaluate_expr(candidate, values, (d.function, d.expr))
+            b = evaluate_expr(d.expr, values, (d.function,))
+        except EvaluationError:
+            return False
+    scale = max(1.0, float(np.max(np.abs(b), initial=0.0)))
+    finite = np.all(np.isfinite(a)) and np.all(np.isfinite(b))
+    return bool(finite and not np.allclose(a, b, rtol=1e-6, atol=1e-6 * scale))
+
+
+def check_the_checker(case: Case) -> None:
+    """check() says correct for the engine's own printed result and wrong for a perturbed one."""
+    f = _typed(case)
+    values = random_values([f], seed=1, sizes=case.sizes)
+    for name in case.variables:
+        try:
+            d = matcalc.diff(case.text, name, where=case.where)
+        except UnsupportedError:
+            continue
+        verdict = matcalc.check(case.text, name, str(d), where=case.where)
+        TALLY["checks of the engine's own result"] += 1
+        TALLY["checks of the engine's own result undecided"] += verdict.undecided
+        assert verdict or verdict.undecided, f"check rejects its own d/d{name} of {case}: {verdict}"
+        for label, candidate in perturbations(d):
+            if not differs(candidate, d, values):
+                continue
+            verdict = matcalc.check(case.text, name, to_text(candidate), where=case.where)
+            TALLY["perturbed candidates checked"] += 1
+            TALLY["perturbed candidates undecided"] += verdict.undecided
+            assert not verdict, f"check accepts {label} in d/d{name} of {case}: {to_text(candidate)}"
+
+
 # ---------------------------------------------------------------- the normal run
 
 
@@ -156,6 +192,12 @@ def test_simplification_ends_is_idempotent_and_keeps_the_values(case: Case):
 @given(case=cases(max_depth=2))
 def test_random_derivatives_are_proven_by_sympy(case: Case):
     check_sympy_proof(case)
+
+
+@settings(max_examples=30)
+@given(case=cases(max_depth=2))
+def test_check_accepts_the_printed_result_and_rejects_perturbed_ones(case: Case):
+    check_the_checker(case)
 
 
 # ---------------------------------------------------------------- the long run
@@ -180,3 +222,10 @@ def test_long_run_simplification(case: Case):
 @given(case=cases(max_depth=2))
 def test_long_run_sympy_proofs(case: Case):
     check_sympy_proof(case)
+
+
+@pytest.mark.slow
+@settings(max_examples=LONG)
+@given(case=cases())
+def test_long_run_check_accepts_the_printed_result_and_rejects_perturbed_ones(case: Case):
+    check_the_checker(case)
