@@ -144,7 +144,8 @@ def test_a_derivative_shows_its_result_in_the_repl():
 
 def test_a_check_result_shows_its_verdict_in_the_repl():
     right = matcalc.check("a^T x", "x", "a")
-    assert repr(right) == str(right) == "correct: a equals a (verified: all 5 entries match SymPy exactly (sizes n=2; n=3))"
+    assert repr(right) == str(right) == \
+        "correct: a equals a (verified: all 5 entries match SymPy exactly (sizes n=2; n=3))"
     wrong = matcalc.check("x^T A x", "x", "2 A x")
     assert repr(wrong) == str(wrong) and repr(wrong).startswith("wrong: 2 A x is not the derivative")
     assert "counterexample:" in repr(wrong) and len(repr(wrong)) < 1000
