@@ -506,11 +506,11 @@ def _sigmoid(e: Expr) -> Expr | None:
             and _is_exp_plus_one(e.denominator, e.numerator.arg):
         return func("sigmoid", e.numerator.arg)
     if isinstance(e, MatMul):  # the scalar form exp(u) (exp(u) + 1)^-1
-        for f in e.factors:
+        for index, f in enumerate(e.factors):
             if isinstance(f, Func) and f.name == "exp":
                 reciprocal = ir.reciprocal(add(f, ir.ONE))
-                if reciprocal in e.factors:
-                    rest = [g for g in e.factors if g is not f and g != reciprocal]
+                if reciprocal in e.factors:  # by position: equal factors may be one shared object
+                    rest = [g for i, g in enumerate(e.factors) if i != index and g != reciprocal]
                     return mul(*rest, func("sigmoid", f.arg))
     return None
 
