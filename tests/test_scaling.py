@@ -42,6 +42,11 @@ def quotient_chain(k: int, name: str) -> str:
     return " ./ ".join([f"(norm2(vector(3) + ({name} + {name}) .* -{name})^2)"] * k)
 
 
+def common_factors(k: int, prefix: str) -> str:
+    """k pairs a_i^T A_i x + a_i^T B_i x: a gradient with k pairs of terms to factor, (A_i + B_i)^T a_i."""
+    return " + ".join(f"{prefix}{i}^T {prefix.upper()}{i} x + {prefix}{i}^T {prefix.upper()}{i}B x" for i in range(k))
+
+
 def test_a_quotient_chain_twice_as_long_costs_twice_the_comparisons(monkeypatch):
     # x^-1 and x^-2 shared a hash (hash(-1) == hash(-2) in CPython) and the product rule repeats
     # every factor as a distinct copy: both made each lookup compare whole trees
@@ -50,11 +55,30 @@ def test_a_quotient_chain_twice_as_long_costs_twice_the_comparisons(monkeypatch)
     assert long / short < LINEAR, f"{short:,} comparisons for 20 copies, {long:,} for 40"
 
 
+def test_a_gradient_with_twice_as_many_common_factors_costs_twice_the_comparisons(monkeypatch):
+    # factoring one common factor per rewrite rescanned the whole sum each time
+    short = comparisons(monkeypatch, lambda: matcalc.diff(common_factors(20, "p"), "x"))
+    long = comparisons(monkeypatch, lambda: matcalc.diff(common_factors(40, "q"), "x"))
+    assert long / short < LINEAR, f"{short:,} comparisons for 20 pairs, {long:,} for 40"
+
+
 def test_the_quotient_chain_derivative_matches_finite_differences():
     d = matcalc.diff(quotient_chain(3, "u"), "u")
     values = random_values([d.function, d.expr], seed=0)
     assert np.max(np.abs(d.evaluate(values))) > 1e-3  # far from 0: the comparison below can fail
     assert_matches_finite_differences(d)
+
+
+def test_the_factored_gradient_matches_finite_differences():
+    d = matcalc.diff(common_factors(4, "p"), "x")
+    assert str(d).count("x") == 0 and str(d).count("+") == 7  # (P0 + P0B)^T p0 + ...: every pair factored
+    assert_matches_finite_differences(d)
+
+
+def test_the_hessian_of_nested_softmaxes_matches_finite_differences():
+    # its gradient is a sum of hundreds of terms sharing a few factors
+    h = matcalc.hessian("logsumexp(softmax(softmax(softmax(x))))", "x")
+    assert_matches_finite_differences(h)
 
 
 def test_minus_one_and_minus_two_hash_apart():
