@@ -37,7 +37,7 @@ class Expr:
     def __hash__(self) -> int:
         cached = self.__dict__.get("_hash")
         if cached is None:
-            cached = hash((type(self).__name__, self._key()))
+            cached = hash((type(self).__name__, *map(_hash_part, self._key())))
             object.__setattr__(self, "_hash", cached)
         return cached
 
@@ -75,6 +75,18 @@ class Expr:
         from .printing import to_text
 
         return to_text(self)
+
+
+def _hash_part(value: object) -> object:
+    """A field as hashed: a Fraction as (sign, |numerator|, denominator), others as they are.
+
+    In CPython hash(-1) == hash(-2), so x^-1 and x^-2, or -1 A and -2 A, would share a hash: a
+    product rule's terms that differ only in where such a factor sits then all collide, and
+    each dict lookup among them compares whole trees (quadratic time, issue 7).
+    """
+    if isinstance(value, Fraction):
+        return (value < 0, abs(value.numerator), value.denominator)
+    return value
 
 
 try:
@@ -637,7 +649,20 @@ def contains(e: Expr, target: Expr) -> bool:
 
 
 def contains_differential(e: Expr) -> bool:
-    return any(isinstance(sub_expr, Differential) for sub_expr in walk(e))
+    """Whether e holds a dX. Cached on every node it looks at, like the hash: the derivative readers
+    ask it of each factor of each term, and a product rule's terms share their factors."""
+    stack = [(e, False)]
+    while stack:
+        node, children_done = stack.pop()
+        if "_has_differential" in node.__dict__:
+            continue
+        if not children_done:
+            stack.append((node, True))
+            stack.extend((child, False) for child in node.children)
+            continue
+        found = isinstance(node, Differential) or any(child.__dict__["_has_differential"] for child in node.children)
+        object.__setattr__(node, "_has_differential", found)
+    return e.__dict__["_has_differential"]
 
 
 def variables(e: Expr) -> dict[str, Var]:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .errors import RewriteCycleError
-from .ir import Expr, walk
+from .ir import Expr
 
 MAX_REWRITES = 5_000
 REWRITES_PER_NODE = 10
@@ -64,8 +64,9 @@ def normalize(e: Expr, rules: list[RewriteRule], trace: list[str] | None = None,
     The default cap grows with the expression (MAX_REWRITES, plus REWRITES_PER_NODE per node),
     so that a long input is not taken for a runaway.
     """
+    e, tree_size = _shared(e)
     if max_rewrites is None:
-        max_rewrites = MAX_REWRITES + REWRITES_PER_NODE * sum(1 for _ in walk(e))
+        max_rewrites = MAX_REWRITES + REWRITES_PER_NODE * tree_size
     memo: dict[Expr, Expr] = {}
     in_progress: set[Expr] = set()
     count = 0
@@ -104,3 +105,43 @@ def normalize(e: Expr, rules: list[RewriteRule], trace: list[str] | None = None,
 
 def _cycle(e: Expr) -> Expr:
     raise RewriteCycleError(f"the rewrite rules cycle on {e}")
+
+
+def _shared(e: Expr) -> tuple[Expr, int]:
+    """e with its equal subtrees made one object, and its size as a tree (what walk(e) would count).
+
+    Structural equality compares two distinct but equal trees node by node. A differential
+    repeats its factors in every term of a product rule, often as distinct copies (a ./ a ./ ...
+    parses each a anew), so every memo lookup below would cost the size of a subtree and the
+    whole run the square of the input. Once equal subtrees are one object, equality stops at
+    `is` one level down. One pass over the distinct nodes, without recursion; the nodes are
+    rebuilt field by field, not through the smart constructors, so that the structure is kept.
+    """
+    canonical: dict[int, Expr] = {}  # id of a node of e (all alive as long as e) -> its shared copy
+    size: dict[int, int] = {}
+    table: dict[Expr, Expr] = {}
+    stack: list[tuple[Expr, bool]] = [(e, False)]
+    while stack:
+        node, children_done = stack.pop()
+        if id(node) in canonical:
+            continue
+        if not children_done:
+            stack.append((node, True))
+            stack.extend((child, False) for child in node.children if id(child) not in canonical)
+            continue
+        children = node.children
+        size[id(node)] = 1 + sum(size[id(child)] for child in children)
+        copy = node
+        if any(canonical[id(child)] is not child for child in children):
+            copy = type(node)(*[_with_shared(getattr(node, name), canonical) for name in node._field_names])
+        canonical[id(node)] = table.setdefault(copy, copy)  # children shared: this compares one level only
+    return canonical[id(e)], size[id(e)]
+
+
+def _with_shared(value: object, canonical: dict[int, Expr]) -> object:
+    """A field's value with each child replaced by its shared copy."""
+    if isinstance(value, Expr):
+        return canonical.get(id(value), value)
+    if isinstance(value, tuple):
+        return tuple(canonical.get(id(item), item) for item in value)
+    return value

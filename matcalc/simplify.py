@@ -608,11 +608,11 @@ def _sigmoid(e: Expr) -> Expr | None:
             and _is_exp_plus_one(e.denominator, e.numerator.arg):
         return func("sigmoid", e.numerator.arg)
     if isinstance(e, MatMul):  # the scalar form exp(u) (exp(u) + 1)^-1
-        for f in e.factors:
+        for index, f in enumerate(e.factors):
             if isinstance(f, Func) and f.name == "exp":
                 reciprocal = ir.reciprocal(add(f, ir.ONE))
-                if reciprocal in e.factors:
-                    rest = [g for g in e.factors if g is not f and g != reciprocal]
+                if reciprocal in e.factors:  # by position: equal factors may be one shared object
+                    rest = [g for i, g in enumerate(e.factors) if i != index and g != reciprocal]
                     return mul(*rest, func("sigmoid", f.arg))
     return None
 
@@ -642,7 +642,12 @@ def _like_terms(e: Expr) -> Expr | None:
 
 
 def _factor_side(e: Expr, side: int) -> Expr | None:
-    """Factor the outermost chain factor (side -1: last, 0: first) shared by two or more terms."""
+    """Factor the outermost chain factor (side -1: last, 0: first) shared by two or more terms.
+
+    Every such group is factored in one pass, in the order of the terms, as rewriting one group at a
+    time would: a sum of T terms with G groups then costs O(T), not G rewrites that each rescan the
+    T terms (issue 7: the Hessian of nested softmaxes has sums of hundreds of terms).
+    """
     if not isinstance(e, Add):
         return None
     groups: dict[object, list[int]] = {}
@@ -650,25 +655,28 @@ def _factor_side(e: Expr, side: int) -> Expr | None:
         _, _, chain = split_product(term)
         if len(chain) >= 1 and not (len(chain) == 1 and side == 0):
             groups.setdefault(commutative_key(chain[side]), []).append(index)
-    shared = next((indices for indices in groups.values() if len(indices) > 1), None)
-    if shared is None:
-        return None
-    factor = split_product(e.terms[shared[0]])[2][side]
-    remainders = []
-    for index in shared:
-        coefficient, scalars, chain = split_product(e.terms[index])
-        rest = chain[:-1] if side == -1 else chain[1:]
-        remainders.append((coefficient, scalars, rest))
-    if all(not rest for _, _, rest in remainders):
-        pieces = [mul(Num(c), *s) for c, s, _ in remainders]
-    elif any(not rest for _, _, rest in remainders):
-        return None  # A x + x -> (A + I) x is no simpler
-    else:
-        pieces = [mul(Num(c), *s, *rest) for c, s, rest in remainders]
-    combined = mul(add(*pieces), factor) if side == -1 else mul(factor, add(*pieces))
-    terms = list(e.terms)
-    terms[shared[0]] = combined
-    return add(*[t for i, t in enumerate(terms) if i not in shared[1:]])
+    terms: list[Expr | None] = list(e.terms)
+    factored = False
+    for shared in groups.values():
+        if len(shared) < 2:
+            continue
+        factor = split_product(e.terms[shared[0]])[2][side]
+        remainders = []
+        for index in shared:
+            coefficient, scalars, chain = split_product(e.terms[index])
+            rest = chain[:-1] if side == -1 else chain[1:]
+            remainders.append((coefficient, scalars, rest))
+        if all(not rest for _, _, rest in remainders):
+            pieces = [mul(Num(c), *s) for c, s, _ in remainders]
+        elif any(not rest for _, _, rest in remainders):
+            break  # A x + x -> (A + I) x is no simpler; and, as before, the groups after it wait
+        else:
+            pieces = [mul(Num(c), *s, *rest) for c, s, rest in remainders]
+        terms[shared[0]] = mul(add(*pieces), factor) if side == -1 else mul(factor, add(*pieces))
+        for index in shared[1:]:
+            terms[index] = None
+        factored = True
+    return add(*[t for t in terms if t is not None]) if factored else None
 
 
 @rule("common right factor", "A C + B C -> (A + B) C", "A x + B x")
