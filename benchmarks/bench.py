@@ -2,7 +2,9 @@
 
 - warm milliseconds per derivative (median of repeated runs, parse + differentiate + simplify + print);
 - wall time of `matcalc diff "x^T A x" x` from a cold start (a fresh process each run);
-- whether d.verify() passes on every case, and its time.
+- whether d.verify() passes on every case, and its time;
+- matcalc.check on the trust issue's acceptance cases (right, wrong, wrong shape) and on every
+  cookbook result, with the verdict and its time (target: each within 2 s).
 """
 
 from __future__ import annotations
@@ -61,6 +63,34 @@ def verify_times() -> list[tuple[str, bool, float]]:
     return rows
 
 
+ACCEPTANCE_CHECKS = [  # (expression, variable, candidate, where, the right verdict)
+    ("logdet(alpha I)", "alpha", "2 / alpha", None, "wrong"),
+    ("logdet(alpha I)", "alpha", "n / alpha", None, "correct"),
+    ("tr(alpha I)", "alpha", "2", None, "wrong"),
+    ("tr(alpha I + A)", "alpha", "rows(A)", None, "correct"),
+    ("x^T A x", "x", "x^T (A + A^T)", None, "wrong"),
+    ("x^T A x", "x", "(A + A^T) x", None, "correct"),
+    ("sigmoid(A * x + sigmoid(x))^T X x", "x", "vector(0)", {"A": "matrix(4, 4)", "x": "vector(4)"}, "wrong"),
+]
+
+
+def verdict(result: matcalc.CheckResult) -> str:
+    return "correct" if result else "undecided" if result.undecided else "wrong"
+
+
+def check_times() -> list[tuple[str, str, str, float]]:
+    """(case, the right verdict, the verdict given, seconds) for the acceptance cases and each cookbook result."""
+    cases = list(ACCEPTANCE_CHECKS)
+    cases += [(expr, var, str(matcalc.diff(expr, var, where=where)), where, "correct")
+              for expr, var, where, _ in COOKBOOK]
+    rows = []
+    for expr, var, candidate, where, right in cases:
+        start = time.perf_counter()
+        result = matcalc.check(expr, var, candidate, where=where)
+        rows.append((f"d({expr})/d{var} =? {candidate}"[:90], right, verdict(result), time.perf_counter() - start))
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=30)
@@ -86,6 +116,14 @@ def main() -> None:
     passed = sum(ok for _, ok, _ in rows)
     print(f"  {passed}/{len(rows)} pass; slowest {max(s for _, _, s in rows):.2f} s, "
           f"median {statistics.median(s for _, _, s in rows):.2f} s   target <= 2 s per case")
+
+    checks = check_times()
+    print("\nmatcalc.check (SymPy at two sizes, with a time limit):")
+    for name, right, given, seconds in checks:
+        print(f"  {'ok ' if given == right else 'BAD'} {given:9s} {seconds:6.2f} s  {name}")
+    good = sum(given == right for _, right, given, _ in checks)
+    print(f"  {good}/{len(checks)} verdicts right; slowest {max(s for *_, s in checks):.2f} s, "
+          f"median {statistics.median(s for *_, s in checks):.2f} s   target <= 2 s per case")
 
 
 if __name__ == "__main__":

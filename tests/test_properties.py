@@ -11,12 +11,14 @@ small expression; it then becomes a named regression test in test_regressions.py
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 from generate import SCALAR, Case, cases
 from hypothesis import assume, given, settings
 from oracles import close_to_finite_differences, evaluate_expr, random_values
-from tally import TALLY
+from tally import TALLY, record_slowest
 
 import matcalc
 from matcalc import EvaluationError, UnsupportedError
@@ -123,7 +125,9 @@ def check_sympy_proof(case: Case) -> None:
             d = matcalc.diff(case.text, name, where=case.where)
         except UnsupportedError:
             continue
+        start = time.perf_counter()
         report = d.verify()
+        record_slowest("slowest verify (ms)", 1000 * (time.perf_counter() - start))
         TALLY["derivatives proven with SymPy"] += 1
         assert report, f"d/d{name} of {case} = {d}: {report}"
 
@@ -160,14 +164,18 @@ def check_the_checker(case: Case) -> None:
             d = matcalc.diff(case.text, name, where=case.where)
         except UnsupportedError:
             continue
+        start = time.perf_counter()
         verdict = matcalc.check(case.text, name, str(d), where=case.where)
+        record_slowest("slowest check (ms)", 1000 * (time.perf_counter() - start))
         TALLY["checks of the engine's own result"] += 1
         TALLY["checks of the engine's own result undecided"] += verdict.undecided
         assert verdict or verdict.undecided, f"check rejects its own d/d{name} of {case}: {verdict}"
         for label, candidate in perturbations(d):
             if not differs(candidate, d, values):
                 continue
+            start = time.perf_counter()
             verdict = matcalc.check(case.text, name, to_text(candidate), where=case.where)
+            record_slowest("slowest check (ms)", 1000 * (time.perf_counter() - start))
             TALLY["perturbed candidates checked"] += 1
             TALLY["perturbed candidates undecided"] += verdict.undecided
             assert not verdict, f"check accepts {label} in d/d{name} of {case}: {to_text(candidate)}"
