@@ -17,10 +17,11 @@ import hashlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, fields
 from fractions import Fraction
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 from .functions import FUNCTIONS
 
+T = TypeVar("T")
 Dim = str | int
 Shape = tuple[Dim, Dim]
 SCALAR: Shape = (1, 1)
@@ -496,31 +497,38 @@ def mul(*factors: Expr) -> Expr:
     return MatMul(tuple(out))
 
 
-def canonical_key(e: Expr) -> tuple[str, bytes]:
-    """A total order on expressions, the same in every process: the leftmost variable's name, then a digest
-    of the structure. Cached on each node and computed bottom-up without recursion."""
-    cached = e.__dict__.get("_canonical")
-    if cached is not None:
-        return cached
+def cached_bottom_up(e: Expr, attribute: str, compute: Callable[[Expr], T]) -> T:
+    """compute(node) for e and every node below it, children first, cached on each node as `attribute`
+    (like the hash): `compute` reads its children's values there. No recursion, and a node shared by
+    several parents is computed once."""
     stack: list[tuple[Expr, bool]] = [(e, False)]
     while stack:
-        node, ready = stack.pop()
-        if "_canonical" in node.__dict__:
+        node, children_done = stack.pop()
+        if attribute in node.__dict__:
             continue
-        if not ready:
+        if not children_done:
             stack.append((node, True))
             stack.extend((child, False) for child in node.children)
             continue
+        object.__setattr__(node, attribute, compute(node))
+    return e.__dict__[attribute]
+
+
+def canonical_key(e: Expr) -> tuple[str, bytes]:
+    """A total order on expressions, the same in every process: the leftmost variable's name, then a digest
+    of the structure."""
+
+    def key(node: Expr) -> tuple[str, bytes]:
         keys = [child.__dict__["_canonical"] for child in node.children]
-        fields = [repr(value) for name, value in zip(node._field_names, node._key(), strict=True)
-                  if not isinstance(value, Expr | tuple)]
+        fields = [repr(value) for value in node._key() if not isinstance(value, Expr | tuple)]
         digest = hashlib.blake2b(digest_size=8)
         digest.update("|".join([type(node).__name__, *fields]).encode())
         for _, child_digest in keys:
             digest.update(child_digest)
         leftmost = node.name if isinstance(node, Var) else next((name for name, _ in keys if name), "")
-        object.__setattr__(node, "_canonical", (leftmost, digest.digest()))
-    return e.__dict__["_canonical"]
+        return leftmost, digest.digest()
+
+    return cached_bottom_up(e, "_canonical", key)
 
 
 def _split_scalar_prefixes(chain: list[Expr]) -> tuple[list[Expr], list[Expr]]:
@@ -651,18 +659,8 @@ def contains(e: Expr, target: Expr) -> bool:
 def contains_differential(e: Expr) -> bool:
     """Whether e holds a dX. Cached on every node it looks at, like the hash: the derivative readers
     ask it of each factor of each term, and a product rule's terms share their factors."""
-    stack = [(e, False)]
-    while stack:
-        node, children_done = stack.pop()
-        if "_has_differential" in node.__dict__:
-            continue
-        if not children_done:
-            stack.append((node, True))
-            stack.extend((child, False) for child in node.children)
-            continue
-        found = isinstance(node, Differential) or any(child.__dict__["_has_differential"] for child in node.children)
-        object.__setattr__(node, "_has_differential", found)
-    return e.__dict__["_has_differential"]
+    return cached_bottom_up(e, "_has_differential", lambda node: isinstance(node, Differential) or any(
+        child.__dict__["_has_differential"] for child in node.children))
 
 
 def variables(e: Expr) -> dict[str, Var]:

@@ -12,6 +12,7 @@ small expression; it then becomes a named regression test in test_regressions.py
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -119,12 +120,17 @@ def check_simplification(case: Case) -> None:
     TALLY["random expressions simplified"] += 1
 
 
-def check_sympy_proof(case: Case) -> None:
+def derivatives(case: Case) -> Iterator[tuple[str, matcalc.Derivative]]:
+    """The derivative w.r.t. each variable of the case that has a matrix form."""
     for name in case.variables:
         try:
-            d = matcalc.diff(case.text, name, where=case.where)
+            yield name, matcalc.diff(case.text, name, where=case.where)
         except UnsupportedError:
             continue
+
+
+def check_sympy_proof(case: Case) -> None:
+    for name, d in derivatives(case):
         start = time.perf_counter()
         report = d.verify()
         record_slowest("slowest verify (ms)", 1000 * (time.perf_counter() - start))
@@ -159,11 +165,7 @@ def check_the_checker(case: Case) -> None:
     """check() says correct for the engine's own printed result and wrong for a perturbed one."""
     f = _typed(case)
     values = random_values([f], seed=1, sizes=case.sizes)
-    for name in case.variables:
-        try:
-            d = matcalc.diff(case.text, name, where=case.where)
-        except UnsupportedError:
-            continue
+    for name, d in derivatives(case):
         start = time.perf_counter()
         verdict = matcalc.check(case.text, name, str(d), where=case.where)
         record_slowest("slowest check (ms)", 1000 * (time.perf_counter() - start))
