@@ -11,7 +11,7 @@ import os
 
 import pytest
 from hypothesis import HealthCheck, settings
-from tally import TALLY
+from tally import SLOWEST, TALLY
 
 settings.register_profile("default", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("ci", parent=settings.get_profile("default"), derandomize=True, print_blob=True)
@@ -36,4 +36,6 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.section("matcalc figures")
         for key, value in TALLY.items():
             text = f"{value:.1f} ms" if isinstance(value, float) else f"{value:,}"
+            if key in SLOWEST:
+                text += f" ({SLOWEST[key][:200]})"
             terminalreporter.write_line(f"{key}: {text}")

@@ -5,5 +5,11 @@ from collections import Counter
 TALLY: Counter = Counter()
 
 
-def record_slowest(key: str, milliseconds: float) -> None:
-    TALLY[key] = max(float(TALLY.get(key, 0.0)), milliseconds)
+SLOWEST: dict[str, str] = {}  # key -> what took that long
+
+
+def record_slowest(key: str, milliseconds: float, what: str = "") -> None:
+    if milliseconds > float(TALLY.get(key, 0.0)):
+        TALLY[key] = milliseconds
+        if what:
+            SLOWEST[key] = what

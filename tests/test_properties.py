@@ -22,7 +22,7 @@ from oracles import close_to_finite_differences, evaluate_expr, random_values
 from tally import TALLY, record_slowest
 
 import matcalc
-from matcalc import EvaluationError, UnsupportedError
+from matcalc import EvaluationError, ShapeError, UnsupportedError
 from matcalc.ir import Add, Expr, add, mul, num, transpose, walk
 from matcalc.printing import to_text
 from matcalc.simplify import is_symmetric, simplify
@@ -133,7 +133,7 @@ def check_sympy_proof(case: Case) -> None:
     for name, d in derivatives(case):
         start = time.perf_counter()
         report = d.verify()
-        record_slowest("slowest verify (ms)", 1000 * (time.perf_counter() - start))
+        record_slowest("slowest verify (ms)", 1000 * (time.perf_counter() - start), f"d/d{name} {case.text}")
         TALLY["derivatives proven with SymPy"] += 1
         assert report, f"d/d{name} of {case} = {d}: {report}"
 
@@ -147,8 +147,11 @@ def perturbations(d: matcalc.Derivative) -> list[tuple[str, Expr]]:
 
 
 def differs(candidate: Expr, d: matcalc.Derivative, values: dict) -> bool:
-    """Whether a candidate of the derivative's shape has other values (2 x 0 and a symmetric S^T do not)."""
-    if candidate.shape != d.expr.shape:
+    """Whether a candidate, read from its text as check reads it, is another shape or has other values
+    (2 x 0, a symmetric S^T and the transpose of matrix(1), which prints as matrix(1), do not)."""
+    try:
+        candidate = matcalc.parse(to_text(candidate), where=d.where, shape=d.shape)
+    except ShapeError:
         return True
     with np.errstate(all="ignore"):
         try:
@@ -168,7 +171,7 @@ def check_the_checker(case: Case) -> None:
     for name, d in derivatives(case):
         start = time.perf_counter()
         verdict = matcalc.check(case.text, name, str(d), where=case.where)
-        record_slowest("slowest check (ms)", 1000 * (time.perf_counter() - start))
+        record_slowest("slowest check (ms)", 1000 * (time.perf_counter() - start), f"d/d{name} {case.text}")
         TALLY["checks of the engine's own result"] += 1
         TALLY["checks of the engine's own result undecided"] += verdict.undecided
         assert verdict or verdict.undecided, f"check rejects its own d/d{name} of {case}: {verdict}"
@@ -177,7 +180,7 @@ def check_the_checker(case: Case) -> None:
                 continue
             start = time.perf_counter()
             verdict = matcalc.check(case.text, name, to_text(candidate), where=case.where)
-            record_slowest("slowest check (ms)", 1000 * (time.perf_counter() - start))
+            record_slowest("slowest check (ms)", 1000 * (time.perf_counter() - start), f"d/d{name} {case.text}")
             TALLY["perturbed candidates checked"] += 1
             TALLY["perturbed candidates undecided"] += verdict.undecided
             assert not verdict, f"check accepts {label} in d/d{name} of {case}: {to_text(candidate)}"
