@@ -25,9 +25,10 @@ examples:
 
 language: products by juxtaposition or *, transpose ^T ' or ᵀ, powers ^k, element-wise .* ./ .^
 (or ⊙ ⊘), functions exp log sin cos tan tanh sigmoid relu softplus sqrt abs sign step arcsin
-arccos arctan sum tr det logdet inv diag norm1 norm2 softmax logsumexp, constants vector(c)
-matrix(c) I eye. Capitals are matrices, Greek names scalars, other names vectors; override with
---where "c: scalar; X: matrix(m, n); y: vector(m); S: symmetric". Reference: docs/language.md.
+arccos arctan sum mean tr det logdet inv diag norm1 norm2 softmax logsumexp, sizes rows cols
+size (and a declared dimension's name, n), constants vector(c) matrix(c) I eye. Capitals are
+matrices, Greek names scalars, other names vectors; override with --where "c: scalar;
+X: matrix(m, n); y: vector(m); S: symmetric; n: dim". Reference: docs/language.md.
 
 Options may stand before or after EXPR, VAR and CANDIDATE, and these may start with a minus:
 no -- is needed. A shape error caused by a default type says so and suggests the declaration.
