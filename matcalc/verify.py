@@ -118,7 +118,8 @@ _ELEMENTWISE: dict[str, Any] = {
     "softplus": lambda sp: (lambda v: sp.log(1 + sp.exp(v))),
     "sqrt": lambda sp: sp.sqrt,
     "abs": lambda sp: sp.Abs,
-    "sign": lambda sp: sp.sign,
+    # sign(u) = 2 H(u) - 1 with H(0) = 1/2: the same values, and SymPy can differentiate it (sign it cannot)
+    "sign": lambda sp: (lambda v: 2 * sp.Heaviside(v, sp.Rational(1, 2)) - 1),
     "step": lambda sp: (lambda v: sp.Heaviside(v, 0)),
     "arcsin": lambda sp: sp.asin,
     "arccos": lambda sp: sp.acos,
@@ -331,7 +332,12 @@ def _line_derivatives(function: Expr, variable: Var, kind: str, point: Any, valu
         return interpret(function, {**values, variable.name: point + direction}, sizes, backend)
 
     def at_zero(expr: Any, *symbols: Any) -> Any:
-        return sp.diff(expr, *symbols).subs({s: 0, t: 0})
+        value = sp.diff(expr, *symbols).subs({s: 0, t: 0})
+        if value.has(sp.DiracDelta):  # the derivative of a step: 0 away from its kink, undefined at it
+            value = value.replace(lambda e: isinstance(e, sp.DiracDelta), _delta_away_from_zero)
+        if value.has(sp.Derivative, sp.Subs):  # SymPy could not differentiate it: nothing can be proven here
+            raise _Undefined
+        return value
 
     if kind == "hessian":
         n = rows * cols
@@ -356,10 +362,19 @@ def _line_derivatives(function: Expr, variable: Var, kind: str, point: Any, valu
     return sp.Matrix(len(columns[0]), rows, lambda i, j: columns[j][i])
 
 
+def _delta_away_from_zero(delta: Any) -> Any:
+    """DiracDelta(u) (or a derivative of it) at a point: 0 where u is not 0; at u = 0 the point is a kink."""
+    import sympy as sp
+
+    if abs(_numeric(delta.args[0], sp)) < 1e-40:
+        raise _Undefined
+    return sp.Integer(0)
+
+
 def _numeric(value: Any, sp: Any) -> complex:
     try:
         return complex(sp.N(value, DIGITS))
-    except (TypeError, ValueError) as error:  # an unevaluated or infinite value
+    except (TypeError, ValueError, RecursionError) as error:  # an unevaluated or infinite value
         raise _Undefined from error
 
 
