@@ -192,3 +192,17 @@ def test_a_constant_folded_to_sizes_keeps_its_value(text):
     where = [declaration_of(var) for var in variables(folded).values()]
     where += [f"{d}: dim" for d in dimensions([folded]) if d not in " ".join(where)]
     assert matcalc.parse(str(folded), where="; ".join(where), shape=folded.shape) == folded
+
+
+def test_the_derivative_of_sign_is_proven_zero_away_from_its_kink():
+    """SymPy cannot differentiate sign(u); the oracle writes it 2 H(u) - 1 (this once raised RecursionError)."""
+    where = "v: vector(m)"
+    text = "sign((arcsin((0.5 * cos(v^T))))^T)"
+    assert str(matcalc.diff(text, "v", where=where)) == "matrix(0)"
+    assert matcalc.check(text, "v", "matrix(0)", where=where)
+    assert not matcalc.check(text, "v", "matrix(1)", where=where)
+
+
+def test_the_derivative_of_relu_is_checked_through_its_step():
+    assert matcalc.check("sum(relu(A x))", "x", "A^T step(A x)")
+    assert not matcalc.check("sum(relu(A x))", "x", "2 A^T step(A x)")
