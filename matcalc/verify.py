@@ -248,7 +248,7 @@ def _verify_at_point(function: Expr, variable: Var, derivative: Expr, kind: str,
     elif function.shape == (1, 1):
         expected = sp.Matrix(rows, cols, lambda i, j: sp.diff(f[0, 0], entries[i, j]))
     else:
-        expected = sp.Matrix(f.rows, rows, lambda i, j: sp.diff(f[i, 0], entries[j, 0]))
+        expected = sp.Matrix(len(f), rows, lambda i, j: sp.diff(f[i], entries[j, 0]))  # f a column or a row
         if layout == "denominator":
             expected = expected.T
     expected = expected.subs(point)
