@@ -456,11 +456,15 @@ def _scalar_block(e: MatMul, k: int) -> tuple[int, int] | None:
     """(i, j) with e.factors[i:j] the smallest 1 x 1 part of the product around its factor k, or None.
 
     A scalar factor is its own block; in the chain, the block runs from the nearest factor with one row
-    at or before k to the nearest factor with one column at or after k.
+    at or before k to the nearest factor with one column at or after k. A column f that ends the chain
+    is left to forward accumulation, L f -> L J(f): x y^T f keeps its chain (x y^T J(f)) instead of
+    becoming x (J(f)^T y)^T.
     """
     factors = e.factors
     if factors[k].is_scalar:
         return k, k + 1
+    if k == len(factors) - 1 and ir.is_column(factors[k].shape):
+        return None
     first_chain = next(i for i, f in enumerate(factors) if not f.is_scalar)
     i = next((i for i in range(k, first_chain - 1, -1) if factors[i].shape[0] == 1), None)
     j = next((j for j in range(k, len(factors)) if factors[j].shape[1] == 1), None)
@@ -557,8 +561,9 @@ def _diagonal_as_vector(m: Expr) -> Expr | None:
 
     diag(A + B) = diag(A) + diag(B);  diag(diag(u)) = u;  diag(M^T) = diag(M);
     diag(A .* B) = diag(A) .* diag(B);  diag(A ./ B) = diag(A) ./ diag(B);  diag(c F) = c diag(F);
-    diag(P u v^T Q) = (P u) .* (Q^T v);  diag(P diag(u) Q) = (P .* Q^T) u;  and for any other factor F
-    holding dx, diag(P F Q) is distributed over a sum F or reads F in an equal form (`_rewrite_factor`).
+    diag(P u v^T Q) = (P u) .* (Q^T v);  diag(P diag(u) Q) = (P .* Q^T) u;  for any other factor F
+    holding dx, diag(P F Q) is distributed over a sum F or reads F in an equal form (`_rewrite_factor`),
+    and an element-wise product at an end leaves: diag(P (B .* G)) = diag((P .* B^T) G), and likewise.
     A factor free of dx stays as diag(B). A scalar holding dx is taken by the Jacobian reader first.
     """
     if isinstance(m, Add):
