@@ -179,13 +179,10 @@ def _kind(function: Expr, variable: Var) -> Kind:
         return "derivative"
     if out == ir.SCALAR:
         return "gradient"
-    if ir.is_column(out) and ir.is_column(var):
+    if ir.is_vector_shape(out) and ir.is_column(var):  # a row vector has the Jacobian of its transpose
         return "jacobian"
     what = "matrix" if not ir.is_vector_shape(out) else ("row vector" if out[0] == 1 else "vector")
     wrt = "matrix" if not ir.is_vector_shape(var) else "vector"
-    if what == "row vector" and wrt == "vector":
-        raise UnsupportedError("the derivative of a row vector w.r.t. a vector has no matrix form; "
-                               "differentiate its transpose instead")
     order = "4th" if what == "matrix" and wrt == "matrix" else "3rd"
     raise UnsupportedError(f"the derivative of a {what} w.r.t. a {wrt} is a {order}-order tensor: "
                            f"not supported yet (scalar, vector and matrix results are)")
@@ -229,6 +226,7 @@ def diff(expr: str, wrt: str, where: str | dict | None = None, layout: Layout = 
 
     - scalar w.r.t. scalar, vector or matrix: the gradient, with the variable's shape;
     - vector (m) w.r.t. vector (n): the Jacobian, m x n (numerator layout) or n x m (denominator);
+      a row vector has the Jacobian of its transpose;
     - vector or matrix w.r.t. a scalar: the entrywise derivative, with the expression's shape.
     A gradient w.r.t. a symmetric matrix is sym(G) = (G + G^T)/2 (see docs/conventions.md).
     """

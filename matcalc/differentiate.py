@@ -381,116 +381,231 @@ def _row_gradient(t: Expr, n: ir.Dim) -> Expr:
 
 
 def jacobian_from_differential(t: Expr, n: ir.Dim) -> Expr:
-    """J with t = J dx, for a column vector t linear in the column vector dx (forward accumulation)."""
-    if not ir.contains_differential(t):
-        return ir.zeros((t.shape[0], n))
-    if isinstance(t, Differential):
-        return ir.identity(n)
-    if t.is_scalar:
-        return _row_gradient(t, n)
-    if isinstance(t, Add):
-        return add(*[jacobian_from_differential(term, n) for term in t.terms if ir.contains_differential(term)])
-    if isinstance(t, MatMul):
-        position, inner = _split_linear_product(t)
-        others = t.factors[:position] + t.factors[position + 1 :]
-        if inner.is_scalar:  # f M -> M (df/dx)^T
-            return mul(mul(*others), _row_gradient(inner, n))
-        chain = [f for f in t.factors if not f.is_scalar]
-        k = next(i for i, f in enumerate(chain) if f is inner)
-        scalars = [f for f in t.factors if f.is_scalar]
-        left, right = chain[:k], chain[k + 1 :]
-        if not right:  # c L F -> c L J(F)
-            return mul(*scalars, *left, jacobian_from_differential(inner, n))
-        if ir.chain_shape([inner, *right]) == ir.SCALAR:  # c L (F R) with F R a scalar
-            return mul(*scalars, *left, _row_gradient(mul(inner, *right), n))
-        if ir.chain_shape([*left, inner]) == ir.SCALAR:  # c (L F) R with L F a scalar
-            return mul(*scalars, *right, _row_gradient(mul(*left, inner), n))
-        if ir.chain_shape(right) == ir.SCALAR:  # c L F (R) with R a scalar -> c R L J(F)
-            return mul(*scalars, mul(*right), *left, jacobian_from_differential(inner, n))
-        if left and ir.chain_shape(left) == ir.SCALAR:  # c (L) F R with L a scalar -> c L J(F R)
-            return mul(*scalars, mul(*left), jacobian_from_differential(mul(inner, *right), n))
-        if isinstance(inner, Func) and inner.name == "diag" and ir.is_column(inner.arg.shape) \
-                and ir.is_column(ir.chain_shape(right)):  # L diag(f) r = L diag(r) f
-            return mul(*scalars, *left, func("diag", mul(*right)), jacobian_from_differential(inner.arg, n))
-        if isinstance(inner, Hadamard | ElemDiv) and (u := _diagonal_factor(inner)) is not None:
-            # L (B .* diag(u)) R = L diag(diag(B) .* u) R
-            return jacobian_from_differential(mul(*scalars, *left, func("diag", u), *right), n)
-        if isinstance(inner, Hadamard | ElemDiv) and (expanded := _distribute_over_sum(inner)) is not None:
-            return jacobian_from_differential(mul(*scalars, *left, expanded, *right), n)
-        outer = _outer_product_in(inner) if ir.is_column(ir.chain_shape(right)) else None
-        if outer is not None:  # L (M .* (a b^T)) r = L (a .* (M (b .* r))) = L diag(a) M diag(r) b
-            m, a, b = outer
-            r = mul(*right)
-            if ir.contains_differential(a):
-                return mul(*scalars, *left, func("diag", mul(m, hadamard(b, r))), jacobian_from_differential(a, n))
-            return mul(*scalars, *left, func("diag", a), m, func("diag", r), jacobian_from_differential(b, n))
-        if isinstance(inner, Add):  # L (F1 + F2) R -> L F1 R + L F2 R
-            return add(*[jacobian_from_differential(mul(*scalars, *left, term, *right), n)
-                         for term in inner.terms if ir.contains_differential(term)])
-        if isinstance(inner, Transpose):
-            return jacobian_from_differential(mul(*scalars, *left, _push_transpose(inner), *right), n)
-    if isinstance(t, Hadamard):  # a .* f -> diag(a) J(f)
-        position = next(i for i, f in enumerate(t.factors) if ir.contains_differential(f))
-        others = t.factors[:position] + t.factors[position + 1 :]
-        return mul(func("diag", hadamard(*others)), jacobian_from_differential(t.factors[position], n))
-    if isinstance(t, ElemDiv) and not ir.contains_differential(t.denominator):  # f ./ b -> diag(1 ./ b) J(f)
-        return mul(func("diag", elem_div(ones(t.shape), t.denominator)),
-                   jacobian_from_differential(t.numerator, n))
-    if isinstance(t, Transpose):
-        return jacobian_from_differential(_push_transpose(t), n)
-    if isinstance(t, Func) and t.name == "diag" and not ir.is_vector_shape(t.arg.shape):
-        as_vector = _diagonal_as_vector(t.arg)
-        if as_vector is not None:
-            return jacobian_from_differential(as_vector, n)
-    raise UnsupportedError(
+    """J with t = J dx, for a column vector t linear in the column vector dx (forward accumulation).
+
+    t is read from the root down the path to dx. A scalar s on that path gives t = s r with r free of dx
+    (`_scalar_on_path`), so J = r (ds/dx)^T from the gradient reader. Otherwise each step either reads one
+    level (a .* f -> diag(a) J(f), L f -> L J(f)), whose left factor is kept in `left`, or rewrites t into
+    an equal form closer to a readable one (a transpose pushed down, a product distributed over a sum,
+    diag(M) as a vector). Both loop here; only a sum recurses, once per term, which keeps J factored.
+    """
+    left: list[Expr] = []  # the Jacobian is mul(*left, J(t))
+    while True:
+        if not ir.contains_differential(t):
+            return mul(*left, ir.zeros((t.shape[0], n)))
+        if isinstance(t, Differential):
+            return mul(*left, ir.identity(n))
+        if t.is_scalar:
+            return mul(*left, _row_gradient(t, n))
+        if isinstance(t, Add):
+            return mul(*left, add(*[jacobian_from_differential(term, n)
+                                    for term in t.terms if ir.contains_differential(term)]))
+        split = _scalar_on_path(t)
+        if split is not None:  # t = s r -> r (ds/dx)^T
+            s, r = split
+            return mul(*left, r, _row_gradient(s, n))
+        if isinstance(t, Hadamard):  # a .* f -> diag(a) J(f)
+            position = next(i for i, f in enumerate(t.factors) if ir.contains_differential(f))
+            left.append(func("diag", hadamard(*t.factors[:position], *t.factors[position + 1 :])))
+            t = t.factors[position]
+        elif isinstance(t, ElemDiv) and not ir.contains_differential(t.denominator):  # f ./ b -> diag(1 ./ b) J(f)
+            left.append(func("diag", elem_div(ones(t.shape), t.denominator)))
+            t = t.numerator
+        elif isinstance(t, MatMul):
+            t = _product_step(t, left)
+        elif isinstance(t, Transpose):
+            t = _push_transpose(t)
+        elif isinstance(t, Func) and t.name == "diag" and not ir.is_vector_shape(t.arg.shape) \
+                and (as_vector := _diagonal_as_vector(t.arg)) is not None:
+            t = as_vector
+        else:
+            raise _cannot_write(t)
+
+
+def _cannot_write(t: Expr) -> UnsupportedError:
+    return UnsupportedError(
         f"cannot write the Jacobian of this expression in matrix form yet (its differential has the term {t}); "
         f"a later version covers it")
 
 
+def _scalar_on_path(t: Expr) -> tuple[Expr, Expr] | None:
+    """(s, r) with t = s r: s the topmost scalar on the path from t down to dx, r = t[s := 1], free of dx.
+
+    Every node on the path is linear in its child holding dx, so t = s t[s := 1]. A 1 x 1 block of a
+    product's chain counts as a node (y^T dx in x y^T dx). The walk stops at a sum, whose terms are read
+    one by one, and at dx. The walk is a loop, and r is rebuilt bottom-up along the recorded path.
+    """
+    path: list[tuple[Expr, int]] = []  # (node, index of its child holding dx)
+    node = t
+    while not isinstance(node, Add | Differential):
+        children = node.children
+        k = next(i for i, child in enumerate(children) if ir.contains_differential(child))
+        block = _scalar_block(node, k) if isinstance(node, MatMul) else None
+        if block is not None:  # node = s r, with s its scalar factor or 1 x 1 block holding dx
+            i, j = block
+            s, rest = mul(*children[i:j]), mul(*children[:i], *children[j:])
+            for parent, index in reversed(path):
+                rest = _with_child(parent, index, rest)
+            return s, rest
+        path.append((node, k))
+        node = children[k]
+    return None
+
+
+def _scalar_block(e: MatMul, k: int) -> tuple[int, int] | None:
+    """(i, j) with e.factors[i:j] the smallest 1 x 1 part of the product around its factor k, or None.
+
+    A scalar factor is its own block; in the chain, the block runs from the nearest factor with one row
+    at or before k to the nearest factor with one column at or after k. A column f that ends the chain
+    is left to forward accumulation, L f -> L J(f): x y^T f keeps its chain (x y^T J(f)) instead of
+    becoming x (J(f)^T y)^T.
+    """
+    factors = e.factors
+    if factors[k].is_scalar:
+        return k, k + 1
+    if k == len(factors) - 1 and ir.is_column(factors[k].shape):
+        return None
+    first_chain = next(i for i, f in enumerate(factors) if not f.is_scalar)
+    i = next((i for i in range(k, first_chain - 1, -1) if factors[i].shape[0] == 1), None)
+    j = next((j for j in range(k, len(factors)) if factors[j].shape[1] == 1), None)
+    if i is None or j is None or (i == first_chain and j == len(factors) - 1):  # the whole chain is not a part
+        return None
+    return i, j + 1
+
+
+def _product_step(t: MatMul, left: list[Expr]) -> Expr:
+    """One step of the Jacobian reader on a column product c L F R with F holding dx (no scalar holds dx).
+
+    c L F -> c L J(F), and c L diag(u) r = c L diag(r) u, both recorded in `left`. A sum F is distributed,
+    any other F is rewritten into an equal form (`_rewrite_factor`), and an element-wise product F = B .* G
+    otherwise leaves the chain as a diagonal: (B .* G) r = diag(G diag(r) B^T). Returns the next term to read.
+    """
+    scalars = [f for f in t.factors if f.is_scalar]
+    chain = [f for f in t.factors if not f.is_scalar]
+    k = next(i for i, f in enumerate(chain) if ir.contains_differential(f))
+    inner, right = chain[k], chain[k + 1 :]
+    if not right:  # c L F -> c L J(F)
+        left.extend([*scalars, *chain[:k]])
+        return inner
+    if ir.is_column(inner.shape):  # c L f (R), with R 1 x 1 blocks free of dx: a scalar coefficient
+        left.extend([*scalars, mul(*right), *chain[:k]])
+        return inner
+    if isinstance(inner, Func) and inner.name == "diag" and ir.is_column(inner.arg.shape):  # L diag(u) r = L diag(r) u
+        left.extend([*scalars, *chain[:k], func("diag", mul(*right))])
+        return inner.arg
+    if isinstance(inner, Add):  # L (F1 + F2) R -> L F1 R + L F2 R
+        return add(*[mul(*scalars, *chain[:k], term, *right) for term in inner.terms])
+    rewritten = _rewrite_factor(inner)
+    if rewritten is not None:
+        return mul(*scalars, *chain[:k], rewritten, *right)
+    if isinstance(inner, Hadamard | ElemDiv) and (split := _elementwise_split(inner)) is not None:
+        _, g, b = split  # (B .* G) r = diag(G diag(r) B^T), G the factor holding dx
+        return mul(*scalars, *chain[:k], func("diag", mul(g, func("diag", mul(*right)), transpose(b))))
+    raise _cannot_write(t)
+
+
+def _rewrite_factor(f: Expr) -> Expr | None:
+    """An equal form of a matrix f holding dx, one step closer to diag(u) or to a product, or None.
+
+    (L F R)^T = R^T F^T L^T (one level);  diag(u^T) = diag(u);  B .* diag(u) = diag(diag(B) .* u);
+    M .* (A + B) = M .* A + M .* B;  M .* (a b^T) = diag(a) M diag(b);  B .* F^T with the transpose pushed;
+    a diagonal matrix at either end of a product leaves an element-wise product (as it scales rows or
+    columns): B .* (diag(u) R) = diag(u) (B .* R),  B .* (R diag(u)) = (B .* R) diag(u).
+    """
+    if isinstance(f, Transpose):
+        return _push_transpose(f)
+    if isinstance(f, Func) and f.name == "diag" and ir.is_vector_shape(f.arg.shape):  # a row vector's diag
+        return func("diag", transpose(f.arg))
+    if not isinstance(f, Hadamard | ElemDiv) or (split := _elementwise_split(f)) is None:
+        return None
+    u = _diagonal_factor(f)
+    if u is not None:
+        return func("diag", u)
+    expanded = _distribute_over_sum(f)
+    if expanded is not None:
+        return expanded
+    outer = _outer_product_in(f)
+    if outer is not None:
+        m, a, b = outer
+        return mul(func("diag", a), m, func("diag", b))
+    index, g, _ = split
+    if isinstance(g, Transpose):
+        return _with_child(f, index, _push_transpose(g))
+    if isinstance(g, MatMul):
+        coefficient, scalars, chain = ir.split_product(g)
+        scale = [Num(coefficient), *scalars]
+        if len(chain) > 1 and (u := _diagonal_factor(chain[0])) is not None:
+            return mul(func("diag", u), _with_child(f, index, mul(*scale, *chain[1:])))
+        if len(chain) > 1 and (u := _diagonal_factor(chain[-1])) is not None:
+            return mul(_with_child(f, index, mul(*scale, *chain[:-1])), func("diag", u))
+    return None
+
+
+def _elementwise_split(f: Hadamard | ElemDiv) -> tuple[int, Expr, Expr] | None:
+    """(index, G, B) with f = B .* G and G = f.children[index] the child holding dx; for G ./ D, B = 1 ./ D."""
+    if isinstance(f, ElemDiv):
+        if ir.contains_differential(f.denominator):
+            return None
+        return 0, f.numerator, elem_div(ones(f.shape), f.denominator)
+    index = next(i for i, g in enumerate(f.factors) if ir.contains_differential(g))
+    return index, f.factors[index], hadamard(*f.factors[:index], *f.factors[index + 1 :])
+
+
+def _with_child(e: Expr, index: int, child: Expr) -> Expr:
+    """e with its child at `index` replaced, rebuilt through the smart constructors."""
+    return e.rebuild((*e.children[:index], child, *e.children[index + 1 :]))
+
+
 def _diagonal_as_vector(m: Expr) -> Expr | None:
-    """diag(M) of a square M linear in dx, as a vector expression the Jacobian reader can read, or None.
+    """diag(M) of a square M holding dx, rewritten one level down as a vector expression, or None.
 
     diag(A + B) = diag(A) + diag(B);  diag(diag(u)) = u;  diag(M^T) = diag(M);
-    diag(A .* B) = diag(A) .* diag(B);  diag(A ./ B) = diag(A) ./ diag(B);
-    diag(P u v^T Q) = (P u) .* (Q^T v);  diag(P diag(u) Q) = (P .* Q^T) u.
-    A factor free of dx may stay as diag(B); a factor holding dx must reduce.
+    diag(A .* B) = diag(A) .* diag(B);  diag(A ./ B) = diag(A) ./ diag(B);  diag(c F) = c diag(F);
+    diag(P u v^T Q) = (P u) .* (Q^T v);  diag(P diag(u) Q) = (P .* Q^T) u;  for any other factor F
+    holding dx, diag(P F Q) is distributed over a sum F or reads F in an equal form (`_rewrite_factor`),
+    and an element-wise product at an end leaves: diag(P (B .* G)) = diag((P .* B^T) G), and likewise.
+    A factor free of dx stays as diag(B). A scalar holding dx is taken by the Jacobian reader first.
     """
-    if not ir.contains_differential(m):
-        return func("diag", m)
     if isinstance(m, Add):
-        parts = [_diagonal_as_vector(term) for term in m.terms]
-        return None if any(p is None for p in parts) else add(*parts)  # type: ignore[arg-type]
-    if isinstance(m, Func) and m.name == "diag" and ir.is_column(m.arg.shape):
-        return m.arg
+        return add(*[func("diag", term) for term in m.terms])
+    if isinstance(m, Func) and m.name == "diag" and ir.is_vector_shape(m.arg.shape):
+        return m.arg if ir.is_column(m.arg.shape) else transpose(m.arg)
     if isinstance(m, Transpose):
-        return _diagonal_as_vector(m.arg)
+        return func("diag", m.arg)
     if isinstance(m, Hadamard):
-        parts = [_diagonal_as_vector(f) for f in m.factors]
-        return None if any(p is None for p in parts) else hadamard(*parts)  # type: ignore[arg-type]
+        return hadamard(*[func("diag", f) for f in m.factors])
     if isinstance(m, ElemDiv) and not ir.contains_differential(m.denominator):
-        numerator = _diagonal_as_vector(m.numerator)
-        return None if numerator is None else elem_div(numerator, func("diag", m.denominator))
-    if isinstance(m, MatMul):
-        coefficient, scalars, chain = ir.split_product(m)
-        scale = [Num(coefficient), *scalars]
-        if len(chain) == 1:
-            inner = _diagonal_as_vector(chain[0])
-            return None if inner is None else mul(*scale, inner)
-        outer = _is_outer(m)  # an outer product: P u v^T Q = a b^T, whose diagonal is a .* b
-        if outer is not None:
-            return hadamard(*outer)
-        for k, factor in enumerate(chain):  # a diagonal matrix holding dx: P diag(u) Q
-            u = _diagonal_factor(factor)
-            if u is not None and ir.contains_differential(u):
-                left, right = chain[:k], chain[k + 1 :]
-                if not left and not right:
-                    return mul(*scale, u)
-                if not left or not right:
-                    other = mul(*(left or right))
-                    return None if ir.contains_differential(other) else hadamard(mul(*scale, func("diag", other)), u)
-                outer = hadamard(mul(*left), transpose(mul(*right)))
-                return None if ir.contains_differential(outer) else mul(*scale, outer, u)
-    return None
+        return elem_div(func("diag", m.numerator), func("diag", m.denominator))
+    if not isinstance(m, MatMul):
+        return None
+    outer = _is_outer(m)  # an outer product: P u v^T Q = a b^T, whose diagonal is a .* b
+    if outer is not None:
+        return hadamard(*outer)
+    coefficient, scalars, chain = ir.split_product(m)
+    scale = [Num(coefficient), *scalars]
+    k = next((i for i, f in enumerate(chain) if ir.contains_differential(f)), None)
+    if k is None or any(ir.contains_differential(s) for s in scalars):
+        return None
+    p, inner, q = chain[:k], chain[k], chain[k + 1 :]
+    if not p and not q:
+        return mul(*scale, func("diag", inner))
+    if isinstance(inner, Add):
+        return add(*[func("diag", mul(*scale, *p, term, *q)) for term in inner.terms])
+    u = inner.arg if isinstance(inner, Func) and inner.name == "diag" and ir.is_column(inner.arg.shape) else None
+    if u is None:
+        rewritten = _rewrite_factor(inner)
+        if rewritten is not None:
+            return func("diag", mul(*scale, *p, rewritten, *q))
+        if isinstance(inner, Hadamard | ElemDiv) and (split := _elementwise_split(inner)) is not None \
+                and not (p and q):  # diag(P (B .* G)) = diag((P .* B^T) G),  diag((B .* G) Q) = diag(G (Q .* B^T))
+            _, g, b = split
+            if q:
+                return func("diag", mul(*scale, g, hadamard(mul(*q), transpose(b))))
+            return func("diag", mul(*scale, hadamard(mul(*p), transpose(b)), g))
+        return None
+    if not p or not q:  # diag(diag(u) Q) = diag(Q) .* u
+        return hadamard(mul(*scale, func("diag", mul(*(p or q)))), u)
+    return mul(*scale, hadamard(mul(*p), transpose(mul(*q))), u)
 
 
 def _distribute_over_sum(e: Hadamard | ElemDiv) -> Expr | None:
@@ -538,9 +653,12 @@ def _is_outer(e: Expr) -> tuple[Expr, Expr] | None:
 
 
 def _diagonal_factor(f: Expr) -> Expr | None:
-    """u with f = diag(u): diag(u) itself, B .* diag(u) = diag(diag(B) .* u), diag(u) ./ B = diag(u ./ diag(B))."""
+    """u with f = diag(u): diag(u) itself or transposed, B .* diag(u) = diag(diag(B) .* u),
+    diag(u) ./ B = diag(u ./ diag(B))."""
     if isinstance(f, Func) and f.name == "diag" and ir.is_column(f.arg.shape):
         return f.arg
+    if isinstance(f, Transpose):  # a diagonal matrix is its own transpose
+        return _diagonal_factor(f.arg)
     if isinstance(f, ElemDiv) and not ir.contains_differential(f.denominator):
         u = _diagonal_factor(f.numerator)
         return None if u is None else elem_div(u, func("diag", f.denominator))
@@ -565,8 +683,8 @@ def _push_transpose(e: Expr) -> Expr:
             return hadamard(*[transpose(f) for f in inner.factors])
         if isinstance(inner, ElemDiv):
             return elem_div(transpose(inner.numerator), transpose(inner.denominator))
-        if isinstance(inner, Func) and inner.name == "diag":
-            return inner
+        if isinstance(inner, Func) and inner.name == "diag" and ir.is_vector_shape(inner.arg.shape):
+            return inner  # a diagonal matrix is symmetric (the diagonal of a matrix is a column: not here)
         raise UnsupportedError(f"cannot write the Jacobian in matrix form yet: transposed term {e}")
     return transpose(e)
 
@@ -577,6 +695,9 @@ def derivative_from_differential(df: Expr, variable: Var, output_shape: ir.Shape
         return ir.substitute(df, {Differential(variable): ir.ONE})
     if output_shape == ir.SCALAR:
         return gradient_from_differential(df, variable.shape)
-    if ir.is_column(output_shape) and ir.is_column(variable.shape):
+    if ir.is_column(variable.shape) and ir.is_column(output_shape):
         return jacobian_from_differential(df, variable.shape[0])
+    if ir.is_column(variable.shape) and ir.is_column((output_shape[1], output_shape[0])):
+        # a row vector has the Jacobian of its transpose (docs/conventions.md): d(f^T) = (df)^T = J dx
+        return jacobian_from_differential(transpose(df), variable.shape[0])
     raise AssertionError("unsupported derivative shapes must be rejected before identification")
