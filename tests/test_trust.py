@@ -206,3 +206,10 @@ def test_the_derivative_of_sign_is_proven_zero_away_from_its_kink():
 def test_the_derivative_of_relu_is_checked_through_its_step():
     assert matcalc.check("sum(relu(A x))", "x", "A^T step(A x)")
     assert not matcalc.check("sum(relu(A x))", "x", "2 A^T step(A x)")
+
+
+def test_a_candidate_constant_whose_size_nothing_fixes_is_an_input_error():
+    """tr(I) alone could be any size: it is not the answer n, nor a wrong one; the error says what to write."""
+    with pytest.raises(matcalc.ShapeError, match="write the size itself"):
+        matcalc.check("tr(alpha I + A)", "alpha", "tr(I)")
+    assert matcalc.check("tr(alpha I + A)", "alpha", "tr(I + 0 A)")  # here I has A's size
