@@ -347,9 +347,10 @@ def check(expr: str, wrt: str, candidate: str, where: str | dict | None = None, 
         raise ShapeError(f"the candidate uses {', '.join(sorted(unknown))}, which the expression does not")
     free = [d for d in ir.dimensions([parsed.expr]) if d not in dimension_names(derivative.where)]
     if free:  # tr(I) alone: its I could have any size, so no verdict could be right
+        example = next(iter(dimension_names(derivative.where)), "n")
         raise ShapeError(f"the candidate `{candidate}` holds a constant (I, vector(c) or matrix(c)) whose size no "
-                         f"variable fixes; write the size itself instead, e.g. "
-                         f"`{next(iter(dimension_names(derivative.where)), 'n')}` or `rows(A)` (docs/language.md, Sizes)")
+                         f"variable fixes; write the size itself instead, e.g. `{example}` or `rows(A)` "
+                         f"(docs/language.md, Sizes)")
     report = verify_derivative(derivative.function, derivative.variable, parsed.expr, derivative.kind, layout,
                                timeout=DEFAULT_TIMEOUT if timeout is None else timeout)
     return CheckResult(derivative, parsed.expr, report)

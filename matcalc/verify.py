@@ -158,8 +158,9 @@ class VerificationReport:
     def __str__(self) -> str:
         sizes = self._sizes_text()
         if self.ok:
-            how = (f"{self.entries - self.numerically_only} exactly, {self.numerically_only} to 40 digits"
-                   if self.numerically_only else "exactly")
+            exact = self.entries - self.numerically_only
+            how = "exactly" if not self.numerically_only else "to 40 digits" if not exact else \
+                f"({exact} exactly, {self.numerically_only} to 40 digits)"
             return f"verified: all {self.entries} entries match SymPy {how} (sizes {sizes})"
         if self.undecided:
             return f"undecided: {self.undecided} (sizes {sizes})"
@@ -200,22 +201,42 @@ def size_assignments(exprs: list[Expr]) -> list[dict[str, int]]:
 
 DEFAULT_TIMEOUT = 30.0  # seconds; check and verify report "undecided" past it, never hang
 DIGITS = 60  # every entry is compared numerically to this many digits before any exact proof
+PROOF_SECONDS = 0.25  # the budget of the exact proof of one entry, past which it counts as equal to 40 digits
+PROOF_OPS = 400  # differences larger than this are not put over a common denominator
 
 
 class VerificationTimeout(Exception):
     """The time limit of a verification ran out."""
 
 
+class _StepTimeout(Exception):
+    """The time budget of one optional step (an exact proof of one entry) ran out: the step is given up."""
+
+
 class _Deadline:
-    """A time limit, checked between steps and, in the main thread, enforced by an alarm inside SymPy calls."""
+    """A time limit, checked between steps and, in the main thread, enforced by an alarm inside SymPy calls.
+
+    `step(seconds)` gives one optional step a shorter budget: past it the step raises _StepTimeout and the
+    proof goes on without it; past the whole limit, VerificationTimeout ends the proof.
+    """
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
         self.end = time.monotonic() + seconds
+        self.alarm = False  # whether an alarm enforces the limit (the main thread only)
+        self.step_end: float | None = None
 
     def check(self) -> None:
         if time.monotonic() > self.end:
             raise VerificationTimeout
+
+    def _arm(self, end: float) -> None:
+        signal.setitimer(signal.ITIMER_REAL, max(end - time.monotonic(), 0.001))
+
+    def _expire(self, signum: int, frame: Any) -> None:
+        if self.step_end is not None and time.monotonic() < self.end:
+            raise _StepTimeout
+        raise VerificationTimeout
 
     @contextmanager
     def enforced(self) -> Iterator[None]:
@@ -224,17 +245,28 @@ class _Deadline:
         if not usable:
             yield
             return
-
-        def expire(signum: int, frame: Any) -> None:
-            raise VerificationTimeout
-
-        previous = signal.signal(signal.SIGALRM, expire)
-        signal.setitimer(signal.ITIMER_REAL, max(self.end - time.monotonic(), 0.001))
+        previous = signal.signal(signal.SIGALRM, self._expire)
+        self.alarm = True
+        self._arm(self.end)
         try:
             yield
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, previous)
+            self.alarm = False
+
+    @contextmanager
+    def step(self, seconds: float) -> Iterator[None]:
+        if not self.alarm:
+            yield
+            return
+        self.step_end = min(self.end, time.monotonic() + seconds)
+        self._arm(self.step_end)
+        try:
+            yield
+        finally:
+            self.step_end = None
+            self._arm(self.end)
 
 
 def _non_invertible_error() -> type[Exception]:
@@ -396,14 +428,17 @@ def _compare(expected: Any, got: Any, sp: Any, deadline: _Deadline) -> tuple[boo
     difference = expected - got
     if difference == 0:
         return True, True
-    # an exact proof where a cheap normal form settles it: a polynomial, then a rational function in the
-    # transcendental atoms (exp(3/2), log(2), ...); what neither settles stays "equal to 40 digits"
-    for normal_form in (sp.expand, sp.cancel):
+    # an exact proof where a cheap normal form settles it within its budget: a polynomial, then a rational
+    # function in the transcendental atoms (exp(3/2), log(2), ...); what neither settles stays "equal to 40
+    # digits". Large differences skip the rational form, which grows fast with their size.
+    forms = (sp.expand, sp.cancel) if sp.count_ops(difference) <= PROOF_OPS else (sp.expand,)
+    for normal_form in forms:
         deadline.check()
         try:
-            if normal_form(difference) == 0:
-                return True, True
-        except (TypeError, ValueError, RecursionError, sp.PolynomialError):
+            with deadline.step(PROOF_SECONDS):
+                if normal_form(difference) == 0:
+                    return True, True
+        except (_StepTimeout, TypeError, ValueError, RecursionError, sp.PolynomialError):
             break
     return True, False
 
