@@ -398,16 +398,28 @@ def _delta_away_from_zero(delta: Any) -> Any:
     """DiracDelta(u) (or a derivative of it) at a point: 0 where u is not 0; at u = 0 the point is a kink."""
     import sympy as sp
 
-    if abs(_numeric(delta.args[0], sp)) < 1e-40:
+    if not any(_significant(part, sp) for part in _parts(delta.args[0], sp)):
         raise _Undefined
     return sp.Integer(0)
 
 
-def _numeric(value: Any, sp: Any) -> complex:
+def _parts(value: Any, sp: Any) -> tuple[Any, Any]:
+    """The real and imaginary parts of an exact value, evaluated to DIGITS significant digits (SymPy's evalf
+    keeps relative precision, however small the value: no underflow to 0 as in a float)."""
     try:
-        return complex(sp.N(value, DIGITS))
-    except (TypeError, ValueError, RecursionError) as error:  # an unevaluated or infinite value
+        real, imaginary = sp.N(value, DIGITS).as_real_imag()
+    except (TypeError, ValueError, RecursionError) as error:  # an unevaluated value
         raise _Undefined from error
+    if not (real.is_Number and imaginary.is_Number) or any(p in (sp.oo, -sp.oo, sp.nan, sp.zoo)
+                                                         for p in (real, imaginary)):
+        raise _Undefined
+    return real, imaginary
+
+
+def _significant(x: Any, sp: Any) -> bool:
+    """Whether an evaluated number is nonzero: evalf returns an exact zero it cannot simplify as 0.e-N,
+    a Float with no significant digit."""
+    return x != 0 and not (isinstance(x, sp.Float) and x._prec < 30)
 
 
 def _short(value: Any, sp: Any) -> str:
@@ -416,14 +428,22 @@ def _short(value: Any, sp: Any) -> str:
     return text if len(text) <= 60 else f"{sp.N(value, 15)} (≈)"
 
 
+TOLERANCE = "1e-40"  # relative: entries equal to 40 significant digits are equal numerically
+
+
 def _compare(expected: Any, got: Any, sp: Any, deadline: _Deadline) -> tuple[bool, bool]:
-    """(equal, proven exactly) for two exact SymPy numbers: equal to 40 digits, then proven if the
-    difference expands to 0. Both must be finite real numbers, else the point is undefined."""
-    a, b = _numeric(expected, sp), _numeric(got, sp)
-    scale = max(1.0, abs(a))
-    if abs(a.imag) > 1e-40 * scale or abs(b.imag) > 1e-40 * max(1.0, abs(b)):
-        raise _Undefined
-    if abs(a - b) > 1e-40 * scale:
+    """(equal, proven exactly) for two exact SymPy numbers. Equal to 40 significant digits, relative to the
+    entries however small they are (1 - tanh(60)^2 is 3e-52, and twice it is wrong), then proven where the
+    difference expands or cancels to 0. Both must be real, else the point is undefined."""
+    tolerance = sp.Float(TOLERANCE)
+    magnitudes = []
+    for value in (expected, got):
+        real, imaginary = _parts(value, sp)
+        if _significant(imaginary, sp) and bool(abs(imaginary) > tolerance * abs(real)):
+            raise _Undefined  # a complex value (a log of a negative number): this point proves nothing
+        magnitudes.append(abs(real))
+    real, _ = _parts(expected - got, sp)
+    if _significant(real, sp) and bool(abs(real) > tolerance * max(magnitudes)):
         return False, False
     difference = expected - got
     if difference == 0:

@@ -213,3 +213,11 @@ def test_a_candidate_constant_whose_size_nothing_fixes_is_an_input_error():
     with pytest.raises(matcalc.ShapeError, match="write the size itself"):
         matcalc.check("tr(alpha I + A)", "alpha", "tr(I)")
     assert matcalc.check("tr(alpha I + A)", "alpha", "tr(I + 0 A)")  # here I has A's size
+
+
+def test_a_wrong_candidate_with_tiny_values_is_still_wrong():
+    """1 - tanh(sum(A) alpha)^2 is about 1e-52 at the points tried: an absolute tolerance called twice it equal."""
+    where = "A: matrix(n, n); alpha: scalar"
+    d = matcalc.diff("tanh((sum(A) .* alpha))", "A", where=where)
+    assert matcalc.check("tanh((sum(A) .* alpha))", "A", str(d), where=where)
+    assert not matcalc.check("tanh((sum(A) .* alpha))", "A", f"2 {d}", where=where)
