@@ -221,3 +221,10 @@ def test_a_wrong_candidate_with_tiny_values_is_still_wrong():
     d = matcalc.diff("tanh((sum(A) .* alpha))", "A", where=where)
     assert matcalc.check("tanh((sum(A) .* alpha))", "A", str(d), where=where)
     assert not matcalc.check("tanh((sum(A) .* alpha))", "A", f"2 {d}", where=where)
+
+
+def test_a_derivative_that_vanishes_at_one_point_is_checked_at_another():
+    """relu(cos(alpha)) is flat where cos(alpha) < 0: there twice its derivative matched it."""
+    assert matcalc.check("(relu(cos(alpha)))^T", "alpha", "-step(cos(alpha)) sin(alpha)")
+    assert not matcalc.check("(relu(cos(alpha)))^T", "alpha", "-2 step(cos(alpha)) sin(alpha)")
+    assert not matcalc.check("sum(relu(A x))", "x", "A^T step(A x) + A^T step(-A x)")
