@@ -228,3 +228,10 @@ def test_a_derivative_that_vanishes_at_one_point_is_checked_at_another():
     assert matcalc.check("(relu(cos(alpha)))^T", "alpha", "-step(cos(alpha)) sin(alpha)")
     assert not matcalc.check("(relu(cos(alpha)))^T", "alpha", "-2 step(cos(alpha)) sin(alpha)")
     assert not matcalc.check("sum(relu(A x))", "x", "A^T step(A x) + A^T step(-A x)")
+
+
+def test_a_point_where_sympy_refuses_a_value_is_skipped_not_an_error():
+    """At a signed point det(A) < 0: logdet(A) is complex and SymPy's Heaviside raises ValueError on it."""
+    d = matcalc.diff("relu(logdet(A))", "A")
+    assert matcalc.check("relu(logdet(A))", "A", str(d))
+    assert not matcalc.check("relu(logdet(A))", "A", f"2 {d}")
