@@ -420,11 +420,13 @@ def _delta_away_from_zero(delta: Any) -> Any:
     return sp.Integer(0)
 
 
-def _parts(value: Any, sp: Any) -> tuple[Any, Any]:
+def _parts(value: Any, sp: Any, working_digits: int | None = None) -> tuple[Any, Any]:
     """The real and imaginary parts of an exact value, evaluated to DIGITS significant digits (SymPy's evalf
-    keeps relative precision, however small the value: no underflow to 0 as in a float)."""
+    keeps relative precision, however small the value: no underflow to 0 as in a float). `working_digits`
+    raises the precision evalf may use on a cancellation (1 - 1/(1 + exp(-522)) is exp(-522))."""
     try:
-        real, imaginary = sp.N(value, DIGITS).as_real_imag()
+        evaluated = sp.N(value, DIGITS) if working_digits is None else sp.N(value, DIGITS, maxn=working_digits)
+        real, imaginary = evaluated.as_real_imag()
     except (TypeError, ValueError, RecursionError) as error:  # an unevaluated value
         raise _Undefined from error
     if not (real.is_Number and imaginary.is_Number) or any(p in (sp.oo, -sp.oo, sp.nan, sp.zoo)
@@ -445,6 +447,7 @@ def _short(value: Any, sp: Any) -> str:
     return text if len(text) <= 60 else f"{sp.N(value, 15)} (≈)"
 
 
+CANCELLATION_DIGITS = 3_000  # working precision for a value that comes out as 0.e-N at first
 TOLERANCE = "1e-40"  # relative: entries equal to 40 significant digits are equal numerically
 
 
@@ -456,6 +459,8 @@ def _compare(expected: Any, got: Any, sp: Any, deadline: _Deadline) -> tuple[boo
     reals = []
     for value in (expected, got):
         real, imaginary = _parts(value, sp)
+        if not _significant(real, sp):  # an exact zero, or a cancellation evalf did not resolve: look closer
+            real, imaginary = _parts(value, sp, CANCELLATION_DIGITS)
         if _significant(imaginary, sp) and bool(abs(imaginary) > tolerance * abs(real)):
             raise _Undefined  # a complex value (a log of a negative number): this point proves nothing
         reals.append(real if _significant(real, sp) else sp.Integer(0))  # 0.e-192 is an exact zero

@@ -235,3 +235,11 @@ def test_a_point_where_sympy_refuses_a_value_is_skipped_not_an_error():
     d = matcalc.diff("relu(logdet(A))", "A")
     assert matcalc.check("relu(logdet(A))", "A", str(d))
     assert not matcalc.check("relu(logdet(A))", "A", f"2 {d}")
+
+
+def test_a_value_that_cancels_to_a_tiny_number_is_resolved_not_taken_for_zero():
+    """sigmoid(u) (1 - sigmoid(u)) at u = -522 is about exp(-522): 1 - 1/(1 + exp(-522)) cancels."""
+    where = "A: matrix(n, n); alpha: scalar"
+    d = matcalc.diff("sigmoid((tr(A) * (alpha .* alpha)))", "A", where=where)
+    assert matcalc.check("sigmoid((tr(A) * (alpha .* alpha)))", "A", str(d), where=where)
+    assert not matcalc.check("sigmoid((tr(A) * (alpha .* alpha)))", "A", f"2 {d}", where=where)
