@@ -2,6 +2,17 @@
 
 from __future__ import annotations
 
+MESSAGE_TEXT = 60  # expressions quoted in messages are abbreviated beyond this many characters
+
+
+def abbreviate(text: str) -> str:
+    """The text of an expression for a message: its two ends around '…' when long, so messages stay short
+    (and building them stays linear in a long input)."""
+    if len(text) <= MESSAGE_TEXT:
+        return text
+    half = MESSAGE_TEXT // 2 - 2
+    return f"{text[:half]} … {text[-half:]}"
+
 
 class MatcalcError(Exception):
     """Base of every error caused by the user's input (CLI exit code 2)."""

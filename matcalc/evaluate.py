@@ -17,7 +17,7 @@ from functools import lru_cache, reduce
 from typing import Any, Protocol
 
 from . import ir
-from .errors import EvaluationError
+from .errors import EvaluationError, abbreviate
 from .functions import IR_FUNCTIONS
 from .ir import (
     Add,
@@ -38,7 +38,6 @@ from .ir import (
     Var,
 )
 from .rewrite import RewriteRule, normalize, rule_table
-from .shapes import _abbreviate
 
 
 class Backend(Protocol):
@@ -69,7 +68,7 @@ class NumericFailure(Exception):
 
 
 def _failure(node: Expr, matrix: Expr, failure: NumericFailure) -> EvaluationError:
-    return EvaluationError(f"cannot evaluate {_abbreviate(str(node))}: the matrix {_abbreviate(str(matrix))} "
+    return EvaluationError(f"cannot evaluate {abbreviate(str(node))}: the matrix {abbreviate(str(matrix))} "
                            f"{failure.problem} at these values")
 
 

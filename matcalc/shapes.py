@@ -15,7 +15,7 @@ from fractions import Fraction
 from typing import TYPE_CHECKING
 
 from . import ir
-from .errors import MatcalcError, ParseError, ResultShapeError, ShapeError
+from .errors import MatcalcError, ParseError, ResultShapeError, ShapeError, abbreviate
 from .functions import FUNCTIONS
 from .parsing import Declaration, Declarations, caret_line, dimension_names, parse_tree
 
@@ -156,14 +156,6 @@ MAX_DEPTH = 64  # of the IR, in operator levels: every later stage recurses over
 # result parses back; a value beyond float64's range is an EvaluationError only when evaluated in floats.
 MAX_NUMBER_DIGITS = 3_000
 MAX_NUMBER_EXPONENT = 3_000
-MESSAGE_TEXT = 60  # operands quoted in messages are abbreviated beyond this many characters
-
-
-def _abbreviate(text: str) -> str:
-    if len(text) <= MESSAGE_TEXT:
-        return text
-    half = MESSAGE_TEXT // 2 - 2
-    return f"{text[:half]} … {text[-half:]}"
 
 
 class Inference:
@@ -314,7 +306,7 @@ class Inference:
     def _join(left: Typed, right: Typed, operator: str) -> str:
         """The text of `left operator right` for messages, abbreviated so that a long sum costs linear time."""
         middle = f" {operator} " if operator else " "
-        return _abbreviate(f"{_abbreviate(left.text)}{middle}{right.text}")
+        return abbreviate(f"{abbreviate(left.text)}{middle}{right.text}")
 
     def unify_shapes(self, left: Typed, right: Typed, what: str) -> None:
         if not (self.dims.unify(left.shape[0], right.shape[0]) and self.dims.unify(left.shape[1], right.shape[1])):
