@@ -441,32 +441,49 @@ def _significant(x: Any, sp: Any) -> bool:
     return x != 0 and not (isinstance(x, sp.Float) and x._prec < 30)
 
 
+def _error(x: Any, sp: Any) -> Any:
+    """A bound on the absolute error of an evaluated number: a Float knows how many bits it holds (0.e-192
+    holds one, so its error is its size); an exact number has none."""
+    if isinstance(x, sp.Float) and x != 0:
+        return abs(x) * sp.Float(2) ** (2 - x._prec)
+    return sp.Integer(0)
+
+
 def _short(value: Any, sp: Any) -> str:
     """An exact value as text, or its first 15 digits where the exact text is long."""
     text = str(value)
     return text if len(text) <= 60 else f"{sp.N(value, 15)} (≈)"
 
 
-CANCELLATION_DIGITS = 3_000  # working precision for a value that comes out as 0.e-N at first
+CANCELLATION_DIGITS = 3_000  # working precision for a value evalf resolves to fewer than PRECISE_BITS at first
+PRECISE_BITS = 160  # about 48 digits: enough for a comparison to 40
 TOLERANCE = "1e-40"  # relative: entries equal to 40 significant digits are equal numerically
+
+
+def _evaluated(value: Any, sp: Any) -> tuple[Any, Any]:
+    """(real part, its error bound): evaluated again at a higher working precision where evalf lost digits
+    to a cancellation (1 - 1/(1 + exp(-522)) is exp(-522)). A complex value makes the point undefined."""
+    real, imaginary = _parts(value, sp)
+    if isinstance(real, sp.Float) and real._prec < PRECISE_BITS:
+        real, imaginary = _parts(value, sp, CANCELLATION_DIGITS)
+    if _significant(imaginary, sp) and bool(abs(imaginary) > sp.Float(TOLERANCE) * abs(real)):
+        raise _Undefined  # a log of a negative number: this point proves nothing
+    return real, _error(real, sp)
 
 
 def _compare(expected: Any, got: Any, sp: Any, deadline: _Deadline) -> tuple[bool, bool]:
     """(equal, proven exactly) for two exact SymPy numbers. Equal to 40 significant digits, relative to the
     entries however small they are (1 - tanh(60)^2 is 3e-52, and twice it is wrong), then proven where the
-    difference expands or cancels to 0. Both must be real, else the point is undefined."""
+    difference expands or cancels to 0. Where evalf cannot resolve the entries to 40 digits, the point
+    proves nothing (undefined), unless both are zero to within what it resolves."""
     tolerance = sp.Float(TOLERANCE)
-    reals = []
-    for value in (expected, got):
-        real, imaginary = _parts(value, sp)
-        if not _significant(real, sp):  # an exact zero, or a cancellation evalf did not resolve: look closer
-            real, imaginary = _parts(value, sp, CANCELLATION_DIGITS)
-        if _significant(imaginary, sp) and bool(abs(imaginary) > tolerance * abs(real)):
-            raise _Undefined  # a complex value (a log of a negative number): this point proves nothing
-        reals.append(real if _significant(real, sp) else sp.Integer(0))  # 0.e-192 is an exact zero
-    a, b = reals
-    if bool(abs(a - b) > tolerance * max(abs(a), abs(b))):  # both to 60 digits: the difference to 40
+    (a, error_a), (b, error_b) = _evaluated(expected, sp), _evaluated(got, sp)
+    scale = max(abs(a), abs(b))
+    if bool(abs(a - b) > error_a + error_b + tolerance * scale):
         return False, False
+    both_zero = bool(abs(a) <= error_a) and bool(abs(b) <= error_b)
+    if not both_zero and bool(error_a + error_b > tolerance * scale):
+        raise _Undefined
     difference = expected - got
     if difference == 0:
         return True, True

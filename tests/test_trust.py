@@ -243,3 +243,13 @@ def test_a_value_that_cancels_to_a_tiny_number_is_resolved_not_taken_for_zero():
     d = matcalc.diff("sigmoid((tr(A) * (alpha .* alpha)))", "A", where=where)
     assert matcalc.check("sigmoid((tr(A) * (alpha .* alpha)))", "A", str(d), where=where)
     assert not matcalc.check("sigmoid((tr(A) * (alpha .* alpha)))", "A", f"2 {d}", where=where)
+
+
+def test_an_entry_evalf_resolves_to_few_digits_is_evaluated_again_not_called_wrong():
+    """A softmax of entries 350 apart: its derivative entry is 2e-156 after a cancellation, which evalf first
+    gave to 31 digits only; compared to 40 digits, the right answer was called wrong."""
+    where = "alpha: scalar; x: vector(n)"
+    text = "softmax(((x + x) + ((1 + (x).^2)).^alpha))"
+    d = matcalc.diff(text, "alpha", where=where)
+    assert matcalc.check(text, "alpha", str(d), where=where)
+    assert not matcalc.check(text, "alpha", f"2 ({d})", where=where)
