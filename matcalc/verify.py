@@ -378,7 +378,10 @@ def _line_derivatives(function: Expr, variable: Var, kind: str, point: Any, valu
 
     def along(direction: Any) -> Any:
         deadline.check()
-        return interpret(function, {**values, variable.name: point + direction}, sizes, backend)
+        f = interpret(function, {**values, variable.name: point + direction}, sizes, backend)
+        if any(value.has(sp.zoo, sp.nan, sp.oo, -sp.oo) for value in f):  # logdet of a singular matrix:
+            raise _Undefined  # f is -oo near the point, and its derivative along the line a meaningless 0
+        return f
 
     def at_zero(expr: Any, *symbols: Any) -> Any:
         value = sp.diff(expr, *symbols).subs({s: 0, t: 0})

@@ -253,3 +253,11 @@ def test_an_entry_evalf_resolves_to_few_digits_is_evaluated_again_not_called_wro
     d = matcalc.diff(text, "alpha", where=where)
     assert matcalc.check(text, "alpha", str(d), where=where)
     assert not matcalc.check(text, "alpha", f"2 ({d})", where=where)
+
+
+def test_a_point_where_the_function_is_infinite_proves_nothing():
+    """At a singular S, logdet(A S) is -oo along the whole line: its derivative came out 0, and the right
+    answer softmax(x) was called wrong."""
+    text, where = "((logsumexp(x))^T + logdet((A S)))", "A: matrix(n, n); S: symmetric(n); x: vector(n)"
+    assert matcalc.check(text, "x", "softmax(x)", where=where)
+    assert not matcalc.check(text, "x", "2 softmax(x)", where=where)
