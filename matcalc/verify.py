@@ -182,21 +182,19 @@ class VerificationReport:
         return f"**{verdict}**: {rest}" + (f"\n\n```\n{tail}\n```" if tail else "")
 
 
-def concrete_sizes(exprs: list[Expr], descending: bool = False) -> dict[str, int]:
-    """A different small size for each dimension symbol, in order of appearance: 2, 3, 4, ... (or reversed)."""
-    dims = dimensions(exprs)
-    sizes = [2 + index for index in range(len(dims))]
-    return dict(zip(dims, reversed(sizes) if descending else sizes, strict=True))
+def concrete_sizes(exprs: list[Expr]) -> dict[str, int]:
+    """A different small size for each dimension symbol, in order of appearance: 2, 3, 4, ..."""
+    return {d: 2 + i for i, d in enumerate(dimensions(exprs))}
 
 
 def size_assignments(exprs: list[Expr]) -> list[dict[str, int]]:
     """Two assignments of sizes: within each, different symbols get different sizes; across them, every
     symbol gets two different sizes, and so do their differences and products (2, 3, 4, ... then 3, 5, 7, ...).
     A result proven at one size proves nothing about the size (tr(I) is 2 at n = 2)."""
-    dims = dimensions(exprs)
-    if not dims:
+    first = concrete_sizes(exprs)
+    if not first:
         return [{}]
-    return [{d: 2 + i for i, d in enumerate(dims)}, {d: 3 + 2 * i for i, d in enumerate(dims)}]
+    return [first, {d: 2 * size - 1 for d, size in first.items()}]
 
 
 DEFAULT_TIMEOUT = 30.0  # seconds; check and verify report "undecided" past it, never hang
