@@ -18,17 +18,51 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, fields
 from fractions import Fraction
 from typing import ClassVar, TypeVar
+from weakref import WeakValueDictionary
 
 from .functions import FUNCTIONS
 
 T = TypeVar("T")
+_INTERNED: WeakValueDictionary[tuple, Expr] = WeakValueDictionary()
 Dim = str | int
 Shape = tuple[Dim, Dim]
 SCALAR: Shape = (1, 1)
 
 
-class Expr:
-    """Base of all nodes: cached structural hash, equality, shape and children."""
+class _Interned(type):
+    """Hash-consing: building a node equal to a live one returns that one.
+
+    Equal expressions are then one object, so equality is identity and a DAG with shared
+    subexpressions (a residual network's h_k, used by every later layer) is compared, hashed and
+    memoised in O(1) per node, without recursing over its depth. The hash and the shape are
+    computed once, when the node is built, from its children's (already computed) ones.
+    """
+
+    def __call__(cls, *args: object, **kwargs: object) -> Expr:
+        candidate = super().__call__(*args, **kwargs)
+        key = (cls, *map(_identity_part, candidate._key()))
+        found = _INTERNED.get(key)
+        if found is not None:
+            return found
+        hash(candidate)
+        candidate.shape  # noqa: B018 (computed now, from the children's: no recursion later)
+        _INTERNED[key] = candidate
+        return candidate
+
+
+def _identity_part(value: object) -> object:
+    """A field as it identifies an interned node: children by identity (they are interned already)."""
+    if isinstance(value, Expr):
+        return id(value)
+    if isinstance(value, tuple) and value and isinstance(value[0], Expr):
+        return tuple(id(item) for item in value)
+    if isinstance(value, Fraction):  # Fraction(2) and 2 are one value, but keep the type out of the key
+        return (value.numerator, value.denominator)
+    return value
+
+
+class Expr(metaclass=_Interned):
+    """Base of all nodes: interned (equal nodes are one object), with a cached structural hash and shape."""
 
     _field_names: ClassVar[tuple[str, ...]] = ()
 
@@ -43,11 +77,10 @@ class Expr:
         return cached
 
     def __eq__(self, other: object) -> bool:
-        if self is other:
-            return True
-        if type(other) is not type(self) or hash(self) != hash(other):
-            return False
-        return self._key() == other._key()  # type: ignore[attr-defined]
+        return self is other
+
+    def __ne__(self, other: object) -> bool:
+        return self is not other
 
     @property
     def shape(self) -> Shape:
@@ -632,24 +665,41 @@ def func(name: str, arg: Expr) -> Expr:
 
 
 def walk(e: Expr) -> Iterator[Expr]:
-    """Every node, parents before children."""
+    """Every distinct node once, parents before their children (preorder of first occurrence), without
+    recursion: a DAG with shared subexpressions is walked in its own size, not the size of its tree."""
+    seen: set[int] = set()
     stack = [e]
     while stack:
         current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
         yield current
-        stack.extend(reversed(current.children))
-    return
+        stack.extend(child for child in reversed(current.children) if id(child) not in seen)
+
+
+def postorder(e: Expr) -> list[Expr]:
+    """Every distinct node once, each after all of its children (a topological order, leaves first)."""
+    order: list[Expr] = []
+    done: set[int] = set()
+    stack: list[tuple[Expr, bool]] = [(e, False)]
+    while stack:
+        current, children_done = stack.pop()
+        if id(current) in done:
+            continue
+        if children_done:
+            done.add(id(current))
+            order.append(current)
+            continue
+        stack.append((current, True))
+        stack.extend((child, False) for child in reversed(current.children) if id(child) not in done)
+    return order
 
 
 def depth(e: Expr) -> int:
     """The number of levels of e (a leaf has 1), without recursion."""
-    deepest = 0
-    stack = [(e, 1)]
-    while stack:
-        current, level = stack.pop()
-        deepest = max(deepest, level)
-        stack.extend((child, level + 1) for child in current.children)
-    return deepest
+    return cached_bottom_up(e, "_depth", lambda node: 1 + max((c.__dict__["_depth"] for c in node.children),
+                                                               default=0))
 
 
 def contains(e: Expr, target: Expr) -> bool:
@@ -686,12 +736,14 @@ def dimensions(exprs: Iterable[Expr]) -> list[str]:
 
 
 def map_bottom_up(e: Expr, fn: Callable[[Expr], Expr]) -> Expr:
-    """Rebuild e with fn applied to every node, children first."""
-    if e.children:
-        new_children = tuple(map_bottom_up(child, fn) for child in e.children)
-        if new_children != e.children:
-            e = e.rebuild(new_children)
-    return fn(e)
+    """Rebuild e with fn applied to every distinct node, children first, without recursion."""
+    mapped: dict[int, Expr] = {}
+    for node in postorder(e):
+        children = node.children
+        new_children = tuple(mapped[id(child)] for child in children)
+        rebuilt = node.rebuild(new_children) if any(n is not c for n, c in zip(new_children, children)) else node
+        mapped[id(node)] = fn(rebuilt)
+    return mapped[id(e)]
 
 
 def substitute(e: Expr, mapping: dict[Expr, Expr]) -> Expr:
