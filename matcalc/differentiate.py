@@ -319,59 +319,130 @@ def _split_linear_product(e: MatMul) -> tuple[int, Expr]:
     return positions[0], e.factors[positions[0]]
 
 
-def gradient_of_linear(t: Expr, seed: Expr, out: list[Expr]) -> None:
-    """Append to `out` the G_i with sum_i <G_i, dX> = <seed, t>, for t linear in dX (reverse accumulation)."""
+Seeded = list[tuple[Expr, Expr]]  # (child holding dX, the seed it receives)
+
+
+@dataclass(frozen=True)
+class AdjointRule:
+    """<S, t> = sum_i <S_i, t_i> for a node t linear in its children t_i that hold dX: the seeds S_i."""
+
+    name: str
+    statement: str
+    applies: Callable[[Expr], bool]
+    seeds: Callable[[Expr, Expr], Seeded]  # (t, S) -> [(t_i, S_i)]
+
+
+def _product_seeds(t: Expr, seed: Expr) -> Seeded:
+    assert isinstance(t, MatMul)
+    position, inner = _split_linear_product(t)
+    others = t.factors[:position] + t.factors[position + 1 :]
+    if inner.is_scalar:  # <S, f M> = f <S, M>
+        return [(inner, _inner(seed, mul(*others)))]
+    chain = [f for f in t.factors if not f.is_scalar]  # <S, c L F R> = <c L^T S R^T, F>
+    k = next(i for i, f in enumerate(chain) if f is inner)
+    scalars = [f for f in t.factors if f.is_scalar]
+    left = [transpose(f) for f in reversed(chain[:k])]
+    right = [transpose(f) for f in reversed(chain[k + 1 :])]
+    return [(inner, mul(*scalars, *left, seed, *right))]
+
+
+def _hadamard_seeds(t: Expr, seed: Expr) -> Seeded:
+    assert isinstance(t, Hadamard)
+    position = next(i for i, f in enumerate(t.factors) if ir.contains_differential(f))
+    others = t.factors[:position] + t.factors[position + 1 :]
+    return [(t.factors[position], hadamard(seed, *others))]
+
+
+def _quotient_seeds(t: Expr, seed: Expr) -> Seeded:
+    assert isinstance(t, ElemDiv)
+    if ir.contains_differential(t.denominator):
+        raise _NotLinear(f"differential in a denominator: {t}")
+    return [(t.numerator, elem_div(seed, t.denominator))]
+
+
+def _diag_seeds(t: Expr, seed: Expr) -> Seeded:
+    assert isinstance(t, Func)
+    arg_shape = t.arg.shape
+    if arg_shape == ir.SCALAR:
+        return [(t.arg, seed)]
+    if arg_shape[0] == 1 and arg_shape[1] != 1:  # a row vector's diag
+        return [(t.arg, transpose(func("diag", seed)))]
+    return [(t.arg, func("diag", seed))]
+
+
+ADJOINT_RULES: list[AdjointRule] = [
+    AdjointRule("sum", "<S, A + B> -> <S, A> + <S, B>", lambda t: isinstance(t, Add),
+                lambda t, seed: [(term, seed) for term in t.children]),
+    AdjointRule("transpose", "<S, A^T> -> <S^T, A>", lambda t: isinstance(t, Transpose),
+                lambda t, seed: [(t.children[0], transpose(seed))]),
+    AdjointRule("product", "<S, c L F R> -> <c L^T S R^T, F>;  <S, f M> -> <<S, M>, f> (f scalar)",
+                lambda t: isinstance(t, MatMul), _product_seeds),
+    AdjointRule("hadamard", "<S, A .* F> -> <S .* A, F>", lambda t: isinstance(t, Hadamard), _hadamard_seeds),
+    AdjointRule("quotient", "<S, F ./ B> -> <S ./ B, F>", lambda t: isinstance(t, ElemDiv), _quotient_seeds),
+    AdjointRule("trace", "<s, tr(F)> -> <s I, F>", _is_func("tr"),
+                lambda t, seed: [(t.children[0], mul(seed, ir.identity(t.children[0].shape[0])))]),
+    AdjointRule("sum of entries", "<s, sum(F)> -> <s 1, F>", _is_func("sum"),
+                lambda t, seed: [(t.children[0], mul(seed, ones(t.children[0].shape)))]),
+    AdjointRule("diag", "<S, diag(f)> -> <diag(S), f>;  <s, diag(F)> -> <diag(s), F>", _is_func("diag"),
+                _diag_seeds),
+]
+
+
+def _parents_first(t: Expr) -> list[Expr]:
+    """The distinct nodes of t that hold dX, each before all of its children (a reverse topological order).
+
+    On a tree this is the preorder, children left to right, so the readers see terms in the order written.
+    """
+    order: list[Expr] = []
+    done: set[int] = set()
+    stack: list[tuple[Expr, bool]] = [(t, False)]
+    while stack:
+        node, children_done = stack.pop()
+        if id(node) in done:
+            continue
+        if children_done:
+            done.add(id(node))
+            order.append(node)
+            continue
+        stack.append((node, True))
+        stack.extend((child, False) for child in node.children
+                     if id(child) not in done and ir.contains_differential(child))
+    order.reverse()
+    return order
+
+
+def adjoints_of_linear(t: Expr, seed: Expr) -> dict[str, list[Expr]]:
+    """For t linear in the differentials dX_j: the G_j with sum_j <G_j, dX_j> = <seed, t>, as the list of
+    contributions to each G_j (by the variable's name), in the order the terms are written.
+
+    Reverse accumulation: the seeds flow from t down the DAG in reverse topological order, and a node
+    shared by several parents sums its seeds before passing them on (micrograd's backward), so the
+    work is linear in the number of distinct nodes, not in the number of paths.
+    """
     if not ir.contains_differential(t):
-        return
-    if isinstance(t, Differential):
-        out.append(seed)
-    elif isinstance(t, Add):
-        for term in t.terms:
-            gradient_of_linear(term, seed, out)
-    elif isinstance(t, Transpose):  # <S, A^T> = <S^T, A>
-        gradient_of_linear(t.arg, transpose(seed), out)
-    elif isinstance(t, MatMul):
-        position, inner = _split_linear_product(t)
-        others = t.factors[:position] + t.factors[position + 1 :]
-        if inner.is_scalar:  # <S, f M> = f <S, M>
-            gradient_of_linear(inner, _inner(seed, mul(*others)), out)
-        else:  # <S, c L F R> = <c L^T S R^T, F>
-            chain = [f for f in t.factors if not f.is_scalar]
-            k = next(i for i, f in enumerate(chain) if f is inner)
-            scalars = [f for f in t.factors if f.is_scalar]
-            left = [transpose(f) for f in reversed(chain[:k])]
-            right = [transpose(f) for f in reversed(chain[k + 1 :])]
-            gradient_of_linear(inner, mul(*scalars, *left, seed, *right), out)
-    elif isinstance(t, Hadamard):  # <S, A .* F> = <S .* A, F>
-        position = next(i for i, f in enumerate(t.factors) if ir.contains_differential(f))
-        others = t.factors[:position] + t.factors[position + 1 :]
-        gradient_of_linear(t.factors[position], hadamard(seed, *others), out)
-    elif isinstance(t, ElemDiv):  # <S, F ./ B> = <S ./ B, F>
-        if ir.contains_differential(t.denominator):
-            raise _NotLinear(f"differential in a denominator: {t}")
-        gradient_of_linear(t.numerator, elem_div(seed, t.denominator), out)
-    elif isinstance(t, Func) and t.name == "tr":  # <s, tr(F)> = <s I, F>
-        gradient_of_linear(t.arg, mul(seed, ir.identity(t.arg.shape[0])), out)
-    elif isinstance(t, Func) and t.name == "sum":  # <s, sum(F)> = <s 1, F>
-        gradient_of_linear(t.arg, mul(seed, ones(t.arg.shape)), out)
-    elif isinstance(t, Func) and t.name == "diag":
-        arg_shape = t.arg.shape
-        if arg_shape == ir.SCALAR:
-            gradient_of_linear(t.arg, seed, out)
-        elif ir.is_column(arg_shape):  # <S, diag(f)> = <diag(S), f>
-            gradient_of_linear(t.arg, func("diag", seed), out)
-        elif arg_shape[0] == 1:
-            gradient_of_linear(t.arg, transpose(func("diag", seed)), out)
-        else:  # <s, diag(F)> = <diag(s), F>
-            gradient_of_linear(t.arg, func("diag", seed), out)
-    else:
-        raise _NotLinear(f"no linear rule for {type(t).__name__} {t}")
+        return {}
+    pending: dict[int, list[Expr]] = {id(t): [seed]}
+    out: dict[str, list[Expr]] = {}
+    for node in _parents_first(t):
+        seeds = pending.pop(id(node), None)
+        if seeds is None:
+            continue
+        if isinstance(node, Differential):
+            out.setdefault(node.var.name, []).extend(seeds)
+            continue
+        total = seeds[0] if len(seeds) == 1 else add(*seeds)
+        rule = next((r for r in ADJOINT_RULES if r.applies(node)), None)
+        if rule is None:
+            raise _NotLinear(f"no linear rule for {type(node).__name__} {node}")
+        for child, child_seed in rule.seeds(node, total):
+            if ir.contains_differential(child):
+                pending.setdefault(id(child), []).append(child_seed)
+    return out
 
 
 def gradient_from_differential(df: Expr, variable_shape: ir.Shape) -> Expr:
     """G with df = <G, dX>, for a scalar df."""
-    parts: list[Expr] = []
-    gradient_of_linear(df, ir.ONE, parts)
+    parts = [g for contributions in adjoints_of_linear(df, ir.ONE).values() for g in contributions]
     return add(*parts) if parts else ir.zeros(variable_shape)
 
 
