@@ -741,7 +741,8 @@ def map_bottom_up(e: Expr, fn: Callable[[Expr], Expr]) -> Expr:
     for node in postorder(e):
         children = node.children
         new_children = tuple(mapped[id(child)] for child in children)
-        rebuilt = node.rebuild(new_children) if any(n is not c for n, c in zip(new_children, children)) else node
+        changed = any(n is not c for n, c in zip(new_children, children, strict=True))
+        rebuilt = node.rebuild(new_children) if changed else node
         mapped[id(node)] = fn(rebuilt)
     return mapped[id(e)]
 
