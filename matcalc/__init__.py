@@ -7,7 +7,7 @@
 SymPy and NumPy are imported only by verify() and evaluate().
 """
 
-from .api import CheckResult, Derivative, Step, check, diff, hessian, parse
+from .api import CheckResult, Derivative, Step, check, diff, grad, hessian, parse
 from .errors import (
     DeclarationError,
     EvaluationError,
@@ -29,6 +29,7 @@ __all__ = [
     "UnsupportedError",
     "check",
     "diff",
+    "grad",
     "hessian",
     "parse",
 ]

@@ -19,8 +19,10 @@ from .differentiate import derivative_from_differential, differential
 from .errors import ParseError, ResultShapeError, ShapeError, UnsupportedError
 from .ir import Expr, Var
 from .parsing import Declaration, Declarations, dimension_names, parse_declarations
-from .printing import to_latex, to_text
-from .shapes import parse_typed
+from .backprop import Bindings, backpropagate, fresh_name, inline_bindings, needed_bindings
+from .naming import name_shared
+from .printing import latex_name, program_latex, program_text, to_latex, to_text
+from .shapes import Parsed, ParsedProgram, parse_program, parse_typed
 from .simplify import simplify
 
 Layout = Literal["numerator", "denominator"]
@@ -52,22 +54,40 @@ class Derivative:
     layout: Layout
     where: Declarations
     steps: tuple[Step, ...]
+    # The named form: definitions (forward values of a program, adjoints g_h, shared subexpressions) and
+    # the result in terms of them. `expr` is the same result as one expression (a DAG: nothing is copied).
+    bindings: Bindings = ()
+    body: Expr | None = None
+    program: Bindings = ()  # the function as the program it was given as, when it was one
 
     @property
     def shape(self) -> ir.Shape:
         return self.expr.shape
 
     def __str__(self) -> str:
-        return to_text(self.expr)
+        return self.text()
 
-    def latex(self) -> str:
-        f = to_latex(self.function)
+    def text(self, inline: bool = False) -> str:
+        """The result in the input language: named (one line per definition, then the result) or inline."""
+        if inline or not self.bindings:
+            return to_text(self.expr)
+        return program_text(self.bindings, self.body)
+
+    def _function_latex(self) -> str:
+        if self.program:
+            return latex_name(self.program[-1][0])
+        return rf"\left({to_latex(self.function)}\right)"
+
+    def latex(self, inline: bool = False) -> str:
+        f = self._function_latex()
         x = to_latex(self.variable)
         if self.kind == "hessian":
-            left = rf"\frac{{\partial^2}}{{\partial {x}\, \partial {x}^\top}} \left({f}\right)"
+            left = rf"\frac{{\partial^2}}{{\partial {x}\, \partial {x}^\top}} {f}"
         else:
-            left = rf"\frac{{\partial}}{{\partial {x}}} \left({f}\right)"
-        return f"{left} = {to_latex(self.expr)}"
+            left = rf"\frac{{\partial}}{{\partial {x}}} {f}"
+        if inline or not self.bindings:
+            return f"{left} = {to_latex(self.expr)}"
+        return program_latex(self.bindings, self.body, left)
 
     def __repr__(self) -> str:
         # the result in the input language: the REPL shows Derivative('(A + A^T) x'), not the IR
@@ -117,13 +137,15 @@ class Derivative:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "function": to_text(self.function),
+            "function": program_text(self.program) if self.program else to_text(self.function),
             "variable": self.variable.name,
             "where": {name: str(decl).split(": ", 1)[1] for name, decl in self.where.items()},
             "kind": self.kind,
             "layout": self.layout,
             "shape": [str(d) for d in self.shape],
             "text": str(self),
+            "definitions": [{"name": name, "text": to_text(e)} for name, e in self.bindings],
+            "result": to_text(self.body if self.body is not None else self.expr),
             "latex": self.latex(),
             "steps": [{"title": s.title, "text": to_text(s.expr), "rules": list(dict.fromkeys(s.rules))}
                       for s in self.steps],
@@ -196,13 +218,40 @@ def _with_dimensions(where: Declarations, exprs: list[Expr]) -> Declarations:
     return {**where, **missing} if missing else where
 
 
-def _prepare(expr: str, wrt: str, where: str | dict | None) -> tuple[Expr, Var, Declarations]:
+def _check_variable_name(wrt: object) -> str:
     if not isinstance(wrt, str) or not _NAME.match(wrt):
         raise ParseError(f"not a variable name: {wrt!r}")
     if wrt in ("I", "eye"):
         raise ParseError(f"'{wrt}' is the identity matrix, not a variable")
-    parsed = parse_typed(expr, parse_declarations(where), extra_symbols=(wrt,))
-    return parsed.expr, _variable(wrt, parsed.symbols, parsed.expr), parsed.symbols
+    return wrt
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A parsed function: its definitions (one for a single expression), as one expression, and its symbols."""
+
+    program: ParsedProgram
+    function: Expr
+    variables: tuple[Var, ...]
+    symbols: Declarations
+
+    @property
+    def taken(self) -> set[str]:
+        """Every name the input uses (symbols, definitions, dimensions): new names avoid them."""
+        return {*self.symbols, *(name for name, _ in self.program.bindings), *dimension_names(self.symbols)}
+
+
+def _prepare(expr: str, wrts: list[str], where: str | dict | None) -> _Prepared:
+    for wrt in wrts:
+        _check_variable_name(wrt)
+    program = parse_program(expr, parse_declarations(where), extra_symbols=tuple(wrts))
+    defined = {name for name, _ in program.bindings}
+    for wrt in wrts:
+        if wrt in defined:
+            raise ParseError(f"'{wrt}' is defined by the program, not a variable: differentiate w.r.t. an input")
+    function = inline_bindings(program.bindings[:-1], program.bindings[-1][1])
+    variables = tuple(_variable(wrt, program.symbols, function) for wrt in wrts)
+    return _Prepared(program, function, variables, program.symbols)
 
 
 def _differentiate(function: Expr, variable: Var, symmetric_gradient: bool = False) -> tuple[Expr, list[Step]]:
@@ -220,34 +269,93 @@ def _differentiate(function: Expr, variable: Var, symmetric_gradient: bool = Fal
     return result, steps
 
 
+def _derivative(prepared: _Prepared, variable: Var, result: Expr, kind: Kind, layout: Layout,
+                steps: list[Step], inline: bool, bindings: Bindings = (), body: Expr | None = None) -> Derivative:
+    """A Derivative, with its named form: given `bindings` and `body`, or the shared subexpressions of `result`."""
+    if body is None and not inline:
+        bindings, body = name_shared(result, prepared.taken)
+    program = prepared.program.bindings if prepared.program.is_program else ()
+    named_exprs = [e for _, e in bindings]
+    where = _with_dimensions(prepared.symbols, [prepared.function, result, *named_exprs])
+    return Derivative(prepared.function, variable, result, kind, layout, where, tuple(steps),
+                      tuple(bindings), body, program)
+
+
+def _backward(prepared: _Prepared, inline: bool) -> dict[str, Derivative]:
+    """Every requested gradient of a program with a scalar output, from one backward pass."""
+    bindings = prepared.program.bindings
+    backward = backpropagate(bindings, list(prepared.variables), prepared.taken)
+    adjoints = dict(backward.adjoints)
+    out: dict[str, Derivative] = {}
+    for variable in prepared.variables:
+        gradient = backward.gradients[variable.name]
+        needed = needed_bindings((*bindings, *backward.adjoints), [gradient])
+        forward = tuple((n, e) for n, e in needed if n not in adjoints)
+        backward_lines = tuple((n, e) for n, e in needed if n in adjoints)
+        named = (*forward, *backward_lines)
+        steps = [Step(f"forward: {n}", e) for n, e in bindings]
+        steps += [Step(f"backward: {n}", e, backward.rules) for n, e in backward_lines]
+        steps.append(Step(f"gradient w.r.t. {variable.name}", gradient))
+        kind: Kind = "derivative" if variable.is_scalar else "gradient"
+        result = inline_bindings(named, gradient)
+        out[variable.name] = _derivative(prepared, variable, result, kind, "numerator", steps, inline,
+                                         named, gradient)
+    return out
+
+
 @_without_cycle_collection
-def diff(expr: str, wrt: str, where: str | dict | None = None, layout: Layout = "numerator") -> Derivative:
-    """The derivative of `expr` w.r.t. the variable `wrt`, simplified to cookbook form.
+def diff(expr: str, wrt: str, where: str | dict | None = None, layout: Layout = "numerator",
+         inline: bool = False) -> Derivative:
+    """The derivative of `expr` (an expression or a program) w.r.t. the variable `wrt`, in cookbook form.
 
     - scalar w.r.t. scalar, vector or matrix: the gradient, with the variable's shape;
     - vector (m) w.r.t. vector (n): the Jacobian, m x n (numerator layout) or n x m (denominator);
       a row vector has the Jacobian of its transpose;
     - vector or matrix w.r.t. a scalar: the entrywise derivative, with the expression's shape.
     A gradient w.r.t. a symmetric matrix is sym(G) = (G + G^T)/2 (see docs/conventions.md).
+    The gradient of a program with a scalar output comes from a backward pass over its definitions.
+    The result prints with its shared subexpressions named (one definition per line), or `inline`.
     """
     if layout not in ("numerator", "denominator"):
         raise ParseError(f"layout must be 'numerator' or 'denominator', not {layout!r}")
-    function, variable, symbols = _prepare(expr, wrt, where)
+    prepared = _prepare(expr, [wrt], where)
+    (variable,) = prepared.variables
+    function = prepared.function
     kind = _kind(function, variable)
+    if prepared.program.is_program and function.shape == ir.SCALAR:
+        return _backward(prepared, inline)[wrt]
     result, steps = _differentiate(function, variable, variable.symmetric and kind == "gradient")
     steps.insert(0, Step("function", function))
     if layout == "denominator" and kind == "jacobian":
         trace: list[str] = []
         result = simplify(ir.transpose(result), trace)
         steps.append(Step("denominator layout (transpose)", result, tuple(trace)))
-    return Derivative(function, variable, result, kind, layout, _with_dimensions(symbols, [function, result]),
-                      tuple(steps))
+    return _derivative(prepared, variable, result, kind, layout, steps, inline)
 
 
 @_without_cycle_collection
-def hessian(expr: str, wrt: str, where: str | dict | None = None) -> Derivative:
-    """The Hessian of a scalar expression w.r.t. a vector (or the 2nd derivative w.r.t. a scalar)."""
-    function, variable, symbols = _prepare(expr, wrt, where)
+def grad(expr: str, wrt: list[str] | tuple[str, ...], where: str | dict | None = None,
+         inline: bool = False) -> dict[str, Derivative]:
+    """The gradients of a scalar expression or program w.r.t. several variables, by name, from one backward pass."""
+    if isinstance(wrt, str):
+        raise ParseError("grad takes a list of variable names, e.g. ['W1', 'W2']; diff takes one")
+    if not wrt:
+        raise ParseError("grad needs at least one variable")
+    names = list(dict.fromkeys(wrt))
+    prepared = _prepare(expr, names, where)
+    if prepared.function.shape != ir.SCALAR:
+        shape = prepared.function.shape
+        raise ShapeError(f"grad needs a scalar function, but the output has shape {shape[0]}×{shape[1]}; "
+                         f"use diff for a Jacobian")
+    return _backward(prepared, inline)
+
+
+@_without_cycle_collection
+def hessian(expr: str, wrt: str, where: str | dict | None = None, inline: bool = False) -> Derivative:
+    """The Hessian of a scalar expression or program w.r.t. a vector (or the 2nd derivative w.r.t. a scalar)."""
+    prepared = _prepare(expr, [wrt], where)
+    (variable,) = prepared.variables
+    function = prepared.function
     if function.shape != ir.SCALAR:
         raise ShapeError(f"a Hessian needs a scalar expression, but `{to_text(function)}` has shape "
                          f"{function.shape[0]}×{function.shape[1]}")
@@ -257,8 +365,7 @@ def hessian(expr: str, wrt: str, where: str | dict | None = None) -> Derivative:
     steps = [Step("function", function), *[Step(f"gradient, {s.title}", s.expr, s.rules) for s in steps]]
     result, second = _differentiate(gradient, variable)
     steps += [Step(f"Hessian, {s.title}", s.expr, s.rules) for s in second]
-    return Derivative(function, variable, result, "hessian", "numerator", _with_dimensions(symbols, [function, result]),
-                      tuple(steps))
+    return _derivative(prepared, variable, result, "hessian", "numerator", steps, inline)
 
 
 @dataclass(frozen=True)
@@ -325,6 +432,12 @@ def _wrong_shape(derivative: Derivative, candidate: Expr) -> str:
     return reason
 
 
+def _candidate(text: str, where: Declarations, shape: ir.Shape | None) -> Parsed:
+    """A candidate derivative, an expression or a program (such as a printed result), as one expression."""
+    program = parse_program(text, where, expected_shape=shape)
+    return Parsed(inline_bindings(program.bindings[:-1], program.bindings[-1][1]), program.symbols)
+
+
 @_without_cycle_collection
 def check(expr: str, wrt: str, candidate: str, where: str | dict | None = None, layout: Layout = "numerator",
           hessian_of: bool = False, timeout: float | None = None) -> CheckResult:
@@ -337,9 +450,9 @@ def check(expr: str, wrt: str, candidate: str, where: str | dict | None = None, 
 
     derivative = hessian(expr, wrt, where) if hessian_of else diff(expr, wrt, where, layout)
     try:
-        parsed = parse_typed(candidate, derivative.where, expected_shape=derivative.shape)
+        parsed = _candidate(candidate, derivative.where, derivative.shape)
     except ResultShapeError:
-        free = parse_typed(candidate, derivative.where)
+        free = _candidate(candidate, derivative.where, None)
         return CheckResult(derivative, free.expr, VerificationReport(False, [], 0),
                            _wrong_shape(derivative, free.expr))
     unknown = set(ir.variables(parsed.expr)) - set(derivative.where) - {wrt}

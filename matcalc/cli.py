@@ -21,6 +21,8 @@ examples:
   matcalc diff "x^T A x" x --hessian --verify       ->  A + A^T, proven with SymPy
   matcalc diff "W x + b" x --layout denominator --json
   matcalc check "a^T x" x "a"                       ->  correct (exit 0) or a counterexample (exit 3)
+  matcalc diff "h = tanh(W1 x); L = sum(tanh(W2 h))" W1,W2   ->  both gradients, one backward pass
+  matcalc diff -f model.mc W1                       ->  a program read from a file (- for standard input)
   matcalc --version                                 ->  matcalc 0.1.0
 
 language: products by juxtaposition or *, transpose ^T ' or ᵀ, powers ^k, element-wise .* ./ .^
@@ -61,13 +63,17 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
         sub.add_argument("--hessian", action="store_true", help="the Hessian of a scalar w.r.t. a vector")
         sub.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
                          help="time limit of the SymPy proof (default 30): past it the verdict is undecided, exit 4")
+        sub.add_argument("-f", "--file", metavar="FILE",
+                         help="read EXPR (an expression or a program) from FILE, or from standard input for -")
         sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
     diff = commands.add_parser("diff", help="differentiate EXPR w.r.t. VAR", epilog=EXAMPLES,
                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    diff.add_argument("expr", metavar="EXPR")
-    diff.add_argument("var", metavar="VAR")
+    diff.add_argument("expr", metavar="EXPR", nargs="?", help="an expression, or a program: h = tanh(W x); L = sum(h)")
+    diff.add_argument("var", metavar="VAR", nargs="?", help="the variable, or several: W1,W2,b (one backward pass)")
     common(diff)
+    diff.add_argument("--inline", action="store_true",
+                      help="print the result as one expression, without naming shared subexpressions")
     output = diff.add_mutually_exclusive_group()
     output.add_argument("--latex", action="store_true", help="print LaTeX")
     output.add_argument("--json", action="store_true", help="print JSON: input, declarations, shape, text, LaTeX")
@@ -77,9 +83,9 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
 
     check = commands.add_parser("check", help="check your own derivative CANDIDATE of EXPR w.r.t. VAR",
                                 epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    check.add_argument("expr", metavar="EXPR")
-    check.add_argument("var", metavar="VAR")
-    check.add_argument("candidate", metavar="CANDIDATE")
+    check.add_argument("expr", metavar="EXPR", nargs="?")
+    check.add_argument("var", metavar="VAR", nargs="?")
+    check.add_argument("candidate", metavar="CANDIDATE", nargs="?", help="an expression or a program")
     common(check)
 
     rules = commands.add_parser("rules", help="list every derivative and simplification rule")
@@ -159,31 +165,75 @@ def _run_rules() -> int:
     return 0
 
 
-def _run_diff(args: argparse.Namespace) -> int:
-    from .api import diff, hessian
+def _read_operands(args: argparse.Namespace, names: tuple[str, ...]) -> None:
+    """Fill args.expr from --file (the positionals then shift by one) and check that every operand is given."""
+    from .errors import ParseError
 
-    d = hessian(args.expr, args.var, args.where) if args.hessian else diff(args.expr, args.var, args.where,
-                                                                            args.layout)
-    report = d.verify(timeout=args.timeout) if args.verify else None
-    if args.json:
-        payload = {"input": args.expr, **d.to_json()}
-        if report is not None:
-            payload["verified"] = bool(report)
-            payload["verification"] = str(report)
-        print(json.dumps(payload, ensure_ascii=False, indent=2))
+    values = [getattr(args, name) for name in names]
+    if args.file is not None:
+        if values[-1] is not None:
+            raise ParseError(f"with --file, give only {' and '.join(n.upper() for n in names[1:])} "
+                             f"(the expression is read from {args.file})")
+        try:
+            if args.file == "-":
+                text = sys.stdin.read()
+            else:
+                with open(args.file, encoding="utf-8") as handle:
+                    text = handle.read()
+        except (OSError, UnicodeDecodeError) as error:
+            raise ParseError(f"cannot read {args.file}: {error}") from None
+        values = [text, *values[:-1]]
+    missing = [name.upper() for name, value in zip(names, values, strict=True) if value is None]
+    if missing:
+        raise ParseError(f"missing {' and '.join(missing)} (see matcalc {args.command} --help)")
+    for name, value in zip(names, values, strict=True):
+        setattr(args, name, value)
+
+
+def _run_diff(args: argparse.Namespace) -> int:
+    from .api import diff, grad, hessian
+
+    _read_operands(args, ("expr", "var"))
+    names = [name.strip() for name in args.var.split(",")]
+    if len(names) > 1:
+        if args.hessian:
+            from .errors import ParseError
+
+            raise ParseError("--hessian takes one variable")
+        derivatives = grad(args.expr, names, args.where, inline=args.inline)
+    elif args.hessian:
+        derivatives = {names[0]: hessian(args.expr, names[0], args.where, inline=args.inline)}
     else:
-        if args.shapes:
-            for declaration in d.where.values():
-                print(f"{declaration}")
-            print(f"result: {d.shape[0]}×{d.shape[1]}")
-        if args.steps:
-            print(d.derivation(latex=args.latex))
-        print(d.latex() if args.latex else str(d))
-        if report is not None:
-            print(report)
-    if report is not None and report.undecided:
+        derivatives = {names[0]: diff(args.expr, names[0], args.where, args.layout, inline=args.inline)}
+    reports = {name: d.verify(timeout=args.timeout) if args.verify else None for name, d in derivatives.items()}
+    if args.json:
+        payloads = {}
+        for name, d in derivatives.items():
+            payload = {"input": args.expr, **d.to_json()}
+            report = reports[name]
+            if report is not None:
+                payload["verified"] = bool(report)
+                payload["verification"] = str(report)
+            payloads[name] = payload
+        single = len(payloads) == 1
+        print(json.dumps(next(iter(payloads.values())) if single else {"gradients": payloads},
+                         ensure_ascii=False, indent=2))
+    else:
+        for index, (name, d) in enumerate(derivatives.items()):
+            if len(derivatives) > 1:
+                print(f"{chr(10) if index else ''}# gradient w.r.t. {name}")
+            if args.shapes:
+                for declaration in d.where.values():
+                    print(f"{declaration}")
+                print(f"result: {d.shape[0]}×{d.shape[1]}")
+            if args.steps:
+                print(d.derivation(latex=args.latex))
+            print(d.latex(inline=args.inline) if args.latex else d.text(inline=args.inline))
+            if reports[name] is not None:
+                print(reports[name])
+    if any(report is not None and report.undecided for report in reports.values()):
         return UNDECIDED
-    if report is not None and not report:
+    if any(report is not None and not report for report in reports.values()):
         print("internal error: the result failed its own verification; please report it", file=sys.stderr)
         return 1
     return 0
@@ -195,6 +245,7 @@ UNDECIDED = 4  # exit code: the proof ran out of time (or found no point where t
 def _run_check(args: argparse.Namespace) -> int:
     from .api import check
 
+    _read_operands(args, ("expr", "var", "candidate"))
     result = check(args.expr, args.var, args.candidate, args.where, args.layout, hessian_of=args.hessian,
                    timeout=args.timeout)
     print(result)

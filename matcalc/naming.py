@@ -1,0 +1,43 @@
+"""Common-subexpression naming for printing: a result as definitions plus a body.
+
+A subexpression that would be printed more than once and is more than a few tokens long gets a name
+(`s = sigmoid(W x + b)`), and every use refers to it, so that a result whose DAG is linear in size
+prints in linear size. Names follow what the node is (the first letter of its function, upper case for
+a matrix) and avoid every name the input uses.
+"""
+
+from __future__ import annotations
+
+from . import ir
+from .backprop import Bindings, fresh_name
+from .ir import Expr, Func, Var
+from .printing import shared_subexpressions
+
+MIN_NAMED_SIZE = 4  # nodes of the printed subtree: `W x` stays inline, `sigmoid(W x + b)` is named
+
+
+def _base_name(e: Expr) -> str:
+    letter = e.name[0] if isinstance(e, Func) and e.name[0].isalpha() else "u"
+    rows, cols = e.shape
+    return letter.upper() if rows != 1 and cols != 1 else letter
+
+
+def name_shared(e: Expr, taken: set[str], min_size: int = MIN_NAMED_SIZE) -> tuple[Bindings, Expr]:
+    """(definitions, body): e with each repeated subexpression named, definitions before their uses."""
+    shared = shared_subexpressions(e, min_size)
+    if not shared:
+        return (), e
+    used = set(taken)
+    names: dict[int, Var] = {}
+    for node in shared:
+        name = fresh_name(_base_name(node), used)
+        used.add(name)
+        names[id(node)] = Var(name, node.shape)
+    form: dict[int, Expr] = {}  # each node with its named children referred to by name
+    for node in ir.postorder(e):
+        children = node.children
+        new_children = tuple(names.get(id(child)) or form[id(child)] for child in children)
+        changed = any(new is not old for new, old in zip(new_children, children, strict=True))
+        form[id(node)] = node.rebuild(new_children) if changed else node
+    bindings = tuple((names[id(node)].name, form[id(node)]) for node in shared)
+    return bindings, form[id(e)]
