@@ -19,8 +19,9 @@ from .errors import DeclarationError, ParseError
 if TYPE_CHECKING:
     from lark import Lark, Tree
 
-# Deeper nesting is refused up front so no later (recursive) stage can overflow the stack.
-MAX_NESTING = 150
+# No stage recurses over the depth of an expression; deeper nesting is refused up front only so that an
+# absurd input fails fast, with a clear message.
+MAX_NESTING = 10_000
 
 KINDS = ("scalar", "vector", "matrix", "symmetric", "dim")
 RESERVED_NAMES = frozenset({"I", "eye"})
@@ -147,7 +148,7 @@ def _check_nesting(tree: Tree, text: str) -> None:
             depth += len(current.children) - 1
         if depth > MAX_NESTING:
             position = getattr(current.meta, "start_pos", 0) or 0
-            raise syntax_error(text, position, f"the expression is nested deeper than {MAX_NESTING} levels")
+            raise syntax_error(text, position, f"the expression is nested deeper than {MAX_NESTING:,} levels")
         stack.extend((child, depth + 1) for child in current.children if isinstance(child, Tree))
 
 
@@ -155,13 +156,16 @@ _BRACKETS = {"(": ")", "{": "}"}
 
 
 def _precheck(text: str) -> None:
-    """Nesting depth and NUL bytes, checked before the parser runs so that a pathological input fails fast."""
-    depth = 0
+    """Nesting depth and NUL bytes, checked before the parser runs so that a pathological input fails fast.
+
+    The expression itself is one level and each bracket adds one, as in _check_nesting: `(x)` has two.
+    """
+    depth = 1
     for position, character in enumerate(text):
         if character in "({":
             depth += 1
             if depth > MAX_NESTING:
-                raise syntax_error(text, position, f"parentheses are nested deeper than {MAX_NESTING} levels")
+                raise syntax_error(text, position, f"parentheses are nested deeper than {MAX_NESTING:,} levels")
         elif character in ")}":
             depth -= 1
         if character == "\x00":

@@ -2,7 +2,8 @@
 
 Dimensions are unknowns joined by union-find over the whole expression (in `x^T A x`, A must be
 n x n). An unknown is never unified with 1, so scalar-ness is decided by each node's kind, and
-a mismatch is reported with both operands' source text and shapes.
+a mismatch is reported with both operands' source text and shapes. No walk here recurses over the
+depth of the syntax tree.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import difflib
 import itertools
 import re
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import TYPE_CHECKING
@@ -75,9 +77,14 @@ class Dimensions:
         return var
 
     def find(self, term: DimTerm) -> DimTerm:
-        while isinstance(term, DimVar) and term in self.parent:
-            term = self.parent[term]
-        return term
+        root = term
+        while isinstance(root, DimVar) and root in self.parent:
+            root = self.parent[root]
+        while isinstance(term, DimVar) and term in self.parent:  # path compression: a long program stays linear
+            parent = self.parent[term]
+            self.parent[term] = root
+            term = parent
+        return root
 
     def unify(self, a: DimTerm, b: DimTerm) -> bool:
         a, b = self.find(a), self.find(b)
@@ -129,7 +136,7 @@ class Dimensions:
 # ---------------------------------------------------------------- typed syntax
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity: a generated __eq__ would recurse over the depth
 class Typed:
     """A syntax node with its inferred (not yet named) shape and source text."""
 
@@ -151,11 +158,16 @@ class SymbolInfo:
 
 
 _CHAINS = {"add": ("add", "sub"), "sub": ("add", "sub"), "mul": ("mul",), "hadamard": ("hadamard",)}
-MAX_DEPTH = 64  # of the IR, in operator levels: every later stage recurses over it, and derivatives grow with depth
+# Of the IR, in operator levels. No stage recurses over it; deeper input is refused only to fail fast on
+# absurd input.
+MAX_DEPTH = 10_000
 # Literals as large as the exact constants the engine keeps (ir.MAX_CONSTANT_BITS), so that every printed
 # result parses back; a value beyond float64's range is an EvaluationError only when evaluated in floats.
 MAX_NUMBER_DIGITS = 3_000
 MAX_NUMBER_EXPONENT = 3_000
+
+
+Visit = Generator["Tree", Typed, Typed]  # a visit_* method: yields the subtrees it needs typed, gets their types
 
 
 class Inference:
@@ -209,11 +221,41 @@ class Inference:
         return self.text[start:end].strip() if start is not None else str(tree)
 
     def visit(self, tree: Tree | Token) -> Typed:
+        """The typed form of a syntax tree, without recursion over its depth.
+
+        A visit_* method of a leaf returns its Typed; one of an inner node is a generator that yields
+        each subtree it needs typed, when the recursive walk would have typed it, and is sent back that
+        subtree's Typed. An explicit stack of suspended methods stands in for the call stack: children
+        are typed before their node is, and every check runs in the order, and every error is the one,
+        of a recursive walk.
+        """
+        stack: list[Visit] = []
+        started = self._start(tree)
+        result: Typed | None = None
+        if isinstance(started, Typed):
+            return started
+        stack.append(started)
+        while stack:
+            try:
+                child = stack[-1].send(result)  # type: ignore[arg-type]
+            except StopIteration as finished:
+                stack.pop()
+                result = finished.value
+                continue
+            started = self._start(child)
+            if isinstance(started, Typed):
+                result = started
+            else:
+                stack.append(started)
+                result = None
+        assert result is not None
+        return result
+
+    def _start(self, tree: Tree | Token) -> Typed | Visit:
         kind = getattr(tree, "data", None)
         if kind is None:  # a bare token
             raise AssertionError(f"unexpected token {tree!r}")
-        method = getattr(self, f"visit_{kind}")
-        return method(tree)
+        return getattr(self, f"visit_{kind}")(tree)
 
     def visit_number(self, tree: Tree) -> Typed:
         token = tree.children[0]
@@ -253,38 +295,38 @@ class Inference:
         shape = (self.dims.fresh(), 1) if str(keyword) == "vector" else (self.dims.fresh(), self.dims.fresh())
         return Typed("fill", shape, self.source(tree), payload=value)
 
-    def visit_unary(self, tree: Tree) -> Typed:
+    def visit_unary(self, tree: Tree) -> Visit:
         sign, operand = tree.children
-        inner = self.visit(operand)
+        inner = yield operand
         if str(sign) == "+":
             return inner
         return Typed("neg", inner.shape, self.source(tree), [inner])
 
-    def visit_sum(self, tree: Tree) -> Typed:
+    def visit_sum(self, tree: Tree) -> Visit:
         items = tree.children
-        result = self.visit(items[0])
+        result = yield items[0]
         for sign, operand in zip(items[1::2], items[2::2], strict=True):
-            right = self.visit(operand)
+            right = yield operand
             result = self.add(result, right, str(sign), self._join(result, right, str(sign)))
         return result
 
-    def visit_product(self, tree: Tree) -> Typed:
+    def visit_product(self, tree: Tree) -> Visit:
         items = tree.children
         self._check_unknown_function(items)
-        result = self.visit(items[0])
+        result = yield items[0]
         for tail in items[1:]:
             if tail.data == "explicit":
                 operator, operand = tail.children
-                right = self.visit(operand)
+                right = yield operand
                 result = self.multiply(result, right, str(operator), self._join(result, right, str(operator)))
             else:
-                right = self.visit(tail.children[0])
+                right = yield tail.children[0]
                 result = self.multiply(result, right, "", self._join(result, right, ""))
         return result
 
-    def visit_postfix(self, tree: Tree) -> Typed:
+    def visit_postfix(self, tree: Tree) -> Visit:
         items = tree.children
-        result = self.visit(items[0])
+        result = yield items[0]
         start, _ = _span(tree)
         for op in items[1:]:
             _, end = _span(op)
@@ -292,14 +334,17 @@ class Inference:
             if op.data == "transpose_op":
                 result = Typed("transpose", (result.shape[1], result.shape[0]), text, [result])
             elif op.data == "power_op":
-                result = self.power(result, self.visit(op.children[0]), text)
+                exponent = yield op.children[0]
+                result = self.power(result, exponent, text)
             else:
-                result = self.elem_power(result, self.visit(op.children[0]), text)
+                exponent = yield op.children[0]
+                result = self.elem_power(result, exponent, text)
         return result
 
-    def visit_call(self, tree: Tree) -> Typed:
+    def visit_call(self, tree: Tree) -> Visit:
         name_token, argument = tree.children
-        return self.call(str(name_token), self.visit(argument), self.source(tree))
+        typed_argument = yield argument
+        return self.call(str(name_token), typed_argument, self.source(tree))
 
     # ------------------------------------------------------------ operators
     @staticmethod
@@ -531,7 +576,7 @@ class Inference:
             done[id(node)] = convert(node, args)
         result = done[id(root)]
         if ir.depth(result) > MAX_DEPTH:
-            raise ParseError(f"the expression is nested deeper than {MAX_DEPTH} levels "
+            raise ParseError(f"the expression is nested deeper than {MAX_DEPTH:,} levels "
                              f"(a chain such as a ./ b ./ c ... counts one level per operator)")
         return result
 
