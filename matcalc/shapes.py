@@ -1,9 +1,9 @@
 """Stage 2: syntax tree -> typed IR, inferring every dimension by unification.
 
 Dimensions are unknowns joined by union-find over the whole expression (in `x^T A x`, A must be
-n x n). An unknown is never unified with 1, so scalar-ness is decided by each node's kind, and
-a mismatch is reported with both operands' source text and shapes. No walk here recurses over the
-depth of the syntax tree.
+n x n), or over a whole program (in `h = W x; y = A h`, rows(A) = rows(W)). An unknown is never
+unified with 1, so scalar-ness is decided by each node's kind, and a mismatch is reported with both
+operands' source text and shapes. No walk here recurses over the depth of the syntax tree.
 """
 
 from __future__ import annotations
@@ -11,19 +11,29 @@ from __future__ import annotations
 import difflib
 import itertools
 import re
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from . import ir
 from .errors import MatcalcError, ParseError, ResultShapeError, ShapeError, abbreviate
 from .functions import FUNCTIONS
-from .parsing import Declaration, Declarations, caret_line, dimension_names, parse_tree
+from .parsing import (
+    Declaration,
+    Declarations,
+    Statement,
+    caret_line,
+    dimension_names,
+    is_program,
+    parse_statements,
+    parse_tree,
+)
 
 if TYPE_CHECKING:
     from lark import Token, Tree
 
+T = TypeVar("T")
 GREEK = frozenset(
     {
         "alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa", "lambda",
@@ -171,17 +181,24 @@ Visit = Generator["Tree", Typed, Typed]  # a visit_* method: yields the subtrees
 
 
 class Inference:
-    def __init__(self, text: str, declarations: Declarations) -> None:
+    """The types of one expression, or of a program's statements (`defined` are its defined names)."""
+
+    def __init__(self, text: str, declarations: Declarations, defined: frozenset[str] = frozenset()) -> None:
         self.text = text
         self.declarations = declarations
         self.dimension_names = dimension_names(declarations)
         self.dims = Dimensions(self.dimension_names)
         self.symbols: dict[str, SymbolInfo] = {}
+        self.definitions: dict[str, tuple[DimTerm, DimTerm]] = {}  # the shape of each name defined so far
+        self.annotations: dict[str, tuple[DimTerm, DimTerm]] = {}  # the declared shape of a defined name
         for declaration in declarations.values():  # declared dims are named in declaration order
             if declaration.kind == "dim":
                 self.dims.fresh(declaration.name)
+            elif declaration.name in defined:
+                self.annotations[declaration.name] = self.declared_shape(declaration)
             else:
                 self.symbol(declaration.name)
+        self.dims.avoid |= defined  # a fresh dimension takes no defined name either
 
     # ------------------------------------------------------------ messages
     def fmt(self, node: Typed) -> str:
@@ -200,20 +217,21 @@ class Inference:
             return self.symbols[name]
         self.dims.avoid.add(name)
         declaration = self.declarations.get(name) or Declaration(name, default_kind(name))
+        info = SymbolInfo(declaration.kind, self.declared_shape(declaration))
+        self.symbols[name] = info
+        return info
+
+    def declared_shape(self, declaration: Declaration) -> tuple[DimTerm, DimTerm]:
         dims = [self.dims.fresh(d) if isinstance(d, str) else d for d in declaration.dims]
         kind = declaration.kind
         if kind == "scalar":
-            shape: tuple[DimTerm, DimTerm] = (1, 1)
-        elif kind == "vector":
-            shape = (dims[0] if dims else self.dims.fresh(), 1)
-        elif kind == "symmetric":
+            return (1, 1)
+        if kind == "vector":
+            return (dims[0] if dims else self.dims.fresh(), 1)
+        if kind == "symmetric":
             size = dims[0] if dims else self.dims.fresh()
-            shape = (size, size)
-        else:
-            shape = (dims[0], dims[1]) if dims else (self.dims.fresh(), self.dims.fresh())
-        info = SymbolInfo(kind, shape)
-        self.symbols[name] = info
-        return info
+            return (size, size)
+        return (dims[0], dims[1]) if dims else (self.dims.fresh(), self.dims.fresh())
 
     # ------------------------------------------------------------ tree walk
     def source(self, tree: Tree | Token) -> str:
@@ -274,6 +292,8 @@ class Inference:
 
     def visit_name(self, tree: Tree) -> Typed:
         name = str(tree.children[0])
+        if name in self.definitions:  # a defined name stands for its definition, an opaque leaf of its shape
+            return Typed("var", self.definitions[name], name, payload=(name, False))
         if name in ("I", "eye") and name not in self.declarations:
             size = self.dims.fresh()
             return Typed("identity", (size, size), name)
@@ -488,7 +508,8 @@ class Inference:
                 continue
             token = item.children[0]
             name = str(token)
-            if len(name) < 2 or name in self.declarations or token.end_pos >= len(self.text):
+            if len(name) < 2 or name in self.declarations or name in self.definitions \
+                    or token.end_pos >= len(self.text):
                 continue
             if self.text[token.end_pos] != "(":
                 continue
@@ -498,8 +519,13 @@ class Inference:
                              self.text, token.start_pos)
 
     # ------------------------------------------------------------ IR
-    def build(self, root: Typed) -> ir.Expr:
-        names = self.dims.names(self.dims.avoid)
+    def dimension_naming(self) -> dict[DimVar, ir.Dim]:
+        """Every dimension's name, once the whole input is typed."""
+        return self.dims.names(self.dims.avoid)
+
+    def build(self, root: Typed, names: dict[DimVar, ir.Dim] | None = None) -> ir.Expr:
+        """The IR of a typed tree; `names` (dimension_naming(), computed once for a program's statements)."""
+        names = self.dimension_naming() if names is None else names
 
         def dim(term: DimTerm) -> ir.Dim:
             root_term = self.dims.find(term)
@@ -628,17 +654,111 @@ def parse_typed(text: str, declarations: Declarations, expected_shape: ir.Shape 
                 extra_symbols: tuple[str, ...] = ()) -> Parsed:
     """Parse and type an expression; `extra_symbols` get typed too (e.g. the variable of a derivative)."""
     tree = parse_tree(text)
-    inference = Inference(text, declarations)
-    try:
-        root = _typed_root(inference, tree, expected_shape)
-    except ShapeError as error:  # every shape error leaves through here: hint at the default types once
-        hint = _default_type_hint(str(error), inference, tree, expected_shape)
-        if not hint:
-            raise
-        raise type(error)(f"{error}\n{hint}") from error
+    inference, root = _typed_with_hint(text, declarations, frozenset(),
+                                       lambda inference: _typed_root(inference, tree, expected_shape))
     for name in extra_symbols:
         inference.symbol(name)
     return Parsed(inference.build(root), inference.declared_symbols())
+
+
+@dataclass(frozen=True)
+class ParsedProgram:
+    """A program: its definitions in order, the output being the last, each referring to earlier ones by
+    name (a leaf ir.Var of the definition's shape); `inline` substitutes them."""
+
+    bindings: tuple[tuple[str, ir.Expr], ...]
+    output: str  # the output's name: the last definition's, or "f" (or a fresh "f_1", ...) for a bare expression
+    symbols: Declarations  # the inputs (free variables) and declared dimensions, as parse_typed gives them
+    is_program: bool  # False for a single expression without definitions
+
+
+def parse_program(text: str, declarations: Declarations, extra_symbols: tuple[str, ...] = (),
+                  expected_shape: ir.Shape | None = None) -> ParsedProgram:
+    """Parse and type a program: definitions `name = expr` separated by ';' or newlines, the last
+    statement being the output. One inference types the whole program, each definition in order, so
+    that a later use unifies with the definition's shape. A single expression (no '=' nor ';') gives
+    what parse_typed gives. `extra_symbols` get typed too, except defined names; `expected_shape` is
+    the output's.
+    """
+    if not is_program(text):
+        parsed = parse_typed(text, declarations, expected_shape, extra_symbols)
+        output = _output_name(set(parsed.symbols) | set(declarations) | set(extra_symbols), parsed.symbols)
+        return ParsedProgram(((output, parsed.expr),), output, parsed.symbols, False)
+    statements = parse_statements(text, declarations)
+    defined = frozenset(statement.name for statement in statements if statement.name is not None)
+    inference, roots = _typed_with_hint(text, declarations, defined,
+                                        lambda inference: _typed_program(inference, statements, expected_shape))
+    for name in extra_symbols:
+        if name not in defined:
+            inference.symbol(name)
+    names = inference.dimension_naming()
+    symbols = inference.declared_symbols()
+    last = statements[-1].name
+    output = last if last is not None else _output_name(defined | set(symbols) | set(declarations)
+                                                        | set(extra_symbols), symbols)
+    bindings = tuple((statement.name or output, inference.build(root, names))
+                     for statement, root in zip(statements, roots, strict=True))
+    return ParsedProgram(bindings, output, symbols, bool(defined))
+
+
+def _output_name(taken: set[str], symbols: Declarations) -> str:
+    """"f", or the first of f_1, f_2, ... that names no variable, definition or dimension."""
+    taken = taken | dimension_names(symbols)
+    return next(name for name in itertools.chain(("f",), (f"f_{i}" for i in itertools.count(1)))
+                if name not in taken)
+
+
+def inline(program: ParsedProgram) -> ir.Expr:
+    """The output with every defined name replaced by its definition, without recursion.
+
+    Each definition is rebuilt once, over the inlined values of the earlier ones, and nodes are
+    interned: a definition used many times is one shared node, so the result is a DAG as large as
+    the program (a residual network's h_k, used by every later layer, is not copied).
+    """
+    values: dict[str, ir.Expr] = {}
+
+    def substitute(node: ir.Expr) -> ir.Expr:
+        return values.get(node.name, node) if isinstance(node, ir.Var) else node
+
+    for name, expr in program.bindings:
+        values[name] = ir.map_bottom_up(expr, substitute)
+    return values[program.output]
+
+
+def _typed_program(inference: Inference, statements: list[Statement], expected_shape: ir.Shape | None) -> list[Typed]:
+    """Type each statement in order; a definition's shape is then that of every later use of its name."""
+    roots = []
+    for statement in statements:
+        try:
+            root = inference.visit(statement.expr)
+        except ShapeError as error:  # name the statement: a shape error carries no position
+            what = f"the definition of `{statement.name}`" if statement.name else "the output"
+            raise type(error)(f"{error}\n(in {what}, line {statement.line})") from error
+        if statement.name is not None:
+            inference.definitions[statement.name] = root.shape
+            annotation = inference.annotations.get(statement.name)
+            if annotation is not None and not all(
+                    inference.dims.unify(a, b) for a, b in zip(annotation, root.shape, strict=True)):
+                declared = inference.declarations[statement.name]
+                raise ShapeError(f"`{statement.name}` is declared '{declared}', but its definition `{root.text}` "
+                                 f"is {inference.fmt(root)} (line {statement.line})")
+        roots.append(root)
+    if expected_shape is not None:
+        _unify_expected(inference, roots[-1], expected_shape)
+    return roots
+
+
+def _typed_with_hint(text: str, declarations: Declarations, defined: frozenset[str],
+                     typed: Callable[[Inference], T]) -> tuple[Inference, T]:
+    """typed(inference) for a fresh inference; a shape error gains hints at the default types."""
+    inference = Inference(text, declarations, defined)
+    try:
+        return inference, typed(inference)
+    except ShapeError as error:  # every shape error leaves through here: hint at the default types once
+        hint = _default_type_hint(str(error), inference, lambda other: typed(Inference(text, other, defined)))
+        if not hint:
+            raise
+        raise type(error)(f"{error}\n{hint}") from error
 
 
 def _unify_expected(inference: Inference, root: Typed, expected: ir.Shape) -> None:
@@ -665,10 +785,11 @@ HINTED_NAMES = 8  # names tried per error: each try types the expression once mo
 HINTED_TEXT = 5_000  # longer inputs are machine-made, and retyping them could cost more than the error is worth
 
 
-def _default_type_hint(message: str, failed: Inference, tree: Tree, expected_shape: ir.Shape | None) -> str:
+def _default_type_hint(message: str, failed: Inference, retype: Callable[[Declarations], object]) -> str:
     """For names in the message's quoted operands typed by the default rule, not a declaration: the
-    declaration that makes the whole expression type, each tried by typing it again, so that a hint
-    always fixes the shapes. Greek and lowercase names come first; a capital name only when nothing else helps.
+    declaration that makes the whole expression (or program) type, each tried by typing it again with
+    `retype`, so that a hint always fixes the shapes. Greek and lowercase names come first; a capital
+    name only when nothing else helps.
     """
     if len(failed.text) > HINTED_TEXT:
         return ""
@@ -684,7 +805,7 @@ def _default_type_hint(message: str, failed: Inference, tree: Tree, expected_sha
         for other in _OTHER_KINDS[kind]:
             declarations = {**failed.declarations, name: Declaration(name, other)}
             try:
-                _typed_root(Inference(failed.text, declarations), tree, expected_shape)
+                retype(declarations)
             except MatcalcError:
                 continue
             hints.append(f"`{name}` is a {kind} by default ({_WHY_DEFAULT[kind]}); if it is a {other}, "
