@@ -6,8 +6,10 @@ process (and cached on disk by Lark between processes).
 
 from __future__ import annotations
 
+import bisect
 import difflib
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -15,12 +17,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import DeclarationError, ParseError
+from .functions import FUNCTIONS
 
 if TYPE_CHECKING:
     from lark import Lark, Tree
 
-# Deeper nesting is refused up front so no later (recursive) stage can overflow the stack.
-MAX_NESTING = 150
+# No stage recurses over the depth of an expression; deeper nesting is refused up front only so that an
+# absurd input fails fast, with a clear message.
+MAX_NESTING = 10_000
 
 KINDS = ("scalar", "vector", "matrix", "symmetric", "dim")
 RESERVED_NAMES = frozenset({"I", "eye"})
@@ -52,13 +56,18 @@ def grammar_text() -> str:
 
 
 @cache
-def parser() -> Lark:
+def parser(program: bool = False) -> Lark:
+    """The parser of expressions and declarations, or of programs.
+
+    Programs have a parser of their own: in one LALR table, an expression's states would merge with a
+    statement's, and a syntax error in an expression would list ';' among the tokens it expects.
+    """
     from lark import Lark
 
     return Lark(
         grammar_text(),
         parser="lalr",
-        start=["start_expr", "start_declarations"],
+        start=["start_program"] if program else ["start_expr", "start_declarations"],
         propagate_positions=True,
         maybe_placeholders=True,
         cache=True,
@@ -110,34 +119,50 @@ def caret_line(text: str, position: int) -> str:
     return f"  {line}\n  {' ' * column}^"
 
 
-def syntax_error(text: str, position: int, problem: str, expected: str = "") -> ParseError:
-    column = position - (text.rfind("\n", 0, position) + 1) + 1
-    message = f"syntax error at column {column}: {problem}\n{caret_line(text, position)}"
+def line_and_column(text: str, position: int) -> tuple[int, int]:
+    """The line and column (both from 1) of a position in `text`."""
+    return text.count("\n", 0, position) + 1, position - (text.rfind("\n", 0, position) + 1) + 1
+
+
+def syntax_error(text: str, position: int, problem: str, expected: str = "", with_line: bool = False) -> ParseError:
+    line, column = line_and_column(text, position)
+    where = f"line {line}, column {column}" if with_line else f"column {column}"
+    message = f"syntax error at {where}: {problem}\n{caret_line(text, position)}"
     if expected:
         message += f"\nexpected {expected}"
     return ParseError(message, text, position)
 
 
-def _run(text: str, start: str) -> Tree:
+def _run(text: str, start: str, shown: str | None = None) -> Tree:
+    """Parse `text` from the rule `start`. Errors quote `shown` (the text as the user wrote it, of the same
+    length: a program's newlines become ';' before parsing) and, for a program, name the line."""
     from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedToken
 
+    shown = text if shown is None else shown
+    with_line = start == "start_program"
     try:
-        return parser().parse(text, start=start)
+        return parser(program=with_line).parse(text, start=start)
     except UnexpectedCharacters as error:
         position = error.pos_in_stream or 0
-        character = text[position] if position < len(text) else ""
+        character = shown[position] if position < len(shown) else ""
         problem = f"unexpected character {character!r}"
-        raise syntax_error(text, position, problem, _expected(error.allowed or set())) from None
+        raise syntax_error(shown, position, problem, _expected(error.allowed or set()), with_line) from None
     except UnexpectedEOF as error:
-        raise syntax_error(text, len(text), "unexpected end of the input", _expected(set(error.expected))) from None
+        raise syntax_error(shown, len(shown), "unexpected end of the input", _expected(set(error.expected)),
+                           with_line) from None
     except UnexpectedToken as error:
         at_end = error.token.type == "$END" or error.token.start_pos is None
-        position = len(text) if at_end else error.token.start_pos
-        problem = "unexpected end of the input" if at_end else f"unexpected {str(error.token)!r}"
-        raise syntax_error(text, position, problem, _expected(error.accepts or error.expected)) from None
+        position = len(shown) if at_end else error.token.start_pos
+        if at_end:
+            problem = "unexpected end of the input"
+        elif shown[position] == "\n":  # a newline that ends a statement
+            problem = "unexpected end of the line"
+        else:
+            problem = f"unexpected {str(error.token)!r}"
+        raise syntax_error(shown, position, problem, _expected(error.accepts or error.expected), with_line) from None
 
 
-def _check_nesting(tree: Tree, text: str) -> None:
+def _check_nesting(tree: Tree, text: str, with_line: bool = False) -> None:
     from lark import Tree
 
     stack = [(tree, 1)]
@@ -147,25 +172,45 @@ def _check_nesting(tree: Tree, text: str) -> None:
             depth += len(current.children) - 1
         if depth > MAX_NESTING:
             position = getattr(current.meta, "start_pos", 0) or 0
-            raise syntax_error(text, position, f"the expression is nested deeper than {MAX_NESTING} levels")
+            raise syntax_error(text, position, f"the expression is nested deeper than {MAX_NESTING:,} levels",
+                               with_line=with_line)
         stack.extend((child, depth + 1) for child in current.children if isinstance(child, Tree))
 
 
 _BRACKETS = {"(": ")", "{": "}"}
+_SCANNED = re.compile(r"[(){}#\n\x00]")
 
 
-def _precheck(text: str) -> None:
-    """Nesting depth and NUL bytes, checked before the parser runs so that a pathological input fails fast."""
+def _scan(text: str) -> Iterator[tuple[int, str, int]]:
+    """(position, character, bracket depth after it) of each bracket, newline and NUL outside comments."""
     depth = 0
-    for position, character in enumerate(text):
-        if character in "({":
-            depth += 1
-            if depth > MAX_NESTING:
-                raise syntax_error(text, position, f"parentheses are nested deeper than {MAX_NESTING} levels")
-        elif character in ")}":
-            depth -= 1
+    in_comment = False
+    for match in _SCANNED.finditer(text):
+        character = match.group()
         if character == "\x00":
-            raise syntax_error(text, position, "unexpected NUL character")
+            yield match.start(), character, depth
+        elif in_comment:
+            in_comment = character != "\n"
+            if not in_comment:
+                yield match.start(), character, depth
+        elif character == "#":
+            in_comment = True
+        else:
+            depth += 1 if character in "({" else -1 if character in ")}" else 0
+            yield match.start(), character, depth
+
+
+def _precheck(text: str, with_line: bool = False) -> None:
+    """Nesting depth and NUL bytes, checked before the parser runs so that a pathological input fails fast.
+
+    The expression itself is one level and each bracket adds one, as in _check_nesting: `(x)` has two.
+    """
+    for position, character, depth in _scan(text):
+        if character == "\x00":
+            raise syntax_error(text, position, "unexpected NUL character", with_line=with_line)
+        if depth + 1 > MAX_NESTING:
+            raise syntax_error(text, position, f"parentheses are nested deeper than {MAX_NESTING:,} levels",
+                               with_line=with_line)
 
 
 def parse_tree(text: str) -> Tree:
@@ -178,6 +223,123 @@ def parse_tree(text: str) -> Tree:
     tree = _run(text, "start_expr")
     _check_nesting(tree, text)
     return tree
+
+
+# ---------------------------------------------------------------- programs
+
+_COMMENT = re.compile(r"#[^\n]*")
+
+
+def _blank_comments(text: str) -> str:
+    """`text` with each comment's characters replaced by spaces: the same length, so positions hold."""
+    return _COMMENT.sub(lambda match: " " * len(match.group()), text)
+
+
+def is_program(text: str) -> bool:
+    """Whether `text` is a program (it has a definition `=` or a separator `;`), not a single expression."""
+    if not isinstance(text, str):
+        return False
+    code = _blank_comments(text)
+    return "=" in code or ";" in code
+
+
+def prepare_program(text: str) -> str:
+    """The text the parser reads for a program: comments blanked, and each newline at bracket depth 0 made
+    a ';' (inside brackets an expression may span lines). Of the same length, so every position holds."""
+    code = list(_blank_comments(text))
+    for position, character, depth in _scan(text):
+        if character == "\n" and depth <= 0:
+            code[position] = ";"
+    return "".join(code)
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One statement of a program: `name = expr`, or the bare output expression (name None)."""
+
+    name: str | None
+    expr: Tree
+    position: int  # of the defined name, or of the bare expression
+    line: int
+
+
+def program_error(text: str, position: int, problem: str) -> ParseError:
+    """A ParseError about a program's statement, with its line, column and a caret."""
+    line, column = line_and_column(text, position)
+    return ParseError(f"at line {line}, column {column}: {problem}\n{caret_line(text, position)}", text, position)
+
+
+# A statement's defined name: the grammar reads a function's name as a function, so these are found first.
+_DEFINED_NAME = re.compile(r"(?:^|;)[ \t\f\r\n]*([A-Za-z_\u0370-\u03ff][A-Za-z0-9_\u0370-\u03ff]*)[ \t\f\r\n]*=")
+
+
+def _reserved_because(name: str, dimensions: set[str]) -> str | None:
+    """Why `name` cannot be defined, or None."""
+    if name in RESERVED_NAMES:
+        return "is reserved for the identity matrix"
+    if name in ("vector", "matrix"):
+        return f"is the constant {name}(c)"
+    if name in FUNCTIONS:
+        return "is a function"
+    if name in dimensions:
+        return "is a declared dimension (it stands for its size)"
+    return None
+
+
+def parse_statements(text: str, declarations: Declarations | None = None) -> list[Statement]:
+    """The statements of a program, in order, checked: only the last may be a bare expression, a name is
+    defined once and only after its definition is used (so no definition refers to itself), and no
+    definition takes the name of a function, a declared dimension or the identity. Each error is a
+    ParseError with the line and column.
+    """
+    if not isinstance(text, str):
+        raise ParseError(f"a program must be text, not {type(text).__name__}")
+    if not _blank_comments(text).replace(";", " ").strip():
+        raise ParseError("the program is empty")
+    _precheck(text, with_line=True)
+    code = prepare_program(text)
+    dimensions = dimension_names(declarations or {})
+    for match in _DEFINED_NAME.finditer(code):
+        if match.group(1) in FUNCTIONS or match.group(1) in ("vector", "matrix"):
+            name = match.group(1)
+            raise program_error(text, match.start(1), f"'{name}' {_reserved_because(name, dimensions)} "
+                                                      f"and cannot be defined")
+    tree = _run(code, "start_program", shown=text)
+    newlines = [match.start() for match in re.finditer("\n", text)]
+    statements: list[Statement] = []
+    defined_at: dict[str, int] = {}  # the index of each name's definition
+    for index, statement_tree in enumerate(tree.children):
+        if statement_tree.data == "definition":
+            token, expr = statement_tree.children
+            name, position = str(token), token.start_pos
+        else:
+            (expr,) = statement_tree.children
+            name, position = None, statement_tree.meta.start_pos
+        line = bisect.bisect_left(newlines, position) + 1  # as line_and_column, in log time for a long program
+        if name is None and index < len(tree.children) - 1:
+            raise program_error(text, position, "only the last statement may be a bare expression (the output); "
+                                                "give this one a name: `name = ...`")
+        reserved = _reserved_because(name, dimensions) if name is not None else None
+        if reserved:
+            raise program_error(text, position, f"'{name}' {reserved} and cannot be defined")
+        if name in defined_at:
+            first = statements[defined_at[name]].line
+            raise program_error(text, position, f"'{name}' is defined twice (first at line {first})")
+        _check_nesting(expr, text, with_line=True)
+        statements.append(Statement(name, expr, position, line))
+        if name is not None:
+            defined_at[name] = index
+    for index, statement in enumerate(statements):
+        uses = (node.children[0] for node in statement.expr.iter_subtrees_topdown() if node.data == "name")
+        for use in uses:
+            at = defined_at.get(str(use))
+            if at is None or at < index:  # an input, or an earlier definition
+                continue
+            if at == index:
+                raise program_error(text, use.start_pos, f"the definition of '{use}' uses '{use}' itself (a cycle)")
+            raise program_error(text, use.start_pos, f"'{use}' is used before its definition (it is defined "
+                                                     f"later, at line {statements[at].line})")
+    return statements
 
 
 _NAME = re.compile(r"[A-Za-z_\u0370-\u03ff][A-Za-z0-9_\u0370-\u03ff]*\Z")
@@ -233,7 +395,7 @@ def parse_declarations(where: str | dict[str, str] | Declarations | None) -> Dec
         where = "; ".join(parts)
     if not isinstance(where, str):
         raise DeclarationError(f"declarations must be text or a dict, not {type(where).__name__}")
-    text = where.replace("\n", ";")
+    text = _blank_comments(where).replace("\n", ";")
     if len(text) > 100_000:
         raise DeclarationError("the declarations are longer than 100,000 characters")
     try:

@@ -1,8 +1,9 @@
 """Stage 2: syntax tree -> typed IR, inferring every dimension by unification.
 
 Dimensions are unknowns joined by union-find over the whole expression (in `x^T A x`, A must be
-n x n). An unknown is never unified with 1, so scalar-ness is decided by each node's kind, and
-a mismatch is reported with both operands' source text and shapes.
+n x n), or over a whole program (in `h = W x; y = A h`, rows(A) = rows(W)). An unknown is never
+unified with 1, so scalar-ness is decided by each node's kind, and a mismatch is reported with both
+operands' source text and shapes. No walk here recurses over the depth of the syntax tree.
 """
 
 from __future__ import annotations
@@ -10,18 +11,29 @@ from __future__ import annotations
 import difflib
 import itertools
 import re
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from . import ir
 from .errors import MatcalcError, ParseError, ResultShapeError, ShapeError, abbreviate
 from .functions import FUNCTIONS
-from .parsing import Declaration, Declarations, caret_line, dimension_names, parse_tree
+from .parsing import (
+    Declaration,
+    Declarations,
+    Statement,
+    caret_line,
+    dimension_names,
+    is_program,
+    parse_statements,
+    parse_tree,
+)
 
 if TYPE_CHECKING:
     from lark import Token, Tree
 
+T = TypeVar("T")
 GREEK = frozenset(
     {
         "alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa", "lambda",
@@ -75,9 +87,14 @@ class Dimensions:
         return var
 
     def find(self, term: DimTerm) -> DimTerm:
-        while isinstance(term, DimVar) and term in self.parent:
-            term = self.parent[term]
-        return term
+        root = term
+        while isinstance(root, DimVar) and root in self.parent:
+            root = self.parent[root]
+        while isinstance(term, DimVar) and term in self.parent:  # path compression: a long program stays linear
+            parent = self.parent[term]
+            self.parent[term] = root
+            term = parent
+        return root
 
     def unify(self, a: DimTerm, b: DimTerm) -> bool:
         a, b = self.find(a), self.find(b)
@@ -129,7 +146,7 @@ class Dimensions:
 # ---------------------------------------------------------------- typed syntax
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity: a generated __eq__ would recurse over the depth
 class Typed:
     """A syntax node with its inferred (not yet named) shape and source text."""
 
@@ -151,25 +168,37 @@ class SymbolInfo:
 
 
 _CHAINS = {"add": ("add", "sub"), "sub": ("add", "sub"), "mul": ("mul",), "hadamard": ("hadamard",)}
-MAX_DEPTH = 64  # of the IR, in operator levels: every later stage recurses over it, and derivatives grow with depth
+# Of the IR, in operator levels. No stage recurses over it; deeper input is refused only to fail fast on
+# absurd input.
+MAX_DEPTH = 10_000
 # Literals as large as the exact constants the engine keeps (ir.MAX_CONSTANT_BITS), so that every printed
 # result parses back; a value beyond float64's range is an EvaluationError only when evaluated in floats.
 MAX_NUMBER_DIGITS = 3_000
 MAX_NUMBER_EXPONENT = 3_000
 
 
+Visit = Generator["Tree", Typed, Typed]  # a visit_* method: yields the subtrees it needs typed, gets their types
+
+
 class Inference:
-    def __init__(self, text: str, declarations: Declarations) -> None:
+    """The types of one expression, or of a program's statements (`defined` are its defined names)."""
+
+    def __init__(self, text: str, declarations: Declarations, defined: frozenset[str] = frozenset()) -> None:
         self.text = text
         self.declarations = declarations
         self.dimension_names = dimension_names(declarations)
         self.dims = Dimensions(self.dimension_names)
         self.symbols: dict[str, SymbolInfo] = {}
+        self.definitions: dict[str, tuple[DimTerm, DimTerm]] = {}  # the shape of each name defined so far
+        self.annotations: dict[str, tuple[DimTerm, DimTerm]] = {}  # the declared shape of a defined name
         for declaration in declarations.values():  # declared dims are named in declaration order
             if declaration.kind == "dim":
                 self.dims.fresh(declaration.name)
+            elif declaration.name in defined:
+                self.annotations[declaration.name] = self.declared_shape(declaration)
             else:
                 self.symbol(declaration.name)
+        self.dims.avoid |= defined  # a fresh dimension takes no defined name either
 
     # ------------------------------------------------------------ messages
     def fmt(self, node: Typed) -> str:
@@ -188,20 +217,21 @@ class Inference:
             return self.symbols[name]
         self.dims.avoid.add(name)
         declaration = self.declarations.get(name) or Declaration(name, default_kind(name))
+        info = SymbolInfo(declaration.kind, self.declared_shape(declaration))
+        self.symbols[name] = info
+        return info
+
+    def declared_shape(self, declaration: Declaration) -> tuple[DimTerm, DimTerm]:
         dims = [self.dims.fresh(d) if isinstance(d, str) else d for d in declaration.dims]
         kind = declaration.kind
         if kind == "scalar":
-            shape: tuple[DimTerm, DimTerm] = (1, 1)
-        elif kind == "vector":
-            shape = (dims[0] if dims else self.dims.fresh(), 1)
-        elif kind == "symmetric":
+            return (1, 1)
+        if kind == "vector":
+            return (dims[0] if dims else self.dims.fresh(), 1)
+        if kind == "symmetric":
             size = dims[0] if dims else self.dims.fresh()
-            shape = (size, size)
-        else:
-            shape = (dims[0], dims[1]) if dims else (self.dims.fresh(), self.dims.fresh())
-        info = SymbolInfo(kind, shape)
-        self.symbols[name] = info
-        return info
+            return (size, size)
+        return (dims[0], dims[1]) if dims else (self.dims.fresh(), self.dims.fresh())
 
     # ------------------------------------------------------------ tree walk
     def source(self, tree: Tree | Token) -> str:
@@ -209,11 +239,41 @@ class Inference:
         return self.text[start:end].strip() if start is not None else str(tree)
 
     def visit(self, tree: Tree | Token) -> Typed:
+        """The typed form of a syntax tree, without recursion over its depth.
+
+        A visit_* method of a leaf returns its Typed; one of an inner node is a generator that yields
+        each subtree it needs typed, when the recursive walk would have typed it, and is sent back that
+        subtree's Typed. An explicit stack of suspended methods stands in for the call stack: children
+        are typed before their node is, and every check runs in the order, and every error is the one,
+        of a recursive walk.
+        """
+        stack: list[Visit] = []
+        started = self._start(tree)
+        result: Typed | None = None
+        if isinstance(started, Typed):
+            return started
+        stack.append(started)
+        while stack:
+            try:
+                child = stack[-1].send(result)  # type: ignore[arg-type]
+            except StopIteration as finished:
+                stack.pop()
+                result = finished.value
+                continue
+            started = self._start(child)
+            if isinstance(started, Typed):
+                result = started
+            else:
+                stack.append(started)
+                result = None
+        assert result is not None
+        return result
+
+    def _start(self, tree: Tree | Token) -> Typed | Visit:
         kind = getattr(tree, "data", None)
         if kind is None:  # a bare token
             raise AssertionError(f"unexpected token {tree!r}")
-        method = getattr(self, f"visit_{kind}")
-        return method(tree)
+        return getattr(self, f"visit_{kind}")(tree)
 
     def visit_number(self, tree: Tree) -> Typed:
         token = tree.children[0]
@@ -232,6 +292,8 @@ class Inference:
 
     def visit_name(self, tree: Tree) -> Typed:
         name = str(tree.children[0])
+        if name in self.definitions:  # a defined name stands for its definition, an opaque leaf of its shape
+            return Typed("var", self.definitions[name], name, payload=(name, False))
         if name in ("I", "eye") and name not in self.declarations:
             size = self.dims.fresh()
             return Typed("identity", (size, size), name)
@@ -253,38 +315,38 @@ class Inference:
         shape = (self.dims.fresh(), 1) if str(keyword) == "vector" else (self.dims.fresh(), self.dims.fresh())
         return Typed("fill", shape, self.source(tree), payload=value)
 
-    def visit_unary(self, tree: Tree) -> Typed:
+    def visit_unary(self, tree: Tree) -> Visit:
         sign, operand = tree.children
-        inner = self.visit(operand)
+        inner = yield operand
         if str(sign) == "+":
             return inner
         return Typed("neg", inner.shape, self.source(tree), [inner])
 
-    def visit_sum(self, tree: Tree) -> Typed:
+    def visit_sum(self, tree: Tree) -> Visit:
         items = tree.children
-        result = self.visit(items[0])
+        result = yield items[0]
         for sign, operand in zip(items[1::2], items[2::2], strict=True):
-            right = self.visit(operand)
+            right = yield operand
             result = self.add(result, right, str(sign), self._join(result, right, str(sign)))
         return result
 
-    def visit_product(self, tree: Tree) -> Typed:
+    def visit_product(self, tree: Tree) -> Visit:
         items = tree.children
         self._check_unknown_function(items)
-        result = self.visit(items[0])
+        result = yield items[0]
         for tail in items[1:]:
             if tail.data == "explicit":
                 operator, operand = tail.children
-                right = self.visit(operand)
+                right = yield operand
                 result = self.multiply(result, right, str(operator), self._join(result, right, str(operator)))
             else:
-                right = self.visit(tail.children[0])
+                right = yield tail.children[0]
                 result = self.multiply(result, right, "", self._join(result, right, ""))
         return result
 
-    def visit_postfix(self, tree: Tree) -> Typed:
+    def visit_postfix(self, tree: Tree) -> Visit:
         items = tree.children
-        result = self.visit(items[0])
+        result = yield items[0]
         start, _ = _span(tree)
         for op in items[1:]:
             _, end = _span(op)
@@ -292,14 +354,17 @@ class Inference:
             if op.data == "transpose_op":
                 result = Typed("transpose", (result.shape[1], result.shape[0]), text, [result])
             elif op.data == "power_op":
-                result = self.power(result, self.visit(op.children[0]), text)
+                exponent = yield op.children[0]
+                result = self.power(result, exponent, text)
             else:
-                result = self.elem_power(result, self.visit(op.children[0]), text)
+                exponent = yield op.children[0]
+                result = self.elem_power(result, exponent, text)
         return result
 
-    def visit_call(self, tree: Tree) -> Typed:
+    def visit_call(self, tree: Tree) -> Visit:
         name_token, argument = tree.children
-        return self.call(str(name_token), self.visit(argument), self.source(tree))
+        typed_argument = yield argument
+        return self.call(str(name_token), typed_argument, self.source(tree))
 
     # ------------------------------------------------------------ operators
     @staticmethod
@@ -443,7 +508,8 @@ class Inference:
                 continue
             token = item.children[0]
             name = str(token)
-            if len(name) < 2 or name in self.declarations or token.end_pos >= len(self.text):
+            if len(name) < 2 or name in self.declarations or name in self.definitions \
+                    or token.end_pos >= len(self.text):
                 continue
             if self.text[token.end_pos] != "(":
                 continue
@@ -453,8 +519,13 @@ class Inference:
                              self.text, token.start_pos)
 
     # ------------------------------------------------------------ IR
-    def build(self, root: Typed) -> ir.Expr:
-        names = self.dims.names(self.dims.avoid)
+    def dimension_naming(self) -> dict[DimVar, ir.Dim]:
+        """Every dimension's name, once the whole input is typed."""
+        return self.dims.names(self.dims.avoid)
+
+    def build(self, root: Typed, names: dict[DimVar, ir.Dim] | None = None) -> ir.Expr:
+        """The IR of a typed tree; `names` (dimension_naming(), computed once for a program's statements)."""
+        names = self.dimension_naming() if names is None else names
 
         def dim(term: DimTerm) -> ir.Dim:
             root_term = self.dims.find(term)
@@ -531,7 +602,7 @@ class Inference:
             done[id(node)] = convert(node, args)
         result = done[id(root)]
         if ir.depth(result) > MAX_DEPTH:
-            raise ParseError(f"the expression is nested deeper than {MAX_DEPTH} levels "
+            raise ParseError(f"the expression is nested deeper than {MAX_DEPTH:,} levels "
                              f"(a chain such as a ./ b ./ c ... counts one level per operator)")
         return result
 
@@ -583,17 +654,111 @@ def parse_typed(text: str, declarations: Declarations, expected_shape: ir.Shape 
                 extra_symbols: tuple[str, ...] = ()) -> Parsed:
     """Parse and type an expression; `extra_symbols` get typed too (e.g. the variable of a derivative)."""
     tree = parse_tree(text)
-    inference = Inference(text, declarations)
-    try:
-        root = _typed_root(inference, tree, expected_shape)
-    except ShapeError as error:  # every shape error leaves through here: hint at the default types once
-        hint = _default_type_hint(str(error), inference, tree, expected_shape)
-        if not hint:
-            raise
-        raise type(error)(f"{error}\n{hint}") from error
+    inference, root = _typed_with_hint(text, declarations, frozenset(),
+                                       lambda inference: _typed_root(inference, tree, expected_shape))
     for name in extra_symbols:
         inference.symbol(name)
     return Parsed(inference.build(root), inference.declared_symbols())
+
+
+@dataclass(frozen=True)
+class ParsedProgram:
+    """A program: its definitions in order, the output being the last, each referring to earlier ones by
+    name (a leaf ir.Var of the definition's shape); `inline` substitutes them."""
+
+    bindings: tuple[tuple[str, ir.Expr], ...]
+    output: str  # the output's name: the last definition's, or "f" (or a fresh "f_1", ...) for a bare expression
+    symbols: Declarations  # the inputs (free variables) and declared dimensions, as parse_typed gives them
+    is_program: bool  # False for a single expression without definitions
+
+
+def parse_program(text: str, declarations: Declarations, extra_symbols: tuple[str, ...] = (),
+                  expected_shape: ir.Shape | None = None) -> ParsedProgram:
+    """Parse and type a program: definitions `name = expr` separated by ';' or newlines, the last
+    statement being the output. One inference types the whole program, each definition in order, so
+    that a later use unifies with the definition's shape. A single expression (no '=' nor ';') gives
+    what parse_typed gives. `extra_symbols` get typed too, except defined names; `expected_shape` is
+    the output's.
+    """
+    if not is_program(text):
+        parsed = parse_typed(text, declarations, expected_shape, extra_symbols)
+        output = _output_name(set(parsed.symbols) | set(declarations) | set(extra_symbols), parsed.symbols)
+        return ParsedProgram(((output, parsed.expr),), output, parsed.symbols, False)
+    statements = parse_statements(text, declarations)
+    defined = frozenset(statement.name for statement in statements if statement.name is not None)
+    inference, roots = _typed_with_hint(text, declarations, defined,
+                                        lambda inference: _typed_program(inference, statements, expected_shape))
+    for name in extra_symbols:
+        if name not in defined:
+            inference.symbol(name)
+    names = inference.dimension_naming()
+    symbols = inference.declared_symbols()
+    last = statements[-1].name
+    output = last if last is not None else _output_name(defined | set(symbols) | set(declarations)
+                                                        | set(extra_symbols), symbols)
+    bindings = tuple((statement.name or output, inference.build(root, names))
+                     for statement, root in zip(statements, roots, strict=True))
+    return ParsedProgram(bindings, output, symbols, bool(defined))
+
+
+def _output_name(taken: set[str], symbols: Declarations) -> str:
+    """"f", or the first of f_1, f_2, ... that names no variable, definition or dimension."""
+    taken = taken | dimension_names(symbols)
+    return next(name for name in itertools.chain(("f",), (f"f_{i}" for i in itertools.count(1)))
+                if name not in taken)
+
+
+def inline(program: ParsedProgram) -> ir.Expr:
+    """The output with every defined name replaced by its definition, without recursion.
+
+    Each definition is rebuilt once, over the inlined values of the earlier ones, and nodes are
+    interned: a definition used many times is one shared node, so the result is a DAG as large as
+    the program (a residual network's h_k, used by every later layer, is not copied).
+    """
+    values: dict[str, ir.Expr] = {}
+
+    def substitute(node: ir.Expr) -> ir.Expr:
+        return values.get(node.name, node) if isinstance(node, ir.Var) else node
+
+    for name, expr in program.bindings:
+        values[name] = ir.map_bottom_up(expr, substitute)
+    return values[program.output]
+
+
+def _typed_program(inference: Inference, statements: list[Statement], expected_shape: ir.Shape | None) -> list[Typed]:
+    """Type each statement in order; a definition's shape is then that of every later use of its name."""
+    roots = []
+    for statement in statements:
+        try:
+            root = inference.visit(statement.expr)
+        except ShapeError as error:  # name the statement: a shape error carries no position
+            what = f"the definition of `{statement.name}`" if statement.name else "the output"
+            raise type(error)(f"{error}\n(in {what}, line {statement.line})") from error
+        if statement.name is not None:
+            inference.definitions[statement.name] = root.shape
+            annotation = inference.annotations.get(statement.name)
+            if annotation is not None and not all(
+                    inference.dims.unify(a, b) for a, b in zip(annotation, root.shape, strict=True)):
+                declared = inference.declarations[statement.name]
+                raise ShapeError(f"`{statement.name}` is declared '{declared}', but its definition `{root.text}` "
+                                 f"is {inference.fmt(root)} (line {statement.line})")
+        roots.append(root)
+    if expected_shape is not None:
+        _unify_expected(inference, roots[-1], expected_shape)
+    return roots
+
+
+def _typed_with_hint(text: str, declarations: Declarations, defined: frozenset[str],
+                     typed: Callable[[Inference], T]) -> tuple[Inference, T]:
+    """typed(inference) for a fresh inference; a shape error gains hints at the default types."""
+    inference = Inference(text, declarations, defined)
+    try:
+        return inference, typed(inference)
+    except ShapeError as error:  # every shape error leaves through here: hint at the default types once
+        hint = _default_type_hint(str(error), inference, lambda other: typed(Inference(text, other, defined)))
+        if not hint:
+            raise
+        raise type(error)(f"{error}\n{hint}") from error
 
 
 def _unify_expected(inference: Inference, root: Typed, expected: ir.Shape) -> None:
@@ -620,10 +785,11 @@ HINTED_NAMES = 8  # names tried per error: each try types the expression once mo
 HINTED_TEXT = 5_000  # longer inputs are machine-made, and retyping them could cost more than the error is worth
 
 
-def _default_type_hint(message: str, failed: Inference, tree: Tree, expected_shape: ir.Shape | None) -> str:
+def _default_type_hint(message: str, failed: Inference, retype: Callable[[Declarations], object]) -> str:
     """For names in the message's quoted operands typed by the default rule, not a declaration: the
-    declaration that makes the whole expression type, each tried by typing it again, so that a hint
-    always fixes the shapes. Greek and lowercase names come first; a capital name only when nothing else helps.
+    declaration that makes the whole expression (or program) type, each tried by typing it again with
+    `retype`, so that a hint always fixes the shapes. Greek and lowercase names come first; a capital
+    name only when nothing else helps.
     """
     if len(failed.text) > HINTED_TEXT:
         return ""
@@ -639,7 +805,7 @@ def _default_type_hint(message: str, failed: Inference, tree: Tree, expected_sha
         for other in _OTHER_KINDS[kind]:
             declarations = {**failed.declarations, name: Declaration(name, other)}
             try:
-                _typed_root(Inference(failed.text, declarations), tree, expected_shape)
+                retype(declarations)
             except MatcalcError:
                 continue
             hints.append(f"`{name}` is a {kind} by default ({_WHY_DEFAULT[kind]}); if it is a {other}, "
