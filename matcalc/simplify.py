@@ -6,7 +6,6 @@ each either removes nodes, moves a transpose towards the leaves, or merges sum t
 
 from __future__ import annotations
 
-import functools
 import itertools
 from collections.abc import Callable
 from fractions import Fraction
@@ -63,38 +62,67 @@ def _is_inv_of(e: Expr, x: Expr) -> bool:
     return isinstance(e, Func) and e.name == "inv" and e.arg == x
 
 
-_INTERNED: dict[tuple, int] = {}
+_STRUCTURES: dict[tuple, int] = {}  # the structure of a node, over its children's keys -> its key
 _FRESH_KEYS = itertools.count()
 MAX_INTERNED = 1_000_000
+_generation = 0  # advanced when _STRUCTURES is cleared: a key cached on a node in an older one is recomputed
 
 
-@functools.lru_cache(maxsize=1 << 17)
+def _cached(node: Expr, attribute: str) -> object:
+    """A value cached on the node in the current generation of keys, or None."""
+    cached = node.__dict__.get(attribute)
+    return cached[1] if cached is not None and cached[0] == _generation else None
+
+
 def commutative_key(e: Expr) -> int:
     """A number equal for expressions that differ only in the order of commutative operands.
 
     Keys are hash-consed integers, so comparing or sorting them costs O(1) however deep the
     expression. A key is never reused: when the table is cleared, an expression only gets a new
-    key, so two keys are equal only for equal expressions.
+    key, so two keys are equal only for equal expressions. Each node's key is cached on it (like
+    its hash) and computed from its children's, children first, without recursion.
     """
+    key = _cached(e, "_commutative_key")
+    if key is not None:
+        return key  # type: ignore[return-value]
+    stack: list[tuple[Expr, bool]] = [(e, False)]
+    while stack:
+        node, children_done = stack.pop()
+        if _cached(node, "_commutative_key") is not None:
+            continue
+        if not children_done:
+            stack.append((node, True))
+            stack.extend((child, False) for child in node.children if _cached(child, "_commutative_key") is None)
+            continue
+        object.__setattr__(node, "_commutative_key", (_generation, _key_of_structure(node)))
+    return e.__dict__["_commutative_key"][1]
+
+
+def _key_of_structure(e: Expr) -> int:
+    """The key of a node whose children all have theirs."""
+    global _generation
+
+    def key(child: Expr) -> int:
+        return child.__dict__["_commutative_key"][1]  # of any generation: keys are never reused
+
     if isinstance(e, Hadamard):
-        structure: tuple = ("⊙", tuple(sorted(commutative_key(f) for f in e.factors)))
+        structure: tuple = ("⊙", tuple(sorted(key(f) for f in e.factors)))
     elif isinstance(e, Add):
-        structure = ("+", tuple(sorted(commutative_key(t) for t in e.terms)))
+        structure = ("+", tuple(sorted(key(t) for t in e.terms)))
     elif isinstance(e, MatMul):
         coefficient, scalars, chain = split_product(e)
-        structure = ("·", coefficient, tuple(sorted(commutative_key(s) for s in scalars)),
-                     tuple(commutative_key(f) for f in chain))
+        structure = ("·", coefficient, tuple(sorted(key(s) for s in scalars)), tuple(key(f) for f in chain))
     elif e.children:
-        structure = (type(e).__name__, e.name if isinstance(e, Func) else None,
-                     tuple(commutative_key(c) for c in e.children))
+        structure = (type(e).__name__, e.name if isinstance(e, Func) else None, tuple(key(c) for c in e.children))
     else:
         structure = ("leaf", e)
-    if len(_INTERNED) > MAX_INTERNED:
-        _INTERNED.clear()
-    key = _INTERNED.get(structure)
-    if key is None:
-        key = _INTERNED[structure] = next(_FRESH_KEYS)
-    return key
+    if len(_STRUCTURES) > MAX_INTERNED:
+        _STRUCTURES.clear()
+        _generation += 1
+    found = _STRUCTURES.get(structure)
+    if found is None:
+        found = _STRUCTURES[structure] = next(_FRESH_KEYS)
+    return found
 
 
 def _coefficient_and_body(term: Expr) -> tuple[Fraction, Expr]:
@@ -151,7 +179,29 @@ def _inverse_transpose(e: Expr) -> Expr | None:
 
 
 def is_symmetric(e: Expr) -> bool:
-    """Structurally symmetric: S (declared), I, diag(v), X^T X, A S A^T, A + A^T, inv/powers of those."""
+    """Structurally symmetric: S (declared), I, diag(v), X^T X, A S A^T, A + A^T, inv/powers of those.
+
+    Decided children first with an explicit stack (inv(inv(...)) or tanh(tanh(...)) may be deep), and
+    cached on each node decided, so that asking again, of it or of a parent, costs O(1).
+    """
+    stack = [e]
+    while stack:
+        node = stack[-1]
+        if _cached(node, "_symmetric") is not None:
+            stack.pop()
+            continue
+        decided = _symmetry(node)
+        if isinstance(decided, bool):
+            object.__setattr__(node, "_symmetric", (_generation, decided))
+            stack.pop()
+        else:
+            stack.extend(decided)
+    return _cached(e, "_symmetric")  # type: ignore[return-value]
+
+
+def _symmetry(e: Expr) -> bool | list[Expr]:
+    """Whether e is structurally symmetric, from the symmetry of its children cached on them; or the
+    children whose symmetry decides it and is not known yet. One level: no recursion."""
     if isinstance(e, Var):
         return e.symmetric
     if isinstance(e, Identity):
@@ -161,14 +211,14 @@ def is_symmetric(e: Expr) -> bool:
     if isinstance(e, Func):
         if e.name == "diag":
             return ir.is_vector_shape(e.arg.shape)
-        return (e.name == "inv" or e.name in ELEMENTWISE) and is_symmetric(e.arg)
+        return _all_symmetric([e.arg]) if e.name == "inv" or e.name in ELEMENTWISE else False
     if isinstance(e, Power | ElemPower):
-        return is_symmetric(e.base)
+        return _all_symmetric([e.base])
     if isinstance(e, Hadamard):
-        return all(is_symmetric(f) for f in e.factors)
+        return _all_symmetric(e.factors)
     if isinstance(e, Add):
         keys = {commutative_key(t) for t in e.terms}
-        return all(is_symmetric(t) or commutative_key(_pushed_transpose(t)) in keys for t in e.terms)
+        return _all_symmetric([t for t in e.terms if commutative_key(_pushed_transpose(t)) not in keys])
     if isinstance(e, MatMul):
         _, _, chain = split_product(e)
         if not chain or chain[0].shape[0] != chain[-1].shape[1]:
@@ -178,8 +228,20 @@ def is_symmetric(e: Expr) -> bool:
                     for i in range(k // 2))
         if not all(mirrored):
             return False
-        return k % 2 == 0 or is_symmetric(chain[k // 2])
+        return True if k % 2 == 0 else _all_symmetric([chain[k // 2]])
     return False
+
+
+def _all_symmetric(children: list[Expr] | tuple[Expr, ...]) -> bool | list[Expr]:
+    """Whether all the children are symmetric, or those not known yet (when none is known not to be)."""
+    unknown = []
+    for child in children:
+        known = _cached(child, "_symmetric")
+        if known is False:
+            return False
+        if known is None:
+            unknown.append(child)
+    return unknown or True
 
 
 def _pushed_transpose(e: Expr) -> Expr:
