@@ -24,17 +24,18 @@ class RewriteRule:
     apply: Callable[[Expr], Expr | None]  # the rewritten node, or None where the rule does not apply
     example: str  # an input on which the rule fires
     where: str = ""  # declarations the example needs
+    on: tuple[type, ...] = ()  # the node types it may rewrite (the strategy tries no other); () for any
 
     def __str__(self) -> str:
         return f"{self.name}: {self.statement}"
 
 
 def rule_table(table: list[RewriteRule]) -> Callable[..., Callable[[Callable[[Expr], Expr | None]], RewriteRule]]:
-    """A decorator that appends a rule to `table`: @rule(name, statement, example, where=...)."""
+    """A decorator that appends a rule to `table`: @rule(name, statement, example, where=..., on=(node types))."""
 
-    def rule(name: str, statement: str, example: str, where: str = "") -> Callable:
+    def rule(name: str, statement: str, example: str, where: str = "", on: tuple[type, ...] = ()) -> Callable:
         def register(apply: Callable[[Expr], Expr | None]) -> RewriteRule:
-            entry = RewriteRule(name, statement, apply, example, where)
+            entry = RewriteRule(name, statement, apply, example, where, on)
             table.append(entry)
             return entry
 
@@ -90,51 +91,60 @@ def normalize(e: Expr, rules: list[RewriteRule], trace: list[str] | None = None,
     """
     if max_rewrites is None:
         max_rewrites = MAX_REWRITES + REWRITES_PER_NODE * sum(1 for _ in walk(e))
-    memo: dict[Expr, Expr] = {}
-    in_progress: set[Expr] = set()
+    # memo and in_progress go by id (an Expr's __hash__ and __eq__ are Python calls); `kept` holds every
+    # node whose id is a key, so that no id is reused while they are
+    memo: dict[int, Expr] = {}
+    kept: list[Expr] = []
+    in_progress: set[int] = set()
     count = 0
+    by_type: dict[type, list[RewriteRule]] = {}  # the rules that may rewrite a node of a type, in order
     # a frame: (node, state, current); state _ENTER: not started; _CHILDREN: its children were pushed,
     # `current` is the node; _REWRITTEN: a rule rewrote `node` to `current`, which was pushed
     stack: list[tuple[Expr, int, Expr]] = [(e, _ENTER, e)]
     while stack:
         node, state, current = stack.pop()
         if state == _ENTER:
-            if node in memo:
+            if id(node) in memo:
                 continue
-            if node in in_progress:
+            if id(node) in in_progress:
                 raise RewriteCycleError(f"the rewrite rules cycle on {node}")
-            in_progress.add(node)
+            in_progress.add(id(node))
             children = node.children
             if children:
                 stack.append((node, _CHILDREN, node))
-                stack.extend((child, _ENTER, child) for child in reversed(children))
+                stack.extend((child, _ENTER, child) for child in reversed(children) if id(child) not in memo)
                 continue
         elif state == _CHILDREN:
-            children = tuple(memo[child] for child in node.children)
-            if children != node.children:
-                current = node.rebuild(children)
+            children = node.children
+            normal = tuple(memo[id(child)] for child in children)
+            if any(new is not old for new, old in zip(normal, children, strict=True)):
+                current = node.rebuild(normal)
         else:  # _REWRITTEN: normalising `current` is done
-            _finish(node, memo[current], memo, in_progress)
+            result = memo[id(current)]
+            in_progress.discard(id(node))
+            memo[id(node)] = memo[id(result)] = result
+            kept.append(node)
             continue
-        for rule in rules:
+        kind = type(current)
+        candidates = by_type.get(kind)
+        if candidates is None:
+            candidates = by_type[kind] = [rule for rule in rules if not rule.on or issubclass(kind, rule.on)]
+        for rule in candidates:
             out = rule.apply(current)
-            if out is not None and out != current:
+            if out is not None and out is not current:
                 count += 1
                 if count > max_rewrites:
                     raise RewriteCycleError(f"more than {max_rewrites} rewrites: the rules do not settle on {node}")
                 if trace is not None:
                     trace.append(rule.name)
-                if out in in_progress:
+                if id(out) in in_progress:
                     raise RewriteCycleError(f"the rewrite rules cycle on {out}")
                 stack.append((node, _REWRITTEN, out))
                 stack.append((out, _ENTER, out))
                 break
         else:
-            _finish(node, current, memo, in_progress)
-    return memo[e]
+            in_progress.discard(id(node))
+            memo[id(node)] = memo[id(current)] = current
+            kept.append(node)
+    return memo[id(e)]
 
-
-def _finish(node: Expr, result: Expr, memo: dict[Expr, Expr], in_progress: set[Expr]) -> None:
-    in_progress.discard(node)
-    memo[node] = result
-    memo[result] = result

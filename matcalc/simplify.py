@@ -135,35 +135,35 @@ def _coefficient_and_body(term: Expr) -> tuple[Fraction, Expr]:
 # ---------------------------------------------------------------- transposes
 
 
-@rule("transpose of a product", "(A B)^T -> B^T A^T", "(A B)^T")
+@rule("transpose of a product", "(A B)^T -> B^T A^T", "(A B)^T", on=(Transpose,))
 def _transpose_product(e: Expr) -> Expr | None:
     if isinstance(e, Transpose) and isinstance(e.arg, MatMul):
         return mul(*[transpose(f) for f in reversed(e.arg.factors)])
     return None
 
 
-@rule("transpose of a sum", "(A + B)^T -> A^T + B^T", "(A + B)^T")
+@rule("transpose of a sum", "(A + B)^T -> A^T + B^T", "(A + B)^T", on=(Transpose,))
 def _transpose_sum(e: Expr) -> Expr | None:
     if isinstance(e, Transpose) and isinstance(e.arg, Add):
         return add(*[transpose(t) for t in e.arg.terms])
     return None
 
 
-@rule("transpose of a Hadamard product", "(A .* B)^T -> A^T .* B^T", "(X .* Y)^T")
+@rule("transpose of a Hadamard product", "(A .* B)^T -> A^T .* B^T", "(X .* Y)^T", on=(Transpose,))
 def _transpose_hadamard(e: Expr) -> Expr | None:
     if isinstance(e, Transpose) and isinstance(e.arg, Hadamard):
         return hadamard(*[transpose(f) for f in e.arg.factors])
     return None
 
 
-@rule("transpose of an element-wise quotient", "(A ./ B)^T -> A^T ./ B^T", "(X ./ Y)^T")
+@rule("transpose of an element-wise quotient", "(A ./ B)^T -> A^T ./ B^T", "(X ./ Y)^T", on=(Transpose,))
 def _transpose_quotient(e: Expr) -> Expr | None:
     if isinstance(e, Transpose) and isinstance(e.arg, ElemDiv):
         return elem_div(transpose(e.arg.numerator), transpose(e.arg.denominator))
     return None
 
 
-@rule("transpose of a diagonal matrix", "diag(v)^T -> diag(v)", "diag(x)^T")
+@rule("transpose of a diagonal matrix", "diag(v)^T -> diag(v)", "diag(x)^T", on=(Transpose,))
 def _transpose_diag(e: Expr) -> Expr | None:
     if isinstance(e, Transpose) and isinstance(e.arg, Func) and e.arg.name == "diag" \
             and ir.is_vector_shape(e.arg.arg.shape):
@@ -171,7 +171,7 @@ def _transpose_diag(e: Expr) -> Expr | None:
     return None
 
 
-@rule("inverse of a transpose", "inv(A^T) -> inv(A)^T", "inv(X^T)")
+@rule("inverse of a transpose", "inv(A^T) -> inv(A)^T", "inv(X^T)", on=(Func,))
 def _inverse_transpose(e: Expr) -> Expr | None:
     if isinstance(e, Func) and e.name == "inv" and isinstance(e.arg, Transpose):
         return transpose(func("inv", e.arg.arg))
@@ -255,14 +255,14 @@ def _pushed_transpose(e: Expr) -> Expr:
 
 
 @rule("transpose of a symmetric matrix", "M^T -> M for a symmetric M (S, X^T X, inv(X^T X), A + A^T, ...)",
-      "inv(X^T X)^T")
+      "inv(X^T X)^T", on=(Transpose,))
 def _transpose_symmetric(e: Expr) -> Expr | None:
     if isinstance(e, Transpose) and is_symmetric(e.arg):
         return e.arg
     return None
 
 
-@rule("transpose of a power", "(X^k)^T -> (X^T)^k", "(X^2)^T")
+@rule("transpose of a power", "(X^k)^T -> (X^T)^k", "(X^2)^T", on=(Transpose,))
 def _transpose_power(e: Expr) -> Expr | None:
     if isinstance(e, Transpose) and isinstance(e.arg, Power):
         return power(transpose(e.arg.base), e.arg.exponent)
@@ -272,14 +272,14 @@ def _transpose_power(e: Expr) -> Expr | None:
 # ---------------------------------------------------------------- inverses and products
 
 
-@rule("inverse of an inverse", "inv(inv(A)) -> A", "inv(inv(X))")
+@rule("inverse of an inverse", "inv(inv(A)) -> A", "inv(inv(X))", on=(Func,))
 def _inverse_inverse(e: Expr) -> Expr | None:
     if isinstance(e, Func) and e.name == "inv" and isinstance(e.arg, Func) and e.arg.name == "inv":
         return e.arg.arg
     return None
 
 
-@rule("inverse cancels", "A inv(A) -> I;  inv(A) A -> I", "X inv(X) Y")
+@rule("inverse cancels", "A inv(A) -> I;  inv(A) A -> I", "X inv(X) Y", on=(MatMul,))
 def _inverse_cancels(e: Expr) -> Expr | None:
     def pair(left: Expr, right: Expr) -> list[Expr] | None:
         if _is_inv_of(right, left) or _is_inv_of(left, right):
@@ -292,7 +292,7 @@ def _inverse_cancels(e: Expr) -> Expr | None:
     return _chain_rewrite(e, pair)
 
 
-@rule("product of diagonal matrices", "diag(a) diag(b) -> diag(a .* b)", "diag(x) diag(y)")
+@rule("product of diagonal matrices", "diag(a) diag(b) -> diag(a .* b)", "diag(x) diag(y)", on=(MatMul,))
 def _diag_product(e: Expr) -> Expr | None:
     def pair(left: Expr, right: Expr) -> list[Expr] | None:
         if all(isinstance(f, Func) and f.name == "diag" and ir.is_column(f.arg.shape) for f in (left, right)):
@@ -302,7 +302,7 @@ def _diag_product(e: Expr) -> Expr | None:
     return _chain_rewrite(e, pair)
 
 
-@rule("repeated factor", "A A -> A^2;  A^p A^q -> A^(p + q)", "X X Y")
+@rule("repeated factor", "A A -> A^2;  A^p A^q -> A^(p + q)", "X X Y", on=(MatMul,))
 def _repeated_factor(e: Expr) -> Expr | None:
     # every run of one base is merged in a single pass, so that A A ... A (k times) costs O(k), not O(k^2)
     if not isinstance(e, MatMul):
@@ -326,7 +326,7 @@ def _repeated_factor(e: Expr) -> Expr | None:
 
 
 @rule("transposed quotient times its divisor", "b^T (a ./ b) -> sum(a);  (a ./ b)^T b -> sum(a)",
-      "y^T (x ./ y)")
+      "y^T (x ./ y)", on=(MatMul,))
 def _quotient_inner_product(e: Expr) -> Expr | None:
     def pair(left: Expr, right: Expr) -> list[Expr] | None:
         if isinstance(right, ElemDiv) and ir.is_column(right.shape) and left == transpose(right.denominator):
@@ -338,7 +338,7 @@ def _quotient_inner_product(e: Expr) -> Expr | None:
     return _chain_rewrite(e, pair)
 
 
-@rule("diagonal matrix times a vector", "diag(a) b -> a .* b", "diag(x) y")
+@rule("diagonal matrix times a vector", "diag(a) b -> a .* b", "diag(x) y", on=(MatMul,))
 def _diag_times_vector(e: Expr) -> Expr | None:
     def pair(left: Expr, right: Expr) -> list[Expr] | None:
         if isinstance(left, Func) and left.name == "diag" and ir.is_column(left.arg.shape) \
@@ -349,7 +349,7 @@ def _diag_times_vector(e: Expr) -> Expr | None:
     return _chain_rewrite(e, pair)
 
 
-@rule("diagonal of an outer product", "diag(a b^T) -> a .* b", "diag(x y^T)")
+@rule("diagonal of an outer product", "diag(a b^T) -> a .* b", "diag(x y^T)", on=(Func,))
 def _diag_outer(e: Expr) -> Expr | None:
     if isinstance(e, Func) and e.name == "diag" and isinstance(e.arg, MatMul) and not ir.is_vector_shape(e.arg.shape):
         coefficient, scalars, chain = split_product(e.arg)
@@ -358,7 +358,7 @@ def _diag_outer(e: Expr) -> Expr | None:
     return None
 
 
-@rule("diagonal of a diagonal matrix", "diag(diag(v)) -> v for a vector v", "diag(diag(x))")
+@rule("diagonal of a diagonal matrix", "diag(diag(v)) -> v for a vector v", "diag(diag(x))", on=(Func,))
 def _diag_diag(e: Expr) -> Expr | None:
     if isinstance(e, Func) and e.name == "diag" and isinstance(e.arg, Func) and e.arg.name == "diag" \
             and ir.is_column(e.arg.arg.shape):
@@ -366,7 +366,7 @@ def _diag_diag(e: Expr) -> Expr | None:
     return None
 
 
-@rule("scalars out of diag", "diag(c A) -> c diag(A)", "diag(2 alpha x)")
+@rule("scalars out of diag", "diag(c A) -> c diag(A)", "diag(2 alpha x)", on=(Func,))
 def _diag_scalars_out(e: Expr) -> Expr | None:
     if isinstance(e, Func) and e.name == "diag" and isinstance(e.arg, MatMul):
         coefficient, scalars, chain = split_product(e.arg)
@@ -375,14 +375,14 @@ def _diag_scalars_out(e: Expr) -> Expr | None:
     return None
 
 
-@rule("diagonal of ones", "diag(vector(1)) -> I", "diag(vector(1)) A")
+@rule("diagonal of ones", "diag(vector(1)) -> I", "diag(vector(1)) A", on=(Func,))
 def _diag_ones(e: Expr) -> Expr | None:
     if isinstance(e, Func) and e.name == "diag" and ir.is_ones(e.arg) and ir.is_column(e.arg.shape):
         return ir.identity(e.arg.shape[0])
     return None
 
 
-@rule("ones times a vector", "vector(1)^T a -> sum(a);  a^T vector(1) -> sum(a)", "vector(1)^T x")
+@rule("ones times a vector", "vector(1)^T a -> sum(a);  a^T vector(1) -> sum(a)", "vector(1)^T x", on=(MatMul,))
 def _ones_times_vector(e: Expr) -> Expr | None:
     if not isinstance(e, MatMul):
         return None
@@ -397,7 +397,7 @@ def _ones_times_vector(e: Expr) -> Expr | None:
     return None
 
 
-@rule("collect scalar powers", "a^p a^q -> a^(p + q)", "alpha^2 alpha^3 x")
+@rule("collect scalar powers", "a^p a^q -> a^(p + q)", "alpha^2 alpha^3 x", on=(MatMul,))
 def _collect_powers(e: Expr) -> Expr | None:
     if not isinstance(e, MatMul):
         return None
@@ -413,7 +413,7 @@ def _collect_powers(e: Expr) -> Expr | None:
     return mul(Num(coefficient), *merged, *chain)
 
 
-@rule("power of a power", "(a^p)^q -> a^(p q) for a whole number q", "(alpha^2)^3")
+@rule("power of a power", "(a^p)^q -> a^(p q) for a whole number q", "(alpha^2)^3", on=(Power,))
 def _power_of_power(e: Expr) -> Expr | None:
     if isinstance(e, Power) and isinstance(e.base, Power) and e.is_scalar and isinstance(e.exponent, Num) \
             and e.exponent.value.denominator == 1:
@@ -421,7 +421,7 @@ def _power_of_power(e: Expr) -> Expr | None:
     return None
 
 
-@rule("power of a scalar product", "(c a)^k -> c^k a^k for a whole number k", "(2 alpha)^-1 x")
+@rule("power of a scalar product", "(c a)^k -> c^k a^k for a whole number k", "(2 alpha)^-1 x", on=(Power,))
 def _power_of_product(e: Expr) -> Expr | None:
     if isinstance(e, Power) and e.is_scalar and isinstance(e.base, MatMul) and isinstance(e.exponent, Num) \
             and e.exponent.value.denominator == 1:
@@ -433,14 +433,14 @@ def _power_of_product(e: Expr) -> Expr | None:
     return None
 
 
-@rule("zeroth power", "a^0 -> 1", "alpha^0 x")
+@rule("zeroth power", "a^0 -> 1", "alpha^0 x", on=(Power,))
 def _zeroth_power(e: Expr) -> Expr | None:
     if isinstance(e, Power) and e.exponent == ir.ZERO and e.is_scalar:
         return ir.ONE
     return None
 
 
-@rule("sum of numbers", "2 + 3 -> 5 (also in constant fills)", "x + 1 + 2")
+@rule("sum of numbers", "2 + 3 -> 5 (also in constant fills)", "x + 1 + 2", on=(Add,))
 def _fold_constants(e: Expr) -> Expr | None:
     if not isinstance(e, Add):
         return None
@@ -452,14 +452,14 @@ def _fold_constants(e: Expr) -> Expr | None:
     return add(*others, ir.fill(total, e.shape)) if others else ir.fill(total, e.shape)
 
 
-@rule("trace of a scalar", "tr(a) -> a", "tr(x^T y)")
+@rule("trace of a scalar", "tr(a) -> a", "tr(x^T y)", on=(Func,))
 def _trace_scalar(e: Expr) -> Expr | None:
     if isinstance(e, Func) and e.name in ("tr", "det") and e.arg.is_scalar:
         return e.arg
     return None
 
 
-@rule("log of exp", "log(exp(u)) -> u", "log(exp(x))")
+@rule("log of exp", "log(exp(u)) -> u", "log(exp(x))", on=(Func,))
 def _log_exp(e: Expr) -> Expr | None:
     if isinstance(e, Func) and e.name == "log" and isinstance(e.arg, Func) and e.arg.name == "exp":
         return e.arg.arg
@@ -480,7 +480,8 @@ def _is_identity_or_fill(e: Expr) -> bool:
     return isinstance(e, Identity | Fill)
 
 
-@rule("scalars out of a trace or sum", "tr(c A) -> c tr(A);  sum(c A) -> c sum(A)", "tr(alpha A) + sum(beta x)")
+@rule("scalars out of a trace or sum", "tr(c A) -> c tr(A);  sum(c A) -> c sum(A)", "tr(alpha A) + sum(beta x)",
+      on=(Func,))
 def _trace_sum_scalars_out(e: Expr) -> Expr | None:
     if isinstance(e, Func) and e.name in ("tr", "sum") and isinstance(e.arg, MatMul):
         coefficient, scalars, chain = split_product(e.arg)
@@ -490,7 +491,7 @@ def _trace_sum_scalars_out(e: Expr) -> Expr | None:
 
 
 @rule("trace or sum of a constant", "tr(I) -> n;  sum(I) -> n;  tr(matrix(c)) -> c n;  sum(matrix(c)) -> c m n",
-      "tr(I) + sum(vector(2)) + x^T x")
+      "tr(I) + sum(vector(2)) + x^T x", on=(Func,))
 def _trace_sum_constant(e: Expr) -> Expr | None:
     if not (isinstance(e, Func) and e.name in ("tr", "sum") and _is_identity_or_fill(e.arg)):
         return None
@@ -500,7 +501,7 @@ def _trace_sum_constant(e: Expr) -> Expr | None:
     return mul(Num(e.arg.value), count)  # type: ignore[attr-defined]
 
 
-@rule("inverse of a scaled matrix", "inv(c A) -> inv(A) / c;  inv(I) -> I", "inv(alpha X)")
+@rule("inverse of a scaled matrix", "inv(c A) -> inv(A) / c;  inv(I) -> I", "inv(alpha X)", on=(Func,))
 def _inverse_scaled(e: Expr) -> Expr | None:
     if not (isinstance(e, Func) and e.name == "inv"):
         return None
@@ -513,7 +514,8 @@ def _inverse_scaled(e: Expr) -> Expr | None:
     return None
 
 
-@rule("determinant of a constant", "det(I) -> 1;  logdet(I) -> 0;  det(matrix(c)) -> 0", "det(I) + logdet(I) x^T x")
+@rule("determinant of a constant", "det(I) -> 1;  logdet(I) -> 0;  det(matrix(c)) -> 0", "det(I) + logdet(I) x^T x",
+      on=(Func,))
 def _determinant_constant(e: Expr) -> Expr | None:
     if isinstance(e, Func) and e.name in ("det", "logdet") and isinstance(e.arg, Identity):
         return ir.ONE if e.name == "det" else ir.ZERO
@@ -525,7 +527,7 @@ def _determinant_constant(e: Expr) -> Expr | None:
 @rule("functions of a constant vector",
       "logsumexp(vector(c)) -> c + log(n);  softmax(vector(c)) -> vector(1) / n;  "
       "norm2(matrix(c)) -> |c| sqrt(m n);  norm1(matrix(c)) -> |c| m n",
-      "logsumexp(vector(1)) + x^T x")
+      "logsumexp(vector(1)) + x^T x", on=(Func,))
 def _functions_of_constant(e: Expr) -> Expr | None:
     if not (isinstance(e, Func) and isinstance(e.arg, Fill)):
         return None
@@ -556,7 +558,7 @@ def _exact_value(name: str, value: Fraction) -> Fraction | None:
 
 
 @rule("element-wise function of a constant", "f(vector(c)) -> f(c) vector(1);  exp(0) -> 1, sign(-2) -> -1, ...",
-      "exp(vector(0)) + sin(vector(2)) + x")
+      "exp(vector(0)) + sin(vector(2)) + x", on=(Func,))
 def _elementwise_of_constant(e: Expr) -> Expr | None:
     if not (isinstance(e, Func) and e.name in ELEMENTWISE and isinstance(e.arg, Num | Fill)):
         return None
@@ -571,7 +573,7 @@ def _elementwise_of_constant(e: Expr) -> Expr | None:
 # ---------------------------------------------------------------- element-wise forms
 
 
-@rule("Hadamard product with a constant", "A .* vector(c) -> c A", "x .* vector(2)")
+@rule("Hadamard product with a constant", "A .* vector(c) -> c A", "x .* vector(2)", on=(Hadamard,))
 def _hadamard_constant(e: Expr) -> Expr | None:
     if isinstance(e, Hadamard):
         constants = [f for f in e.factors if isinstance(f, Fill)]
@@ -584,14 +586,14 @@ def _hadamard_constant(e: Expr) -> Expr | None:
     return None
 
 
-@rule("division by a constant", "A ./ vector(c) -> (1/c) A", "x ./ vector(2)")
+@rule("division by a constant", "A ./ vector(c) -> (1/c) A", "x ./ vector(2)", on=(ElemDiv,))
 def _divide_constant(e: Expr) -> Expr | None:
     if isinstance(e, ElemDiv) and isinstance(e.denominator, Fill) and e.denominator.value != 0:
         return mul(Num(1 / e.denominator.value), e.numerator)
     return None
 
 
-@rule("scalars out of a Hadamard product", "(c A) .* B -> c (A .* B)", "(2 alpha x) .* y")
+@rule("scalars out of a Hadamard product", "(c A) .* B -> c (A .* B)", "(2 alpha x) .* y", on=(Hadamard,))
 def _hadamard_scalars_out(e: Expr) -> Expr | None:
     if not isinstance(e, Hadamard):
         return None
@@ -607,7 +609,8 @@ def _hadamard_scalars_out(e: Expr) -> Expr | None:
     return mul(*pulled, hadamard(*factors)) if pulled else None
 
 
-@rule("scalars out of an element-wise quotient", "(c A) ./ (d B) -> (c/d) (A ./ B)", "(2 x) ./ (alpha y)")
+@rule("scalars out of an element-wise quotient", "(c A) ./ (d B) -> (c/d) (A ./ B)", "(2 x) ./ (alpha y)",
+      on=(ElemDiv,))
 def _quotient_scalars_out(e: Expr) -> Expr | None:
     if not isinstance(e, ElemDiv):
         return None
@@ -627,7 +630,7 @@ def _quotient_scalars_out(e: Expr) -> Expr | None:
     return mul(*scalars, elem_div(numerator, denominator))
 
 
-@rule("quotient cancels", "(a ./ b) .* b -> a", "(x ./ y) .* y")
+@rule("quotient cancels", "(a ./ b) .* b -> a", "(x ./ y) .* y", on=(Hadamard,))
 def _quotient_cancels(e: Expr) -> Expr | None:
     if not isinstance(e, Hadamard):
         return None
@@ -639,7 +642,7 @@ def _quotient_cancels(e: Expr) -> Expr | None:
     return None
 
 
-@rule("constant over a divisor", "c (vector(v) ./ B) -> vector(c v) ./ B", "2 (1 ./ x)")
+@rule("constant over a divisor", "c (vector(v) ./ B) -> vector(c v) ./ B", "2 (1 ./ x)", on=(MatMul,))
 def _constant_quotient(e: Expr) -> Expr | None:
     if isinstance(e, MatMul) and len(e.factors) == 2 and isinstance(e.factors[0], Num) \
             and isinstance(e.factors[1], ElemDiv) and isinstance(e.factors[1].numerator, Fill):
@@ -648,7 +651,7 @@ def _constant_quotient(e: Expr) -> Expr | None:
     return None
 
 
-@rule("product with a reciprocal", "A .* (1 ./ B) -> A ./ B", "x .* (1 ./ y)")
+@rule("product with a reciprocal", "A .* (1 ./ B) -> A ./ B", "x .* (1 ./ y)", on=(Hadamard,))
 def _times_reciprocal(e: Expr) -> Expr | None:
     if not isinstance(e, Hadamard):
         return None
@@ -664,7 +667,7 @@ def _is_exp_plus_one(denominator: Expr, u: Expr) -> bool:
         func("exp", u) in denominator.terms and any(ir.is_ones(t) for t in denominator.terms)
 
 
-@rule("logistic sigmoid", "exp(u) ./ (exp(u) + 1) -> sigmoid(u)", "exp(x) ./ (exp(x) + 1)")
+@rule("logistic sigmoid", "exp(u) ./ (exp(u) + 1) -> sigmoid(u)", "exp(x) ./ (exp(x) + 1)", on=(ElemDiv, MatMul))
 def _sigmoid(e: Expr) -> Expr | None:
     if isinstance(e, ElemDiv) and isinstance(e.numerator, Func) and e.numerator.name == "exp" \
             and _is_exp_plus_one(e.denominator, e.numerator.arg):
@@ -679,7 +682,7 @@ def _sigmoid(e: Expr) -> Expr | None:
     return None
 
 
-@rule("sum of a Hadamard product", "sum(a .* b) -> a^T b for vectors", "sum(x .* y)")
+@rule("sum of a Hadamard product", "sum(a .* b) -> a^T b for vectors", "sum(x .* y)", on=(Func,))
 def _sum_hadamard(e: Expr) -> Expr | None:
     if isinstance(e, Func) and e.name == "sum" and isinstance(e.arg, Hadamard) and ir.is_column(e.arg.shape):
         first, *rest = e.arg.factors
@@ -690,7 +693,7 @@ def _sum_hadamard(e: Expr) -> Expr | None:
 # ---------------------------------------------------------------- sums
 
 
-@rule("like terms", "c1 T + c2 T -> (c1 + c2) T", "A x + 2 A x")
+@rule("like terms", "c1 T + c2 T -> (c1 + c2) T", "A x + 2 A x", on=(Add,))
 def _like_terms(e: Expr) -> Expr | None:
     if not isinstance(e, Add):
         return None
@@ -741,17 +744,17 @@ def _factor_side(e: Expr, side: int) -> Expr | None:
     return add(*[t for t in terms if t is not None]) if factored else None
 
 
-@rule("common right factor", "A C + B C -> (A + B) C", "A x + B x")
+@rule("common right factor", "A C + B C -> (A + B) C", "A x + B x", on=(Add,))
 def _factor_right(e: Expr) -> Expr | None:
     return _factor_side(e, -1)
 
 
-@rule("common left factor", "A B + A C -> A (B + C)", "A x + A y")
+@rule("common left factor", "A B + A C -> A (B + C)", "A x + A y", on=(Add,))
 def _factor_left(e: Expr) -> Expr | None:
     return _factor_side(e, 0)
 
 
-@rule("common scalar factor", "c A - c B + D -> c (A - B) + D", "2 A x - 2 B y + z")
+@rule("common scalar factor", "c A - c B + D -> c (A - B) + D", "2 A x - 2 B y + z", on=(Add,))
 def _common_scalar(e: Expr) -> Expr | None:
     if not isinstance(e, Add):
         return None
