@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 from fractions import Fraction
+from typing import TypeVar
 
 from . import ir
 from .functions import ELEMENTWISE
@@ -33,11 +34,11 @@ from .ir import (
     mul,
     num,
     power,
-    split_product,
     transpose,
 )
 from .rewrite import RewriteRule, normalize, rule_table
 
+T = TypeVar("T")
 SIMPLIFY_RULES: list[RewriteRule] = []
 rule = rule_table(SIMPLIFY_RULES)
 
@@ -45,11 +46,36 @@ rule = rule_table(SIMPLIFY_RULES)
 # ---------------------------------------------------------------- helpers
 
 
+def _cached_on(e: Expr, attribute: str, compute: Callable[[Expr], T]) -> T:
+    """compute(e), cached on the node as `attribute` (like its hash): for a pure function of one node,
+    which the rules of a product, or of every sum a term is shared by, ask again and again."""
+    cached = e.__dict__.get(attribute)
+    if cached is None:
+        cached = compute(e)
+        object.__setattr__(e, attribute, cached)
+    return cached
+
+
+def _product_parts(e: Expr) -> tuple[Fraction, tuple[Expr, ...], tuple[Expr, ...]]:
+    """ir.split_product(e) as tuples, cached on the node."""
+    return _cached_on(e, "_product_parts", lambda node: tuple(map(_as_tuple, ir.split_product(node))))
+
+
+def _as_tuple(part: object) -> object:
+    return tuple(part) if isinstance(part, list) else part
+
+
+def _split_product(e: Expr) -> tuple[Fraction, list[Expr], list[Expr]]:
+    """ir.split_product(e), from the cache of _product_parts."""
+    coefficient, scalars, chain = _product_parts(e)
+    return coefficient, list(scalars), list(chain)
+
+
 def _chain_rewrite(e: Expr, pair_rule: Callable[[Expr, Expr], list[Expr] | None]) -> Expr | None:
     """Apply pair_rule(left, right) -> list | None to the first adjacent pair of a product's chain."""
     if not isinstance(e, MatMul):
         return None
-    coefficient, scalars, chain = split_product(e)
+    coefficient, scalars, chain = _split_product(e)
     for i in range(len(chain) - 1):
         replacement = pair_rule(chain[i], chain[i + 1])
         if replacement is not None:
@@ -110,7 +136,7 @@ def _key_of_structure(e: Expr) -> int:
     elif isinstance(e, Add):
         structure = ("+", tuple(sorted(key(t) for t in e.terms)))
     elif isinstance(e, MatMul):
-        coefficient, scalars, chain = split_product(e)
+        coefficient, scalars, chain = _split_product(e)
         structure = ("·", coefficient, tuple(sorted(key(s) for s in scalars)), tuple(key(f) for f in chain))
     elif e.children:
         structure = (type(e).__name__, e.name if isinstance(e, Func) else None, tuple(key(c) for c in e.children))
@@ -126,7 +152,12 @@ def _key_of_structure(e: Expr) -> int:
 
 
 def _coefficient_and_body(term: Expr) -> tuple[Fraction, Expr]:
-    coefficient, scalars, chain = split_product(term)
+    """(c, T) with term = c T, cached on the term: a term shared by many sums is split once."""
+    return _cached_on(term, "_coefficient_and_body", _split_coefficient)
+
+
+def _split_coefficient(term: Expr) -> tuple[Fraction, Expr]:
+    coefficient, scalars, chain = _product_parts(term)
     if not scalars and not chain:
         return coefficient, ir.ONE
     return coefficient, mul(*scalars, *chain)
@@ -220,7 +251,7 @@ def _symmetry(e: Expr) -> bool | list[Expr]:
         keys = {commutative_key(t) for t in e.terms}
         return _all_symmetric([t for t in e.terms if commutative_key(_pushed_transpose(t)) not in keys])
     if isinstance(e, MatMul):
-        _, _, chain = split_product(e)
+        _, _, chain = _split_product(e)
         if not chain or chain[0].shape[0] != chain[-1].shape[1]:
             return False
         k = len(chain)
@@ -311,7 +342,7 @@ def _repeated_factor(e: Expr) -> Expr | None:
     def base_exponent(f: Expr) -> tuple[Expr, Expr]:
         return (f.base, f.exponent) if isinstance(f, Power) else (f, ir.ONE)
 
-    coefficient, scalars, chain = split_product(e)
+    coefficient, scalars, chain = _split_product(e)
     merged: list[Expr] = []
     for factor in chain:
         if merged:
@@ -352,7 +383,7 @@ def _diag_times_vector(e: Expr) -> Expr | None:
 @rule("diagonal of an outer product", "diag(a b^T) -> a .* b", "diag(x y^T)", on=(Func,))
 def _diag_outer(e: Expr) -> Expr | None:
     if isinstance(e, Func) and e.name == "diag" and isinstance(e.arg, MatMul) and not ir.is_vector_shape(e.arg.shape):
-        coefficient, scalars, chain = split_product(e.arg)
+        coefficient, scalars, chain = _split_product(e.arg)
         if len(chain) == 2 and ir.is_column(chain[0].shape) and chain[1].shape[0] == 1:
             return mul(Num(coefficient), *scalars, hadamard(chain[0], transpose(chain[1])))
     return None
@@ -369,7 +400,7 @@ def _diag_diag(e: Expr) -> Expr | None:
 @rule("scalars out of diag", "diag(c A) -> c diag(A)", "diag(2 alpha x)", on=(Func,))
 def _diag_scalars_out(e: Expr) -> Expr | None:
     if isinstance(e, Func) and e.name == "diag" and isinstance(e.arg, MatMul):
-        coefficient, scalars, chain = split_product(e.arg)
+        coefficient, scalars, chain = _split_product(e.arg)
         if chain and (coefficient != 1 or scalars):
             return mul(Num(coefficient), *scalars, func("diag", mul(*chain)))
     return None
@@ -386,7 +417,7 @@ def _diag_ones(e: Expr) -> Expr | None:
 def _ones_times_vector(e: Expr) -> Expr | None:
     if not isinstance(e, MatMul):
         return None
-    coefficient, scalars, chain = split_product(e)
+    coefficient, scalars, chain = _split_product(e)
     if len(chain) != 2 or e.shape != ir.SCALAR:
         return None
     left, right = chain
@@ -401,7 +432,7 @@ def _ones_times_vector(e: Expr) -> Expr | None:
 def _collect_powers(e: Expr) -> Expr | None:
     if not isinstance(e, MatMul):
         return None
-    coefficient, scalars, chain = split_product(e)
+    coefficient, scalars, chain = _split_product(e)
     bases: dict[Expr, list[Expr]] = {}
     for s in scalars:
         base, exponent = (s.base, s.exponent) if isinstance(s, Power) else (s, ir.ONE)
@@ -425,7 +456,7 @@ def _power_of_power(e: Expr) -> Expr | None:
 def _power_of_product(e: Expr) -> Expr | None:
     if isinstance(e, Power) and e.is_scalar and isinstance(e.base, MatMul) and isinstance(e.exponent, Num) \
             and e.exponent.value.denominator == 1:
-        coefficient, scalars, chain = split_product(e.base)
+        coefficient, scalars, chain = _split_product(e.base)
         parts = [*scalars, mul(*chain)] if chain else scalars
         if len(parts) + (coefficient != 1) < 2:
             return None
@@ -484,7 +515,7 @@ def _is_identity_or_fill(e: Expr) -> bool:
       on=(Func,))
 def _trace_sum_scalars_out(e: Expr) -> Expr | None:
     if isinstance(e, Func) and e.name in ("tr", "sum") and isinstance(e.arg, MatMul):
-        coefficient, scalars, chain = split_product(e.arg)
+        coefficient, scalars, chain = _split_product(e.arg)
         if chain and (coefficient != 1 or scalars):
             return mul(Num(coefficient), *scalars, func(e.name, mul(*chain)))
     return None
@@ -508,7 +539,7 @@ def _inverse_scaled(e: Expr) -> Expr | None:
     if isinstance(e.arg, Identity):
         return e.arg
     if isinstance(e.arg, MatMul):
-        coefficient, scalars, chain = split_product(e.arg)
+        coefficient, scalars, chain = _split_product(e.arg)
         if chain and (coefficient != 1 or scalars):
             return mul(Num(1 / coefficient), *[ir.reciprocal(s) for s in scalars], func("inv", mul(*chain)))
     return None
@@ -600,7 +631,7 @@ def _hadamard_scalars_out(e: Expr) -> Expr | None:
     pulled: list[Expr] = []
     factors = []
     for f in e.factors:
-        coefficient, scalars, chain = split_product(f)
+        coefficient, scalars, chain = _split_product(f)
         if isinstance(f, MatMul) and chain and (coefficient != 1 or scalars):
             pulled += [Num(coefficient), *scalars]
             factors.append(mul(*chain))
@@ -614,8 +645,8 @@ def _hadamard_scalars_out(e: Expr) -> Expr | None:
 def _quotient_scalars_out(e: Expr) -> Expr | None:
     if not isinstance(e, ElemDiv):
         return None
-    top_c, top_s, top_chain = split_product(e.numerator)
-    bottom_c, bottom_s, bottom_chain = split_product(e.denominator)
+    top_c, top_s, top_chain = _split_product(e.numerator)
+    bottom_c, bottom_s, bottom_chain = _split_product(e.denominator)
     pull_top = isinstance(e.numerator, MatMul) and top_chain and (top_c != 1 or top_s)
     pull_bottom = isinstance(e.denominator, MatMul) and bottom_chain and (bottom_c != 1 or bottom_s)
     if not (pull_top or pull_bottom):
@@ -697,12 +728,13 @@ def _sum_hadamard(e: Expr) -> Expr | None:
 def _like_terms(e: Expr) -> Expr | None:
     if not isinstance(e, Add):
         return None
-    groups: dict[object, list] = {}
-    for term in e.terms:
-        coefficient, body = _coefficient_and_body(term)
-        groups.setdefault(commutative_key(body), [Fraction(0), body])[0] += coefficient
-    if len(groups) == len(e.terms):
+    parts = [_coefficient_and_body(term) for term in e.terms]
+    keys = [commutative_key(body) for _, body in parts]
+    if len(set(keys)) == len(keys):
         return None
+    groups: dict[object, list] = {}
+    for (coefficient, body), key in zip(parts, keys, strict=True):
+        groups.setdefault(key, [Fraction(0), body])[0] += coefficient
     return add(*[mul(Num(c), body) for c, body in groups.values()])
 
 
@@ -717,7 +749,7 @@ def _factor_side(e: Expr, side: int) -> Expr | None:
         return None
     groups: dict[object, list[int]] = {}
     for index, term in enumerate(e.terms):
-        _, _, chain = split_product(term)
+        chain = _product_parts(term)[2]
         if len(chain) >= 1 and not (len(chain) == 1 and side == 0):
             groups.setdefault(commutative_key(chain[side]), []).append(index)
     terms: list[Expr | None] = list(e.terms)
@@ -725,10 +757,10 @@ def _factor_side(e: Expr, side: int) -> Expr | None:
     for shared in groups.values():
         if len(shared) < 2:
             continue
-        factor = split_product(e.terms[shared[0]])[2][side]
+        factor = _split_product(e.terms[shared[0]])[2][side]
         remainders = []
         for index in shared:
-            coefficient, scalars, chain = split_product(e.terms[index])
+            coefficient, scalars, chain = _split_product(e.terms[index])
             rest = chain[:-1] if side == -1 else chain[1:]
             remainders.append((coefficient, scalars, rest))
         if all(not rest for _, _, rest in remainders):
@@ -758,23 +790,19 @@ def _factor_left(e: Expr) -> Expr | None:
 def _common_scalar(e: Expr) -> Expr | None:
     if not isinstance(e, Add):
         return None
-    parts = [split_product(t) for t in e.terms]
-
-    def candidates(coefficient: Fraction, scalars: list[Expr]) -> list[Expr]:
-        return ([Num(abs(coefficient))] if abs(coefficient) != 1 else []) + list(dict.fromkeys(scalars))
-
+    candidates = [_cached_on(t, "_common_candidates", _common_candidates) for t in e.terms]
     holders: dict[Expr, list[int]] = {}  # factor -> the terms holding it: one pass, not one per term
-    for j, (c, s, _) in enumerate(parts):
-        for common in candidates(c, s):
+    for j, held in enumerate(candidates):
+        for common in held:
             holders.setdefault(common, []).append(j)
-    for index, (coefficient, scalars, _) in enumerate(parts):
-        for common in candidates(coefficient, scalars):
+    for index, held in enumerate(candidates):
+        for common in held:
             group = holders[common]
             if len(group) < 2 or group[0] != index:
                 continue
             rest = []
             for j in group:
-                c, s, chain = parts[j]
+                c, s, chain = _split_product(e.terms[j])
                 if isinstance(common, Num):
                     rest.append(mul(Num(c / common.value), *s, *chain))
                 else:
@@ -786,6 +814,12 @@ def _common_scalar(e: Expr) -> Expr | None:
             factored = mul(common, add(*rest))
             return add(factored, *[t for j, t in enumerate(e.terms) if j not in group])
     return None
+
+
+def _common_candidates(term: Expr) -> tuple[Expr, ...]:
+    """The factors `common scalar factor` may take out of a term: |c| (unless 1), then its scalars."""
+    coefficient, scalars, _ = _product_parts(term)
+    return ((Num(abs(coefficient)),) if abs(coefficient) != 1 else ()) + tuple(dict.fromkeys(scalars))
 
 
 def simplify(e: Expr, trace: list[str] | None = None) -> Expr:
