@@ -271,38 +271,36 @@ def _leaf_differential(e: Expr, variable: Var) -> Expr | None:
 
 
 def differential(e: Expr, variable: Var, used: list[str] | None = None) -> Expr:
-    """df for f = e: linear in Differential(variable). `used` collects the names of the rules applied."""
-    memo: dict[Expr, Expr] = {}
-    written = 0
-    budget = max(MAX_DIFFERENTIAL_SIZE, 4 * sum(1 for _ in ir.walk(e)))  # a long input may write a long result
+    """df for f = e: linear in Differential(variable). `used` collects the names of the rules applied.
 
-    def d(node: Expr) -> Expr:
-        nonlocal written
-        if node in memo:
-            return memo[node]
+    One pass over the distinct nodes of e, children first (ir.postorder), each node's differential
+    built from its children's: no recursion, and a node shared by several parents is differentiated once.
+    """
+    memo: dict[int, Expr] = {}  # id of a node of e (alive as long as e) -> its differential
+    written = 0
+    order = ir.postorder(e)
+    budget = max(MAX_DIFFERENTIAL_SIZE, 4 * len(order))  # a long input may write a long result
+    for node in order:
         leaf = _leaf_differential(node, variable)
         if leaf is not None:
-            memo[node] = leaf
-            return leaf
-        child_ds = tuple(d(child) for child in node.children)
+            memo[id(node)] = leaf
+            continue
+        child_ds = tuple(memo[id(child)] for child in node.children)
         if all(ir.is_zero(cd) for cd in child_ds):
-            result = ir.zeros(node.shape)
-        else:
-            varying = sum(not ir.is_zero(cd) for cd in child_ds)
-            if varying > 1 and isinstance(node, MatMul | Hadamard):  # the product rule's k terms of m factors
-                written += varying * len(node.children)
-            if written > budget:
-                raise UnsupportedError(f"the derivative is too large to write: its differential would have more "
-                                       f"than {budget:,} factors (a product of many factors "
-                                       f"that all hold {variable.name})")
-            rule = next(r for r in DIFFERENTIAL_RULES if r.applies(node))
-            if used is not None and rule.name not in used:
-                used.append(rule.name)
-            result = rule.rule(node, child_ds)
-        memo[node] = result
-        return result
-
-    return d(e)
+            memo[id(node)] = ir.zeros(node.shape)
+            continue
+        varying = sum(not ir.is_zero(cd) for cd in child_ds)
+        if varying > 1 and isinstance(node, MatMul | Hadamard):  # the product rule's k terms of m factors
+            written += varying * len(node.children)
+        if written > budget:
+            raise UnsupportedError(f"the derivative is too large to write: its differential would have more "
+                                   f"than {budget:,} factors (a product of many factors "
+                                   f"that all hold {variable.name})")
+        rule = next(r for r in DIFFERENTIAL_RULES if r.applies(node))
+        if used is not None and rule.name not in used:
+            used.append(rule.name)
+        memo[id(node)] = rule.rule(node, child_ds)
+    return memo[id(e)]
 
 
 # ---------------------------------------------------------------- identification
@@ -454,27 +452,56 @@ def _row_gradient(t: Expr, n: ir.Dim) -> Expr:
 def jacobian_from_differential(t: Expr, n: ir.Dim) -> Expr:
     """J with t = J dx, for a column vector t linear in the column vector dx (forward accumulation).
 
-    t is read from the root down the path to dx. A scalar s on that path gives t = s r with r free of dx
-    (`_scalar_on_path`), so J = r (ds/dx)^T from the gradient reader. Otherwise each step either reads one
-    level (a .* f -> diag(a) J(f), L f -> L J(f)), whose left factor is kept in `left`, or rewrites t into
-    an equal form closer to a readable one (a transpose pushed down, a product distributed over a sum,
-    diag(M) as a vector). Both loop here; only a sum recurses, once per term, which keeps J factored.
+    t is read from the root down the path to dx (`_read`). A sum on that path is read term by term:
+    J = L (J(t_1) + J(t_2) + ...). The terms wait on an explicit stack, not in a recursion, and the
+    Jacobian of each term read is kept, so that a term shared by several sums (a DAG) is read once.
+    """
+    done: dict[Expr, Expr] = {}
+    waiting: dict[Expr, tuple[list[Expr], list[Expr]]] = {}  # a sum's term -> (left, its own terms)
+    stack: list[tuple[Expr, bool]] = [(t, False)]
+    while stack:
+        term, terms_read = stack.pop()
+        if term in done:
+            continue
+        if terms_read:
+            left, terms = waiting.pop(term)
+            done[term] = mul(*left, add(*[done[u] for u in terms]))
+            continue
+        if term in waiting:  # reading a term led back to itself: the reader would never end
+            raise _cannot_write(term)
+        left, read, terms = _read(term, n)
+        if read is not None:
+            done[term] = read
+            continue
+        waiting[term] = (left, terms)
+        stack.append((term, True))
+        stack.extend((u, False) for u in reversed(terms))
+    return done[t]
+
+
+def _read(t: Expr, n: ir.Dim) -> tuple[list[Expr], Expr | None, list[Expr]]:
+    """(left, J, []) with J the Jacobian of t; or, where the path from t to dx meets a sum, (left, None,
+    its terms that hold dx), with the Jacobian of t = mul(*left, J(t_1) + J(t_2) + ...).
+
+    A scalar s on the path gives t = s r with r free of dx (`_scalar_on_path`), so J = r (ds/dx)^T from
+    the gradient reader. Otherwise each step either reads one level (a .* f -> diag(a) J(f), L f -> L J(f)),
+    whose left factor is kept in `left`, or rewrites t into an equal form closer to a readable one (a
+    transpose pushed down, a product distributed over a sum, diag(M) as a vector). A loop, no recursion.
     """
     left: list[Expr] = []  # the Jacobian is mul(*left, J(t))
     while True:
         if not ir.contains_differential(t):
-            return mul(*left, ir.zeros((t.shape[0], n)))
+            return left, mul(*left, ir.zeros((t.shape[0], n))), []
         if isinstance(t, Differential):
-            return mul(*left, ir.identity(n))
+            return left, mul(*left, ir.identity(n)), []
         if t.is_scalar:
-            return mul(*left, _row_gradient(t, n))
+            return left, mul(*left, _row_gradient(t, n)), []
         if isinstance(t, Add):
-            return mul(*left, add(*[jacobian_from_differential(term, n)
-                                    for term in t.terms if ir.contains_differential(term)]))
+            return left, None, [term for term in t.terms if ir.contains_differential(term)]
         split = _scalar_on_path(t)
         if split is not None:  # t = s r -> r (ds/dx)^T
             s, r = split
-            return mul(*left, r, _row_gradient(s, n))
+            return left, mul(*left, r, _row_gradient(s, n)), []
         if isinstance(t, Hadamard):  # a .* f -> diag(a) J(f)
             position = next(i for i, f in enumerate(t.factors) if ir.contains_differential(f))
             left.append(func("diag", hadamard(*t.factors[:position], *t.factors[position + 1 :])))
@@ -693,14 +720,32 @@ def _distribute_over_sum(e: Hadamard | ElemDiv) -> Expr | None:
 
 
 def _outer_product_in(e: Expr) -> tuple[Expr, Expr, Expr] | None:
-    """(M, a, b) with e = M .* (a b^T), for an element-wise product or quotient holding one outer product."""
-    if isinstance(e, ElemDiv) and not ir.contains_differential(e.denominator):
+    """(M, a, b) with e = M .* (a b^T), for an element-wise product or quotient holding one outer product.
+
+    Through quotients: (a b^T) ./ D = (1 ./ D) .* (a b^T), and (M .* (a b^T)) ./ D = (M ./ D) .* (a b^T);
+    a chain of quotients is followed down in a loop, and its divisors applied to M on the way back up.
+    """
+    divisors: list[Expr] = []
+    found: tuple[Expr, Expr, Expr] | None = None
+    while isinstance(e, ElemDiv) and not ir.contains_differential(e.denominator):
+        divisors.append(e.denominator)
         split = _is_outer(e.numerator)
-        found = (ones(e.shape), *split) if split is not None else _outer_product_in(e.numerator)
-        if found is None:
-            return None
-        m, a, b = found
-        return elem_div(m, e.denominator), a, b
+        if split is not None:
+            found = (ones(e.shape), *split)
+            break
+        e = e.numerator
+    else:
+        found = _outer_product_in_hadamard(e)
+    if found is None:
+        return None
+    m, a, b = found
+    for divisor in reversed(divisors):
+        m = elem_div(m, divisor)
+    return m, a, b
+
+
+def _outer_product_in_hadamard(e: Expr) -> tuple[Expr, Expr, Expr] | None:
+    """(M, a, b) with e = M .* (a b^T), for an element-wise product with a factor a b^T, M free of dx."""
     if not isinstance(e, Hadamard):
         return None
     for index, factor in enumerate(e.factors):
@@ -725,20 +770,34 @@ def _is_outer(e: Expr) -> tuple[Expr, Expr] | None:
 
 def _diagonal_factor(f: Expr) -> Expr | None:
     """u with f = diag(u): diag(u) itself or transposed, B .* diag(u) = diag(diag(B) .* u),
-    diag(u) ./ B = diag(u ./ diag(B))."""
-    if isinstance(f, Func) and f.name == "diag" and ir.is_column(f.arg.shape):
-        return f.arg
-    if isinstance(f, Transpose):  # a diagonal matrix is its own transpose
-        return _diagonal_factor(f.arg)
-    if isinstance(f, ElemDiv) and not ir.contains_differential(f.denominator):
-        u = _diagonal_factor(f.numerator)
-        return None if u is None else elem_div(u, func("diag", f.denominator))
-    if isinstance(f, Hadamard):
-        for index, factor in enumerate(f.factors):
-            u = _diagonal_factor(factor)
-            if u is not None:
-                others = [func("diag", g) for i, g in enumerate(f.factors) if i != index]
-                return hadamard(u, *others)
+    diag(u) ./ B = diag(u ./ diag(B)).
+
+    A search down transposes, numerators and the factors of element-wise products, in order, for
+    the first diag(u) of a column u: an explicit stack, each entry with the step that led to it, so
+    that u is carried back up the path once found. A node met again was searched without success.
+    """
+    seen: set[int] = set()
+    stack: list[tuple[Expr, tuple | None]] = [(f, None)]  # (node, path: (step, the path above it) or None)
+    while stack:
+        node, path = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, Func) and node.name == "diag" and ir.is_column(node.arg.shape):
+            u = node.arg
+            while path is not None:
+                (kind, others), path = path
+                u = elem_div(u, func("diag", others)) if kind == "quotient" else \
+                    hadamard(u, *[func("diag", g) for g in others])
+            return u
+        if isinstance(node, Transpose):  # a diagonal matrix is its own transpose
+            stack.append((node.arg, path))
+        elif isinstance(node, ElemDiv) and not ir.contains_differential(node.denominator):
+            stack.append((node.numerator, (("quotient", node.denominator), path)))
+        elif isinstance(node, Hadamard):
+            factors = node.factors
+            stack.extend((factors[index], (("hadamard", factors[:index] + factors[index + 1 :]), path))
+                         for index in range(len(factors) - 1, -1, -1))
     return None
 
 

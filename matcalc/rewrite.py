@@ -10,10 +10,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .errors import RewriteCycleError
-from .ir import Expr
+from .ir import Expr, walk
 
 MAX_REWRITES = 5_000
 REWRITES_PER_NODE = 10
+_ENTER, _CHILDREN, _REWRITTEN = range(3)  # the states of a frame of `normalize`
 
 
 @dataclass(frozen=True)
@@ -23,17 +24,18 @@ class RewriteRule:
     apply: Callable[[Expr], Expr | None]  # the rewritten node, or None where the rule does not apply
     example: str  # an input on which the rule fires
     where: str = ""  # declarations the example needs
+    on: tuple[type, ...] = ()  # the node types it may rewrite (the strategy tries no other); () for any
 
     def __str__(self) -> str:
         return f"{self.name}: {self.statement}"
 
 
 def rule_table(table: list[RewriteRule]) -> Callable[..., Callable[[Callable[[Expr], Expr | None]], RewriteRule]]:
-    """A decorator that appends a rule to `table`: @rule(name, statement, example, where=...)."""
+    """A decorator that appends a rule to `table`: @rule(name, statement, example, where=..., on=(node types))."""
 
-    def rule(name: str, statement: str, example: str, where: str = "") -> Callable:
+    def rule(name: str, statement: str, example: str, where: str = "", on: tuple[type, ...] = ()) -> Callable:
         def register(apply: Callable[[Expr], Expr | None]) -> RewriteRule:
-            entry = RewriteRule(name, statement, apply, example, where)
+            entry = RewriteRule(name, statement, apply, example, where, on)
             table.append(entry)
             return entry
 
@@ -43,15 +45,34 @@ def rule_table(table: list[RewriteRule]) -> Callable[..., Callable[[Callable[[Ex
 
 
 def apply_once(e: Expr, rule: RewriteRule) -> Expr | None:
-    """The rule applied at the first node (parents first) where it changes something, or None."""
-    out = rule.apply(e)
-    if out is not None and out != e:
-        return out
-    for index, child in enumerate(e.children):
-        new_child = apply_once(child, rule)
-        if new_child is not None:
-            children = (*e.children[:index], new_child, *e.children[index + 1 :])
-            return e.rebuild(children)
+    """The rule applied at the first node (parents first) where it changes something, or None.
+
+    A preorder search with an explicit stack: each entry keeps its parent's entry and its index
+    there, so that the path is rebuilt bottom-up once the rule fires. A node met again has had its
+    whole subtree searched already (without success): it is not searched twice.
+    """
+    seen: set[int] = set()
+    stack: list[tuple[Expr, int, int]] = [(e, -1, -1)]  # (node, parent's place in `path`, index in the parent)
+    path: list[tuple[Expr, int, int]] = []
+    while stack:
+        entry = stack.pop()
+        node = entry[0]
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        out = rule.apply(node)
+        if out is not None and out != node:
+            _, parent, index = entry
+            while parent >= 0:
+                above, parent_of_above, index_of_above = path[parent]
+                children = above.children
+                out = above.rebuild((*children[:index], out, *children[index + 1 :]))
+                parent, index = parent_of_above, index_of_above
+            return out
+        path.append(entry)
+        place = len(path) - 1
+        children = node.children
+        stack.extend((children[i], place, i) for i in range(len(children) - 1, -1, -1))
     return None
 
 
@@ -59,89 +80,71 @@ def normalize(e: Expr, rules: list[RewriteRule], trace: list[str] | None = None,
               max_rewrites: int | None = None) -> Expr:
     """Innermost strategy to a fixpoint: children first, then the first rule that fires, again.
 
-    Memoised on structure. Revisiting an expression still being normalised is a cycle, and more
-    than `max_rewrites` rewrites is a runaway: both raise RewriteCycleError instead of hanging.
-    The default cap grows with the expression (MAX_REWRITES, plus REWRITES_PER_NODE per node),
-    so that a long input is not taken for a runaway.
-    """
-    e, tree_size = _shared(e)
-    if max_rewrites is None:
-        max_rewrites = MAX_REWRITES + REWRITES_PER_NODE * tree_size
-    memo: dict[Expr, Expr] = {}
-    in_progress: set[Expr] = set()
-    count = 0
+    Memoised on structure (nodes are interned: equal subtrees are one object). Revisiting an
+    expression still being normalised is a cycle, and more than `max_rewrites` rewrites is a
+    runaway: both raise RewriteCycleError instead of hanging. The default cap grows with the
+    expression (MAX_REWRITES, plus REWRITES_PER_NODE per distinct node: the size of a DAG, not of
+    its tree, which can be exponential), so that a long input is not taken for a runaway.
 
-    def norm(node: Expr) -> Expr:
-        nonlocal count
-        done = memo.get(node)
-        if done is not None:
-            return done
-        if node in in_progress:
-            raise RewriteCycleError(f"the rewrite rules cycle on {node}")
-        in_progress.add(node)
-        current = node
-        if current.children:
-            children = tuple(norm(child) for child in current.children)
-            if children != current.children:
-                current = current.rebuild(children)
-        result = current
-        for rule in rules:
+    No recursion: an explicit stack of frames, each a node in one of three states, does what the
+    recursive strategy did, in the same order (so the trace and the result are the same).
+    """
+    if max_rewrites is None:
+        max_rewrites = MAX_REWRITES + REWRITES_PER_NODE * sum(1 for _ in walk(e))
+    # memo and in_progress go by id (an Expr's __hash__ and __eq__ are Python calls); `kept` holds every
+    # node whose id is a key, so that no id is reused while they are
+    memo: dict[int, Expr] = {}
+    kept: list[Expr] = []
+    in_progress: set[int] = set()
+    count = 0
+    by_type: dict[type, list[RewriteRule]] = {}  # the rules that may rewrite a node of a type, in order
+    # a frame: (node, state, current); state _ENTER: not started; _CHILDREN: its children were pushed,
+    # `current` is the node; _REWRITTEN: a rule rewrote `node` to `current`, which was pushed
+    stack: list[tuple[Expr, int, Expr]] = [(e, _ENTER, e)]
+    while stack:
+        node, state, current = stack.pop()
+        if state == _ENTER:
+            if id(node) in memo:
+                continue
+            if id(node) in in_progress:
+                raise RewriteCycleError(f"the rewrite rules cycle on {node}")
+            in_progress.add(id(node))
+            children = node.children
+            if children:
+                stack.append((node, _CHILDREN, node))
+                stack.extend((child, _ENTER, child) for child in reversed(children) if id(child) not in memo)
+                continue
+        elif state == _CHILDREN:
+            children = node.children
+            normal = tuple(memo[id(child)] for child in children)
+            if any(new is not old for new, old in zip(normal, children, strict=True)):
+                current = node.rebuild(normal)
+        else:  # _REWRITTEN: normalising `current` is done
+            result = memo[id(current)]
+            in_progress.discard(id(node))
+            memo[id(node)] = memo[id(result)] = result
+            kept.append(node)
+            continue
+        kind = type(current)
+        candidates = by_type.get(kind)
+        if candidates is None:
+            candidates = by_type[kind] = [rule for rule in rules if not rule.on or issubclass(kind, rule.on)]
+        for rule in candidates:
             out = rule.apply(current)
-            if out is not None and out != current:
+            if out is not None and out is not current:
                 count += 1
                 if count > max_rewrites:
                     raise RewriteCycleError(f"more than {max_rewrites} rewrites: the rules do not settle on {node}")
                 if trace is not None:
                     trace.append(rule.name)
-                result = norm(out) if out not in in_progress else _cycle(out)
+                if id(out) in in_progress:
+                    raise RewriteCycleError(f"the rewrite rules cycle on {out}")
+                stack.append((node, _REWRITTEN, out))
+                stack.append((out, _ENTER, out))
                 break
-        in_progress.discard(node)
-        memo[node] = result
-        memo[result] = result
-        return result
+        else:
+            in_progress.discard(id(node))
+            memo[id(node)] = memo[id(current)] = current
+            kept.append(node)
+    return memo[id(e)]
 
-    return norm(e)
-
-
-def _cycle(e: Expr) -> Expr:
-    raise RewriteCycleError(f"the rewrite rules cycle on {e}")
-
-
-def _shared(e: Expr) -> tuple[Expr, int]:
-    """e with its equal subtrees made one object, and its size as a tree (what walk(e) would count).
-
-    Structural equality compares two distinct but equal trees node by node. A differential
-    repeats its factors in every term of a product rule, often as distinct copies (a ./ a ./ ...
-    parses each a anew), so every memo lookup below would cost the size of a subtree and the
-    whole run the square of the input. Once equal subtrees are one object, equality stops at
-    `is` one level down. One pass over the distinct nodes, without recursion; the nodes are
-    rebuilt field by field, not through the smart constructors, so that the structure is kept.
-    """
-    canonical: dict[int, Expr] = {}  # id of a node of e (all alive as long as e) -> its shared copy
-    size: dict[int, int] = {}
-    table: dict[Expr, Expr] = {}
-    stack: list[tuple[Expr, bool]] = [(e, False)]
-    while stack:
-        node, children_done = stack.pop()
-        if id(node) in canonical:
-            continue
-        if not children_done:
-            stack.append((node, True))
-            stack.extend((child, False) for child in node.children if id(child) not in canonical)
-            continue
-        children = node.children
-        size[id(node)] = 1 + sum(size[id(child)] for child in children)
-        copy = node
-        if any(canonical[id(child)] is not child for child in children):
-            copy = type(node)(*[_with_shared(getattr(node, name), canonical) for name in node._field_names])
-        canonical[id(node)] = table.setdefault(copy, copy)  # children shared: this compares one level only
-    return canonical[id(e)], size[id(e)]
-
-
-def _with_shared(value: object, canonical: dict[int, Expr]) -> object:
-    """A field's value with each child replaced by its shared copy."""
-    if isinstance(value, Expr):
-        return canonical.get(id(value), value)
-    if isinstance(value, tuple):
-        return tuple(canonical.get(id(item), item) for item in value)
-    return value

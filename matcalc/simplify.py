@@ -6,10 +6,10 @@ each either removes nodes, moves a transpose towards the leaves, or merges sum t
 
 from __future__ import annotations
 
-import functools
 import itertools
 from collections.abc import Callable
 from fractions import Fraction
+from typing import TypeVar
 
 from . import ir
 from .functions import ELEMENTWISE
@@ -34,11 +34,11 @@ from .ir import (
     mul,
     num,
     power,
-    split_product,
     transpose,
 )
 from .rewrite import RewriteRule, normalize, rule_table
 
+T = TypeVar("T")
 SIMPLIFY_RULES: list[RewriteRule] = []
 rule = rule_table(SIMPLIFY_RULES)
 
@@ -46,11 +46,36 @@ rule = rule_table(SIMPLIFY_RULES)
 # ---------------------------------------------------------------- helpers
 
 
+def _cached_on(e: Expr, attribute: str, compute: Callable[[Expr], T]) -> T:
+    """compute(e), cached on the node as `attribute` (like its hash): for a pure function of one node,
+    which the rules of a product, or of every sum a term is shared by, ask again and again."""
+    cached = e.__dict__.get(attribute)
+    if cached is None:
+        cached = compute(e)
+        object.__setattr__(e, attribute, cached)
+    return cached
+
+
+def _product_parts(e: Expr) -> tuple[Fraction, tuple[Expr, ...], tuple[Expr, ...]]:
+    """ir.split_product(e) as tuples, cached on the node."""
+    return _cached_on(e, "_product_parts", lambda node: tuple(map(_as_tuple, ir.split_product(node))))
+
+
+def _as_tuple(part: object) -> object:
+    return tuple(part) if isinstance(part, list) else part
+
+
+def _split_product(e: Expr) -> tuple[Fraction, list[Expr], list[Expr]]:
+    """ir.split_product(e), from the cache of _product_parts."""
+    coefficient, scalars, chain = _product_parts(e)
+    return coefficient, list(scalars), list(chain)
+
+
 def _chain_rewrite(e: Expr, pair_rule: Callable[[Expr, Expr], list[Expr] | None]) -> Expr | None:
     """Apply pair_rule(left, right) -> list | None to the first adjacent pair of a product's chain."""
     if not isinstance(e, MatMul):
         return None
-    coefficient, scalars, chain = split_product(e)
+    coefficient, scalars, chain = _split_product(e)
     for i in range(len(chain) - 1):
         replacement = pair_rule(chain[i], chain[i + 1])
         if replacement is not None:
@@ -63,42 +88,76 @@ def _is_inv_of(e: Expr, x: Expr) -> bool:
     return isinstance(e, Func) and e.name == "inv" and e.arg == x
 
 
-_INTERNED: dict[tuple, int] = {}
+_STRUCTURES: dict[tuple, int] = {}  # the structure of a node, over its children's keys -> its key
 _FRESH_KEYS = itertools.count()
 MAX_INTERNED = 1_000_000
+_generation = 0  # advanced when _STRUCTURES is cleared: a key cached on a node in an older one is recomputed
 
 
-@functools.lru_cache(maxsize=1 << 17)
+def _cached(node: Expr, attribute: str) -> object:
+    """A value cached on the node in the current generation of keys, or None."""
+    cached = node.__dict__.get(attribute)
+    return cached[1] if cached is not None and cached[0] == _generation else None
+
+
 def commutative_key(e: Expr) -> int:
     """A number equal for expressions that differ only in the order of commutative operands.
 
     Keys are hash-consed integers, so comparing or sorting them costs O(1) however deep the
     expression. A key is never reused: when the table is cleared, an expression only gets a new
-    key, so two keys are equal only for equal expressions.
+    key, so two keys are equal only for equal expressions. Each node's key is cached on it (like
+    its hash) and computed from its children's, children first, without recursion.
     """
+    key = _cached(e, "_commutative_key")
+    if key is not None:
+        return key  # type: ignore[return-value]
+    stack: list[tuple[Expr, bool]] = [(e, False)]
+    while stack:
+        node, children_done = stack.pop()
+        if _cached(node, "_commutative_key") is not None:
+            continue
+        if not children_done:
+            stack.append((node, True))
+            stack.extend((child, False) for child in node.children if _cached(child, "_commutative_key") is None)
+            continue
+        object.__setattr__(node, "_commutative_key", (_generation, _key_of_structure(node)))
+    return e.__dict__["_commutative_key"][1]
+
+
+def _key_of_structure(e: Expr) -> int:
+    """The key of a node whose children all have theirs."""
+    global _generation
+
+    def key(child: Expr) -> int:
+        return child.__dict__["_commutative_key"][1]  # of any generation: keys are never reused
+
     if isinstance(e, Hadamard):
-        structure: tuple = ("⊙", tuple(sorted(commutative_key(f) for f in e.factors)))
+        structure: tuple = ("⊙", tuple(sorted(key(f) for f in e.factors)))
     elif isinstance(e, Add):
-        structure = ("+", tuple(sorted(commutative_key(t) for t in e.terms)))
+        structure = ("+", tuple(sorted(key(t) for t in e.terms)))
     elif isinstance(e, MatMul):
-        coefficient, scalars, chain = split_product(e)
-        structure = ("·", coefficient, tuple(sorted(commutative_key(s) for s in scalars)),
-                     tuple(commutative_key(f) for f in chain))
+        coefficient, scalars, chain = _split_product(e)
+        structure = ("·", coefficient, tuple(sorted(key(s) for s in scalars)), tuple(key(f) for f in chain))
     elif e.children:
-        structure = (type(e).__name__, e.name if isinstance(e, Func) else None,
-                     tuple(commutative_key(c) for c in e.children))
+        structure = (type(e).__name__, e.name if isinstance(e, Func) else None, tuple(key(c) for c in e.children))
     else:
         structure = ("leaf", e)
-    if len(_INTERNED) > MAX_INTERNED:
-        _INTERNED.clear()
-    key = _INTERNED.get(structure)
-    if key is None:
-        key = _INTERNED[structure] = next(_FRESH_KEYS)
-    return key
+    if len(_STRUCTURES) > MAX_INTERNED:
+        _STRUCTURES.clear()
+        _generation += 1
+    found = _STRUCTURES.get(structure)
+    if found is None:
+        found = _STRUCTURES[structure] = next(_FRESH_KEYS)
+    return found
 
 
 def _coefficient_and_body(term: Expr) -> tuple[Fraction, Expr]:
-    coefficient, scalars, chain = split_product(term)
+    """(c, T) with term = c T, cached on the term: a term shared by many sums is split once."""
+    return _cached_on(term, "_coefficient_and_body", _split_coefficient)
+
+
+def _split_coefficient(term: Expr) -> tuple[Fraction, Expr]:
+    coefficient, scalars, chain = _product_parts(term)
     if not scalars and not chain:
         return coefficient, ir.ONE
     return coefficient, mul(*scalars, *chain)
@@ -107,35 +166,35 @@ def _coefficient_and_body(term: Expr) -> tuple[Fraction, Expr]:
 # ---------------------------------------------------------------- transposes
 
 
-@rule("transpose of a product", "(A B)^T -> B^T A^T", "(A B)^T")
+@rule("transpose of a product", "(A B)^T -> B^T A^T", "(A B)^T", on=(Transpose,))
 def _transpose_product(e: Expr) -> Expr | None:
     if isinstance(e, Transpose) and isinstance(e.arg, MatMul):
         return mul(*[transpose(f) for f in reversed(e.arg.factors)])
     return None
 
 
-@rule("transpose of a sum", "(A + B)^T -> A^T + B^T", "(A + B)^T")
+@rule("transpose of a sum", "(A + B)^T -> A^T + B^T", "(A + B)^T", on=(Transpose,))
 def _transpose_sum(e: Expr) -> Expr | None:
     if isinstance(e, Transpose) and isinstance(e.arg, Add):
         return add(*[transpose(t) for t in e.arg.terms])
     return None
 
 
-@rule("transpose of a Hadamard product", "(A .* B)^T -> A^T .* B^T", "(X .* Y)^T")
+@rule("transpose of a Hadamard product", "(A .* B)^T -> A^T .* B^T", "(X .* Y)^T", on=(Transpose,))
 def _transpose_hadamard(e: Expr) -> Expr | None:
     if isinstance(e, Transpose) and isinstance(e.arg, Hadamard):
         return hadamard(*[transpose(f) for f in e.arg.factors])
     return None
 
 
-@rule("transpose of an element-wise quotient", "(A ./ B)^T -> A^T ./ B^T", "(X ./ Y)^T")
+@rule("transpose of an element-wise quotient", "(A ./ B)^T -> A^T ./ B^T", "(X ./ Y)^T", on=(Transpose,))
 def _transpose_quotient(e: Expr) -> Expr | None:
     if isinstance(e, Transpose) and isinstance(e.arg, ElemDiv):
         return elem_div(transpose(e.arg.numerator), transpose(e.arg.denominator))
     return None
 
 
-@rule("transpose of a diagonal matrix", "diag(v)^T -> diag(v)", "diag(x)^T")
+@rule("transpose of a diagonal matrix", "diag(v)^T -> diag(v)", "diag(x)^T", on=(Transpose,))
 def _transpose_diag(e: Expr) -> Expr | None:
     if isinstance(e, Transpose) and isinstance(e.arg, Func) and e.arg.name == "diag" \
             and ir.is_vector_shape(e.arg.arg.shape):
@@ -143,7 +202,7 @@ def _transpose_diag(e: Expr) -> Expr | None:
     return None
 
 
-@rule("inverse of a transpose", "inv(A^T) -> inv(A)^T", "inv(X^T)")
+@rule("inverse of a transpose", "inv(A^T) -> inv(A)^T", "inv(X^T)", on=(Func,))
 def _inverse_transpose(e: Expr) -> Expr | None:
     if isinstance(e, Func) and e.name == "inv" and isinstance(e.arg, Transpose):
         return transpose(func("inv", e.arg.arg))
@@ -151,7 +210,29 @@ def _inverse_transpose(e: Expr) -> Expr | None:
 
 
 def is_symmetric(e: Expr) -> bool:
-    """Structurally symmetric: S (declared), I, diag(v), X^T X, A S A^T, A + A^T, inv/powers of those."""
+    """Structurally symmetric: S (declared), I, diag(v), X^T X, A S A^T, A + A^T, inv/powers of those.
+
+    Decided children first with an explicit stack (inv(inv(...)) or tanh(tanh(...)) may be deep), and
+    cached on each node decided, so that asking again, of it or of a parent, costs O(1).
+    """
+    stack = [e]
+    while stack:
+        node = stack[-1]
+        if _cached(node, "_symmetric") is not None:
+            stack.pop()
+            continue
+        decided = _symmetry(node)
+        if isinstance(decided, bool):
+            object.__setattr__(node, "_symmetric", (_generation, decided))
+            stack.pop()
+        else:
+            stack.extend(decided)
+    return _cached(e, "_symmetric")  # type: ignore[return-value]
+
+
+def _symmetry(e: Expr) -> bool | list[Expr]:
+    """Whether e is structurally symmetric, from the symmetry of its children cached on them; or the
+    children whose symmetry decides it and is not known yet. One level: no recursion."""
     if isinstance(e, Var):
         return e.symmetric
     if isinstance(e, Identity):
@@ -161,16 +242,16 @@ def is_symmetric(e: Expr) -> bool:
     if isinstance(e, Func):
         if e.name == "diag":
             return ir.is_vector_shape(e.arg.shape)
-        return (e.name == "inv" or e.name in ELEMENTWISE) and is_symmetric(e.arg)
+        return _all_symmetric([e.arg]) if e.name == "inv" or e.name in ELEMENTWISE else False
     if isinstance(e, Power | ElemPower):
-        return is_symmetric(e.base)
+        return _all_symmetric([e.base])
     if isinstance(e, Hadamard):
-        return all(is_symmetric(f) for f in e.factors)
+        return _all_symmetric(e.factors)
     if isinstance(e, Add):
         keys = {commutative_key(t) for t in e.terms}
-        return all(is_symmetric(t) or commutative_key(_pushed_transpose(t)) in keys for t in e.terms)
+        return _all_symmetric([t for t in e.terms if commutative_key(_pushed_transpose(t)) not in keys])
     if isinstance(e, MatMul):
-        _, _, chain = split_product(e)
+        _, _, chain = _split_product(e)
         if not chain or chain[0].shape[0] != chain[-1].shape[1]:
             return False
         k = len(chain)
@@ -178,8 +259,20 @@ def is_symmetric(e: Expr) -> bool:
                     for i in range(k // 2))
         if not all(mirrored):
             return False
-        return k % 2 == 0 or is_symmetric(chain[k // 2])
+        return True if k % 2 == 0 else _all_symmetric([chain[k // 2]])
     return False
+
+
+def _all_symmetric(children: list[Expr] | tuple[Expr, ...]) -> bool | list[Expr]:
+    """Whether all the children are symmetric, or those not known yet (when none is known not to be)."""
+    unknown = []
+    for child in children:
+        known = _cached(child, "_symmetric")
+        if known is False:
+            return False
+        if known is None:
+            unknown.append(child)
+    return unknown or True
 
 
 def _pushed_transpose(e: Expr) -> Expr:
@@ -193,14 +286,14 @@ def _pushed_transpose(e: Expr) -> Expr:
 
 
 @rule("transpose of a symmetric matrix", "M^T -> M for a symmetric M (S, X^T X, inv(X^T X), A + A^T, ...)",
-      "inv(X^T X)^T")
+      "inv(X^T X)^T", on=(Transpose,))
 def _transpose_symmetric(e: Expr) -> Expr | None:
     if isinstance(e, Transpose) and is_symmetric(e.arg):
         return e.arg
     return None
 
 
-@rule("transpose of a power", "(X^k)^T -> (X^T)^k", "(X^2)^T")
+@rule("transpose of a power", "(X^k)^T -> (X^T)^k", "(X^2)^T", on=(Transpose,))
 def _transpose_power(e: Expr) -> Expr | None:
     if isinstance(e, Transpose) and isinstance(e.arg, Power):
         return power(transpose(e.arg.base), e.arg.exponent)
@@ -210,14 +303,14 @@ def _transpose_power(e: Expr) -> Expr | None:
 # ---------------------------------------------------------------- inverses and products
 
 
-@rule("inverse of an inverse", "inv(inv(A)) -> A", "inv(inv(X))")
+@rule("inverse of an inverse", "inv(inv(A)) -> A", "inv(inv(X))", on=(Func,))
 def _inverse_inverse(e: Expr) -> Expr | None:
     if isinstance(e, Func) and e.name == "inv" and isinstance(e.arg, Func) and e.arg.name == "inv":
         return e.arg.arg
     return None
 
 
-@rule("inverse cancels", "A inv(A) -> I;  inv(A) A -> I", "X inv(X) Y")
+@rule("inverse cancels", "A inv(A) -> I;  inv(A) A -> I", "X inv(X) Y", on=(MatMul,))
 def _inverse_cancels(e: Expr) -> Expr | None:
     def pair(left: Expr, right: Expr) -> list[Expr] | None:
         if _is_inv_of(right, left) or _is_inv_of(left, right):
@@ -230,7 +323,7 @@ def _inverse_cancels(e: Expr) -> Expr | None:
     return _chain_rewrite(e, pair)
 
 
-@rule("product of diagonal matrices", "diag(a) diag(b) -> diag(a .* b)", "diag(x) diag(y)")
+@rule("product of diagonal matrices", "diag(a) diag(b) -> diag(a .* b)", "diag(x) diag(y)", on=(MatMul,))
 def _diag_product(e: Expr) -> Expr | None:
     def pair(left: Expr, right: Expr) -> list[Expr] | None:
         if all(isinstance(f, Func) and f.name == "diag" and ir.is_column(f.arg.shape) for f in (left, right)):
@@ -240,7 +333,7 @@ def _diag_product(e: Expr) -> Expr | None:
     return _chain_rewrite(e, pair)
 
 
-@rule("repeated factor", "A A -> A^2;  A^p A^q -> A^(p + q)", "X X Y")
+@rule("repeated factor", "A A -> A^2;  A^p A^q -> A^(p + q)", "X X Y", on=(MatMul,))
 def _repeated_factor(e: Expr) -> Expr | None:
     # every run of one base is merged in a single pass, so that A A ... A (k times) costs O(k), not O(k^2)
     if not isinstance(e, MatMul):
@@ -249,7 +342,7 @@ def _repeated_factor(e: Expr) -> Expr | None:
     def base_exponent(f: Expr) -> tuple[Expr, Expr]:
         return (f.base, f.exponent) if isinstance(f, Power) else (f, ir.ONE)
 
-    coefficient, scalars, chain = split_product(e)
+    coefficient, scalars, chain = _split_product(e)
     merged: list[Expr] = []
     for factor in chain:
         if merged:
@@ -264,7 +357,7 @@ def _repeated_factor(e: Expr) -> Expr | None:
 
 
 @rule("transposed quotient times its divisor", "b^T (a ./ b) -> sum(a);  (a ./ b)^T b -> sum(a)",
-      "y^T (x ./ y)")
+      "y^T (x ./ y)", on=(MatMul,))
 def _quotient_inner_product(e: Expr) -> Expr | None:
     def pair(left: Expr, right: Expr) -> list[Expr] | None:
         if isinstance(right, ElemDiv) and ir.is_column(right.shape) and left == transpose(right.denominator):
@@ -276,7 +369,7 @@ def _quotient_inner_product(e: Expr) -> Expr | None:
     return _chain_rewrite(e, pair)
 
 
-@rule("diagonal matrix times a vector", "diag(a) b -> a .* b", "diag(x) y")
+@rule("diagonal matrix times a vector", "diag(a) b -> a .* b", "diag(x) y", on=(MatMul,))
 def _diag_times_vector(e: Expr) -> Expr | None:
     def pair(left: Expr, right: Expr) -> list[Expr] | None:
         if isinstance(left, Func) and left.name == "diag" and ir.is_column(left.arg.shape) \
@@ -287,16 +380,16 @@ def _diag_times_vector(e: Expr) -> Expr | None:
     return _chain_rewrite(e, pair)
 
 
-@rule("diagonal of an outer product", "diag(a b^T) -> a .* b", "diag(x y^T)")
+@rule("diagonal of an outer product", "diag(a b^T) -> a .* b", "diag(x y^T)", on=(Func,))
 def _diag_outer(e: Expr) -> Expr | None:
     if isinstance(e, Func) and e.name == "diag" and isinstance(e.arg, MatMul) and not ir.is_vector_shape(e.arg.shape):
-        coefficient, scalars, chain = split_product(e.arg)
+        coefficient, scalars, chain = _split_product(e.arg)
         if len(chain) == 2 and ir.is_column(chain[0].shape) and chain[1].shape[0] == 1:
             return mul(Num(coefficient), *scalars, hadamard(chain[0], transpose(chain[1])))
     return None
 
 
-@rule("diagonal of a diagonal matrix", "diag(diag(v)) -> v for a vector v", "diag(diag(x))")
+@rule("diagonal of a diagonal matrix", "diag(diag(v)) -> v for a vector v", "diag(diag(x))", on=(Func,))
 def _diag_diag(e: Expr) -> Expr | None:
     if isinstance(e, Func) and e.name == "diag" and isinstance(e.arg, Func) and e.arg.name == "diag" \
             and ir.is_column(e.arg.arg.shape):
@@ -304,27 +397,27 @@ def _diag_diag(e: Expr) -> Expr | None:
     return None
 
 
-@rule("scalars out of diag", "diag(c A) -> c diag(A)", "diag(2 alpha x)")
+@rule("scalars out of diag", "diag(c A) -> c diag(A)", "diag(2 alpha x)", on=(Func,))
 def _diag_scalars_out(e: Expr) -> Expr | None:
     if isinstance(e, Func) and e.name == "diag" and isinstance(e.arg, MatMul):
-        coefficient, scalars, chain = split_product(e.arg)
+        coefficient, scalars, chain = _split_product(e.arg)
         if chain and (coefficient != 1 or scalars):
             return mul(Num(coefficient), *scalars, func("diag", mul(*chain)))
     return None
 
 
-@rule("diagonal of ones", "diag(vector(1)) -> I", "diag(vector(1)) A")
+@rule("diagonal of ones", "diag(vector(1)) -> I", "diag(vector(1)) A", on=(Func,))
 def _diag_ones(e: Expr) -> Expr | None:
     if isinstance(e, Func) and e.name == "diag" and ir.is_ones(e.arg) and ir.is_column(e.arg.shape):
         return ir.identity(e.arg.shape[0])
     return None
 
 
-@rule("ones times a vector", "vector(1)^T a -> sum(a);  a^T vector(1) -> sum(a)", "vector(1)^T x")
+@rule("ones times a vector", "vector(1)^T a -> sum(a);  a^T vector(1) -> sum(a)", "vector(1)^T x", on=(MatMul,))
 def _ones_times_vector(e: Expr) -> Expr | None:
     if not isinstance(e, MatMul):
         return None
-    coefficient, scalars, chain = split_product(e)
+    coefficient, scalars, chain = _split_product(e)
     if len(chain) != 2 or e.shape != ir.SCALAR:
         return None
     left, right = chain
@@ -335,11 +428,11 @@ def _ones_times_vector(e: Expr) -> Expr | None:
     return None
 
 
-@rule("collect scalar powers", "a^p a^q -> a^(p + q)", "alpha^2 alpha^3 x")
+@rule("collect scalar powers", "a^p a^q -> a^(p + q)", "alpha^2 alpha^3 x", on=(MatMul,))
 def _collect_powers(e: Expr) -> Expr | None:
     if not isinstance(e, MatMul):
         return None
-    coefficient, scalars, chain = split_product(e)
+    coefficient, scalars, chain = _split_product(e)
     bases: dict[Expr, list[Expr]] = {}
     for s in scalars:
         base, exponent = (s.base, s.exponent) if isinstance(s, Power) else (s, ir.ONE)
@@ -351,7 +444,7 @@ def _collect_powers(e: Expr) -> Expr | None:
     return mul(Num(coefficient), *merged, *chain)
 
 
-@rule("power of a power", "(a^p)^q -> a^(p q) for a whole number q", "(alpha^2)^3")
+@rule("power of a power", "(a^p)^q -> a^(p q) for a whole number q", "(alpha^2)^3", on=(Power,))
 def _power_of_power(e: Expr) -> Expr | None:
     if isinstance(e, Power) and isinstance(e.base, Power) and e.is_scalar and isinstance(e.exponent, Num) \
             and e.exponent.value.denominator == 1:
@@ -359,11 +452,11 @@ def _power_of_power(e: Expr) -> Expr | None:
     return None
 
 
-@rule("power of a scalar product", "(c a)^k -> c^k a^k for a whole number k", "(2 alpha)^-1 x")
+@rule("power of a scalar product", "(c a)^k -> c^k a^k for a whole number k", "(2 alpha)^-1 x", on=(Power,))
 def _power_of_product(e: Expr) -> Expr | None:
     if isinstance(e, Power) and e.is_scalar and isinstance(e.base, MatMul) and isinstance(e.exponent, Num) \
             and e.exponent.value.denominator == 1:
-        coefficient, scalars, chain = split_product(e.base)
+        coefficient, scalars, chain = _split_product(e.base)
         parts = [*scalars, mul(*chain)] if chain else scalars
         if len(parts) + (coefficient != 1) < 2:
             return None
@@ -371,14 +464,14 @@ def _power_of_product(e: Expr) -> Expr | None:
     return None
 
 
-@rule("zeroth power", "a^0 -> 1", "alpha^0 x")
+@rule("zeroth power", "a^0 -> 1", "alpha^0 x", on=(Power,))
 def _zeroth_power(e: Expr) -> Expr | None:
     if isinstance(e, Power) and e.exponent == ir.ZERO and e.is_scalar:
         return ir.ONE
     return None
 
 
-@rule("sum of numbers", "2 + 3 -> 5 (also in constant fills)", "x + 1 + 2")
+@rule("sum of numbers", "2 + 3 -> 5 (also in constant fills)", "x + 1 + 2", on=(Add,))
 def _fold_constants(e: Expr) -> Expr | None:
     if not isinstance(e, Add):
         return None
@@ -390,14 +483,14 @@ def _fold_constants(e: Expr) -> Expr | None:
     return add(*others, ir.fill(total, e.shape)) if others else ir.fill(total, e.shape)
 
 
-@rule("trace of a scalar", "tr(a) -> a", "tr(x^T y)")
+@rule("trace of a scalar", "tr(a) -> a", "tr(x^T y)", on=(Func,))
 def _trace_scalar(e: Expr) -> Expr | None:
     if isinstance(e, Func) and e.name in ("tr", "det") and e.arg.is_scalar:
         return e.arg
     return None
 
 
-@rule("log of exp", "log(exp(u)) -> u", "log(exp(x))")
+@rule("log of exp", "log(exp(u)) -> u", "log(exp(x))", on=(Func,))
 def _log_exp(e: Expr) -> Expr | None:
     if isinstance(e, Func) and e.name == "log" and isinstance(e.arg, Func) and e.arg.name == "exp":
         return e.arg.arg
@@ -418,17 +511,18 @@ def _is_identity_or_fill(e: Expr) -> bool:
     return isinstance(e, Identity | Fill)
 
 
-@rule("scalars out of a trace or sum", "tr(c A) -> c tr(A);  sum(c A) -> c sum(A)", "tr(alpha A) + sum(beta x)")
+@rule("scalars out of a trace or sum", "tr(c A) -> c tr(A);  sum(c A) -> c sum(A)", "tr(alpha A) + sum(beta x)",
+      on=(Func,))
 def _trace_sum_scalars_out(e: Expr) -> Expr | None:
     if isinstance(e, Func) and e.name in ("tr", "sum") and isinstance(e.arg, MatMul):
-        coefficient, scalars, chain = split_product(e.arg)
+        coefficient, scalars, chain = _split_product(e.arg)
         if chain and (coefficient != 1 or scalars):
             return mul(Num(coefficient), *scalars, func(e.name, mul(*chain)))
     return None
 
 
 @rule("trace or sum of a constant", "tr(I) -> n;  sum(I) -> n;  tr(matrix(c)) -> c n;  sum(matrix(c)) -> c m n",
-      "tr(I) + sum(vector(2)) + x^T x")
+      "tr(I) + sum(vector(2)) + x^T x", on=(Func,))
 def _trace_sum_constant(e: Expr) -> Expr | None:
     if not (isinstance(e, Func) and e.name in ("tr", "sum") and _is_identity_or_fill(e.arg)):
         return None
@@ -438,20 +532,21 @@ def _trace_sum_constant(e: Expr) -> Expr | None:
     return mul(Num(e.arg.value), count)  # type: ignore[attr-defined]
 
 
-@rule("inverse of a scaled matrix", "inv(c A) -> inv(A) / c;  inv(I) -> I", "inv(alpha X)")
+@rule("inverse of a scaled matrix", "inv(c A) -> inv(A) / c;  inv(I) -> I", "inv(alpha X)", on=(Func,))
 def _inverse_scaled(e: Expr) -> Expr | None:
     if not (isinstance(e, Func) and e.name == "inv"):
         return None
     if isinstance(e.arg, Identity):
         return e.arg
     if isinstance(e.arg, MatMul):
-        coefficient, scalars, chain = split_product(e.arg)
+        coefficient, scalars, chain = _split_product(e.arg)
         if chain and (coefficient != 1 or scalars):
             return mul(Num(1 / coefficient), *[ir.reciprocal(s) for s in scalars], func("inv", mul(*chain)))
     return None
 
 
-@rule("determinant of a constant", "det(I) -> 1;  logdet(I) -> 0;  det(matrix(c)) -> 0", "det(I) + logdet(I) x^T x")
+@rule("determinant of a constant", "det(I) -> 1;  logdet(I) -> 0;  det(matrix(c)) -> 0", "det(I) + logdet(I) x^T x",
+      on=(Func,))
 def _determinant_constant(e: Expr) -> Expr | None:
     if isinstance(e, Func) and e.name in ("det", "logdet") and isinstance(e.arg, Identity):
         return ir.ONE if e.name == "det" else ir.ZERO
@@ -463,7 +558,7 @@ def _determinant_constant(e: Expr) -> Expr | None:
 @rule("functions of a constant vector",
       "logsumexp(vector(c)) -> c + log(n);  softmax(vector(c)) -> vector(1) / n;  "
       "norm2(matrix(c)) -> |c| sqrt(m n);  norm1(matrix(c)) -> |c| m n",
-      "logsumexp(vector(1)) + x^T x")
+      "logsumexp(vector(1)) + x^T x", on=(Func,))
 def _functions_of_constant(e: Expr) -> Expr | None:
     if not (isinstance(e, Func) and isinstance(e.arg, Fill)):
         return None
@@ -494,7 +589,7 @@ def _exact_value(name: str, value: Fraction) -> Fraction | None:
 
 
 @rule("element-wise function of a constant", "f(vector(c)) -> f(c) vector(1);  exp(0) -> 1, sign(-2) -> -1, ...",
-      "exp(vector(0)) + sin(vector(2)) + x")
+      "exp(vector(0)) + sin(vector(2)) + x", on=(Func,))
 def _elementwise_of_constant(e: Expr) -> Expr | None:
     if not (isinstance(e, Func) and e.name in ELEMENTWISE and isinstance(e.arg, Num | Fill)):
         return None
@@ -509,7 +604,7 @@ def _elementwise_of_constant(e: Expr) -> Expr | None:
 # ---------------------------------------------------------------- element-wise forms
 
 
-@rule("Hadamard product with a constant", "A .* vector(c) -> c A", "x .* vector(2)")
+@rule("Hadamard product with a constant", "A .* vector(c) -> c A", "x .* vector(2)", on=(Hadamard,))
 def _hadamard_constant(e: Expr) -> Expr | None:
     if isinstance(e, Hadamard):
         constants = [f for f in e.factors if isinstance(f, Fill)]
@@ -522,21 +617,21 @@ def _hadamard_constant(e: Expr) -> Expr | None:
     return None
 
 
-@rule("division by a constant", "A ./ vector(c) -> (1/c) A", "x ./ vector(2)")
+@rule("division by a constant", "A ./ vector(c) -> (1/c) A", "x ./ vector(2)", on=(ElemDiv,))
 def _divide_constant(e: Expr) -> Expr | None:
     if isinstance(e, ElemDiv) and isinstance(e.denominator, Fill) and e.denominator.value != 0:
         return mul(Num(1 / e.denominator.value), e.numerator)
     return None
 
 
-@rule("scalars out of a Hadamard product", "(c A) .* B -> c (A .* B)", "(2 alpha x) .* y")
+@rule("scalars out of a Hadamard product", "(c A) .* B -> c (A .* B)", "(2 alpha x) .* y", on=(Hadamard,))
 def _hadamard_scalars_out(e: Expr) -> Expr | None:
     if not isinstance(e, Hadamard):
         return None
     pulled: list[Expr] = []
     factors = []
     for f in e.factors:
-        coefficient, scalars, chain = split_product(f)
+        coefficient, scalars, chain = _split_product(f)
         if isinstance(f, MatMul) and chain and (coefficient != 1 or scalars):
             pulled += [Num(coefficient), *scalars]
             factors.append(mul(*chain))
@@ -545,12 +640,13 @@ def _hadamard_scalars_out(e: Expr) -> Expr | None:
     return mul(*pulled, hadamard(*factors)) if pulled else None
 
 
-@rule("scalars out of an element-wise quotient", "(c A) ./ (d B) -> (c/d) (A ./ B)", "(2 x) ./ (alpha y)")
+@rule("scalars out of an element-wise quotient", "(c A) ./ (d B) -> (c/d) (A ./ B)", "(2 x) ./ (alpha y)",
+      on=(ElemDiv,))
 def _quotient_scalars_out(e: Expr) -> Expr | None:
     if not isinstance(e, ElemDiv):
         return None
-    top_c, top_s, top_chain = split_product(e.numerator)
-    bottom_c, bottom_s, bottom_chain = split_product(e.denominator)
+    top_c, top_s, top_chain = _split_product(e.numerator)
+    bottom_c, bottom_s, bottom_chain = _split_product(e.denominator)
     pull_top = isinstance(e.numerator, MatMul) and top_chain and (top_c != 1 or top_s)
     pull_bottom = isinstance(e.denominator, MatMul) and bottom_chain and (bottom_c != 1 or bottom_s)
     if not (pull_top or pull_bottom):
@@ -565,7 +661,7 @@ def _quotient_scalars_out(e: Expr) -> Expr | None:
     return mul(*scalars, elem_div(numerator, denominator))
 
 
-@rule("quotient cancels", "(a ./ b) .* b -> a", "(x ./ y) .* y")
+@rule("quotient cancels", "(a ./ b) .* b -> a", "(x ./ y) .* y", on=(Hadamard,))
 def _quotient_cancels(e: Expr) -> Expr | None:
     if not isinstance(e, Hadamard):
         return None
@@ -577,7 +673,7 @@ def _quotient_cancels(e: Expr) -> Expr | None:
     return None
 
 
-@rule("constant over a divisor", "c (vector(v) ./ B) -> vector(c v) ./ B", "2 (1 ./ x)")
+@rule("constant over a divisor", "c (vector(v) ./ B) -> vector(c v) ./ B", "2 (1 ./ x)", on=(MatMul,))
 def _constant_quotient(e: Expr) -> Expr | None:
     if isinstance(e, MatMul) and len(e.factors) == 2 and isinstance(e.factors[0], Num) \
             and isinstance(e.factors[1], ElemDiv) and isinstance(e.factors[1].numerator, Fill):
@@ -586,7 +682,7 @@ def _constant_quotient(e: Expr) -> Expr | None:
     return None
 
 
-@rule("product with a reciprocal", "A .* (1 ./ B) -> A ./ B", "x .* (1 ./ y)")
+@rule("product with a reciprocal", "A .* (1 ./ B) -> A ./ B", "x .* (1 ./ y)", on=(Hadamard,))
 def _times_reciprocal(e: Expr) -> Expr | None:
     if not isinstance(e, Hadamard):
         return None
@@ -602,7 +698,7 @@ def _is_exp_plus_one(denominator: Expr, u: Expr) -> bool:
         func("exp", u) in denominator.terms and any(ir.is_ones(t) for t in denominator.terms)
 
 
-@rule("logistic sigmoid", "exp(u) ./ (exp(u) + 1) -> sigmoid(u)", "exp(x) ./ (exp(x) + 1)")
+@rule("logistic sigmoid", "exp(u) ./ (exp(u) + 1) -> sigmoid(u)", "exp(x) ./ (exp(x) + 1)", on=(ElemDiv, MatMul))
 def _sigmoid(e: Expr) -> Expr | None:
     if isinstance(e, ElemDiv) and isinstance(e.numerator, Func) and e.numerator.name == "exp" \
             and _is_exp_plus_one(e.denominator, e.numerator.arg):
@@ -617,7 +713,7 @@ def _sigmoid(e: Expr) -> Expr | None:
     return None
 
 
-@rule("sum of a Hadamard product", "sum(a .* b) -> a^T b for vectors", "sum(x .* y)")
+@rule("sum of a Hadamard product", "sum(a .* b) -> a^T b for vectors", "sum(x .* y)", on=(Func,))
 def _sum_hadamard(e: Expr) -> Expr | None:
     if isinstance(e, Func) and e.name == "sum" and isinstance(e.arg, Hadamard) and ir.is_column(e.arg.shape):
         first, *rest = e.arg.factors
@@ -628,16 +724,17 @@ def _sum_hadamard(e: Expr) -> Expr | None:
 # ---------------------------------------------------------------- sums
 
 
-@rule("like terms", "c1 T + c2 T -> (c1 + c2) T", "A x + 2 A x")
+@rule("like terms", "c1 T + c2 T -> (c1 + c2) T", "A x + 2 A x", on=(Add,))
 def _like_terms(e: Expr) -> Expr | None:
     if not isinstance(e, Add):
         return None
-    groups: dict[object, list] = {}
-    for term in e.terms:
-        coefficient, body = _coefficient_and_body(term)
-        groups.setdefault(commutative_key(body), [Fraction(0), body])[0] += coefficient
-    if len(groups) == len(e.terms):
+    parts = [_coefficient_and_body(term) for term in e.terms]
+    keys = [commutative_key(body) for _, body in parts]
+    if len(set(keys)) == len(keys):
         return None
+    groups: dict[object, list] = {}
+    for (coefficient, body), key in zip(parts, keys, strict=True):
+        groups.setdefault(key, [Fraction(0), body])[0] += coefficient
     return add(*[mul(Num(c), body) for c, body in groups.values()])
 
 
@@ -652,7 +749,7 @@ def _factor_side(e: Expr, side: int) -> Expr | None:
         return None
     groups: dict[object, list[int]] = {}
     for index, term in enumerate(e.terms):
-        _, _, chain = split_product(term)
+        chain = _product_parts(term)[2]
         if len(chain) >= 1 and not (len(chain) == 1 and side == 0):
             groups.setdefault(commutative_key(chain[side]), []).append(index)
     terms: list[Expr | None] = list(e.terms)
@@ -660,10 +757,10 @@ def _factor_side(e: Expr, side: int) -> Expr | None:
     for shared in groups.values():
         if len(shared) < 2:
             continue
-        factor = split_product(e.terms[shared[0]])[2][side]
+        factor = _split_product(e.terms[shared[0]])[2][side]
         remainders = []
         for index in shared:
-            coefficient, scalars, chain = split_product(e.terms[index])
+            coefficient, scalars, chain = _split_product(e.terms[index])
             rest = chain[:-1] if side == -1 else chain[1:]
             remainders.append((coefficient, scalars, rest))
         if all(not rest for _, _, rest in remainders):
@@ -679,37 +776,33 @@ def _factor_side(e: Expr, side: int) -> Expr | None:
     return add(*[t for t in terms if t is not None]) if factored else None
 
 
-@rule("common right factor", "A C + B C -> (A + B) C", "A x + B x")
+@rule("common right factor", "A C + B C -> (A + B) C", "A x + B x", on=(Add,))
 def _factor_right(e: Expr) -> Expr | None:
     return _factor_side(e, -1)
 
 
-@rule("common left factor", "A B + A C -> A (B + C)", "A x + A y")
+@rule("common left factor", "A B + A C -> A (B + C)", "A x + A y", on=(Add,))
 def _factor_left(e: Expr) -> Expr | None:
     return _factor_side(e, 0)
 
 
-@rule("common scalar factor", "c A - c B + D -> c (A - B) + D", "2 A x - 2 B y + z")
+@rule("common scalar factor", "c A - c B + D -> c (A - B) + D", "2 A x - 2 B y + z", on=(Add,))
 def _common_scalar(e: Expr) -> Expr | None:
     if not isinstance(e, Add):
         return None
-    parts = [split_product(t) for t in e.terms]
-
-    def candidates(coefficient: Fraction, scalars: list[Expr]) -> list[Expr]:
-        return ([Num(abs(coefficient))] if abs(coefficient) != 1 else []) + list(dict.fromkeys(scalars))
-
+    candidates = [_cached_on(t, "_common_candidates", _common_candidates) for t in e.terms]
     holders: dict[Expr, list[int]] = {}  # factor -> the terms holding it: one pass, not one per term
-    for j, (c, s, _) in enumerate(parts):
-        for common in candidates(c, s):
+    for j, held in enumerate(candidates):
+        for common in held:
             holders.setdefault(common, []).append(j)
-    for index, (coefficient, scalars, _) in enumerate(parts):
-        for common in candidates(coefficient, scalars):
+    for index, held in enumerate(candidates):
+        for common in held:
             group = holders[common]
             if len(group) < 2 or group[0] != index:
                 continue
             rest = []
             for j in group:
-                c, s, chain = parts[j]
+                c, s, chain = _split_product(e.terms[j])
                 if isinstance(common, Num):
                     rest.append(mul(Num(c / common.value), *s, *chain))
                 else:
@@ -721,6 +814,12 @@ def _common_scalar(e: Expr) -> Expr | None:
             factored = mul(common, add(*rest))
             return add(factored, *[t for j, t in enumerate(e.terms) if j not in group])
     return None
+
+
+def _common_candidates(term: Expr) -> tuple[Expr, ...]:
+    """The factors `common scalar factor` may take out of a term: |c| (unless 1), then its scalars."""
+    coefficient, scalars, _ = _product_parts(term)
+    return ((Num(abs(coefficient)),) if abs(coefficient) != 1 else ()) + tuple(dict.fromkeys(scalars))
 
 
 def simplify(e: Expr, trace: list[str] | None = None) -> Expr:
