@@ -15,12 +15,12 @@ from fractions import Fraction
 from typing import Any, Literal
 
 from . import ir
+from .backprop import Bindings, backpropagate, inline_bindings, needed_bindings
 from .differentiate import derivative_from_differential, differential
 from .errors import ParseError, ResultShapeError, ShapeError, UnsupportedError
 from .ir import Expr, Var
-from .parsing import Declaration, Declarations, dimension_names, parse_declarations
-from .backprop import Bindings, backpropagate, fresh_name, inline_bindings, needed_bindings
 from .naming import name_shared
+from .parsing import Declaration, Declarations, dimension_names, parse_declarations
 from .printing import latex_name, program_latex, program_text, to_latex, to_text
 from .shapes import Parsed, ParsedProgram, parse_program, parse_typed
 from .simplify import simplify

@@ -278,7 +278,7 @@ def test_named_output_has_the_same_value_as_inline_output() -> None:
 
 def test_latex_of_a_program_gradient_is_an_aligned_block() -> None:
     latex = matcalc.diff(mlp_program(2), "W1").latex()
-    assert latex.startswith("\\begin{aligned}") and "g_{h1}" in latex or "g_{h_1}" in latex or "g_h1" in latex
+    assert (latex.startswith("\\begin{aligned}") and "g_{h1}" in latex) or "g_{h_1}" in latex or "g_h1" in latex
 
 
 def test_json_of_a_program_gradient_lists_the_definitions() -> None:
