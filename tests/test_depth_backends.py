@@ -7,9 +7,19 @@ distinct node, not once per path. The expressions are built with the IR construc
 
 from __future__ import annotations
 
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+import pytest
+import sympy as sp
+
 from matcalc import ir
+from matcalc.errors import EvaluationError
+from matcalc.evaluate import NumpyBackend, evaluate_numpy, interpret
 from matcalc.ir import Expr, Var
 from matcalc.printing import to_latex, to_text
+from matcalc.verify import SympyBackend
 
 N = ("n", "n")
 COLUMN = ("n", 1)
@@ -34,6 +44,11 @@ def residual(count: int) -> tuple[Expr, dict[str, Var]]:
         weight = weights[f"W{k}"] = Var(f"W{k}", N)
         h = ir.add(h, ir.func("tanh", ir.mul(weight, h)))
     return h, weights
+
+
+def weight_values(weights: dict[str, Var], size: int, seed: int = 0) -> dict[str, Any]:
+    rng = np.random.default_rng(seed)
+    return {name: rng.normal(size=(size, size)) / np.sqrt(size) for name in weights}
 
 
 # ---------------------------------------------------------------- printing
@@ -77,3 +92,65 @@ def test_printing_builds_the_template_of_each_distinct_node_once(monkeypatch):
     compound = [e for e in built if e.children]
     assert len(compound) == len(set(compound)) == sum(1 for e in ir.walk(h) if e.children)
     assert text.count("x") == 2**12
+
+
+# ---------------------------------------------------------------- NumPy evaluation
+
+
+def test_a_thousand_layer_network_evaluates_like_a_numpy_loop():
+    f, weights = layers(1000)
+    values = weight_values(weights, 4)
+    values["x"] = np.linspace(-1, 1, 4)
+    (got,) = evaluate_numpy([f], values, {**weights, "x": x})
+    h = values["x"].reshape(-1, 1)
+    for k in range(1000):
+        h = np.tanh(values[f"W{k}"] @ h)
+    assert got.shape == (1, 1)
+    assert got[0, 0] == pytest.approx(h.sum(), rel=1e-12, abs=1e-300)
+
+
+def test_a_residual_network_evaluates_each_distinct_node_once():
+    calls: dict[str, int] = {}
+
+    class Counting(NumpyBackend):
+        def function(self, name: str, a: Any) -> Any:
+            calls[name] = calls.get(name, 0) + 1
+            return super().function(name, a)
+
+        def matmul(self, a: Any, b: Any) -> Any:
+            calls["matmul"] = calls.get("matmul", 0) + 1
+            return super().matmul(a, b)
+
+    h, weights = residual(200)  # 2^200 paths from the output to x
+    values = weight_values(weights, 3, seed=1)
+    values["x"] = np.array([[0.5], [-0.25], [1.0]])
+    got = interpret(h, values, {"n": 3}, Counting())
+    assert calls == {"tanh": 200, "matmul": 200}
+    expected = values["x"]
+    for k in range(200):
+        expected = expected + np.tanh(values[f"W{k}"] @ expected)
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
+
+
+def test_a_failure_deep_in_a_network_is_reported_as_at_its_node():
+    X = Var("X", N)
+    f, weights = layers(1000, bottom=ir.mul(ir.func("inv", X), x))
+    values = weight_values(weights, 2)
+    values.update(x=np.ones(2), X=np.ones((2, 2)))
+    with pytest.raises(EvaluationError, match=r"^cannot evaluate inv\(X\): the matrix X is singular at these values$"):
+        evaluate_numpy([f], values, {**weights, "x": x, "X": X})
+
+
+# ---------------------------------------------------------------- the conversion to SymPy
+
+
+def test_a_thousand_layer_network_converts_to_sympy():
+    # |W_k h| with W_k a sign flip or a swap: exact values stay small, so only the depth is tested
+    swap, flip = sp.Matrix([[0, 1], [1, 0]]), sp.Matrix([[1, 0], [0, -1]])
+    h: Expr = x
+    values = {"x": sp.Matrix([Fraction(1, 2), -3])}
+    for k in range(1000):
+        values[f"W{k}"] = swap if k % 2 else flip
+        h = ir.func("abs", ir.mul(Var(f"W{k}", N), h))
+    got = interpret(ir.func("sum", h), values, {"n": 2}, SympyBackend())
+    assert got == sp.Matrix([[sp.Rational(7, 2)]])
