@@ -3,14 +3,17 @@
 Precedence follows the grammar: a sum holds signed terms; a product (juxtaposition, .*, ./)
 is left-associative and holds postfix operands; postfix operators (^T, ^k, .^k) bind tightest.
 
-No printer recurses over the depth of an expression (issue 8: a network of any depth prints).
+No printer recurses over the depth of an expression (issue 8: a network of any depth prints), and a
+program of named intermediates prints with `program_text` / `program_latex`; `shared_subexpressions`
+says which subexpressions are worth naming.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from fractions import Fraction
 
+from . import ir
 from .ir import (
     Add,
     Differential,
@@ -421,3 +424,83 @@ def _latex(e: Expr) -> list[Piece]:
         return [rf"{_LATEX_FUNCTIONS[e.name]}\left(", e.arg, r"\right)"]
     raise TypeError(f"cannot render {type(e).__name__}")
 
+
+# ---------------------------------------------------------------- programs: named intermediates
+
+
+def program_text(bindings: Sequence[tuple[str, Expr]], output: Expr | None = None) -> str:
+    """A program in the input language: one line `name = text` per binding, then the output's text, if any."""
+    lines = [f"{name} = {to_text(value)}" for name, value in bindings]
+    if output is not None:
+        lines.append(to_text(output))
+    return "\n".join(lines)
+
+
+def program_latex(bindings: Sequence[tuple[str, Expr]], output: Expr | None = None) -> str:
+    r"""A program in LaTeX: an `aligned` block with one row `name &= latex` per binding, then the output's row
+    (`& latex`, aligned with the right-hand sides), if any; rows are separated by `\\`."""
+    rows = [rf"{latex_name(name)} &= {to_latex(value)}" for name, value in bindings]
+    if output is not None:
+        rows.append(f"& {to_latex(output)}")
+    return "\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}"
+
+
+_PLACEHOLDER = "\x00shared"  # the name of a stand-in variable, never a user's
+
+
+def shared_subexpressions(e: Expr, min_size: int = 4) -> list[Expr]:
+    """The distinct subexpressions of e worth naming: each would be printed more than once inline, has at
+    least `min_size` nodes in its tree, and can be replaced by a variable of its shape without changing how
+    its parents print. Children come first, so that a binding only uses earlier ones.
+
+    Occurrences are counted in the tree e prints as, without expanding it (a DAG of depth L may stand for
+    2^L occurrences): down a topological order, each occurrence of a parent adds one occurrence of each
+    child, in Python ints. A node that is named is printed once, in its binding: below it, it counts once.
+
+    To name them, go down the list mapping each node, as rebuilt over the names given before it
+    (`ir.substitute(node, names)`, which is also its binding's value), to its name: substitute matches
+    nodes as it rebuilds them, so a later node is found by that value, not by itself.
+    """
+    order = ir.postorder(e)  # children first
+    tree_size: dict[Expr, int] = {}
+    parents: dict[Expr, list[Expr]] = {}  # the distinct parents of each node
+    for node in order:
+        tree_size[node] = 1 + sum(tree_size[child] for child in node.children)
+        for child in dict.fromkeys(node.children):
+            parents.setdefault(child, []).append(node)
+    occurrences: dict[Expr, int] = {e: 1}
+    named: set[Expr] = set()
+    for node in reversed(order):  # parents first: every parent's count is complete
+        count = occurrences[node]
+        if count > 1 and tree_size[node] >= min_size and _nameable(node, parents[node]):
+            named.add(node)
+            count = 1
+        for child in node.children:
+            occurrences[child] = occurrences.get(child, 0) + count
+    return [node for node in order if node in named]
+
+
+def _nameable(node: Expr, parents: list[Expr]) -> bool:
+    """Whether a variable of node's shape can stand for it: each parent keeps its structure and prints the
+    variable where it printed node."""
+    if not node.children or (isinstance(node, Transpose) and not node.arg.children):
+        return False  # a leaf, x^T: as short as a name
+    for parent in parents:
+        if isinstance(parent, Add) and _is_negative(node):
+            return False  # printed as ' - ' and its negation
+        if isinstance(parent, MatMul) and is_reciprocal(node):
+            return False  # printed as its base after ' / '
+        if isinstance(parent, MatMul) and isinstance(node, MatMul) and not _keeps_structure(parent, node):
+            return False
+    return True
+
+
+def _keeps_structure(parent: MatMul, node: MatMul) -> bool:
+    """Whether the product `parent` keeps its factors in place when a variable stands for its scalar
+    sub-product `node` (a^T x). Elsewhere the smart constructors treat a variable as they treat the node it
+    replaces, but a sub-product has places of its own in a product: after the plain scalars, and unfolded
+    into the chain when it is the only one left ((a^T x) (y^T z) with a^T x named is t y^T z)."""
+    placeholder = Var(_PLACEHOLDER, node.shape)
+    children = tuple(placeholder if child is node else child for child in parent.children)
+    rebuilt = parent.rebuild(children)
+    return type(rebuilt) is MatMul and rebuilt.children == children

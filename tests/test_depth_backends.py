@@ -7,6 +7,7 @@ distinct node, not once per path. The expressions are built with the IR construc
 
 from __future__ import annotations
 
+import time
 from fractions import Fraction
 from typing import Any
 
@@ -18,7 +19,7 @@ from matcalc import ir
 from matcalc.errors import EvaluationError
 from matcalc.evaluate import NumpyBackend, evaluate_numpy, interpret
 from matcalc.ir import Expr, Var
-from matcalc.printing import to_latex, to_text
+from matcalc.printing import program_latex, program_text, shared_subexpressions, to_latex, to_text
 from matcalc.verify import SympyBackend
 
 N = ("n", "n")
@@ -154,3 +155,95 @@ def test_a_thousand_layer_network_converts_to_sympy():
         h = ir.func("abs", ir.mul(Var(f"W{k}", N), h))
     got = interpret(ir.func("sum", h), values, {"n": 2}, SympyBackend())
     assert got == sp.Matrix([[sp.Rational(7, 2)]])
+
+
+# ---------------------------------------------------------------- programs: named intermediates
+
+W, b = Var("W", N), Var("b", COLUMN)
+SIGMOID = ir.func("sigmoid", ir.add(ir.mul(W, x), b))
+LOGISTIC_DERIVATIVE = ir.hadamard(SIGMOID, ir.sub(ir.ones(COLUMN), SIGMOID))  # sigmoid(W x + b) .* (1 - sigmoid(...))
+
+
+def named(e: Expr, prefix: str = "s") -> tuple[list[tuple[str, Expr]], Expr]:
+    """The program of e: each shared subexpression bound to a name, in order, and e over those names.
+
+    substitute matches the nodes as rebuilt over the names already given: a shared node is found as its
+    binding's value (over earlier names), not as itself."""
+    names: dict[Expr, Expr] = {}
+    bindings = []
+    for index, shared in enumerate(shared_subexpressions(e), 1):
+        value = ir.substitute(shared, names)
+        bindings.append((f"{prefix}{index}", value))
+        names[value] = Var(f"{prefix}{index}", shared.shape)
+    return bindings, ir.substitute(e, names)
+
+
+def test_program_text_is_one_line_per_binding_then_the_output():
+    h1, h2 = ir.func("tanh", ir.mul(Var("W0", N), x)), ir.func("tanh", ir.mul(Var("W1", N), Var("h1", COLUMN)))
+    output = ir.func("sum", Var("h2", COLUMN))
+    assert program_text([("h1", h1), ("h2", h2)], output) == "h1 = tanh(W0 x)\nh2 = tanh(W1 h1)\nsum(h2)"
+    assert program_text([("h1", h1)]) == "h1 = tanh(W0 x)"
+
+
+def test_program_latex_is_an_aligned_block_with_latex_names():
+    h1 = ir.func("tanh", ir.mul(Var("W0", N), x))
+    output = ir.func("sum", Var("h_1", COLUMN))
+    assert program_latex([("h_1", h1)], output) == (
+        "\\begin{aligned}\n"
+        r"h_{1} &= \tanh\left(W_{0} \, x\right) \\" "\n"
+        r"& \operatorname{sum}\left(h_{1}\right)" "\n"
+        "\\end{aligned}")
+    assert program_latex([("α", x)]) == "\\begin{aligned}\n\\alpha &= x\n\\end{aligned}"
+
+
+def test_a_subexpression_printed_twice_is_named_once():
+    assert shared_subexpressions(LOGISTIC_DERIVATIVE) == [SIGMOID]
+    assert program_text(*named(LOGISTIC_DERIVATIVE)) == "s1 = sigmoid(W x + b)\ns1 .* (1 - s1)"
+
+
+def test_a_small_or_unshared_subexpression_is_not_named():
+    assert shared_subexpressions(LOGISTIC_DERIVATIVE, min_size=7) == []  # sigmoid(W x + b) has 6 nodes
+    assert shared_subexpressions(SIGMOID) == []
+
+
+def test_shared_subexpressions_come_children_first():
+    h: Expr = ir.func("tanh", ir.mul(W, x))
+    chain = [h]
+    for _ in range(5):
+        h = ir.func("sin", ir.add(h, ir.func("cos", h)))  # h_{k+1} = sin(h_k + cos(h_k)): each h_k printed twice
+        chain.append(h)
+    assert shared_subexpressions(h) == chain[:-1]
+    bindings, output = named(h, "h")
+    assert program_text(bindings, output).splitlines()[:3] == [
+        "h1 = tanh(W x)", "h2 = sin(h1 + cos(h1))", "h3 = sin(h2 + cos(h2))"]
+
+
+def test_occurrences_are_counted_without_expanding_the_tree():
+    h: Expr = ir.func("tanh", ir.mul(W, x))
+    for _ in range(400):  # 2^400 occurrences of tanh(W x) in the printed tree
+        h = ir.func("sin", ir.add(h, ir.func("cos", h)))
+    start = time.perf_counter()
+    assert len(shared_subexpressions(h)) == 400
+    assert shared_subexpressions(h, min_size=2**500) == []  # nothing named: the counts reach 2^400
+    assert time.perf_counter() - start < 2
+
+
+def test_naming_the_shared_subexpressions_keeps_the_structure():
+    # substituted back into the program, the names give the very same expression (nodes are interned)
+    a, y, z = Var("a", COLUMN), Var("y", COLUMN), Var("z", COLUMN)
+    ax, yz = ir.mul(ir.transpose(a), x), ir.mul(ir.transpose(y), z)  # scalar sub-products a^T x, y^T z
+    s = ir.func("exp", ir.mul(W, x))
+    examples = [
+        LOGISTIC_DERIVATIVE,
+        residual(6)[0],
+        ir.add(ir.mul(ax, yz, ir.func("exp", ax)), ir.mul(ax, yz, W, x)),  # naming a^T x would unfold y^T z
+        ir.add(ir.mul(ir.func("tanh", ax), yz, W, x), ir.mul(ir.func("tanh", ax), W, y)),
+        ir.add(ir.neg(s), ir.hadamard(s, x), ir.elem_div(x, s)),
+        ir.add(ir.neg(ir.mul(W, s)), ir.func("tanh", ir.neg(ir.mul(W, s))), ir.func("sin", ir.neg(ir.mul(W, s)))),
+        ir.mul(ir.func("sum", s), ir.reciprocal(ir.func("sum", s)), ir.reciprocal(ir.func("norm2", s)), s),
+    ]
+    for e in examples:
+        bindings, output = named(e)
+        for name, value in reversed(bindings):
+            output = ir.substitute(output, {Var(name, value.shape): value})
+        assert output is e, to_text(e)
