@@ -11,7 +11,7 @@ equal ones that do not. The plan is never printed and never seen by SymPy.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Mapping
 from fractions import Fraction
 from functools import lru_cache, reduce
 from typing import Any, Protocol
@@ -82,8 +82,17 @@ def _det_power(e: Expr) -> tuple[Expr, int] | None:
     return None
 
 
+Evaluation = Generator[Expr, Any, Any]  # yields the nodes whose values it needs, is sent each, returns the value
+
+
 def interpret(e: Expr, values: dict[str, Any], sizes: dict[str, int], backend: Backend) -> Any:
-    """The value of e: `values` maps variable names to 2-D backend arrays, `sizes` dimension names to ints."""
+    """The value of e: `values` maps variable names to 2-D backend arrays, `sizes` dimension names to ints.
+
+    Each distinct node is evaluated once (a residual network's h_k, shared by every later layer, too),
+    and without recursion over the depth of e: each node's evaluation is a generator that yields the
+    nodes whose values it needs, driven from an explicit stack, in the order a recursive evaluator
+    would take (so the same failure is reported first).
+    """
     memo: dict[Expr, Any] = {}
 
     def size(dim: Dim) -> int:
@@ -92,17 +101,20 @@ def interpret(e: Expr, values: dict[str, Any], sizes: dict[str, int], backend: B
     def concrete(shape: Shape) -> tuple[int, int]:
         return size(shape[0]), size(shape[1])
 
-    def run(node: Expr) -> Any:
-        if node in memo:
-            return memo[node]
-        try:
-            result = _step(node)
-        except NumericFailure as failure:  # raised by the backend at this very node: inv(X), X^-k
-            raise _failure(node, node.children[0] if node.children else node, failure) from None
-        memo[node] = result
-        return result
+    def leaf(node: Expr) -> Any:
+        if isinstance(node, Var):
+            return values[node.name]
+        if isinstance(node, Num):
+            return backend.constant(node.value, 1, 1)
+        if isinstance(node, Fill):
+            return backend.constant(node.value, *concrete(node.shape))
+        if isinstance(node, Identity):
+            return backend.identity(size(node.size))
+        if isinstance(node, Size):
+            return backend.constant(Fraction(size(node.dim)), 1, 1)
+        raise EvaluationError(f"cannot evaluate {node} (a {type(node).__name__})")
 
-    def product(node: MatMul) -> Any:
+    def product(node: MatMul) -> Evaluation:
         """A product; det(X)^k ... inv(X) in it is det(X)^(k-1) ... adj(X), which is defined where X is singular."""
         scalar_factors = [f for f in node.factors if f.is_scalar]
         dets: dict[Expr, list[int]] = {}  # X -> the positions of det(X)^k among scalar_factors
@@ -121,58 +133,97 @@ def interpret(e: Expr, values: dict[str, Any], sizes: dict[str, int], backend: B
             inverse = factor.arg if transposed else factor
             holders = dets.get(inverse.arg) if isinstance(inverse, Func) and inverse.name == "inv" else None
             if not holders:
-                chain.append(run(factor))
+                chain.append((yield factor))
                 continue
             position = holders[-1]
             remaining[position] -= 1
             if remaining[position] == 0:
                 holders.pop()
+            matrix = yield inverse.arg
             try:
-                adjugate = backend.adjugate(run(inverse.arg))
+                adjugate = backend.adjugate(matrix)
             except NumericFailure as failure:
                 raise _failure(factor, inverse.arg, failure) from None
             chain.append(backend.transpose(adjugate) if transposed else adjugate)
         scalars = []
         for position, factor in enumerate(scalar_factors):
             if position not in remaining:
-                scalars.append(run(factor))
+                scalars.append((yield factor))
             elif remaining[position] > 0:  # det(X)^k unused is the same node as factor: memoised
-                scalars.append(run(ir.power(ir.func("det", det_of[position]), Num(Fraction(remaining[position])))))
+                scalars.append((yield ir.power(ir.func("det", det_of[position]), Num(Fraction(remaining[position])))))
         product = reduce(backend.matmul, chain) if chain else scalars.pop()
         return reduce(lambda value, scalar: backend.scale(scalar, value), scalars, product)
 
-    def _step(node: Expr) -> Any:
-        if isinstance(node, Var):
-            return values[node.name]
-        if isinstance(node, Num):
-            return backend.constant(node.value, 1, 1)
-        if isinstance(node, Fill):
-            return backend.constant(node.value, *concrete(node.shape))
-        if isinstance(node, Identity):
-            return backend.identity(size(node.size))
-        if isinstance(node, Size):
-            return backend.constant(Fraction(size(node.dim)), 1, 1)
+    def step(node: Expr) -> Evaluation:
+        """A compound node's value: yields each node whose value it needs, and is sent that value."""
         if isinstance(node, Add):
-            return reduce(backend.add, map(run, node.terms))
+            total = yield node.terms[0]
+            for term in node.terms[1:]:
+                total = backend.add(total, (yield term))
+            return total
         if isinstance(node, MatMul):
-            return product(node)
+            return (yield from product(node))
         if isinstance(node, Transpose):
-            return backend.transpose(run(node.arg))
+            return backend.transpose((yield node.arg))
         if isinstance(node, Hadamard):
-            return reduce(backend.hadamard, map(run, node.factors))
+            total = yield node.factors[0]
+            for factor in node.factors[1:]:
+                total = backend.hadamard(total, (yield factor))
+            return total
         if isinstance(node, ElemDiv):
-            return backend.divide(run(node.numerator), run(node.denominator))
+            numerator = yield node.numerator
+            return backend.divide(numerator, (yield node.denominator))
         if isinstance(node, Power):
             if node.base.is_scalar:
-                return backend.scalar_power(run(node.base), run(node.exponent))
-            return backend.matrix_power(run(node.base), int(node.exponent.value))  # type: ignore[attr-defined]
+                base = yield node.base
+                return backend.scalar_power(base, (yield node.exponent))
+            return backend.matrix_power((yield node.base), int(node.exponent.value))  # type: ignore[attr-defined]
         if isinstance(node, ElemPower):
-            return backend.elem_power(run(node.base), run(node.exponent))
+            base = yield node.base
+            return backend.elem_power(base, (yield node.exponent))
         if isinstance(node, Func):
-            return backend.function(node.name, run(node.arg))
+            return backend.function(node.name, (yield node.arg))
         raise EvaluationError(f"cannot evaluate {node} (a {type(node).__name__})")
 
-    return run(e)
+    def failure(node: Expr, problem: NumericFailure) -> EvaluationError:
+        """A failure raised by the backend at this very node: inv(X), X^-k."""
+        return _failure(node, node.children[0] if node.children else node, problem)
+
+    def start(node: Expr) -> Evaluation | None:
+        """The evaluation of a node: stored at once for a leaf (None), else a generator to drive."""
+        if node.children:
+            return step(node)
+        try:
+            memo[node] = leaf(node)
+        except NumericFailure as problem:
+            raise failure(node, problem) from None
+        return None
+
+    root = start(e)
+    if root is None:
+        return memo[e]
+    stack: list[tuple[Expr, Evaluation]] = [(e, root)]
+    sent: Any = None
+    while stack:
+        node, evaluation = stack[-1]
+        try:
+            needed = evaluation.send(sent)
+        except StopIteration as done:
+            memo[node] = sent = done.value
+            stack.pop()
+            continue
+        except NumericFailure as problem:
+            raise failure(node, problem) from None
+        if needed in memo:
+            sent = memo[needed]
+            continue
+        pending = start(needed)
+        if pending is None:
+            sent = memo[needed]
+        else:
+            stack.append((needed, pending))
+            sent = None
+    return memo[e]
 
 
 # ---------------------------------------------------------------- NumPy
@@ -429,8 +480,21 @@ def _log_softmax(e: Expr) -> Expr | None:
 
 @lru_cache(maxsize=1024)
 def evaluation_plan(e: Expr) -> Expr:
-    """e with STABLE_FORMS applied: equal in exact arithmetic, no worse in float64, for NumPy only."""
+    """e with STABLE_FORMS applied: equal in exact arithmetic, no worse in float64, for NumPy only.
+
+    Where no stable form applies at any distinct node, the plan is e itself (what normalize returns
+    then), found by one pass over the distinct nodes, without recursion: a deep network with no
+    unstable form is evaluated as it is, whatever its depth.
+    """
+    if not any(_fires(rule, node) for node in ir.walk(e) for rule in STABLE_FORMS):
+        return e
     return normalize(e, STABLE_FORMS)
+
+
+def _fires(rule: RewriteRule, node: Expr) -> bool:
+    """Whether the rule rewrites this node (as normalize decides it)."""
+    out = rule.apply(node)
+    return out is not None and out != node
 
 
 # ---------------------------------------------------------------- binding user values

@@ -2,13 +2,18 @@
 
 Precedence follows the grammar: a sum holds signed terms; a product (juxtaposition, .*, ./)
 is left-associative and holds postfix operands; postfix operators (^T, ^k, .^k) bind tightest.
+
+No printer recurses over the depth of an expression (issue 8: a network of any depth prints), and a
+program of named intermediates prints with `program_text` / `program_latex`; `shared_subexpressions`
+says which subexpressions are worth naming.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from fractions import Fraction
 
+from . import ir
 from .ir import (
     Add,
     Differential,
@@ -88,6 +93,59 @@ def _is_atom_number(value: Fraction) -> bool:
     return value >= 0 and "/" not in number_text(value)
 
 
+# ---------------------------------------------------------------- rendering without recursion
+#
+# Each printer gives a node's *template*: the pieces of its text, each a literal string or a node
+# standing for that node's whole text (a child, or a node the printer derives from one: the negated
+# term after ' - ', the divisor after ' / '). A template depends on the node alone, never on its
+# children's texts, so templates are built from a worklist over the distinct nodes, and the text is
+# then written out with an explicit stack: no recursion over the depth, and the work is linear in
+# the text written (no string is copied into its parent's, level after level).
+
+Piece = str | Expr  # a literal, or the whole text of a node
+
+
+def _render(root: Expr, template: Callable[[Expr], list[Piece]]) -> str:
+    if not root.children:
+        return "".join(template(root))
+    # keyed by id: every node here is held by the template that names it (or is the root), so it stays alive
+    templates: dict[int, list[Piece]] = {}
+    pending = [root]
+    while pending:
+        node = pending.pop()
+        if id(node) in templates:
+            continue
+        pieces = templates[id(node)] = template(node)
+        for index, piece in enumerate(pieces):
+            if type(piece) is str:
+                continue
+            if not piece.children:  # a leaf's template is its text: written in place
+                pieces[index] = template(piece)[0]
+            elif id(piece) not in templates:
+                pending.append(piece)
+    out: list[str] = []
+    stack = [iter(templates[id(root)])]
+    while stack:
+        for piece in stack[-1]:
+            if type(piece) is str:
+                out.append(piece)
+            else:  # go down into the node's text, then on with this one's
+                stack.append(iter(templates[id(piece)]))
+                break
+        else:
+            stack.pop()
+    return "".join(out)
+
+
+def _joined(separator: str, parts: Iterable[list[Piece]]) -> list[Piece]:
+    pieces: list[Piece] = []
+    for index, part in enumerate(parts):
+        if index:
+            pieces.append(separator)
+        pieces.extend(part)
+    return pieces
+
+
 # ---------------------------------------------------------------- text
 
 
@@ -107,8 +165,8 @@ def _is_atom_level(e: Expr) -> bool:
     return _is_postfix_level(e) and not isinstance(e, Transpose | Power | ElemPower)
 
 
-def _paren(text: str) -> str:
-    return f"({text})"
+def _paren(e: Expr) -> list[Piece]:
+    return ["(", e, ")"]
 
 
 def _is_negative(e: Expr) -> bool:
@@ -117,16 +175,16 @@ def _is_negative(e: Expr) -> bool:
     return isinstance(e, MatMul) and isinstance(e.factors[0], Num) and e.factors[0].value < 0
 
 
-def _join_terms(e: Add, render: Callable[[Expr], str], paren: Callable[[str], str]) -> str:
+def _join_terms(e: Add, render: Callable[[Expr], list[Piece]], paren: Callable[[Expr], list[Piece]]) -> list[Piece]:
     """a + b - c: every term after the first with its sign pulled out; a - (b + c) keeps its parentheses."""
-    parts = [render(e.terms[0])]
+    pieces = render(e.terms[0])
     for term in e.terms[1:]:
         if not _is_negative(term):
-            parts.append(f"+ {render(term)}")
+            pieces += [" + ", *render(term)]
             continue
         negated = neg(term)
-        parts.append(f"- {paren(render(negated)) if isinstance(negated, Add) else render(negated)}")
-    return " ".join(parts)
+        pieces += [" - ", *(paren(negated) if isinstance(negated, Add) else render(negated))]
+    return pieces
 
 
 def _fill_text(e: Fill, bare: bool) -> str:
@@ -138,7 +196,8 @@ def _fill_text(e: Fill, bare: bool) -> str:
 
 
 def to_text(e: Expr) -> str:
-    return _text(e)
+    """e in the input language: the parser reads it back as e. No recursion over the depth of e."""
+    return _render(e, _text)
 
 
 def _split_divisors(e: MatMul) -> tuple[list[Expr], list[Expr]]:
@@ -156,43 +215,49 @@ def _divisor(e: Expr) -> Expr:
     return power(e.base, Num(-e.exponent.value))
 
 
-def _operand(e: Expr, bare_fill: bool = False) -> str:
+def _operand(e: Expr, bare_fill: bool = False) -> list[Piece]:
     """An operand of a product-level operator."""
     if isinstance(e, Fill) and bare_fill:
-        return number_text(e.value) if _is_atom_number(e.value) else _paren(number_text(e.value))
-    return _text(e) if _is_postfix_level(e) else _paren(_text(e))
+        text = number_text(e.value)
+        return [text if _is_atom_number(e.value) else f"({text})"]
+    return [e] if _is_postfix_level(e) else _paren(e)
 
 
-def _base(e: Expr) -> str:
-    return _text(e) if _is_atom_level(e) else _paren(_text(e))
+def _base(e: Expr) -> list[Piece]:
+    return [e] if _is_atom_level(e) else _paren(e)
 
 
-def _exponent(e: Expr) -> str:
+def _exponent(e: Expr) -> list[Piece]:
     if isinstance(e, Num):
         text = number_text(e.value)
-        return text if "/" not in text else _paren(text)
+        return [text if "/" not in text else f"({text})"]
     if isinstance(e, Var):
-        return e.name
-    return _paren(_text(e))
+        return [e.name]
+    return _paren(e)
 
 
-def _text(e: Expr) -> str:
+def _term(t: Expr) -> list[Piece]:
+    """A term of a sum: a constant term prints as a bare number where the parser broadcasts it back (1 - x),
+    else as vector(1/3)."""
+    return [number_text(t.value)] if isinstance(t, Fill) and _is_atom_number(abs(t.value)) else [t]
+
+
+def _text(e: Expr) -> list[Piece]:
+    """The template of e's text."""
     if isinstance(e, Var):
-        return e.name
+        return [e.name]
     if isinstance(e, Size):
-        return e.dim
+        return [e.dim]
     if isinstance(e, Num):
-        return number_text(e.value)
+        return [number_text(e.value)]
     if isinstance(e, Fill):
-        return _fill_text(e, bare=False)
+        return [_fill_text(e, bare=False)]
     if isinstance(e, Identity):
-        return "I"
+        return ["I"]
     if isinstance(e, Differential):
-        return f"d{e.var.name}" if len(e.var.name) == 1 else f"d({e.var.name})"
+        return [f"d{e.var.name}" if len(e.var.name) == 1 else f"d({e.var.name})"]
     if isinstance(e, Add):
-        # a constant term prints as a bare number where the parser broadcasts it back (1 - x), else vector(1/3)
-        return _join_terms(e, lambda t: number_text(t.value) if isinstance(t, Fill) and _is_atom_number(abs(t.value))
-                           else _text(t), _paren)
+        return _join_terms(e, _term, _paren)
     if isinstance(e, MatMul):
         factors, divisors = _split_divisors(e)
         prefix = ""
@@ -204,25 +269,27 @@ def _text(e: Expr) -> str:
                 prefix = "-"
                 # -(a .* b) prints as -a .* b: unary minus applies to the whole product
                 if len(factors) == 1 and isinstance(factors[0], Hadamard | ElemDiv) and not divisors:
-                    return prefix + _text(factors[0])
+                    return [prefix, factors[0]]
             elif coefficient < 0:
                 prefix = f"-{number_text(-coefficient)} "
             else:
                 prefix = f"{number_text(coefficient)} "
-        body = prefix + " ".join(_operand(f) for f in factors)
-        return body + "".join(f" / {_operand(_divisor(d))}" for d in divisors)
+        pieces: list[Piece] = [prefix, *_joined(" ", map(_operand, factors))]
+        for d in divisors:
+            pieces += [" / ", *_operand(_divisor(d))]
+        return pieces
     if isinstance(e, Hadamard):
-        return " .* ".join(_operand(f) for f in e.factors)
+        return _joined(" .* ", map(_operand, e.factors))
     if isinstance(e, ElemDiv):
-        return f"{_operand(e.numerator, bare_fill=True)} ./ {_operand(e.denominator)}"
+        return [*_operand(e.numerator, bare_fill=True), " ./ ", *_operand(e.denominator)]
     if isinstance(e, Transpose):
-        return f"{_base(e.arg)}^T"
+        return [*_base(e.arg), "^T"]
     if isinstance(e, Power):
-        return f"{_base(e.base)}^{_exponent(e.exponent)}"
+        return [*_base(e.base), "^", *_exponent(e.exponent)]
     if isinstance(e, ElemPower):
-        return f"{_base(e.base)}.^{_exponent(e.exponent)}"
+        return [*_base(e.base), ".^", *_exponent(e.exponent)]
     if isinstance(e, Func):
-        return f"{e.name}({_text(e.arg)})"
+        return [f"{e.name}(", e.arg, ")"]
     raise TypeError(f"cannot print {type(e).__name__}")
 
 
@@ -270,37 +337,38 @@ def _latex_number(value: Fraction) -> str:
 
 
 def to_latex(e: Expr) -> str:
-    return _latex(e)
+    """e in LaTeX. No recursion over the depth of e."""
+    return _render(e, _latex)
 
 
-def _latex_operand(e: Expr) -> str:
-    text = _latex(e)
+def _latex_paren(e: Expr) -> list[Piece]:
+    return [r"\left(", e, r"\right)"]
+
+
+def _latex_operand(e: Expr) -> list[Piece]:
     if isinstance(e, Add | Hadamard | ElemDiv) or (isinstance(e, MatMul) and not _is_postfix_level(e)):
-        return rf"\left({text}\right)"
+        return _latex_paren(e)
     if isinstance(e, Num | Fill) and e.value < 0:
-        return rf"\left({text}\right)"
-    return text
+        return _latex_paren(e)
+    return [e]
 
 
-def _latex_base(e: Expr) -> str:
+def _latex_base(e: Expr) -> list[Piece]:
     if isinstance(e, Var | Size | Identity | Num) and not (isinstance(e, Num) and e.value < 0):
-        return _latex(e)
+        return [e]
     if isinstance(e, Func) and e.name not in _LATEX_FUNCTIONS:  # norms, abs, sqrt have their own brackets
-        return _latex(e)
-    return rf"\left({_latex(e)}\right)"
+        return [e]
+    return _latex_paren(e)
 
 
-def _latex_divisors(divisors: list[Expr]) -> str:
-    return r" \, ".join(_latex_operand(_divisor(d)) for d in divisors)
-
-
-def _latex(e: Expr) -> str:
+def _latex(e: Expr) -> list[Piece]:
+    """The template of e's LaTeX."""
     if isinstance(e, Var):
-        return latex_name(e.name)
+        return [latex_name(e.name)]
     if isinstance(e, Size):
-        return latex_name(e.dim)
+        return [latex_name(e.dim)]
     if isinstance(e, Num):
-        return _latex_number(e.value)
+        return [_latex_number(e.value)]
     if isinstance(e, Fill):
         # the coefficient stands apart from the bold 1, so that 2·1 never reads as "21"
         if e.value in (0, 1):
@@ -309,49 +377,130 @@ def _latex(e: Expr) -> str:
             body = r"-\mathbf{1}"
         else:
             body = rf"{_latex_number(e.value)} \cdot \mathbf{{1}}"
-        return body + r"^\top" if e.shape[0] == 1 else body
+        return [body + r"^\top" if e.shape[0] == 1 else body]
     if isinstance(e, Identity):
-        return "I"
+        return ["I"]
     if isinstance(e, Differential):
-        return rf"\mathrm{{d}}{latex_name(e.var.name)}"
+        return [rf"\mathrm{{d}}{latex_name(e.var.name)}"]
     if isinstance(e, Add):
-        return _join_terms(e, _latex, lambda text: rf"\left({text}\right)")
+        return _join_terms(e, lambda term: [term], _latex_paren)
     if isinstance(e, MatMul):
         factors, divisors = _split_divisors(e)
         prefix = ""
         if isinstance(factors[0], Num) and len(factors) > 1:
             coefficient = factors.pop(0).value
             prefix = "-" if coefficient == -1 else (_latex_number(coefficient) + " " if coefficient != 1 else "")
+        body: list[Piece]
         if prefix == "-" and len(factors) == 1 and isinstance(factors[0], Hadamard | ElemDiv):
-            body = _latex(factors[0])  # -a ⊙ b: the sign applies to the whole product
+            body = [factors[0]]  # -a ⊙ b: the sign applies to the whole product
         else:
-            body = r" \, ".join(_latex_operand(f) for f in factors)
+            body = _joined(r" \, ", map(_latex_operand, factors))
         if divisors:
-            body = rf"\frac{{{body}}}{{{_latex_divisors(divisors)}}}"
-        return prefix + body
+            body = [r"\frac{", *body, "}{", *_joined(r" \, ", (_latex_operand(_divisor(d)) for d in divisors)), "}"]
+        return [prefix, *body]
     if isinstance(e, Hadamard):
-        return r" \odot ".join(_latex_operand(f) for f in e.factors)
+        return _joined(r" \odot ", map(_latex_operand, e.factors))
     if isinstance(e, ElemDiv):
-        return rf"{_latex_operand(e.numerator)} \oslash {_latex_operand(e.denominator)}"
+        return [*_latex_operand(e.numerator), r" \oslash ", *_latex_operand(e.denominator)]
     if isinstance(e, Transpose):
         if isinstance(e.arg, Func) and e.arg.name == "inv":
-            return rf"{_latex_base(e.arg.arg)}^{{-\top}}"
-        return rf"{_latex_base(e.arg)}^\top"
+            return [*_latex_base(e.arg.arg), r"^{-\top}"]
+        return [*_latex_base(e.arg), r"^\top"]
     if isinstance(e, Power):
-        return rf"{_latex_base(e.base)}^{{{_latex(e.exponent)}}}"
+        return [*_latex_base(e.base), "^{", e.exponent, "}"]
     if isinstance(e, ElemPower):
-        return rf"{_latex_base(e.base)}^{{\circ {_latex(e.exponent)}}}"
+        return [*_latex_base(e.base), r"^{\circ ", e.exponent, "}"]
     if isinstance(e, Func):
-        arg = _latex(e.arg)
         if e.name == "inv":
-            return rf"{_latex_base(e.arg)}^{{-1}}"
+            return [*_latex_base(e.arg), "^{-1}"]
         if e.name == "norm2":
-            return rf"\left\lVert {arg} \right\rVert_2"
+            return [r"\left\lVert ", e.arg, r" \right\rVert_2"]
         if e.name == "norm1":
-            return rf"\left\lVert {arg} \right\rVert_1"
+            return [r"\left\lVert ", e.arg, r" \right\rVert_1"]
         if e.name == "abs":
-            return rf"\left| {arg} \right|"
+            return [r"\left| ", e.arg, r" \right|"]
         if e.name == "sqrt":
-            return rf"\sqrt{{{arg}}}"
-        return rf"{_LATEX_FUNCTIONS[e.name]}\left({arg}\right)"
+            return [r"\sqrt{", e.arg, "}"]
+        return [rf"{_LATEX_FUNCTIONS[e.name]}\left(", e.arg, r"\right)"]
     raise TypeError(f"cannot render {type(e).__name__}")
+
+
+# ---------------------------------------------------------------- programs: named intermediates
+
+
+def program_text(bindings: Sequence[tuple[str, Expr]], output: Expr | None = None) -> str:
+    """A program in the input language: one line `name = text` per binding, then the output's text, if any."""
+    lines = [f"{name} = {to_text(value)}" for name, value in bindings]
+    if output is not None:
+        lines.append(to_text(output))
+    return "\n".join(lines)
+
+
+def program_latex(bindings: Sequence[tuple[str, Expr]], output: Expr | None = None) -> str:
+    r"""A program in LaTeX: an `aligned` block with one row `name &= latex` per binding, then the output's row
+    (`& latex`, aligned with the right-hand sides), if any; rows are separated by `\\`."""
+    rows = [rf"{latex_name(name)} &= {to_latex(value)}" for name, value in bindings]
+    if output is not None:
+        rows.append(f"& {to_latex(output)}")
+    return "\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}"
+
+
+_PLACEHOLDER = "\x00shared"  # the name of a stand-in variable, never a user's
+
+
+def shared_subexpressions(e: Expr, min_size: int = 4) -> list[Expr]:
+    """The distinct subexpressions of e worth naming: each would be printed more than once inline, has at
+    least `min_size` nodes in its tree, and can be replaced by a variable of its shape without changing how
+    its parents print. Children come first, so that a binding only uses earlier ones.
+
+    Occurrences are counted in the tree e prints as, without expanding it (a DAG of depth L may stand for
+    2^L occurrences): down a topological order, each occurrence of a parent adds one occurrence of each
+    child, in Python ints. A node that is named is printed once, in its binding: below it, it counts once.
+
+    To name them, go down the list mapping each node, as rebuilt over the names given before it
+    (`ir.substitute(node, names)`, which is also its binding's value), to its name: substitute matches
+    nodes as it rebuilds them, so a later node is found by that value, not by itself.
+    """
+    order = ir.postorder(e)  # children first
+    tree_size: dict[Expr, int] = {}
+    parents: dict[Expr, list[Expr]] = {}  # the distinct parents of each node
+    for node in order:
+        tree_size[node] = 1 + sum(tree_size[child] for child in node.children)
+        for child in dict.fromkeys(node.children):
+            parents.setdefault(child, []).append(node)
+    occurrences: dict[Expr, int] = {e: 1}
+    named: set[Expr] = set()
+    for node in reversed(order):  # parents first: every parent's count is complete
+        count = occurrences[node]
+        if count > 1 and tree_size[node] >= min_size and _nameable(node, parents[node]):
+            named.add(node)
+            count = 1
+        for child in node.children:
+            occurrences[child] = occurrences.get(child, 0) + count
+    return [node for node in order if node in named]
+
+
+def _nameable(node: Expr, parents: list[Expr]) -> bool:
+    """Whether a variable of node's shape can stand for it: each parent keeps its structure and prints the
+    variable where it printed node."""
+    if not node.children or (isinstance(node, Transpose) and not node.arg.children):
+        return False  # a leaf, x^T: as short as a name
+    for parent in parents:
+        if isinstance(parent, Add) and _is_negative(node):
+            return False  # printed as ' - ' and its negation
+        if isinstance(parent, MatMul) and is_reciprocal(node):
+            return False  # printed as its base after ' / '
+        if isinstance(parent, MatMul) and isinstance(node, MatMul) and not _keeps_structure(parent, node):
+            return False
+    return True
+
+
+def _keeps_structure(parent: MatMul, node: MatMul) -> bool:
+    """Whether the product `parent` keeps its factors in place when a variable stands for its scalar
+    sub-product `node` (a^T x). Elsewhere the smart constructors treat a variable as they treat the node it
+    replaces, but a sub-product has places of its own in a product: after the plain scalars, and unfolded
+    into the chain when it is the only one left ((a^T x) (y^T z) with a^T x named is t y^T z)."""
+    placeholder = Var(_PLACEHOLDER, node.shape)
+    children = tuple(placeholder if child is node else child for child in parent.children)
+    rebuilt = parent.rebuild(children)
+    return type(rebuilt) is MatMul and rebuilt.children == children
