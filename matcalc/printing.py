@@ -436,12 +436,13 @@ def program_text(bindings: Sequence[tuple[str, Expr]], output: Expr | None = Non
     return "\n".join(lines)
 
 
-def program_latex(bindings: Sequence[tuple[str, Expr]], output: Expr | None = None) -> str:
+def program_latex(bindings: Sequence[tuple[str, Expr]], output: Expr | None = None, label: str = "") -> str:
     r"""A program in LaTeX: an `aligned` block with one row `name &= latex` per binding, then the output's row
-    (`& latex`, aligned with the right-hand sides), if any; rows are separated by `\\`."""
+    (`label &= latex`, or `& latex` without a label, aligned with the right-hand sides), if any; rows are
+    separated by `\\`."""
     rows = [rf"{latex_name(name)} &= {to_latex(value)}" for name, value in bindings]
     if output is not None:
-        rows.append(f"& {to_latex(output)}")
+        rows.append(f"{label} &= {to_latex(output)}" if label else f"& {to_latex(output)}")
     return "\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}"
 
 
