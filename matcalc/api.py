@@ -174,8 +174,9 @@ def _without_cycle_collection(entry: Callable) -> Callable:
 
 @_without_cycle_collection
 def parse(text: str, where: str | dict | None = None, shape: ir.Shape | None = None) -> Expr:
-    """The typed IR of an expression. `shape` pins the shape of the whole expression."""
-    return parse_typed(text, parse_declarations(where), expected_shape=shape).expr
+    """The typed IR of an expression, or of a program's output with its definitions inlined (a DAG: nothing is
+    copied). `shape` pins the shape of the whole expression."""
+    return _candidate(text, parse_declarations(where), shape).expr
 
 
 def _variable(name: str, symbols: Declarations, parsed_expr: Expr) -> Var:

@@ -185,7 +185,8 @@ def _read_operands(args: argparse.Namespace, names: tuple[str, ...]) -> None:
         values = [text, *values[:-1]]
     missing = [name.upper() for name, value in zip(names, values, strict=True) if value is None]
     if missing:
-        raise ParseError(f"missing {' and '.join(missing)} (see matcalc {args.command} --help)")
+        raise ParseError(f"the following arguments are required: {', '.join(missing)} "
+                         f"(see matcalc {args.command} --help)")
     for name, value in zip(names, values, strict=True):
         setattr(args, name, value)
 

@@ -11,15 +11,18 @@ from __future__ import annotations
 from . import ir
 from .backprop import Bindings, fresh_name
 from .ir import Expr, Func, Var
+from .parsing import RESERVED_NAMES
 from .printing import shared_subexpressions
 
-MIN_NAMED_SIZE = 4  # nodes of the printed subtree: `W x` stays inline, `sigmoid(W x + b)` is named
+MIN_NAMED_SIZE = 5  # printed tokens: `X^T X` stays inline, `softmax(W x)` is named
 
 
 def _base_name(e: Expr) -> str:
-    letter = e.name[0] if isinstance(e, Func) and e.name[0].isalpha() else "u"
+    """The first letter of the node's function (u otherwise), upper case for a matrix; never I (the identity)."""
+    letter = e.name[0] if isinstance(e, Func) else "u"
     rows, cols = e.shape
-    return letter.upper() if rows != 1 and cols != 1 else letter
+    name = letter.upper() if rows != 1 and cols != 1 else letter
+    return "U" if name in RESERVED_NAMES else name
 
 
 def name_shared(e: Expr, taken: set[str], min_size: int = MIN_NAMED_SIZE) -> tuple[Bindings, Expr]:

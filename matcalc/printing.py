@@ -449,9 +449,21 @@ def program_latex(bindings: Sequence[tuple[str, Expr]], output: Expr | None = No
 _PLACEHOLDER = "\x00shared"  # the name of a stand-in variable, never a user's
 
 
-def shared_subexpressions(e: Expr, min_size: int = 4) -> list[Expr]:
-    """The distinct subexpressions of e worth naming: each would be printed more than once inline, has at
-    least `min_size` nodes in its tree, and can be replaced by a variable of its shape without changing how
+def _own_tokens(node: Expr) -> int:
+    """About how many tokens a node adds to the text beside its children's: a leaf or an operator one, a call
+    three (name and parentheses), a juxtaposed product none between its factors."""
+    if isinstance(node, Func):
+        return 3
+    if isinstance(node, MatMul):
+        return 0
+    if isinstance(node, Add | Hadamard):
+        return len(node.children) - 1
+    return 1
+
+
+def shared_subexpressions(e: Expr, min_size: int = 5) -> list[Expr]:
+    """The distinct subexpressions of e worth naming: each would be printed more than once inline, is at
+    least `min_size` tokens long (`softmax(W x)` is five, `X^T X` three), and can be replaced by a variable of its shape without changing how
     its parents print. Children come first, so that a binding only uses earlier ones.
 
     Occurrences are counted in the tree e prints as, without expanding it (a DAG of depth L may stand for
@@ -466,7 +478,7 @@ def shared_subexpressions(e: Expr, min_size: int = 4) -> list[Expr]:
     tree_size: dict[Expr, int] = {}
     parents: dict[Expr, list[Expr]] = {}  # the distinct parents of each node
     for node in order:
-        tree_size[node] = 1 + sum(tree_size[child] for child in node.children)
+        tree_size[node] = _own_tokens(node) + sum(tree_size[child] for child in node.children)
         for child in dict.fromkeys(node.children):
             parents.setdefault(child, []).append(node)
     occurrences: dict[Expr, int] = {e: 1}

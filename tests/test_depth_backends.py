@@ -202,7 +202,7 @@ def test_a_subexpression_printed_twice_is_named_once():
 
 
 def test_a_small_or_unshared_subexpression_is_not_named():
-    assert shared_subexpressions(LOGISTIC_DERIVATIVE, min_size=7) == []  # sigmoid(W x + b) has 6 nodes
+    assert shared_subexpressions(LOGISTIC_DERIVATIVE, min_size=8) == []  # sigmoid(W x + b) is 7 tokens long
     assert shared_subexpressions(SIGMOID) == []
 
 

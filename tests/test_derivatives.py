@@ -51,7 +51,7 @@ ML = [
     ("norm2(X w - y)^2 + lambda norm2(w)^2", "w", "2 (X^T (X w - y) + lambda w)"),  # ridge
     ("sum(log(exp(-y .* (X w)) + 1))", "w", None),                   # logistic loss, number broadcast
     ("log(sigmoid(w^T x))", "w", "(1 - sigmoid(w^T x)) x"),
-    ("softmax(W x)", "x", "(diag(softmax(W x)) - softmax(W x) softmax(W x)^T) W"),
+    ("softmax(W x)", "x", "s = softmax(W x)\n(diag(s) - s s^T) W"),
     ("x / norm2(x)", "x", "-x x^T / norm2(x)^3 + I / norm2(x)"),
     ("0.5 (x - c)^T inv(S) (x - c)", "x", "inv(S) (x - c)"),               # Gaussian energy, repeated variable
     ("logdet(S) + a^T inv(S) a", "S", "inv(S) - inv(S) a a^T inv(S)"),
