@@ -22,7 +22,7 @@ from .ir import Expr, Var
 from .naming import name_shared
 from .parsing import Declaration, Declarations, dimension_names, parse_declarations
 from .printing import latex_name, program_latex, program_text, to_latex, to_text
-from .shapes import Parsed, ParsedProgram, parse_program, parse_typed
+from .shapes import Parsed, ParsedProgram, parse_program
 from .simplify import simplify
 
 Layout = Literal["numerator", "denominator"]

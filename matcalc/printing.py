@@ -463,7 +463,8 @@ def _own_tokens(node: Expr) -> int:
 
 def shared_subexpressions(e: Expr, min_size: int = 5) -> list[Expr]:
     """The distinct subexpressions of e worth naming: each would be printed more than once inline, is at
-    least `min_size` tokens long (`softmax(W x)` is five, `X^T X` three), and can be replaced by a variable of its shape without changing how
+    least `min_size` tokens long (`softmax(W x)` is five, `X^T X` three), and can be replaced by a variable
+    of its shape without changing how
     its parents print. Children come first, so that a binding only uses earlier ones.
 
     Occurrences are counted in the tree e prints as, without expanding it (a DAG of depth L may stand for
