@@ -15,7 +15,7 @@ from fractions import Fraction
 from typing import Any, Literal
 
 from . import ir
-from .backprop import Bindings, backpropagate, inline_bindings, needed_bindings
+from .backprop import Bindings, backpropagate, fresh_name, inline_bindings, needed_bindings
 from .differentiate import derivative_from_differential, differential
 from .errors import ParseError, ResultShapeError, ShapeError, UnsupportedError
 from .ir import Expr, Var
@@ -45,33 +45,47 @@ class Step:
 
 @dataclass(frozen=True)
 class Derivative:
-    """A derivative in matrix notation: print it, render it, evaluate it, prove it."""
+    """A derivative in matrix notation: print it, render it, evaluate it, prove it.
+
+    `body` is the result in terms of named definitions: the forward values of a program and its adjoints
+    `g_h`, or a single expression's repeated subexpressions. `bindings` may hold more definitions than the
+    body uses (the gradients of one backward pass share them all); `definitions` are those it uses, and
+    `expr` is the result as one expression (a DAG: nothing is copied), computed when first asked for.
+    """
 
     function: Expr
     variable: Var
-    expr: Expr
+    body: Expr
     kind: Kind
     layout: Layout
     where: Declarations
     steps: tuple[Step, ...]
-    # The named form: definitions (forward values of a program, adjoints g_h, shared subexpressions) and
-    # the result in terms of them. `expr` is the same result as one expression (a DAG: nothing is copied).
     bindings: Bindings = ()
-    body: Expr | None = None
     program: Bindings = ()  # the function as the program it was given as, when it was one
+    inline_result: Expr | None = None  # `expr`, when it is known already
+
+    @functools.cached_property
+    def definitions(self) -> Bindings:
+        return needed_bindings(self.bindings, [self.body]) if self.bindings else ()
+
+    @functools.cached_property
+    def expr(self) -> Expr:
+        if self.inline_result is not None:
+            return self.inline_result
+        return inline_bindings(self.definitions, self.body)
 
     @property
     def shape(self) -> ir.Shape:
-        return self.expr.shape
+        return self.body.shape
 
     def __str__(self) -> str:
         return self.text()
 
     def text(self, inline: bool = False) -> str:
         """The result in the input language: named (one line per definition, then the result) or inline."""
-        if inline or not self.bindings:
+        if inline or not self.definitions:
             return to_text(self.expr)
-        return program_text(self.bindings, self.body)
+        return program_text(self.definitions, self.body)
 
     def _function_latex(self) -> str:
         if self.program:
@@ -85,9 +99,9 @@ class Derivative:
             left = rf"\frac{{\partial^2}}{{\partial {x}\, \partial {x}^\top}} {f}"
         else:
             left = rf"\frac{{\partial}}{{\partial {x}}} {f}"
-        if inline or not self.bindings:
+        if inline or not self.definitions:
             return f"{left} = {to_latex(self.expr)}"
-        return program_latex(self.bindings, self.body, left)
+        return program_latex(self.definitions, self.body, left)
 
     def __repr__(self) -> str:
         # the result in the input language: the REPL shows Derivative('(A + A^T) x'), not the IR
@@ -144,8 +158,8 @@ class Derivative:
             "layout": self.layout,
             "shape": [str(d) for d in self.shape],
             "text": str(self),
-            "definitions": [{"name": name, "text": to_text(e)} for name, e in self.bindings],
-            "result": to_text(self.body if self.body is not None else self.expr),
+            "definitions": [{"name": name, "text": to_text(e)} for name, e in self.definitions],
+            "result": to_text(self.body),
             "latex": self.latex(),
             "steps": [{"title": s.title, "text": to_text(s.expr), "rules": list(dict.fromkeys(s.rules))}
                       for s in self.steps],
@@ -271,37 +285,67 @@ def _differentiate(function: Expr, variable: Var, symmetric_gradient: bool = Fal
 
 
 def _derivative(prepared: _Prepared, variable: Var, result: Expr, kind: Kind, layout: Layout,
-                steps: list[Step], inline: bool, bindings: Bindings = (), body: Expr | None = None) -> Derivative:
-    """A Derivative, with its named form: given `bindings` and `body`, or the shared subexpressions of `result`."""
-    if body is None and not inline:
-        bindings, body = name_shared(result, prepared.taken)
+                steps: list[Step], inline: bool) -> Derivative:
+    """A Derivative of a single expression, with the shared subexpressions of its result named unless `inline`."""
+    bindings, body = ((), result) if inline else name_shared(result, prepared.taken)
     program = prepared.program.bindings if prepared.program.is_program else ()
-    named_exprs = [e for _, e in bindings]
-    where = _with_dimensions(prepared.symbols, [prepared.function, result, *named_exprs])
-    return Derivative(prepared.function, variable, result, kind, layout, where, tuple(steps),
-                      tuple(bindings), body, program)
+    where = _with_dimensions(prepared.symbols, [prepared.function, result, *(e for _, e in bindings)])
+    return Derivative(prepared.function, variable, body, kind, layout, where, tuple(steps), bindings, program,
+                      result)
 
 
-def _backward(prepared: _Prepared, inline: bool) -> dict[str, Derivative]:
-    """Every requested gradient of a program with a scalar output, from one backward pass."""
+class Gradients(dict):
+    """The gradients of one backward pass, by variable name; prints as one program: the definitions they
+    use, once, then a line `dL_dW = ...` per variable (L the output's name)."""
+
+    def __init__(self, derivatives: dict[str, Derivative], output: str) -> None:
+        super().__init__(derivatives)
+        self.output = output
+
+    def _lines(self) -> tuple[Bindings, list[tuple[str, Expr]]]:
+        first = next(iter(self.values()))
+        bodies = [d.body for d in self.values()]
+        taken = {*first.where, *(name for name, _ in first.bindings)}
+        results = []
+        for name, d in self.items():
+            label = fresh_name(f"d{self.output}_d{name}", taken)
+            taken.add(label)
+            results.append((label, d.body))
+        return needed_bindings(first.bindings, bodies), results
+
+    def __str__(self) -> str:
+        definitions, results = self._lines()
+        return program_text((*definitions, *results))
+
+    def latex(self) -> str:
+        definitions, results = self._lines()
+        return program_latex((*definitions, *results))
+
+
+def _backward(prepared: _Prepared, inline: bool) -> Gradients:
+    """Every requested gradient of a program with a scalar output, from one backward pass.
+
+    The gradients share the definitions (forward values and adjoints), their steps and their declarations,
+    so that asking for all L weights of an L-layer network costs one pass, not L.
+    """
     bindings = prepared.program.bindings
     backward = backpropagate(bindings, list(prepared.variables), prepared.taken)
-    adjoints = dict(backward.adjoints)
+    shared = (*bindings, *backward.adjoints)
+    where = _with_dimensions(prepared.symbols, [prepared.function, *(e for _, e in shared),
+                                                *backward.gradients.values()])
+    steps = tuple([*(Step(f"forward: {n}", e) for n, e in bindings),
+                   *(Step(f"backward: {n}", e, backward.rules) for n, e in backward.adjoints)])
+    program = bindings if prepared.program.is_program else ()
     out: dict[str, Derivative] = {}
     for variable in prepared.variables:
         gradient = backward.gradients[variable.name]
-        needed = needed_bindings((*bindings, *backward.adjoints), [gradient])
-        forward = tuple((n, e) for n, e in needed if n not in adjoints)
-        backward_lines = tuple((n, e) for n, e in needed if n in adjoints)
-        named = (*forward, *backward_lines)
-        steps = [Step(f"forward: {n}", e) for n, e in bindings]
-        steps += [Step(f"backward: {n}", e, backward.rules) for n, e in backward_lines]
-        steps.append(Step(f"gradient w.r.t. {variable.name}", gradient))
         kind: Kind = "derivative" if variable.is_scalar else "gradient"
-        result = inline_bindings(named, gradient)
-        out[variable.name] = _derivative(prepared, variable, result, kind, "numerator", steps, inline,
-                                         named, gradient)
-    return out
+        d = Derivative(prepared.function, variable, gradient, kind, "numerator", where,
+                       (*steps, Step(f"gradient w.r.t. {variable.name}", gradient)), shared, program)
+        if inline:
+            d = Derivative(d.function, variable, d.expr, kind, "numerator", where, d.steps, (), program, d.expr)
+        out[variable.name] = d
+    return Gradients(out, prepared.program.output)
 
 
 @_without_cycle_collection
@@ -336,7 +380,7 @@ def diff(expr: str, wrt: str, where: str | dict | None = None, layout: Layout = 
 
 @_without_cycle_collection
 def grad(expr: str, wrt: list[str] | tuple[str, ...], where: str | dict | None = None,
-         inline: bool = False) -> dict[str, Derivative]:
+         inline: bool = False) -> Gradients:
     """The gradients of a scalar expression or program w.r.t. several variables, by name, from one backward pass."""
     if isinstance(wrt, str):
         raise ParseError("grad takes a list of variable names, e.g. ['W1', 'W2']; diff takes one")

@@ -219,6 +219,11 @@ def _run_diff(args: argparse.Namespace) -> int:
         single = len(payloads) == 1
         print(json.dumps(next(iter(payloads.values())) if single else {"gradients": payloads},
                          ensure_ascii=False, indent=2))
+    elif len(derivatives) > 1 and not (args.shapes or args.steps):  # one program: shared definitions once
+        print(derivatives.latex() if args.latex else str(derivatives))
+        for name, report in reports.items():
+            if report is not None:
+                print(f"{name}: {report}")
     else:
         for index, (name, d) in enumerate(derivatives.items()):
             if len(derivatives) > 1:

@@ -69,7 +69,8 @@ def test_evaluate_reports_missing_values_and_sizes_that_do_not_fit():
 
 def test_verify_rejects_a_wrong_result_and_lists_the_entries():
     d = matcalc.diff("x^T A x", "x")
-    wrong = dataclasses.replace(d, expr=matcalc.parse("2 A x", where=d.where))
+    candidate = matcalc.parse("2 A x", where=d.where)
+    wrong = dataclasses.replace(d, body=candidate, inline_result=candidate)
     report = wrong.verify()
     assert not report
     assert report.mismatches and "entry" in str(report)

@@ -83,7 +83,7 @@ def parses_back(d: matcalc.Derivative) -> None:
     text = str(d)
     program = parse_program(text, d.where)
     printed = [(name, expr) for name, expr in program.bindings]
-    assert [name for name, _ in printed[:-1]] == [name for name, _ in d.bindings]
+    assert [name for name, _ in printed[:-1]] == [name for name, _ in d.definitions]
     assert inline_bindings(program.bindings[:-1], program.bindings[-1][1]) == d.expr
 
 
