@@ -193,10 +193,11 @@ def parse(text: str, where: str | dict | None = None, shape: ir.Shape | None = N
     return _candidate(text, parse_declarations(where), shape).expr
 
 
-def _variable(name: str, symbols: Declarations, parsed_expr: Expr) -> Var:
+def _variable(name: str, symbols: Declarations, parsed: Expr | dict[str, Var]) -> Var:
+    """The variable `name` as the expression has it (`parsed`: the expression, or its variables), else as declared."""
     if not isinstance(name, str) or not _NAME.match(name):
         raise ParseError(f"not a variable name: {name!r}")
-    found = ir.variables(parsed_expr).get(name)
+    found = (parsed if isinstance(parsed, dict) else ir.variables(parsed)).get(name)
     if found is not None:
         return found
     declaration = symbols[name]  # typed by parse_typed(extra_symbols=...)
@@ -265,7 +266,8 @@ def _prepare(expr: str, wrts: list[str], where: str | dict | None) -> _Prepared:
         if wrt in defined:
             raise ParseError(f"'{wrt}' is defined by the program, not a variable: differentiate w.r.t. an input")
     function = inline_bindings(program.bindings[:-1], program.bindings[-1][1])
-    variables = tuple(_variable(wrt, program.symbols, function) for wrt in wrts)
+    present = ir.variables(function)
+    variables = tuple(_variable(wrt, program.symbols, present) for wrt in wrts)
     return _Prepared(program, function, variables, program.symbols)
 
 
