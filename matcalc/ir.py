@@ -39,6 +39,10 @@ class _Interned(type):
     """
 
     def __call__(cls, *args: object, **kwargs: object) -> Expr:
+        if not kwargs and len(args) == len(cls._field_names):  # the usual call: look up before building
+            found = _INTERNED.get((cls, *map(_identity_part, args)))
+            if found is not None:
+                return found
         candidate = super().__call__(*args, **kwargs)
         key = (cls, *map(_identity_part, candidate._key()))
         found = _INTERNED.get(key)
