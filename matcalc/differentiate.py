@@ -532,10 +532,13 @@ def _scalar_on_path(t: Expr) -> tuple[Expr, Expr] | None:
     Every node on the path is linear in its child holding dx, so t = s t[s := 1]. A 1 x 1 block of a
     product's chain counts as a node (y^T dx in x y^T dx). The walk stops at a sum, whose terms are read
     one by one, and at dx. The walk is a loop, and r is rebuilt bottom-up along the recorded path.
+
+    A walk that finds no scalar marks the nodes it went through: the walk from any of them is the rest
+    of this one, and the Jacobian reader asks again at each level it reads (linear, not quadratic, in depth).
     """
     path: list[tuple[Expr, int]] = []  # (node, index of its child holding dx)
     node = t
-    while not isinstance(node, Add | Differential):
+    while not isinstance(node, Add | Differential) and "_no_scalar_on_path" not in node.__dict__:
         children = node.children
         k = next(i for i, child in enumerate(children) if ir.contains_differential(child))
         block = _scalar_block(node, k) if isinstance(node, MatMul) else None
@@ -547,6 +550,8 @@ def _scalar_on_path(t: Expr) -> tuple[Expr, Expr] | None:
             return s, rest
         path.append((node, k))
         node = children[k]
+    for node, _ in path:
+        object.__setattr__(node, "_no_scalar_on_path", True)
     return None
 
 

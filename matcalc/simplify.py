@@ -58,11 +58,12 @@ def _cached_on(e: Expr, attribute: str, compute: Callable[[Expr], T]) -> T:
 
 def _product_parts(e: Expr) -> tuple[Fraction, tuple[Expr, ...], tuple[Expr, ...]]:
     """ir.split_product(e) as tuples, cached on the node."""
-    return _cached_on(e, "_product_parts", lambda node: tuple(map(_as_tuple, ir.split_product(node))))
-
-
-def _as_tuple(part: object) -> object:
-    return tuple(part) if isinstance(part, list) else part
+    cached = e.__dict__.get("_product_parts")
+    if cached is None:
+        coefficient, scalars, chain = ir.split_product(e)
+        cached = (coefficient, tuple(scalars), tuple(chain))
+        object.__setattr__(e, "_product_parts", cached)
+    return cached
 
 
 def _split_product(e: Expr) -> tuple[Fraction, list[Expr], list[Expr]]:
@@ -108,9 +109,9 @@ def commutative_key(e: Expr) -> int:
     key, so two keys are equal only for equal expressions. Each node's key is cached on it (like
     its hash) and computed from its children's, children first, without recursion.
     """
-    key = _cached(e, "_commutative_key")
-    if key is not None:
-        return key  # type: ignore[return-value]
+    cached = e.__dict__.get("_commutative_key")
+    if cached is not None and cached[0] == _generation:
+        return cached[1]
     stack: list[tuple[Expr, bool]] = [(e, False)]
     while stack:
         node, children_done = stack.pop()
@@ -750,7 +751,7 @@ def _factor_side(e: Expr, side: int) -> Expr | None:
     groups: dict[object, list[int]] = {}
     for index, term in enumerate(e.terms):
         chain = _product_parts(term)[2]
-        if len(chain) >= 1 and not (len(chain) == 1 and side == 0):
+        if chain and (side == -1 or len(chain) > 1):
             groups.setdefault(commutative_key(chain[side]), []).append(index)
     terms: list[Expr | None] = list(e.terms)
     factored = False
