@@ -739,6 +739,21 @@ def dimensions(exprs: Iterable[Expr]) -> list[str]:
     return list(seen)
 
 
+def with_children(node: Expr, children: tuple[Expr, ...]) -> Expr:
+    """The same node over other children of the same shapes, built field by field: unlike `rebuild`, no smart
+    constructor runs, so the structure is kept exactly (a name standing for a subexpression stays where it is)."""
+    values: list[object] = []
+    remaining = iter(children)
+    for name in node._field_names:
+        value = node.__dict__[name]
+        if isinstance(value, Expr):
+            value = next(remaining)
+        elif isinstance(value, tuple) and value and isinstance(value[0], Expr):
+            value = tuple(next(remaining) for _ in value)
+        values.append(value)
+    return type(node)(*values)
+
+
 def map_bottom_up(e: Expr, fn: Callable[[Expr], Expr]) -> Expr:
     """Rebuild e with fn applied to every distinct node, children first, without recursion."""
     mapped: dict[int, Expr] = {}

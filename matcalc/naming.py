@@ -41,6 +41,6 @@ def name_shared(e: Expr, taken: set[str], min_size: int = MIN_NAMED_SIZE) -> tup
         children = node.children
         new_children = tuple(names.get(id(child)) or form[id(child)] for child in children)
         changed = any(new is not old for new, old in zip(new_children, children, strict=True))
-        form[id(node)] = node.rebuild(new_children) if changed else node
+        form[id(node)] = ir.with_children(node, new_children) if changed else node
     bindings = tuple((names[id(node)].name, form[id(node)]) for node in shared)
     return bindings, form[id(e)]
