@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from . import ir
 from .errors import EvaluationError, abbreviate
-from .functions import IR_FUNCTIONS
+from .functions import FUNCTIONS
 from .ir import (
     Add,
     Dim,
@@ -289,14 +289,8 @@ class NumpyBackend:
 
     def function(self, name: str, a: Any) -> Any:
         np = self.np
-        if name == "diag":
-            if a.shape == (1, 1):
-                return a
-            if a.shape[1] == 1 or a.shape[0] == 1:
-                return np.diag(a.ravel())
-            return np.diag(a).reshape(-1, 1)
         try:
-            return _NUMPY_FUNCTIONS[name](np, a)
+            return FUNCTIONS[name].numpy(np, a)  # every function of the IR has its NumPy meaning
         except np.linalg.LinAlgError as error:
             raise _linear_algebra_failure(error) from None
 
@@ -319,66 +313,6 @@ class NumpyBackend:
 def _linear_algebra_failure(error: Exception) -> NumericFailure:
     text = str(error)
     return NumericFailure("is singular" if "singular" in text.lower() else f"cannot be used ({text})")
-
-
-def _sigmoid(np: Any, a: Any) -> Any:
-    """1 / (1 + e^-a), with exp of a non-positive number only: no overflow, full precision in both tails."""
-    small = np.exp(-np.abs(a))
-    return np.where(a >= 0, 1.0 / (1.0 + small), small / (1.0 + small))
-
-
-def _shift(np: Any, a: Any) -> Any:
-    """The largest entry, or 0 when it is infinite (inf - inf would be nan)."""
-    top = a.max()
-    return top if np.isfinite(top) else 0.0
-
-
-def _softmax(np: Any, a: Any) -> Any:
-    if a.max() == np.inf:  # the limit: the infinite entries share the whole mass
-        top = (a == np.inf).astype(float)
-        return top / top.sum()
-    shifted = np.exp(a - _shift(np, a))
-    return shifted / shifted.sum()
-
-
-def _logsumexp(np: Any, a: Any) -> Any:
-    top = _shift(np, a)
-    return np.array([[top + np.log(np.exp(a - top).sum())]])
-
-
-def _logdet(np: Any, a: Any) -> Any:
-    sign, logabs = np.linalg.slogdet(a)
-    return np.array([[logabs if sign > 0 else np.nan]])
-
-
-_NUMPY_FUNCTIONS: dict[str, Any] = {
-    "exp": lambda np, a: np.exp(a),
-    "log": lambda np, a: np.log(a),
-    "sin": lambda np, a: np.sin(a),
-    "cos": lambda np, a: np.cos(a),
-    "tan": lambda np, a: np.tan(a),
-    "tanh": lambda np, a: np.tanh(a),
-    "sigmoid": _sigmoid,
-    "relu": lambda np, a: np.maximum(a, 0.0),
-    "softplus": lambda np, a: np.logaddexp(0.0, a),  # max(a, 0) + log1p(e^-|a|): stable in both tails
-    "sqrt": lambda np, a: np.sqrt(a),
-    "abs": lambda np, a: np.abs(a),
-    "sign": lambda np, a: np.sign(a),
-    "step": lambda np, a: (a > 0).astype(float),
-    "arcsin": lambda np, a: np.arcsin(a),
-    "arccos": lambda np, a: np.arccos(a),
-    "arctan": lambda np, a: np.arctan(a),
-    "sum": lambda np, a: np.array([[a.sum()]]),
-    "norm1": lambda np, a: np.array([[np.abs(a).sum()]]),
-    "norm2": lambda np, a: np.array([[np.sqrt((a * a).sum())]]),
-    "tr": lambda np, a: np.array([[np.trace(a)]]),
-    "det": lambda np, a: np.array([[np.linalg.det(a)]]),
-    "logdet": _logdet,
-    "inv": lambda np, a: np.linalg.inv(a),
-    "softmax": _softmax,
-    "logsumexp": _logsumexp,
-}
-assert set(_NUMPY_FUNCTIONS) | {"diag"} == IR_FUNCTIONS, "every function needs a NumPy implementation"
 
 
 # ---------------------------------------------------------------- the evaluation plan: stable forms

@@ -1,17 +1,30 @@
 """The named functions of the input language: one table, read by every stage.
 
-Each stage keeps its own table keyed by these names (derivative rules, NumPy and SymPy
-implementations, LaTeX); tests check that every table covers every function here. The functions of
-kind "lowered" never reach the IR: the parser writes them with other nodes (`rows(X)` is the size of
-a dimension, `mean(u)` is `sum(u) / size(u)`), so no later stage needs a table entry for them.
+Each FunctionSpec says everything a stage needs to know about one function: its kind (how shapes.py
+types a call), the shape of its result (`result`, read by ir.function_shape), whether f(0) = 0 (read by
+ir.func), its NumPy meaning (evaluate.py), its SymPy meaning (verify.py), its LaTeX (printing.py); the
+grammar's FUNC terminal is made of these names (parsing.grammar_text). The derivative rules of the
+element-wise functions are still in differentiate.ELEMENTWISE_RULES.
+
+NumPy and SymPy are imported lazily (`import matcalc` imports neither), so their meanings take the
+module as their first parameter: `numpy(np, a)` maps a 2-D array to a 2-D array (a scalar is 1x1, a
+vector n x 1), `sympy(sp, a)` a SymPy Matrix to a Matrix. The NumPy meanings are the numerically stable
+forms (sigmoid, softplus, softmax, logsumexp, logdet); the SymPy meanings are the exact definitions.
+
+The functions of kind "lowered" never reach the IR: the parser writes them with other nodes (`rows(X)`
+is the size of a dimension, `mean(u)` is `sum(u) / size(u)`), so they have no meaning of their own.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 Kind = Literal["elementwise", "scalar_of_matrix", "square", "vector", "diag", "lowered"]
+# The result's shape from the argument's: the same shape, a scalar, or diag's (vector <-> square matrix).
+Result = Literal["same", "scalar", "diag"]
+Meaning = Callable[[Any, Any], Any]  # (module, value) -> value
 
 
 @dataclass(frozen=True)
@@ -19,35 +32,140 @@ class FunctionSpec:
     name: str
     kind: Kind
     meaning: str
+    numpy: Meaning | None = None
+    sympy: Meaning | None = None
+    # LaTeX: an operator name written before \left(u\right), or a template where # stands for the argument
+    # (the function has brackets of its own); a template starting with # is postfix: its argument is a base
+    latex: str = ""
+    zero_preserving: bool = False  # f(0) = 0, entry by entry for an element-wise function
+    result: Result = "scalar"  # the shape of f(u) from u's (ir.function_shape)
+
+
+def _each(scalar: Callable[[Any], Callable[[Any], Any]]) -> Meaning:
+    """The SymPy meaning of an element-wise function, from its meaning on one entry: scalar(sp)(v)."""
+    return lambda sp, a: a.applyfunc(scalar(sp))
+
+
+def _elementwise(name: str, meaning: str, numpy: Meaning, sympy: Callable[[Any], Callable[[Any], Any]],
+                 latex: str, zero_preserving: bool = False) -> FunctionSpec:
+    return FunctionSpec(name, "elementwise", meaning, numpy, _each(sympy), latex, zero_preserving, result="same")
+
+
+# ---------------------------------------------------------------- numerically stable NumPy forms
+
+
+def _sigmoid(np: Any, a: Any) -> Any:
+    """1 / (1 + e^-a), with exp of a non-positive number only: no overflow, full precision in both tails."""
+    small = np.exp(-np.abs(a))
+    return np.where(a >= 0, 1.0 / (1.0 + small), small / (1.0 + small))
+
+
+def _shift(np: Any, a: Any) -> Any:
+    """The largest entry, or 0 when it is infinite (inf - inf would be nan)."""
+    top = a.max()
+    return top if np.isfinite(top) else 0.0
+
+
+def _softmax(np: Any, a: Any) -> Any:
+    if a.max() == np.inf:  # the limit: the infinite entries share the whole mass
+        top = (a == np.inf).astype(float)
+        return top / top.sum()
+    shifted = np.exp(a - _shift(np, a))
+    return shifted / shifted.sum()
+
+
+def _logsumexp(np: Any, a: Any) -> Any:
+    top = _shift(np, a)
+    return np.array([[top + np.log(np.exp(a - top).sum())]])
+
+
+def _logdet(np: Any, a: Any) -> Any:
+    sign, logabs = np.linalg.slogdet(a)
+    return np.array([[logabs if sign > 0 else np.nan]])
+
+
+def _diag_numpy(np: Any, a: Any) -> Any:
+    if a.shape == (1, 1):
+        return a
+    if a.shape[1] == 1 or a.shape[0] == 1:
+        return np.diag(a.ravel())
+    return np.diag(a).reshape(-1, 1)
+
+
+# ---------------------------------------------------------------- exact SymPy forms
+
+
+def _softmax_sympy(sp: Any, a: Any) -> Any:
+    exps = a.applyfunc(sp.exp)
+    total = sum(exps)
+    return exps.applyfunc(lambda v: v / total)
+
+
+def _diag_sympy(sp: Any, a: Any) -> Any:
+    if a.shape == (1, 1):
+        return a
+    if a.cols == 1 or a.rows == 1:
+        return sp.diag(*list(a))
+    return sp.Matrix([[a[i, i]] for i in range(a.rows)])
 
 
 _SPECS = [
-    FunctionSpec("exp", "elementwise", "e^u, entry by entry"),
-    FunctionSpec("log", "elementwise", "natural logarithm, entry by entry"),
-    FunctionSpec("sin", "elementwise", "sine, entry by entry"),
-    FunctionSpec("cos", "elementwise", "cosine, entry by entry"),
-    FunctionSpec("tan", "elementwise", "tangent, entry by entry"),
-    FunctionSpec("tanh", "elementwise", "hyperbolic tangent, entry by entry"),
-    FunctionSpec("sigmoid", "elementwise", "logistic function 1 / (1 + e^-u), entry by entry"),
-    FunctionSpec("relu", "elementwise", "max(u, 0), entry by entry"),
-    FunctionSpec("softplus", "elementwise", "log(1 + e^u), entry by entry"),
-    FunctionSpec("sqrt", "elementwise", "square root, entry by entry"),
-    FunctionSpec("abs", "elementwise", "absolute value, entry by entry"),
-    FunctionSpec("sign", "elementwise", "-1, 0 or 1, entry by entry"),
-    FunctionSpec("step", "elementwise", "Heaviside step: 1 where u > 0, else 0 (the derivative of relu)"),
-    FunctionSpec("arcsin", "elementwise", "inverse sine, entry by entry"),
-    FunctionSpec("arccos", "elementwise", "inverse cosine, entry by entry"),
-    FunctionSpec("arctan", "elementwise", "inverse tangent, entry by entry"),
-    FunctionSpec("sum", "scalar_of_matrix", "sum of all entries"),
-    FunctionSpec("norm1", "scalar_of_matrix", "sum of absolute values of all entries"),
-    FunctionSpec("norm2", "scalar_of_matrix", "Euclidean norm of a vector, Frobenius norm of a matrix"),
-    FunctionSpec("tr", "square", "trace of a square matrix (a scalar)"),
-    FunctionSpec("det", "square", "determinant of a square matrix (a scalar)"),
-    FunctionSpec("logdet", "square", "log(det(X)) of a square matrix (a scalar)"),
-    FunctionSpec("inv", "square", "inverse of a square matrix"),
-    FunctionSpec("softmax", "vector", "exp(u) / sum(exp(u)) for a vector u"),
-    FunctionSpec("logsumexp", "vector", "log(sum(exp(u))) for a vector u (a scalar)"),
-    FunctionSpec("diag", "diag", "vector -> diagonal matrix; square matrix -> vector of its diagonal"),
+    _elementwise("exp", "e^u, entry by entry", lambda np, a: np.exp(a), lambda sp: sp.exp, r"\exp"),
+    _elementwise("log", "natural logarithm, entry by entry", lambda np, a: np.log(a), lambda sp: sp.log, r"\log"),
+    _elementwise("sin", "sine, entry by entry", lambda np, a: np.sin(a), lambda sp: sp.sin, r"\sin", True),
+    _elementwise("cos", "cosine, entry by entry", lambda np, a: np.cos(a), lambda sp: sp.cos, r"\cos"),
+    _elementwise("tan", "tangent, entry by entry", lambda np, a: np.tan(a), lambda sp: sp.tan, r"\tan", True),
+    _elementwise("tanh", "hyperbolic tangent, entry by entry", lambda np, a: np.tanh(a), lambda sp: sp.tanh,
+                 r"\tanh", True),
+    _elementwise("sigmoid", "logistic function 1 / (1 + e^-u), entry by entry", _sigmoid,
+                 lambda sp: (lambda v: 1 / (1 + sp.exp(-v))), r"\sigma"),
+    _elementwise("relu", "max(u, 0), entry by entry", lambda np, a: np.maximum(a, 0.0),
+                 lambda sp: (lambda v: sp.Max(0, v)), r"\operatorname{relu}", True),
+    # max(a, 0) + log1p(e^-|a|): stable in both tails
+    _elementwise("softplus", "log(1 + e^u), entry by entry", lambda np, a: np.logaddexp(0.0, a),
+                 lambda sp: (lambda v: sp.log(1 + sp.exp(v))), r"\operatorname{softplus}"),
+    _elementwise("sqrt", "square root, entry by entry", lambda np, a: np.sqrt(a), lambda sp: sp.sqrt,
+                 r"\sqrt{#}", True),
+    _elementwise("abs", "absolute value, entry by entry", lambda np, a: np.abs(a), lambda sp: sp.Abs,
+                 r"\left| # \right|", True),
+    # sign(u) = 2 H(u) - 1 with H(0) = 1/2: the same values, and SymPy can differentiate it (sign it cannot)
+    _elementwise("sign", "-1, 0 or 1, entry by entry", lambda np, a: np.sign(a),
+                 lambda sp: (lambda v: 2 * sp.Heaviside(v, sp.Rational(1, 2)) - 1), r"\operatorname{sign}", True),
+    _elementwise("step", "Heaviside step: 1 where u > 0, else 0 (the derivative of relu)",
+                 lambda np, a: (a > 0).astype(float), lambda sp: (lambda v: sp.Heaviside(v, 0)),
+                 r"\operatorname{step}"),
+    _elementwise("arcsin", "inverse sine, entry by entry", lambda np, a: np.arcsin(a), lambda sp: sp.asin,
+                 r"\arcsin", True),
+    _elementwise("arccos", "inverse cosine, entry by entry", lambda np, a: np.arccos(a), lambda sp: sp.acos,
+                 r"\arccos"),
+    _elementwise("arctan", "inverse tangent, entry by entry", lambda np, a: np.arctan(a), lambda sp: sp.atan,
+                 r"\arctan", True),
+    FunctionSpec("sum", "scalar_of_matrix", "sum of all entries",
+                 lambda np, a: np.array([[a.sum()]]), lambda sp, a: sp.Matrix([[sum(a)]]),
+                 r"\operatorname{sum}", True),
+    FunctionSpec("norm1", "scalar_of_matrix", "sum of absolute values of all entries",
+                 lambda np, a: np.array([[np.abs(a).sum()]]), lambda sp, a: sp.Matrix([[sum(sp.Abs(v) for v in a)]]),
+                 r"\left\lVert # \right\rVert_1", True),
+    FunctionSpec("norm2", "scalar_of_matrix", "Euclidean norm of a vector, Frobenius norm of a matrix",
+                 lambda np, a: np.array([[np.sqrt((a * a).sum())]]),
+                 lambda sp, a: sp.Matrix([[sp.sqrt(sum(v**2 for v in a))]]),
+                 r"\left\lVert # \right\rVert_2", True),
+    FunctionSpec("tr", "square", "trace of a square matrix (a scalar)",
+                 lambda np, a: np.array([[np.trace(a)]]), lambda sp, a: sp.Matrix([[a.trace()]]),
+                 r"\operatorname{tr}", True),
+    FunctionSpec("det", "square", "determinant of a square matrix (a scalar)",
+                 lambda np, a: np.array([[np.linalg.det(a)]]),
+                 lambda sp, a: sp.Matrix([[a.det(method="berkowitz")]]), r"\det"),
+    FunctionSpec("logdet", "square", "log(det(X)) of a square matrix (a scalar)", _logdet,
+                 lambda sp, a: sp.Matrix([[sp.log(a.det(method="berkowitz"))]]), r"\log\det"),
+    FunctionSpec("inv", "square", "inverse of a square matrix", lambda np, a: np.linalg.inv(a),
+                 lambda sp, a: a.inv(method="ADJ") if a.rows <= 3 else a.inv(), "#^{-1}", result="same"),
+    FunctionSpec("softmax", "vector", "exp(u) / sum(exp(u)) for a vector u", _softmax, _softmax_sympy,
+                 r"\operatorname{softmax}", result="same"),
+    FunctionSpec("logsumexp", "vector", "log(sum(exp(u))) for a vector u (a scalar)", _logsumexp,
+                 lambda sp, a: sp.Matrix([[sp.log(sum(a.applyfunc(sp.exp)))]]), r"\operatorname{logsumexp}"),
+    FunctionSpec("diag", "diag", "vector -> diagonal matrix; square matrix -> vector of its diagonal",
+                 _diag_numpy, _diag_sympy, r"\operatorname{diag}", True, result="diag"),
     FunctionSpec("rows", "lowered", "the number of rows (a scalar): the size of that dimension"),
     FunctionSpec("cols", "lowered", "the number of columns (a scalar): the size of that dimension"),
     FunctionSpec("size", "lowered", "the number of entries (a scalar): rows × columns, the length of a vector"),
@@ -57,4 +175,4 @@ _SPECS = [
 FUNCTIONS: dict[str, FunctionSpec] = {spec.name: spec for spec in _SPECS}
 IR_FUNCTIONS: frozenset[str] = frozenset(s.name for s in _SPECS if s.kind != "lowered")  # the names Func nodes hold
 ELEMENTWISE: frozenset[str] = frozenset(s.name for s in _SPECS if s.kind == "elementwise")
-SCALAR_VALUED: frozenset[str] = frozenset({"sum", "norm1", "norm2", "tr", "det", "logdet", "logsumexp"})
+SCALAR_VALUED: frozenset[str] = frozenset(s.name for s in _SPECS if s.result == "scalar" and s.kind != "lowered")

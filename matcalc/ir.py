@@ -379,12 +379,11 @@ def chain_shape(chain: list[Expr] | tuple[Expr, ...]) -> Shape:
 
 
 def function_shape(name: str, arg: Shape) -> Shape:
-    kind = FUNCTIONS[name].kind
-    if kind in ("elementwise", "vector") and name != "logsumexp":
+    """The shape of name(u) for u of shape `arg`, by the function's FunctionSpec.result."""
+    result = FUNCTIONS[name].result
+    if result == "same":
         return arg
-    if name == "inv":
-        return arg
-    if kind == "diag":
+    if result == "diag":
         if arg == SCALAR:
             return SCALAR
         if is_vector_shape(arg):
@@ -655,12 +654,8 @@ def elem_power(base: Expr, exponent: Expr) -> Expr:
     return ElemPower(base, exponent)
 
 
-ZERO_PRESERVING = frozenset({"sum", "norm1", "norm2", "tr", "diag", "sin", "tan", "tanh", "relu", "sqrt", "abs",
-                             "sign", "arcsin", "arctan"})  # f(0) = 0
-
-
 def func(name: str, arg: Expr) -> Expr:
-    if name in ZERO_PRESERVING and is_zero(arg):  # sum(matrix(0)) -> 0, diag(vector(0)) -> matrix(0)
+    if FUNCTIONS[name].zero_preserving and is_zero(arg):  # sum(matrix(0)) -> 0, diag(vector(0)) -> matrix(0)
         return zeros(function_shape(name, arg.shape))
     return Func(name, arg)
 

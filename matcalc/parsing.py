@@ -47,12 +47,14 @@ Declarations = dict[str, Declaration]
 
 
 def grammar_text() -> str:
-    """The grammar shipped in the wheel (matcalc/grammar), or the checkout's grammar/ folder."""
+    """The grammar shipped in the wheel (matcalc/grammar), or the checkout's grammar/ folder, with the
+    names of functions.FUNCTIONS written in for its placeholder %FUNCTION_NAMES%."""
     try:
-        return resources.files("matcalc.grammar").joinpath("matcalc.lark").read_text(encoding="utf-8")
+        text = resources.files("matcalc.grammar").joinpath("matcalc.lark").read_text(encoding="utf-8")
     except (ModuleNotFoundError, FileNotFoundError):
         source_tree = Path(__file__).resolve().parent.parent / "grammar" / "matcalc.lark"
-        return source_tree.read_text(encoding="utf-8")
+        text = source_tree.read_text(encoding="utf-8")
+    return text.replace("%FUNCTION_NAMES%", "|".join(map(re.escape, FUNCTIONS)))
 
 
 @cache

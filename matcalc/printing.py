@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from fractions import Fraction
 
 from . import ir
+from .functions import FUNCTIONS
 from .ir import (
     Add,
     Differential,
@@ -304,16 +305,6 @@ _GREEK_LATEX = {
 }
 _GREEK_WORDS = set(_GREEK_LATEX.values()) - {"omicron"}
 
-_LATEX_FUNCTIONS = {
-    "exp": r"\exp", "log": r"\log", "sin": r"\sin", "cos": r"\cos", "tan": r"\tan", "tanh": r"\tanh",
-    "arcsin": r"\arcsin", "arccos": r"\arccos", "arctan": r"\arctan", "det": r"\det",
-    "tr": r"\operatorname{tr}", "diag": r"\operatorname{diag}", "sum": r"\operatorname{sum}",
-    "sigmoid": r"\sigma", "relu": r"\operatorname{relu}", "softplus": r"\operatorname{softplus}",
-    "sign": r"\operatorname{sign}", "step": r"\operatorname{step}", "softmax": r"\operatorname{softmax}",
-    "logsumexp": r"\operatorname{logsumexp}", "logdet": r"\log\det",
-}
-
-
 def latex_name(name: str) -> str:
     stem = name.rstrip("0123456789")
     digits = name[len(stem):]
@@ -356,7 +347,7 @@ def _latex_operand(e: Expr) -> list[Piece]:
 def _latex_base(e: Expr) -> list[Piece]:
     if isinstance(e, Var | Size | Identity | Num) and not (isinstance(e, Num) and e.value < 0):
         return [e]
-    if isinstance(e, Func) and e.name not in _LATEX_FUNCTIONS:  # norms, abs, sqrt have their own brackets
+    if isinstance(e, Func) and "#" in FUNCTIONS[e.name].latex:  # norms, abs, sqrt have their own brackets
         return [e]
     return _latex_paren(e)
 
@@ -411,17 +402,13 @@ def _latex(e: Expr) -> list[Piece]:
     if isinstance(e, ElemPower):
         return [*_latex_base(e.base), r"^{\circ ", e.exponent, "}"]
     if isinstance(e, Func):
-        if e.name == "inv":
-            return [*_latex_base(e.arg), "^{-1}"]
-        if e.name == "norm2":
-            return [r"\left\lVert ", e.arg, r" \right\rVert_2"]
-        if e.name == "norm1":
-            return [r"\left\lVert ", e.arg, r" \right\rVert_1"]
-        if e.name == "abs":
-            return [r"\left| ", e.arg, r" \right|"]
-        if e.name == "sqrt":
-            return [r"\sqrt{", e.arg, "}"]
-        return [rf"{_LATEX_FUNCTIONS[e.name]}\left(", e.arg, r"\right)"]
+        latex = FUNCTIONS[e.name].latex
+        if "#" not in latex:
+            return [rf"{latex}\left(", e.arg, r"\right)"]
+        before, after = latex.split("#")
+        if not before:  # postfix, as inv: X^{-1}
+            return [*_latex_base(e.arg), after]
+        return [before, e.arg, after]
     raise TypeError(f"cannot render {type(e).__name__}")
 
 

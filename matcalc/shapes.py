@@ -456,34 +456,29 @@ class Inference:
         return Typed("epower", base.shape, text, [base, exponent])
 
     def call(self, name: str, arg: Typed, text: str) -> Typed:
-        kind = FUNCTIONS[name].kind
-        if kind == "lowered":
+        spec = FUNCTIONS[name]
+        if spec.kind == "lowered":
             return self.lowered_call(name, arg, text)
-        if kind == "square":
+        if spec.kind == "square":
             if not arg.is_scalar and (arg.shape[0] == 1 or arg.shape[1] == 1):
                 raise ShapeError(f"{name} needs a square matrix, but `{arg.text}` is {self.fmt(arg)}")
             if not self.dims.unify(arg.shape[0], arg.shape[1]):
                 raise ShapeError(f"{name} needs a square matrix, but `{arg.text}` is {self.fmt(arg)}")
-            shape = arg.shape if name == "inv" else (1, 1)
-        elif kind == "vector":
-            if arg.shape[1] != 1 or arg.is_scalar:
-                raise ShapeError(f"{name} needs a column vector, but `{arg.text}` is {self.fmt(arg)}")
-            shape = arg.shape if name == "softmax" else (1, 1)
-        elif kind == "diag":
-            if arg.is_scalar:
-                shape = (1, 1)
-            elif arg.shape[1] == 1:
-                shape = (arg.shape[0], arg.shape[0])
-            elif arg.shape[0] == 1:
-                shape = (arg.shape[1], arg.shape[1])
-            else:
-                if not self.dims.unify(arg.shape[0], arg.shape[1]):
-                    raise ShapeError(f"diag of a matrix needs a square matrix, but `{arg.text}` is {self.fmt(arg)}")
-                shape = (arg.shape[0], 1)
-        elif kind == "elementwise":
+        elif spec.kind == "vector" and (arg.shape[1] != 1 or arg.is_scalar):
+            raise ShapeError(f"{name} needs a column vector, but `{arg.text}` is {self.fmt(arg)}")
+        shape: tuple[DimTerm, DimTerm]
+        if spec.result == "same":
             shape = arg.shape
-        else:
+        elif spec.result == "scalar" or arg.is_scalar:  # a scalar, or diag of a scalar
             shape = (1, 1)
+        elif arg.shape[1] == 1:  # diag
+            shape = (arg.shape[0], arg.shape[0])
+        elif arg.shape[0] == 1:
+            shape = (arg.shape[1], arg.shape[1])
+        else:
+            if not self.dims.unify(arg.shape[0], arg.shape[1]):
+                raise ShapeError(f"diag of a matrix needs a square matrix, but `{arg.text}` is {self.fmt(arg)}")
+            shape = (arg.shape[0], 1)
         return Typed("call", shape, text, [arg], payload=name)
 
     def lowered_call(self, name: str, arg: Typed, text: str) -> Typed:

@@ -73,59 +73,7 @@ class SympyBackend:
         return a.adjugate()
 
     def function(self, name: str, a: Any) -> Any:
-        sp = self.sp
-        M = sp.Matrix
-        if name in _ELEMENTWISE:
-            return a.applyfunc(_ELEMENTWISE[name](sp))
-        if name == "sum":
-            return M([[sum(a)]])
-        if name == "norm1":
-            return M([[sum(sp.Abs(v) for v in a)]])
-        if name == "norm2":
-            return M([[sp.sqrt(sum(v**2 for v in a))]])
-        if name == "tr":
-            return M([[a.trace()]])
-        if name == "det":
-            return M([[a.det(method="berkowitz")]])
-        if name == "logdet":
-            return M([[sp.log(a.det(method="berkowitz"))]])
-        if name == "inv":
-            return a.inv(method="ADJ") if a.rows <= 3 else a.inv()
-        if name == "softmax":
-            exps = a.applyfunc(sp.exp)
-            total = sum(exps)
-            return exps.applyfunc(lambda v: v / total)
-        if name == "logsumexp":
-            return M([[sp.log(sum(a.applyfunc(sp.exp)))]])
-        if name == "diag":
-            if a.shape == (1, 1):
-                return a
-            if a.cols == 1 or a.rows == 1:
-                return sp.diag(*list(a))
-            return M([[a[i, i]] for i in range(a.rows)])
-        raise KeyError(name)
-
-
-_ELEMENTWISE: dict[str, Any] = {
-    "exp": lambda sp: sp.exp,
-    "log": lambda sp: sp.log,
-    "sin": lambda sp: sp.sin,
-    "cos": lambda sp: sp.cos,
-    "tan": lambda sp: sp.tan,
-    "tanh": lambda sp: sp.tanh,
-    "sigmoid": lambda sp: (lambda v: 1 / (1 + sp.exp(-v))),
-    "relu": lambda sp: (lambda v: sp.Max(0, v)),
-    "softplus": lambda sp: (lambda v: sp.log(1 + sp.exp(v))),
-    "sqrt": lambda sp: sp.sqrt,
-    "abs": lambda sp: sp.Abs,
-    # sign(u) = 2 H(u) - 1 with H(0) = 1/2: the same values, and SymPy can differentiate it (sign it cannot)
-    "sign": lambda sp: (lambda v: 2 * sp.Heaviside(v, sp.Rational(1, 2)) - 1),
-    "step": lambda sp: (lambda v: sp.Heaviside(v, 0)),
-    "arcsin": lambda sp: sp.asin,
-    "arccos": lambda sp: sp.acos,
-    "arctan": lambda sp: sp.atan,
-}
-assert {n for n, s in FUNCTIONS.items() if s.kind == "elementwise"} == set(_ELEMENTWISE)
+        return FUNCTIONS[name].sympy(self.sp, a)  # every function of the IR has its SymPy meaning
 
 
 @dataclass
