@@ -744,7 +744,12 @@ def _factor_side(e: Expr, side: int) -> Expr | None:
 
     Every such group is factored in one pass, in the order of the terms, as rewriting one group at a
     time would: a sum of T terms with G groups then costs O(T), not G rewrites that each rescan the
-    T terms (issue 7: the Hessian of nested softmaxes has sums of hundreds of terms).
+    T terms (issue 7: the Hessian of nested softmaxes has sums of hundreds of terms). On the right, a
+    group takes the whole run of last factors its terms share, as factoring one at a time would once
+    the sum left in front is simplified in turn (A F G + B F G -> (A F + B F) G -> (A + B) F G), but in
+    one rewrite: terms sharing runs of k factors (the Hessian of a k-layer network) cost O(k), not k
+    rewrites of O(k) each. (On the left, the rest of a chain may start with a 1 x 1 block, which becomes
+    a scalar and changes what the next step sees: one factor at a time.)
     """
     if not isinstance(e, Add):
         return None
@@ -758,11 +763,12 @@ def _factor_side(e: Expr, side: int) -> Expr | None:
     for shared in groups.values():
         if len(shared) < 2:
             continue
-        factor = _split_product(e.terms[shared[0]])[2][side]
+        chains = [_product_parts(e.terms[index])[2] for index in shared]
+        common = _shared_run(chains) if side == -1 else 1
         remainders = []
         for index in shared:
             coefficient, scalars, chain = _split_product(e.terms[index])
-            rest = chain[:-1] if side == -1 else chain[1:]
+            rest = chain[: len(chain) - common] if side == -1 else chain[1:]
             remainders.append((coefficient, scalars, rest))
         if all(not rest for _, _, rest in remainders):
             pieces = [mul(Num(c), *s) for c, s, _ in remainders]
@@ -770,11 +776,28 @@ def _factor_side(e: Expr, side: int) -> Expr | None:
             break  # A x + x -> (A + I) x is no simpler; and, as before, the groups after it wait
         else:
             pieces = [mul(Num(c), *s, *rest) for c, s, rest in remainders]
-        terms[shared[0]] = mul(add(*pieces), factor) if side == -1 else mul(factor, add(*pieces))
+        if side == -1:
+            terms[shared[0]] = mul(add(*pieces), *chains[0][len(chains[0]) - common :])
+        else:
+            terms[shared[0]] = mul(chains[0][0], add(*pieces))
         for index in shared[1:]:
             terms[index] = None
         factored = True
     return add(*[t for t in terms if t is not None]) if factored else None
+
+
+def _shared_run(chains: list[tuple[Expr, ...]]) -> int:
+    """How many last factors chains that share their last one all share (by commutative key), as far as
+    factoring them one at a time would take them: a step is taken where every rest in front still has two
+    factors or more, so that the sum of the rests is a sum of those very products (a rest of one factor
+    would be a sum flattened into it, a constant fill, ...)."""
+    common = 1
+    while min(len(chain) for chain in chains) - common >= 2:
+        key = commutative_key(chains[0][-(common + 1)])
+        if any(commutative_key(chain[-(common + 1)]) != key for chain in chains[1:]):
+            break
+        common += 1
+    return common
 
 
 @rule("common right factor", "A C + B C -> (A + B) C", "A x + B x", on=(Add,))
