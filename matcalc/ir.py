@@ -14,6 +14,7 @@ absorbed. All real algebra lives in the rewrite-rule table (simplify.py), not he
 from __future__ import annotations
 
 import hashlib
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, fields
 from fractions import Fraction
@@ -24,6 +25,9 @@ from .functions import FUNCTIONS
 
 T = TypeVar("T")
 _INTERNED: WeakValueDictionary[tuple, Expr] = WeakValueDictionary()
+# The most recently built nodes stay alive, with what is cached on them (simplified forms, keys, shapes), so that
+# an expression built again soon after (the same input differentiated twice) finds its work done; bounded memory.
+_RECENT: deque[Expr] = deque(maxlen=1 << 16)
 Dim = str | int
 Shape = tuple[Dim, Dim]
 SCALAR: Shape = (1, 1)
@@ -51,6 +55,7 @@ class _Interned(type):
         hash(candidate)
         candidate.shape  # noqa: B018 (computed now, from the children's: no recursion later)
         _INTERNED[key] = candidate
+        _RECENT.append(candidate)
         return candidate
 
 
