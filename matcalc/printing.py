@@ -347,8 +347,9 @@ def _latex_operand(e: Expr) -> list[Piece]:
 def _latex_base(e: Expr) -> list[Piece]:
     if isinstance(e, Var | Size | Identity | Num) and not (isinstance(e, Num) and e.value < 0):
         return [e]
-    if isinstance(e, Func) and "#" in FUNCTIONS[e.name].latex:  # norms, abs, sqrt have their own brackets
-        return [e]
+    template = FUNCTIONS[e.name].latex if isinstance(e, Func) else ""
+    if "#" in template and not template.startswith("#"):  # norms, abs, sqrt have their own brackets
+        return [e]  # a postfix template (inv: X^{-1}) is not: (X^{-1})^{2}, never X^{-1}^{2}
     return _latex_paren(e)
 
 

@@ -8,6 +8,7 @@ from test_cookbook_table import COOKBOOK, IDS
 
 import matcalc
 from matcalc import EvaluationError
+from matcalc.printing import to_latex
 
 
 @pytest.mark.parametrize(("expr", "var", "where", "cookbook"), COOKBOOK, ids=IDS)
@@ -144,3 +145,9 @@ def test_verify_reports_a_function_undefined_at_every_point_instead_of_raising()
     report = d.verify()
     assert not report
     assert "undecided" in str(report) and "undefined" in str(report)
+
+
+def test_latex_of_a_power_of_an_inverse_brackets_the_inverse():
+    """X^{-1}^{2} is a LaTeX error (a double superscript): the inverse is bracketed first."""
+    latex = to_latex(matcalc.parse("inv(X)^2"))
+    assert latex == r"\left(X^{-1}\right)^{2}" and "}^{" not in latex.replace(r"\right)^{", "")
