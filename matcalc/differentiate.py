@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from . import ir
 from .errors import UnsupportedError
-from .functions import ELEMENTWISE
+from .functions import ELEMENTWISE, FUNCTIONS
 from .ir import (
     Add,
     Differential,
@@ -68,37 +68,10 @@ def _square(u: Expr) -> Expr:
     return elem_power(u, num(2))
 
 
-def _one_minus(u: Expr) -> Expr:
-    return sub(ones(u.shape), u)
-
-
-ELEMENTWISE_RULES: dict[str, ElementwiseRule] = {
-    rule.name: rule
-    for rule in [
-        ElementwiseRule("exp", "d exp(u) -> exp(u) .* du", lambda u, du: hadamard(func("exp", u), du)),
-        ElementwiseRule("log", "d log(u) -> du ./ u", lambda u, du: elem_div(du, u)),
-        ElementwiseRule("sin", "d sin(u) -> cos(u) .* du", lambda u, du: hadamard(func("cos", u), du)),
-        ElementwiseRule("cos", "d cos(u) -> -sin(u) .* du", lambda u, du: neg(hadamard(func("sin", u), du))),
-        ElementwiseRule("tan", "d tan(u) -> du ./ cos(u).^2", lambda u, du: elem_div(du, _square(func("cos", u)))),
-        ElementwiseRule("tanh", "d tanh(u) -> (1 - tanh(u).^2) .* du",
-                        lambda u, du: hadamard(_one_minus(_square(func("tanh", u))), du)),
-        ElementwiseRule("sigmoid", "d sigmoid(u) -> sigmoid(u) .* (1 - sigmoid(u)) .* du",
-                        lambda u, du: hadamard(func("sigmoid", u), _one_minus(func("sigmoid", u)), du)),
-        ElementwiseRule("relu", "d relu(u) -> step(u) .* du", lambda u, du: hadamard(func("step", u), du)),
-        ElementwiseRule("softplus", "d softplus(u) -> sigmoid(u) .* du",
-                        lambda u, du: hadamard(func("sigmoid", u), du)),
-        ElementwiseRule("sqrt", "d sqrt(u) -> du ./ (2 sqrt(u))",
-                        lambda u, du: elem_div(du, mul(num(2), func("sqrt", u)))),
-        ElementwiseRule("abs", "d abs(u) -> sign(u) .* du", lambda u, du: hadamard(func("sign", u), du)),
-        ElementwiseRule("sign", "d sign(u) -> 0 (almost everywhere)", lambda u, du: ir.zeros(u.shape)),
-        ElementwiseRule("step", "d step(u) -> 0 (almost everywhere)", lambda u, du: ir.zeros(u.shape)),
-        ElementwiseRule("arcsin", "d arcsin(u) -> du ./ sqrt(1 - u.^2)",
-                        lambda u, du: elem_div(du, func("sqrt", _one_minus(_square(u))))),
-        ElementwiseRule("arccos", "d arccos(u) -> -du ./ sqrt(1 - u.^2)",
-                        lambda u, du: neg(elem_div(du, func("sqrt", _one_minus(_square(u)))))),
-        ElementwiseRule("arctan", "d arctan(u) -> du ./ (1 + u.^2)",
-                        lambda u, du: elem_div(du, add(ones(u.shape), _square(u)))),
-    ]
+ELEMENTWISE_RULES: dict[str, ElementwiseRule] = {  # each element-wise function's rule, as its FunctionSpec gives it
+    spec.name: ElementwiseRule(spec.name, spec.derivative,
+                               lambda u, du, rule=spec.differential: rule(ir, u, du))  # type: ignore[misc]
+    for spec in FUNCTIONS.values() if spec.kind == "elementwise"
 }
 
 # ---------------------------------------------------------------- differential rules

@@ -3,8 +3,8 @@
 Each FunctionSpec says everything a stage needs to know about one function: its kind (how shapes.py
 types a call), the shape of its result (`result`, read by ir.function_shape), whether f(0) = 0 (read by
 ir.func), its NumPy meaning (evaluate.py), its SymPy meaning (verify.py), its LaTeX (printing.py); the
-grammar's FUNC terminal is made of these names (parsing.grammar_text). The derivative rules of the
-element-wise functions are still in differentiate.ELEMENTWISE_RULES.
+grammar's FUNC terminal is made of these names (parsing.grammar_text), and an element-wise function's
+differential rule (differentiate.ELEMENTWISE_RULES is read from here).
 
 NumPy and SymPy are imported lazily (`import matcalc` imports neither), so their meanings take the
 module as their first parameter: `numpy(np, a)` maps a 2-D array to a 2-D array (a scalar is 1x1, a
@@ -39,6 +39,10 @@ class FunctionSpec:
     latex: str = ""
     zero_preserving: bool = False  # f(0) = 0, entry by entry for an element-wise function
     result: Result = "scalar"  # the shape of f(u) from u's (ir.function_shape)
+    # An element-wise function's differential rule: its statement, and (ir, u, du) -> d f(u), built with the IR's
+    # smart constructors (passed in: ir imports this table). The other functions' rules are differentiate's.
+    derivative: str = ""
+    differential: Callable[[Any, Any, Any], Any] | None = None
 
 
 def _each(scalar: Callable[[Any], Callable[[Any], Any]]) -> Meaning:
@@ -46,9 +50,22 @@ def _each(scalar: Callable[[Any], Callable[[Any], Any]]) -> Meaning:
     return lambda sp, a: a.applyfunc(scalar(sp))
 
 
+Differential = Callable[[Any, Any, Any], Any]  # (ir, u, du) -> d f(u)
+
+
 def _elementwise(name: str, meaning: str, numpy: Meaning, sympy: Callable[[Any], Callable[[Any], Any]],
-                 latex: str, zero_preserving: bool = False) -> FunctionSpec:
-    return FunctionSpec(name, "elementwise", meaning, numpy, _each(sympy), latex, zero_preserving, result="same")
+                 latex: str, zero_preserving: bool = False, *, derivative: tuple[str, Differential]) -> FunctionSpec:
+    statement, differential = derivative
+    return FunctionSpec(name, "elementwise", meaning, numpy, _each(sympy), latex, zero_preserving, result="same",
+                        derivative=statement, differential=differential)
+
+
+def _square(ir: Any, u: Any) -> Any:
+    return ir.elem_power(u, ir.num(2))
+
+
+def _one_minus(ir: Any, u: Any) -> Any:
+    return ir.sub(ir.ones(u.shape), u)
 
 
 # ---------------------------------------------------------------- numerically stable NumPy forms
@@ -110,36 +127,70 @@ def _diag_sympy(sp: Any, a: Any) -> Any:
 
 
 _SPECS = [
-    _elementwise("exp", "e^u, entry by entry", lambda np, a: np.exp(a), lambda sp: sp.exp, r"\exp"),
-    _elementwise("log", "natural logarithm, entry by entry", lambda np, a: np.log(a), lambda sp: sp.log, r"\log"),
-    _elementwise("sin", "sine, entry by entry", lambda np, a: np.sin(a), lambda sp: sp.sin, r"\sin", True),
-    _elementwise("cos", "cosine, entry by entry", lambda np, a: np.cos(a), lambda sp: sp.cos, r"\cos"),
-    _elementwise("tan", "tangent, entry by entry", lambda np, a: np.tan(a), lambda sp: sp.tan, r"\tan", True),
+    _elementwise("exp", "e^u, entry by entry", lambda np, a: np.exp(a), lambda sp: sp.exp, r"\exp",
+                 derivative=("d exp(u) -> exp(u) .* du",
+                             lambda ir, u, du: ir.hadamard(ir.func("exp", u), du))),
+    _elementwise("log", "natural logarithm, entry by entry", lambda np, a: np.log(a), lambda sp: sp.log, r"\log",
+                 derivative=("d log(u) -> du ./ u",
+                             lambda ir, u, du: ir.elem_div(du, u))),
+    _elementwise("sin", "sine, entry by entry", lambda np, a: np.sin(a), lambda sp: sp.sin, r"\sin", True,
+                 derivative=("d sin(u) -> cos(u) .* du",
+                             lambda ir, u, du: ir.hadamard(ir.func("cos", u), du))),
+    _elementwise("cos", "cosine, entry by entry", lambda np, a: np.cos(a), lambda sp: sp.cos, r"\cos",
+                 derivative=("d cos(u) -> -sin(u) .* du",
+                             lambda ir, u, du: ir.neg(ir.hadamard(ir.func("sin", u), du)))),
+    _elementwise("tan", "tangent, entry by entry", lambda np, a: np.tan(a), lambda sp: sp.tan, r"\tan", True,
+                 derivative=("d tan(u) -> du ./ cos(u).^2",
+                             lambda ir, u, du: ir.elem_div(du, _square(ir, ir.func("cos", u))))),
     _elementwise("tanh", "hyperbolic tangent, entry by entry", lambda np, a: np.tanh(a), lambda sp: sp.tanh,
-                 r"\tanh", True),
+                 r"\tanh", True,
+                 derivative=("d tanh(u) -> (1 - tanh(u).^2) .* du",
+                             lambda ir, u, du: ir.hadamard(_one_minus(ir, _square(ir, ir.func("tanh", u))), du))),
     _elementwise("sigmoid", "logistic function 1 / (1 + e^-u), entry by entry", _sigmoid,
-                 lambda sp: (lambda v: 1 / (1 + sp.exp(-v))), r"\sigma"),
+                 lambda sp: (lambda v: 1 / (1 + sp.exp(-v))), r"\sigma",
+                 derivative=("d sigmoid(u) -> sigmoid(u) .* (1 - sigmoid(u)) .* du",
+                             lambda ir, u, du: ir.hadamard(ir.func("sigmoid", u),
+                                                           _one_minus(ir, ir.func("sigmoid", u)), du))),
     _elementwise("relu", "max(u, 0), entry by entry", lambda np, a: np.maximum(a, 0.0),
-                 lambda sp: (lambda v: sp.Max(0, v)), r"\operatorname{relu}", True),
+                 lambda sp: (lambda v: sp.Max(0, v)), r"\operatorname{relu}", True,
+                 derivative=("d relu(u) -> step(u) .* du",
+                             lambda ir, u, du: ir.hadamard(ir.func("step", u), du))),
     # max(a, 0) + log1p(e^-|a|): stable in both tails
     _elementwise("softplus", "log(1 + e^u), entry by entry", lambda np, a: np.logaddexp(0.0, a),
-                 lambda sp: (lambda v: sp.log(1 + sp.exp(v))), r"\operatorname{softplus}"),
+                 lambda sp: (lambda v: sp.log(1 + sp.exp(v))), r"\operatorname{softplus}",
+                 derivative=("d softplus(u) -> sigmoid(u) .* du",
+                             lambda ir, u, du: ir.hadamard(ir.func("sigmoid", u), du))),
     _elementwise("sqrt", "square root, entry by entry", lambda np, a: np.sqrt(a), lambda sp: sp.sqrt,
-                 r"\sqrt{#}", True),
+                 r"\sqrt{#}", True,
+                 derivative=("d sqrt(u) -> du ./ (2 sqrt(u))",
+                             lambda ir, u, du: ir.elem_div(du, ir.mul(ir.num(2), ir.func("sqrt", u))))),
     _elementwise("abs", "absolute value, entry by entry", lambda np, a: np.abs(a), lambda sp: sp.Abs,
-                 r"\left| # \right|", True),
+                 r"\left| # \right|", True,
+                 derivative=("d abs(u) -> sign(u) .* du",
+                             lambda ir, u, du: ir.hadamard(ir.func("sign", u), du))),
     # sign(u) = 2 H(u) - 1 with H(0) = 1/2: the same values, and SymPy can differentiate it (sign it cannot)
     _elementwise("sign", "-1, 0 or 1, entry by entry", lambda np, a: np.sign(a),
-                 lambda sp: (lambda v: 2 * sp.Heaviside(v, sp.Rational(1, 2)) - 1), r"\operatorname{sign}", True),
+                 lambda sp: (lambda v: 2 * sp.Heaviside(v, sp.Rational(1, 2)) - 1), r"\operatorname{sign}", True,
+                 derivative=("d sign(u) -> 0 (almost everywhere)",
+                             lambda ir, u, du: ir.zeros(u.shape))),
     _elementwise("step", "Heaviside step: 1 where u > 0, else 0 (the derivative of relu)",
                  lambda np, a: (a > 0).astype(float), lambda sp: (lambda v: sp.Heaviside(v, 0)),
-                 r"\operatorname{step}"),
+                 r"\operatorname{step}",
+                 derivative=("d step(u) -> 0 (almost everywhere)",
+                             lambda ir, u, du: ir.zeros(u.shape))),
     _elementwise("arcsin", "inverse sine, entry by entry", lambda np, a: np.arcsin(a), lambda sp: sp.asin,
-                 r"\arcsin", True),
+                 r"\arcsin", True,
+                 derivative=("d arcsin(u) -> du ./ sqrt(1 - u.^2)",
+                             lambda ir, u, du: ir.elem_div(du, ir.func("sqrt", _one_minus(ir, _square(ir, u)))))),
     _elementwise("arccos", "inverse cosine, entry by entry", lambda np, a: np.arccos(a), lambda sp: sp.acos,
-                 r"\arccos"),
+                 r"\arccos",
+                 derivative=("d arccos(u) -> -du ./ sqrt(1 - u.^2)",
+                             lambda ir, u, du: ir.neg(ir.elem_div(du, ir.func("sqrt",
+                                                                              _one_minus(ir, _square(ir, u))))))),
     _elementwise("arctan", "inverse tangent, entry by entry", lambda np, a: np.arctan(a), lambda sp: sp.atan,
-                 r"\arctan", True),
+                 r"\arctan", True,
+                 derivative=("d arctan(u) -> du ./ (1 + u.^2)",
+                             lambda ir, u, du: ir.elem_div(du, ir.add(ir.ones(u.shape), _square(ir, u))))),
     FunctionSpec("sum", "scalar_of_matrix", "sum of all entries",
                  lambda np, a: np.array([[a.sum()]]), lambda sp, a: sp.Matrix([[sum(a)]]),
                  r"\operatorname{sum}", True),
