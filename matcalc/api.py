@@ -436,13 +436,19 @@ class CheckResult:
         return not self.reason and bool(getattr(self.report, "undecided", ""))
 
     def __str__(self) -> str:
+        derivative, candidate = str(self.derivative), to_text(self.candidate)
+        program = ""
+        if "\n" in derivative:  # a program: its lines after the verdict, not run into the sentence
+            derivative, program = "the program below", f"\n{derivative}"
+        if len(candidate) > 200:  # a long inlined program: the verdict need not repeat it
+            candidate = "your candidate"
         if self.reason:
-            return f"wrong: {self.reason}; the derivative is {self.derivative}"
+            return f"wrong: {self.reason}; the derivative is {derivative}{program}"
         if self.report:
-            return f"correct: {to_text(self.candidate)} equals {self.derivative} ({self.report})"
+            return f"correct: {candidate} equals {derivative} ({self.report}){program}"
         if self.undecided:
-            return f"{self.report}: {to_text(self.candidate)} against {self.derivative}"
-        return (f"wrong: {to_text(self.candidate)} is not the derivative; the derivative is {self.derivative}\n"
+            return f"{self.report}: {candidate} against {derivative}{program}"
+        return (f"wrong: {candidate} is not the derivative; the derivative is {derivative}{program}\n"
                 f"counterexample:\n{self.report}")
 
     def __repr__(self) -> str:

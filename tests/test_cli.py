@@ -121,3 +121,48 @@ def test_readme_examples_print_what_the_readme_says(command, output):
         else:
             assert actual == expected
     assert len(printed) >= len(output)
+
+
+MODEL = "h1 = tanh(W1 x)  # the first layer\nh2 = tanh(W2 h1)\nL = sum(h2)\n"
+MODEL_GRADIENT = "h1 = tanh(W1 x)\nh2 = tanh(W2 h1)\ng_h1 = W2^T (1 - h2.^2)\n(g_h1 .* (1 - h1.^2)) x^T\n"
+
+
+def test_a_program_is_read_from_a_file(tmp_path):
+    model = tmp_path / "model.mc"
+    model.write_text(MODEL, encoding="utf-8")
+    result = run("diff", "-f", str(model), "W1")
+    assert result.returncode == 0 and result.stdout == MODEL_GRADIENT
+
+
+def test_a_program_is_read_from_standard_input():
+    result = subprocess.run([sys.executable, "-m", "matcalc", "diff", "-f", "-", "W1"], input=MODEL,
+                            capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout == MODEL_GRADIENT
+
+
+def test_several_variables_print_one_program_from_one_backward_pass():
+    result = run("diff", MODEL, "W1,W2")
+    assert result.returncode == 0
+    assert result.stdout.endswith("dL_dW1 = (g_h1 .* (1 - h1.^2)) x^T\ndL_dW2 = (1 - h2.^2) h1^T\n")
+
+
+def test_a_missing_file_is_a_user_error():
+    result = run("diff", "-f", "/nonexistent/model.mc", "W1")
+    assert result.returncode == 2 and "cannot read" in result.stderr
+
+
+def test_a_name_defined_twice_is_a_user_error_with_its_line_and_column():
+    result = run("diff", "h = W x\nh = tanh(h)\nL = sum(h)", "W")
+    assert result.returncode == 2 and "line 2, column 1" in result.stderr and "defined twice" in result.stderr
+
+
+def test_check_takes_a_printed_program_as_the_candidate(tmp_path):
+    model = tmp_path / "model.mc"
+    model.write_text(MODEL, encoding="utf-8")
+    result = run("check", "-f", str(model), "W1", MODEL_GRADIENT)
+    assert result.returncode == 0 and result.stdout.startswith("correct")
+
+
+def test_inline_prints_one_expression():
+    result = run("diff", "sigmoid(W x + b)", "x", "--inline")
+    assert result.stdout == "diag(sigmoid(W x + b) .* (1 - sigmoid(W x + b))) W\n"
