@@ -242,3 +242,50 @@ def test_long_run_sympy_proofs(case: Case):
 @given(case=cases())
 def test_long_run_check_accepts_the_printed_result_and_rejects_perturbed_ones(case: Case):
     check_the_checker(case)
+
+
+# ---------------------------------------------------------------- programs
+
+
+def _as_program(f: Expr, seed: int) -> str:
+    """f as a program: about half of its compound subexpressions lifted into definitions p_1, p_2, ...
+    (children first), the output last; the same function, written as a network of named layers."""
+    from random import Random
+
+    from matcalc import ir
+    from matcalc.ir import Var
+    from matcalc.printing import program_text
+
+    chooser = Random(seed)
+    names: dict[int, Var] = {}
+    form: dict[int, Expr] = {}
+    bindings: list[tuple[str, Expr]] = []
+    for node in ir.postorder(f):
+        children = tuple(names.get(id(child)) or form[id(child)] for child in node.children)
+        changed = any(new is not old for new, old in zip(children, node.children, strict=True))
+        form[id(node)] = ir.with_children(node, children) if changed else node
+        if node.children and node is not f and chooser.random() < 0.5:
+            name = f"p_{len(bindings) + 1}"
+            bindings.append((name, form[id(node)]))
+            names[id(node)] = Var(name, node.shape)
+    return program_text([*bindings, ("out", form[id(f)])])
+
+
+@settings(max_examples=60)
+@given(case=cases())
+def test_random_programs_gradients_from_one_backward_pass_match_finite_differences(case: Case):
+    f = _typed(case)
+    assume(f.shape == SCALAR and case.variables)
+    values = _values_at_a_moderate_point(f, case)
+    program = _as_program(f, len(case.text))
+    try:
+        gradients = matcalc.grad(program, list(case.variables), where=case.where)
+    except UnsupportedError:
+        return
+    TALLY["random programs differentiated by one backward pass"] += 1
+    for name, d in gradients.items():
+        assert_prints_back(d)
+        with np.errstate(all="ignore"):
+            right = close_to_finite_differences(d, values) or settled_by_sympy(d)
+        TALLY["program gradients wrong"] += not right
+        assert right, f"d/d{name} of the program\n{program}\n= {d} does not match finite differences"
