@@ -15,7 +15,7 @@ from fractions import Fraction
 from typing import Any, Literal
 
 from . import ir
-from .backprop import Bindings, backpropagate, fresh_name, inline_bindings, needed_bindings
+from .backprop import Bindings, backpropagate, fresh_name, inline_bindings, inlined_values, needed_bindings
 from .differentiate import derivative_from_differential, differential
 from .errors import ParseError, ResultShapeError, ShapeError, UnsupportedError
 from .ir import Expr, Var
@@ -289,8 +289,10 @@ def _differentiate(function: Expr, variable: Var, symmetric_gradient: bool = Fal
 def _derivative(prepared: _Prepared, variable: Var, result: Expr, kind: Kind, layout: Layout,
                 steps: list[Step], inline: bool) -> Derivative:
     """A Derivative of a single expression, with the shared subexpressions of its result named unless `inline`."""
-    bindings, body = ((), result) if inline else name_shared(result, prepared.taken)
     program = prepared.program.bindings if prepared.program.is_program else ()
+    # a program's own definitions keep their names in the result (p = softmax(K^T q / alpha))
+    given = {value: name for name, value in inlined_values(program[:-1]).items()} if program else {}
+    bindings, body = ((), result) if inline else name_shared(result, prepared.taken, given=given)
     where = _with_dimensions(prepared.symbols, [prepared.function, result, *(e for _, e in bindings)])
     return Derivative(prepared.function, variable, body, kind, layout, where, tuple(steps), bindings, program,
                       result)

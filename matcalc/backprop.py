@@ -119,9 +119,19 @@ def needed_bindings(bindings: Bindings, roots: list[Expr]) -> Bindings:
     return tuple((name, expr) for name, expr in bindings if name in needed)
 
 
+def inlined_values(bindings: Bindings) -> dict[str, Expr]:
+    """Each definition's value with the earlier definitions substituted: a DAG, linear in size."""
+    resolved: dict[Expr, Expr] = {}
+    values: dict[str, Expr] = {}
+    for name, expr in bindings:
+        value = ir.substitute(expr, resolved) if resolved else expr
+        resolved[Var(name, expr.shape)] = value
+        values[name] = value
+    return values
+
+
 def inline_bindings(bindings: Bindings, e: Expr) -> Expr:
     """e with every defined name replaced by its definition: a DAG (the IR is hash-consed), linear in size."""
-    resolved: dict[Expr, Expr] = {}
-    for name, expr in bindings:
-        resolved[Var(name, expr.shape)] = ir.substitute(expr, resolved) if resolved else expr
+    values = inlined_values(bindings)
+    resolved = {Var(name, expr.shape): values[name] for name, expr in bindings}
     return ir.substitute(e, resolved) if resolved else e

@@ -25,22 +25,30 @@ def _base_name(e: Expr) -> str:
     return "U" if name in RESERVED_NAMES else name
 
 
-def name_shared(e: Expr, taken: set[str], min_size: int = MIN_NAMED_SIZE) -> tuple[Bindings, Expr]:
-    """(definitions, body): e with each repeated subexpression named, definitions before their uses."""
-    shared = shared_subexpressions(e, min_size)
-    if not shared:
+def name_shared(e: Expr, taken: set[str], min_size: int = MIN_NAMED_SIZE,
+                given: dict[Expr, str] | None = None) -> tuple[Bindings, Expr]:
+    """(definitions, body): e with each repeated subexpression named, definitions before their uses.
+
+    `given` names subexpressions in advance (a program's own definitions, by their inlined values): each
+    that occurs in e keeps its name, however often it occurs.
+    """
+    given = given or {}
+    order = ir.postorder(e)
+    used = set(taken) | set(given.values())
+    names: dict[int, Var] = {id(node): Var(given[node], node.shape) for node in order
+                             if node is not e and node in given}
+    for node in shared_subexpressions(e, min_size):
+        if id(node) not in names:
+            name = fresh_name(_base_name(node), used)
+            used.add(name)
+            names[id(node)] = Var(name, node.shape)
+    if not names:
         return (), e
-    used = set(taken)
-    names: dict[int, Var] = {}
-    for node in shared:
-        name = fresh_name(_base_name(node), used)
-        used.add(name)
-        names[id(node)] = Var(name, node.shape)
     form: dict[int, Expr] = {}  # each node with its named children referred to by name
-    for node in ir.postorder(e):
+    for node in order:
         children = node.children
         new_children = tuple(names.get(id(child)) or form[id(child)] for child in children)
         changed = any(new is not old for new, old in zip(new_children, children, strict=True))
         form[id(node)] = ir.with_children(node, new_children) if changed else node
-    bindings = tuple((names[id(node)].name, form[id(node)]) for node in shared)
+    bindings = tuple((names[id(node)].name, form[id(node)]) for node in order if id(node) in names)
     return bindings, form[id(e)]

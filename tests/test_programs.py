@@ -261,6 +261,11 @@ def test_check_rejects_a_wrong_program_candidate() -> None:
 # ---------------------------------------------------------------- single expressions: shared subexpressions named
 
 
+def test_a_program_jacobian_keeps_the_programs_own_names() -> None:
+    d = matcalc.diff("p = softmax(K^T q / alpha); o = V p", "q")
+    assert str(d) == "p = softmax(K^T q / alpha)\nV (diag(p) - p p^T) K^T / alpha"
+
+
 def test_a_repeated_subexpression_of_a_result_is_named_once() -> None:
     d = matcalc.diff("sigmoid(W x + b)", "x")
     assert str(d) == "s = sigmoid(W x + b)\ndiag(s .* (1 - s)) W"
