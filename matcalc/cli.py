@@ -150,7 +150,7 @@ def _options_first(argv: list[str], parser: argparse.ArgumentParser,
 
 
 def _run_rules() -> int:
-    from .differentiate import DIFFERENTIAL_RULES, ELEMENTWISE_RULES
+    from .differentiate import ADJOINT_RULES, DIFFERENTIAL_RULES, ELEMENTWISE_RULES
     from .simplify import SIMPLIFY_RULES
 
     print("differential rules (matcalc/differentiate.py):")
@@ -159,6 +159,9 @@ def _run_rules() -> int:
     print("element-wise functions:")
     for elementwise_rule in ELEMENTWISE_RULES.values():
         print(f"  {elementwise_rule.name:22s} {elementwise_rule.statement}")
+    print("adjoint identities, read in reverse topological order (matcalc/differentiate.py):")
+    for adjoint_rule in ADJOINT_RULES:
+        print(f"  {adjoint_rule.name:22s} {adjoint_rule.statement}")
     print("simplification rules, in the order they are tried (matcalc/simplify.py):")
     for rewrite_rule in SIMPLIFY_RULES:
         print(f"  {rewrite_rule.name:40s} {rewrite_rule.statement}")

@@ -79,11 +79,11 @@ def test_help_shows_examples():
 
 
 def test_rules_lists_every_rule():
-    from matcalc.differentiate import DIFFERENTIAL_RULES
+    from matcalc.differentiate import ADJOINT_RULES, DIFFERENTIAL_RULES
     from matcalc.simplify import SIMPLIFY_RULES
 
     listing = run("rules").stdout
-    for rule in [*DIFFERENTIAL_RULES, *SIMPLIFY_RULES]:
+    for rule in [*DIFFERENTIAL_RULES, *ADJOINT_RULES, *SIMPLIFY_RULES]:
         assert rule.name in listing and rule.statement in listing
 
 

@@ -1,0 +1,57 @@
+"""Each adjoint identity of the gradient reader, on one input, against numbers: <S, t(E)> = sum_j <G_j, E>.
+
+t is the differential of the example at a random point, linear in dX; E is a random direction substituted for
+dX, S a random seed of t's shape, and G the adjoint the reader gives for dX. Both sides are evaluated with
+NumPy, so a wrong identity (a missing transpose, a seed sent to the wrong child) shows as different numbers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import matcalc
+from matcalc import ir
+from matcalc.differentiate import ADJOINT_RULES, adjoints_of_linear, differential
+from matcalc.evaluate import evaluate_numpy
+from matcalc.ir import Differential, Var
+
+# rule name -> (function, variable, declarations): the rule applies at the root of the function's differential
+EXAMPLES = {
+    "sum": ("A X + X B", "X", "A, B, X: matrix(n, n)"),
+    "transpose": ("X^T", "X", "X: matrix(m, n)"),
+    "product": ("A X B", "X", "A: matrix(p, m); X: matrix(m, n); B: matrix(n, q)"),
+    "hadamard": ("A .* X", "X", "A, X: matrix(m, n)"),
+    "quotient": ("X ./ B", "X", "B, X: matrix(m, n)"),
+    "trace": ("tr(A X)", "X", "A, X: matrix(n, n)"),
+    "sum of entries": ("sum(A .* X)", "X", "A, X: matrix(m, n)"),
+    "diag": ("diag(A x)", "x", "A: matrix(n, n); x: vector(n)"),
+}
+SIZES = {"m": 2, "n": 3, "p": 4, "q": 5}
+
+
+def test_every_adjoint_identity_has_an_example():
+    assert set(EXAMPLES) == {rule.name for rule in ADJOINT_RULES}
+
+
+@pytest.mark.parametrize("rule", ADJOINT_RULES, ids=lambda rule: rule.name)
+def test_adjoint_identity_matches_the_inner_product_numerically(rule):
+    text, name, where = EXAMPLES[rule.name]
+    f = matcalc.parse(text, where=where)
+    variable = ir.variables(f)[name]
+    df = differential(f, variable)
+    assert rule.applies(df), f"{rule.name} does not apply at the root of d({text}) = {df}"
+    seed = Var("S", df.shape)
+    gradient = ir.add(*adjoints_of_linear(df, seed)[name])
+    direction = Var("E", variable.shape)
+    along = ir.substitute(df, {Differential(variable): direction})
+    rng = np.random.default_rng(7)
+    names = {**ir.variables(f), "S": seed, "E": direction}
+    values = {**SIZES}
+    for symbol, var in names.items():
+        shape = tuple(SIZES.get(d, d) if isinstance(d, str) else d for d in var.shape)
+        values[symbol] = rng.uniform(0.5, 1.5, size=shape)
+    left = ir.func("sum", ir.hadamard(seed, along)) if not along.is_scalar else ir.mul(seed, along)
+    right = ir.func("sum", ir.hadamard(gradient, direction)) if not direction.is_scalar else ir.mul(gradient, direction)
+    lhs, rhs = evaluate_numpy([left, right], values, names)
+    np.testing.assert_allclose(np.asarray(lhs, dtype=float), np.asarray(rhs, dtype=float), rtol=1e-12)
