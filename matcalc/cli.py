@@ -7,10 +7,11 @@ import argparse
 import json
 import re
 import sys
+import textwrap
 import traceback
 from collections.abc import Sequence
 
-EXAMPLES = """\
+_EXAMPLES_TEMPLATE = """\
 examples:
   matcalc diff "x^T A x" x                          ->  (A + A^T) x
   matcalc diff "x^T A x" x --where "A: symmetric"   ->  2 A x
@@ -25,12 +26,7 @@ examples:
   matcalc diff -f model.mc W1                       ->  a program read from a file (- for standard input)
   matcalc --version                                 ->  matcalc 0.1.0
 
-language: products by juxtaposition or *, transpose ^T ' or ᵀ, powers ^k, element-wise .* ./ .^
-(or ⊙ ⊘), functions exp log sin cos tan tanh sigmoid relu softplus sqrt abs sign step arcsin
-arccos arctan sum mean tr det logdet inv diag norm1 norm2 softmax logsumexp, sizes rows cols
-size (and a declared dimension's name, n), constants vector(c) matrix(c) I eye. Capitals are
-matrices, Greek names scalars, other names vectors; override with --where "c: scalar;
-X: matrix(m, n); y: vector(m); S: symmetric; n: dim". Reference: docs/language.md.
+{language}
 
 Options may stand before or after EXPR, VAR and CANDIDATE, and these may start with a minus:
 no -- is needed. A shape error caused by a default type says so and suggests the declaration.
@@ -39,6 +35,23 @@ exit codes: 0 success, 2 error in the input, 3 the checked candidate is wrong, 4
 decide within --timeout seconds, 1 internal error.
 """
 
+
+
+def _language_summary() -> str:
+    """The language in one paragraph, its functions listed from the one table of functions."""
+    from .functions import FUNCTIONS
+
+    sizes = [name for name, spec in FUNCTIONS.items() if spec.kind == "lowered" and name != "mean"]
+    functions = [name for name in FUNCTIONS if name not in sizes]
+    text = (f"language: products by juxtaposition or *, transpose ^T ' or ᵀ, powers ^k, element-wise .* ./ .^ "
+            f"(or ⊙ ⊘), functions {' '.join(functions)}, sizes {' '.join(sizes)} (and a declared dimension's "
+            f"name, n), constants vector(c) matrix(c) I eye. Capitals are matrices, Greek names scalars, other "
+            f'names vectors; override with --where "c: scalar; X: matrix(m, n); y: vector(m); S: symmetric; '
+            f'n: dim". Reference: docs/language.md.')
+    return textwrap.fill(text, width=100, break_on_hyphens=False, break_long_words=False)
+
+
+EXAMPLES = _EXAMPLES_TEMPLATE.format(language=_language_summary())
 
 def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     """The parser, and the subparser of each command (for `_options_first`)."""
