@@ -338,14 +338,15 @@ def _backward(prepared: _Prepared, inline: bool) -> Gradients:
     where = _with_dimensions(prepared.symbols, [prepared.function, *(e for _, e in shared),
                                                 *backward.gradients.values()])
     steps = tuple([*(Step(f"forward: {n}", e) for n, e in bindings),
-                   *(Step(f"backward: {n}", e, backward.rules) for n, e in backward.adjoints)])
+                   *(Step(f"backward: {n}", e, backward.rules[n]) for n, e in backward.adjoints)])
     program = bindings if prepared.program.is_program else ()
     out: dict[str, Derivative] = {}
     for variable in prepared.variables:
         gradient = backward.gradients[variable.name]
         kind: Kind = "derivative" if variable.is_scalar else "gradient"
         d = Derivative(prepared.function, variable, gradient, kind, "numerator", where,
-                       (*steps, Step(f"gradient w.r.t. {variable.name}", gradient)), shared, program)
+                       (*steps, Step(f"gradient w.r.t. {variable.name}", gradient, backward.rules[variable.name])),
+                       shared, program)
         if inline:
             d = Derivative(d.function, variable, d.expr, kind, "numerator", where, d.steps, (), program, d.expr)
         out[variable.name] = d

@@ -34,7 +34,8 @@ class Backward:
 
     adjoints: Bindings
     gradients: dict[str, Expr]
-    rules: tuple[str, ...] = field(default=())
+    # the differential rules behind each adjoint and each gradient, by its name (g_h, or the variable's)
+    rules: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def _is_leaf(e: Expr) -> bool:
@@ -75,7 +76,8 @@ def backpropagate(bindings: Bindings, targets: list[Var], taken: set[str]) -> Ba
     contributions: dict[str, list[Expr]] = {output_name: [ir.ONE]}
     adjoints: list[tuple[str, Expr]] = []
     used_names = set(taken)
-    rules: list[str] = []
+    rules: dict[str, list[str]] = {}  # input name -> the rules its local gradients used
+    named_rules: dict[str, tuple[str, ...]] = {}
     for name, expr in reversed(bindings):
         parts = contributions.pop(name, None)
         if parts is None or (name not in varying and name != output_name):
@@ -87,12 +89,14 @@ def backpropagate(bindings: Bindings, targets: list[Var], taken: set[str]) -> Ba
             adjoint_name = fresh_name(f"g_{name}", used_names)
             used_names.add(adjoint_name)
             adjoints.append((adjoint_name, total))
+            named_rules[adjoint_name] = tuple(dict.fromkeys(rules.get(name, [])))
             seed = Var(adjoint_name, total.shape)
         for input_name, variable in ir.variables(expr).items():
             if input_name not in wanted:
                 continue
             # the definition's own value by its name: d tanh(u) = (1 - h.^2) .* du for h = tanh(u)
-            df = ir.substitute(differential(expr, variable, rules), {expr: Var(name, expr.shape)})
+            df = ir.substitute(differential(expr, variable, rules.setdefault(input_name, [])),
+                               {expr: Var(name, expr.shape)})
             for contribution in adjoints_of_linear(df, seed).get(input_name, []):
                 contributions.setdefault(input_name, []).append(contribution)
     gradients: dict[str, Expr] = {}
@@ -102,7 +106,8 @@ def backpropagate(bindings: Bindings, targets: list[Var], taken: set[str]) -> Ba
         if target.symmetric:  # sym(G) before simplifying, so that G and G^T meet as like terms
             gradient = ir.mul(ir.Num(Fraction(1, 2)), ir.add(gradient, ir.transpose(gradient)))
         gradients[target.name] = simplify(gradient)
-    return Backward(tuple(adjoints), gradients, tuple(dict.fromkeys(rules)))
+        named_rules[target.name] = tuple(dict.fromkeys(rules.get(target.name, [])))
+    return Backward(tuple(adjoints), gradients, named_rules)
 
 
 def needed_bindings(bindings: Bindings, roots: list[Expr]) -> Bindings:
