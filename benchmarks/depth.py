@@ -15,27 +15,15 @@ import re
 import statistics
 import sys
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from networks import mlp_program, nested_mlp, residual_program
 
 import matcalc
 
 TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\d+|\.\^|\.\*|\./|\^T|\S")
-
-
-def nested_mlp(layers: int) -> str:
-    text = "x"
-    for k in range(1, layers + 1):
-        text = f"tanh(W{k} {text})"
-    return f"sum({text})"
-
-
-def program_mlp(layers: int) -> str:
-    lines = ["h1 = tanh(W1 x)"] + [f"h{k} = tanh(W{k} h{k - 1})" for k in range(2, layers + 1)]
-    return "\n".join([*lines, f"L = sum(h{layers})"])
-
-
-def program_residual(layers: int) -> str:
-    lines = ["h1 = x + tanh(W1 x)"] + [f"h{k} = h{k - 1} + tanh(W{k} h{k - 1})" for k in range(2, layers + 1)]
-    return "\n".join([*lines, f"L = sum(h{layers})"])
 
 
 def timed(run: callable, repeats: int) -> tuple[float, object]:
@@ -66,12 +54,12 @@ def main() -> None:
     for layers in depths:
         row("nested", layers, nested_mlp(layers), args.repeats)
     for layers in depths:
-        row("program", layers, program_mlp(layers), args.repeats)
+        row("program", layers, mlp_program(layers), args.repeats)
     for layers in [d for d in depths if d <= 256]:
-        row("residual", layers, program_residual(layers), args.repeats)
+        row("residual", layers, residual_program(layers), args.repeats)
     print("\nall gradients W1 ... WL at once (matcalc.grad, one backward pass, printed as one program)")
     for layers in [d for d in depths if d in (8, 64, 256, 1024)]:
-        text = program_mlp(layers)
+        text = mlp_program(layers)
         names = [f"W{k}" for k in range(1, layers + 1)]
         seconds, _ = timed(lambda text=text, names=names: str(matcalc.grad(text, names)), args.repeats)
         print(f"program   {layers:5d} {seconds:9.4f} s")

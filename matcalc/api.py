@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import gc
 import re
@@ -15,10 +16,10 @@ from fractions import Fraction
 from typing import Any, Literal
 
 from . import ir
-from .backprop import Bindings, backpropagate, fresh_name, inline_bindings, inlined_values, needed_bindings
+from .backprop import backpropagate, needed_bindings
 from .differentiate import derivative_from_differential, differential
 from .errors import ParseError, ResultShapeError, ShapeError, UnsupportedError
-from .ir import Expr, Var
+from .ir import Bindings, Expr, Var, fresh_name
 from .naming import name_shared
 from .parsing import Declaration, Declarations, dimension_names, parse_declarations
 from .printing import latex_name, program_latex, program_text, to_latex, to_text
@@ -72,7 +73,7 @@ class Derivative:
     def expr(self) -> Expr:
         if self.inline_result is not None:
             return self.inline_result
-        return inline_bindings(self.definitions, self.body)
+        return ir.inline(self.definitions, self.body)
 
     @property
     def shape(self) -> ir.Shape:
@@ -265,7 +266,7 @@ def _prepare(expr: str, wrts: list[str], where: str | dict | None) -> _Prepared:
     for wrt in wrts:
         if wrt in defined:
             raise ParseError(f"'{wrt}' is defined by the program, not a variable: differentiate w.r.t. an input")
-    function = inline_bindings(program.bindings[:-1], program.bindings[-1][1])
+    function = ir.inline(program.bindings[:-1], program.bindings[-1][1])
     present = ir.variables(function)
     variables = tuple(_variable(wrt, program.symbols, present) for wrt in wrts)
     return _Prepared(program, function, variables, program.symbols)
@@ -291,7 +292,7 @@ def _derivative(prepared: _Prepared, variable: Var, result: Expr, kind: Kind, la
     """A Derivative of a single expression, with the shared subexpressions of its result named unless `inline`."""
     program = prepared.program.bindings if prepared.program.is_program else ()
     # a program's own definitions keep their names in the result (p = softmax(K^T q / alpha))
-    given = {value: name for name, value in inlined_values(program[:-1]).items()} if program else {}
+    given = {value: name for name, value in ir.definition_values(program[:-1]).items()} if program else {}
     bindings, body = ((), result) if inline else name_shared(result, prepared.taken, given=given)
     where = _with_dimensions(prepared.symbols, [prepared.function, result, *(e for _, e in bindings)])
     return Derivative(prepared.function, variable, body, kind, layout, where, tuple(steps), bindings, program,
@@ -348,7 +349,7 @@ def _backward(prepared: _Prepared, inline: bool) -> Gradients:
                        (*steps, Step(f"gradient w.r.t. {variable.name}", gradient, backward.rules[variable.name])),
                        shared, program)
         if inline:
-            d = Derivative(d.function, variable, d.expr, kind, "numerator", where, d.steps, (), program, d.expr)
+            d = dataclasses.replace(d, body=d.expr, bindings=(), inline_result=d.expr)
         out[variable.name] = d
     return Gradients(out, prepared.program.output)
 
@@ -491,7 +492,7 @@ def _wrong_shape(derivative: Derivative, candidate: Expr) -> str:
 def _candidate(text: str, where: Declarations, shape: ir.Shape | None) -> Parsed:
     """A candidate derivative, an expression or a program (such as a printed result), as one expression."""
     program = parse_program(text, where, expected_shape=shape)
-    return Parsed(inline_bindings(program.bindings[:-1], program.bindings[-1][1]), program.symbols)
+    return Parsed(ir.inline(program.bindings[:-1], program.bindings[-1][1]), program.symbols)
 
 
 @_without_cycle_collection

@@ -18,10 +18,8 @@ from fractions import Fraction
 
 from . import ir
 from .differentiate import adjoints_of_linear, differential
-from .ir import Expr, Var
+from .ir import Bindings, Expr, Var, fresh_name
 from .simplify import simplify
-
-Bindings = tuple[tuple[str, Expr], ...]
 
 
 @dataclass(frozen=True)
@@ -40,16 +38,6 @@ class Backward:
 
 def _is_leaf(e: Expr) -> bool:
     return not e.children
-
-
-def fresh_name(base: str, taken: set[str]) -> str:
-    """`base`, or `base_1`, `base_2`, ... : the first that no symbol of the program uses."""
-    if base not in taken:
-        return base
-    k = 1
-    while f"{base}_{k}" in taken:
-        k += 1
-    return f"{base}_{k}"
 
 
 def dependents(bindings: Bindings, targets: set[str]) -> set[str]:
@@ -122,21 +110,3 @@ def needed_bindings(bindings: Bindings, roots: list[Expr]) -> Bindings:
         needed.add(name)
         stack.extend(n for n in ir.variables(defined[name]) if n in defined and n not in needed)
     return tuple((name, expr) for name, expr in bindings if name in needed)
-
-
-def inlined_values(bindings: Bindings) -> dict[str, Expr]:
-    """Each definition's value with the earlier definitions substituted: a DAG, linear in size."""
-    resolved: dict[Expr, Expr] = {}
-    values: dict[str, Expr] = {}
-    for name, expr in bindings:
-        value = ir.substitute(expr, resolved) if resolved else expr
-        resolved[Var(name, expr.shape)] = value
-        values[name] = value
-    return values
-
-
-def inline_bindings(bindings: Bindings, e: Expr) -> Expr:
-    """e with every defined name replaced by its definition: a DAG (the IR is hash-consed), linear in size."""
-    values = inlined_values(bindings)
-    resolved = {Var(name, expr.shape): values[name] for name, expr in bindings}
-    return ir.substitute(e, resolved) if resolved else e

@@ -362,22 +362,11 @@ ADJOINT_RULES: list[AdjointRule] = [
 def _parents_first(t: Expr) -> list[Expr]:
     """The distinct nodes of t that hold dX, each before all of its children (a reverse topological order).
 
-    On a tree this is the preorder, children left to right, so the readers see terms in the order written.
+    The post-order walks the children last to first, so that on a tree its reverse is the preorder, children
+    left to right: the readers see terms in the order written.
     """
-    order: list[Expr] = []
-    done: set[int] = set()
-    stack: list[tuple[Expr, bool]] = [(t, False)]
-    while stack:
-        node, children_done = stack.pop()
-        if id(node) in done:
-            continue
-        if children_done:
-            done.add(id(node))
-            order.append(node)
-            continue
-        stack.append((node, True))
-        stack.extend((child, False) for child in node.children
-                     if id(child) not in done and ir.contains_differential(child))
+    order = ir.postorder(t, lambda node: [child for child in reversed(node.children)
+                                          if ir.contains_differential(child)])
     order.reverse()
     return order
 

@@ -682,8 +682,12 @@ def walk(e: Expr) -> Iterator[Expr]:
         stack.extend(child for child in reversed(current.children) if id(child) not in seen)
 
 
-def postorder(e: Expr) -> list[Expr]:
-    """Every distinct node once, each after all of its children (a topological order, leaves first)."""
+def postorder(e: Expr, visit: Callable[[Expr], Iterable[Expr]] | None = None) -> list[Expr]:
+    """Every distinct node once, each after all of its children (a topological order, leaves first).
+
+    `visit(node)` gives the children to walk, in the order they are walked (all of them, first to last, by
+    default); a child it leaves out is not walked.
+    """
     order: list[Expr] = []
     done: set[int] = set()
     stack: list[tuple[Expr, bool]] = [(e, False)]
@@ -696,7 +700,8 @@ def postorder(e: Expr) -> list[Expr]:
             order.append(current)
             continue
         stack.append((current, True))
-        stack.extend((child, False) for child in reversed(current.children) if id(child) not in done)
+        children = current.children if visit is None else tuple(visit(current))
+        stack.extend((child, False) for child in reversed(children) if id(child) not in done)
     return order
 
 
@@ -768,3 +773,40 @@ def map_bottom_up(e: Expr, fn: Callable[[Expr], Expr]) -> Expr:
 
 def substitute(e: Expr, mapping: dict[Expr, Expr]) -> Expr:
     return map_bottom_up(e, lambda sub_expr: mapping.get(sub_expr, sub_expr))
+
+
+# ---------------------------------------------------------------- definitions (programs)
+
+Bindings = tuple[tuple[str, Expr], ...]  # definitions `name = expr`, each referring to earlier ones by name
+
+
+def fresh_name(base: str, taken: set[str] | frozenset[str]) -> str:
+    """`base`, or `base_1`, `base_2`, ...: the first that is not taken."""
+    if base not in taken:
+        return base
+    k = 1
+    while f"{base}_{k}" in taken:
+        k += 1
+    return f"{base}_{k}"
+
+
+def definition_values(bindings: Bindings) -> dict[str, Expr]:
+    """Each definition's value with the earlier definitions substituted, without recursion. Nodes are
+    interned, so a definition used many times is one shared node: the values form a DAG as large as the
+    definitions (a residual network's h_k, used by every later layer, is not copied)."""
+    values: dict[str, Expr] = {}
+    for name, expr in bindings:
+        values[name] = _with_values(expr, values)
+    return values
+
+
+def inline(bindings: Bindings, e: Expr) -> Expr:
+    """e with every defined name replaced by its definition: a DAG, linear in the size of the definitions."""
+    return _with_values(e, definition_values(bindings))
+
+
+def _with_values(e: Expr, values: dict[str, Expr]) -> Expr:
+    """e with each variable named in `values` replaced by its value."""
+    if not values:
+        return e
+    return map_bottom_up(e, lambda node: values.get(node.name, node) if isinstance(node, Var) else node)

@@ -9,8 +9,7 @@ a matrix) and avoid every name the input uses.
 from __future__ import annotations
 
 from . import ir
-from .backprop import Bindings, fresh_name
-from .ir import Expr, Func, Var
+from .ir import Bindings, Expr, Func, Var, fresh_name
 from .parsing import RESERVED_NAMES
 from .printing import shared_subexpressions
 
@@ -42,8 +41,16 @@ def name_shared(e: Expr, taken: set[str], min_size: int = MIN_NAMED_SIZE,
             name = fresh_name(_base_name(node), used)
             used.add(name)
             names[id(node)] = Var(name, node.shape)
+    return bind_names(e, names, order)
+
+
+def bind_names(e: Expr, names: dict[int, Var], order: list[Expr] | None = None) -> tuple[Bindings, Expr]:
+    """(definitions, body): e with each node named in `names` (by id) replaced by its name, each name defined
+    as its node over the names below it, children first. A name stands exactly where its node stood
+    (ir.with_children): no smart constructor reruns over the nodes above it."""
     if not names:
         return (), e
+    order = ir.postorder(e) if order is None else order
     form: dict[int, Expr] = {}  # each node with its named children referred to by name
     for node in order:
         children = node.children

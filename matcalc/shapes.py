@@ -698,26 +698,12 @@ def parse_program(text: str, declarations: Declarations, extra_symbols: tuple[st
 
 def _output_name(taken: set[str], symbols: Declarations) -> str:
     """"f", or the first of f_1, f_2, ... that names no variable, definition or dimension."""
-    taken = taken | dimension_names(symbols)
-    return next(name for name in itertools.chain(("f",), (f"f_{i}" for i in itertools.count(1)))
-                if name not in taken)
+    return ir.fresh_name("f", taken | dimension_names(symbols))
 
 
 def inline(program: ParsedProgram) -> ir.Expr:
-    """The output with every defined name replaced by its definition, without recursion.
-
-    Each definition is rebuilt once, over the inlined values of the earlier ones, and nodes are
-    interned: a definition used many times is one shared node, so the result is a DAG as large as
-    the program (a residual network's h_k, used by every later layer, is not copied).
-    """
-    values: dict[str, ir.Expr] = {}
-
-    def substitute(node: ir.Expr) -> ir.Expr:
-        return values.get(node.name, node) if isinstance(node, ir.Var) else node
-
-    for name, expr in program.bindings:
-        values[name] = ir.map_bottom_up(expr, substitute)
-    return values[program.output]
+    """The output with every defined name replaced by its definition (ir.inline): a DAG as large as the program."""
+    return ir.definition_values(program.bindings)[program.output]
 
 
 def _typed_program(inference: Inference, statements: list[Statement], expected_shape: ir.Shape | None) -> list[Typed]:

@@ -10,10 +10,10 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
+from networks import mlp_program, nested_mlp, network_forward, residual_program
 
 import matcalc
 from matcalc import ir
-from matcalc.backprop import inline_bindings
 from matcalc.shapes import parse_program
 
 STEP = 1e-6
@@ -40,21 +40,6 @@ def assert_gradient(d: matcalc.Derivative, forward: Callable[[dict], float], val
     np.testing.assert_allclose(got, finite_difference(forward, values, name), rtol=1e-5, atol=1e-7)
 
 
-def mlp_program(layers: int) -> str:
-    lines = ["h1 = tanh(W1 x)"] + [f"h{k} = tanh(W{k} h{k - 1})" for k in range(2, layers + 1)]
-    return "; ".join([*lines, f"L = sum(h{layers})"])
-
-
-def mlp_forward(layers: int) -> Callable[[dict], float]:
-    def forward(v: dict) -> float:
-        h = v["x"]
-        for k in range(1, layers + 1):
-            h = np.tanh(v[f"W{k}"] @ h)
-        return float(np.sum(h))
-
-    return forward
-
-
 def mlp_values(layers: int, n: int = 3, seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
     values = {"x": rng.normal(size=(n, 1))}
@@ -63,28 +48,13 @@ def mlp_values(layers: int, n: int = 3, seed: int = 0) -> dict:
     return values
 
 
-def residual_program(layers: int) -> str:
-    lines = ["h1 = x + tanh(W1 x)"] + [f"h{k} = h{k - 1} + tanh(W{k} h{k - 1})" for k in range(2, layers + 1)]
-    return "\n".join([*lines, f"L = sum(h{layers})"])
-
-
-def residual_forward(layers: int) -> Callable[[dict], float]:
-    def forward(v: dict) -> float:
-        h = v["x"]
-        for k in range(1, layers + 1):
-            h = h + np.tanh(v[f"W{k}"] @ h)
-        return float(np.sum(h))
-
-    return forward
-
-
 def parses_back(d: matcalc.Derivative) -> None:
     """The printed program parses back to the same definitions and the same result."""
     text = str(d)
     program = parse_program(text, d.where)
     printed = [(name, expr) for name, expr in program.bindings]
     assert [name for name, _ in printed[:-1]] == [name for name, _ in d.definitions]
-    assert inline_bindings(program.bindings[:-1], program.bindings[-1][1]) == d.expr
+    assert ir.inline(program.bindings[:-1], program.bindings[-1][1]) == d.expr
 
 
 # ---------------------------------------------------------------- the tanh MLP
@@ -93,7 +63,7 @@ def parses_back(d: matcalc.Derivative) -> None:
 @pytest.mark.parametrize("layers", [1, 2, 4, 8])
 def test_mlp_gradient_wrt_first_weights_matches_finite_differences(layers: int) -> None:
     d = matcalc.diff(mlp_program(layers), "W1")
-    assert_gradient(d, mlp_forward(layers), mlp_values(layers), "W1")
+    assert_gradient(d, network_forward(layers), mlp_values(layers), "W1")
 
 
 def test_mlp_gradients_wrt_every_weight_come_from_one_pass_and_match_finite_differences() -> None:
@@ -102,7 +72,7 @@ def test_mlp_gradients_wrt_every_weight_come_from_one_pass_and_match_finite_diff
     gradients = matcalc.grad(mlp_program(layers), names)
     assert list(gradients) == names
     for name in names:
-        assert_gradient(gradients[name], mlp_forward(layers), mlp_values(layers), name)
+        assert_gradient(gradients[name], network_forward(layers), mlp_values(layers), name)
 
 
 def test_mlp_gradient_is_printed_as_a_program_with_named_adjoints() -> None:
@@ -127,10 +97,7 @@ def test_a_1024_layer_program_differentiates_with_the_default_recursion_limit() 
 
 
 def test_a_1024_layer_nested_expression_differentiates() -> None:
-    text = "x"
-    for k in range(1, 1025):
-        text = f"tanh(W{k} {text})"
-    d = matcalc.diff(f"sum({text})", "W1")
+    d = matcalc.diff(nested_mlp(1024), "W1")
     assert str(d)
 
 
@@ -138,7 +105,7 @@ def test_deep_mlp_gradient_matches_finite_differences_at_32_layers() -> None:
     d = matcalc.diff(mlp_program(32), "W1")
     values = mlp_values(32, n=2)
     got = np.asarray(d.evaluate(values), dtype=float)
-    assert np.allclose(got, finite_difference(mlp_forward(32), values, "W1"), rtol=1e-4, atol=1e-8)
+    assert np.allclose(got, finite_difference(network_forward(32), values, "W1"), rtol=1e-4, atol=1e-8)
 
 
 def test_mlp_printed_size_grows_linearly_in_tokens() -> None:
@@ -157,7 +124,7 @@ def test_mlp_printed_size_grows_linearly_in_tokens() -> None:
 def test_residual_gradient_matches_finite_differences(layers: int) -> None:
     d = matcalc.diff(residual_program(layers), "W1")
     values = mlp_values(layers, seed=layers)
-    assert_gradient(d, residual_forward(layers), values, "W1")
+    assert_gradient(d, network_forward(layers, residual=True), values, "W1")
 
 
 def test_residual_gradient_at_256_layers_is_linear_in_size() -> None:

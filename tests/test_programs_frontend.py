@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from networks import nested_mlp
 
 from matcalc import ParseError, ShapeError, ir
 from matcalc.errors import ResultShapeError
@@ -47,13 +48,6 @@ def shallow_stack(frames: int = 120) -> Iterator[None]:
         yield
     finally:
         sys.setrecursionlimit(limit)
-
-
-def nested_mlp(layers: int) -> str:
-    text = "x"
-    for k in range(1, layers + 1):
-        text = f"tanh(W{k} {text})"
-    return f"sum({text})"
 
 
 def mlp_program(layers: int) -> str:

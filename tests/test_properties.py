@@ -254,21 +254,14 @@ def _as_program(f: Expr, seed: int) -> str:
 
     from matcalc import ir
     from matcalc.ir import Var
+    from matcalc.naming import bind_names
     from matcalc.printing import program_text
 
     chooser = Random(seed)
-    names: dict[int, Var] = {}
-    form: dict[int, Expr] = {}
-    bindings: list[tuple[str, Expr]] = []
-    for node in ir.postorder(f):
-        children = tuple(names.get(id(child)) or form[id(child)] for child in node.children)
-        changed = any(new is not old for new, old in zip(children, node.children, strict=True))
-        form[id(node)] = ir.with_children(node, children) if changed else node
-        if node.children and node is not f and chooser.random() < 0.5:
-            name = f"p_{len(bindings) + 1}"
-            bindings.append((name, form[id(node)]))
-            names[id(node)] = Var(name, node.shape)
-    return program_text([*bindings, ("out", form[id(f)])])
+    lifted = [node for node in ir.postorder(f) if node.children and node is not f and chooser.random() < 0.5]
+    names = {id(node): Var(f"p_{k}", node.shape) for k, node in enumerate(lifted, 1)}
+    bindings, body = bind_names(f, names)
+    return program_text([*bindings, ("out", body)])
 
 
 @settings(max_examples=60)
