@@ -54,6 +54,8 @@ class Backend(Protocol):
     def elem_power(self, a: Any, p: Any) -> Any: ...
     def function(self, name: str, a: Any) -> Any: ...
     def adjugate(self, a: Any) -> Any: ...  # adj(X) = det(X) inv(X), defined for a singular X too
+    def kron(self, a: Any, b: Any) -> Any: ...
+    def commutation(self, rows: int, cols: int) -> Any: ...  # K with K vec(A) = vec(A^T), A rows x cols
 
 
 class NumericFailure(Exception):
@@ -96,7 +98,7 @@ def interpret(e: Expr, values: dict[str, Any], sizes: dict[str, int], backend: B
     memo: dict[Expr, Any] = {}
 
     def size(dim: Dim) -> int:
-        return dim if isinstance(dim, int) else sizes[dim]
+        return ir.dim_value(dim, sizes)
 
     def concrete(shape: Shape) -> tuple[int, int]:
         return size(shape[0]), size(shape[1])
@@ -112,6 +114,8 @@ def interpret(e: Expr, values: dict[str, Any], sizes: dict[str, int], backend: B
             return backend.identity(size(node.size))
         if isinstance(node, Size):
             return backend.constant(Fraction(size(node.dim)), 1, 1)
+        if isinstance(node, ir.Commutation):
+            return backend.commutation(size(node.rows), size(node.cols))
         raise EvaluationError(f"cannot evaluate {node} (a {type(node).__name__})")
 
     def product(node: MatMul) -> Evaluation:
@@ -183,6 +187,11 @@ def interpret(e: Expr, values: dict[str, Any], sizes: dict[str, int], backend: B
             return backend.elem_power(base, (yield node.exponent))
         if isinstance(node, Func):
             return backend.function(node.name, (yield node.arg))
+        if isinstance(node, ir.Kron):
+            total = yield node.factors[0]
+            for factor in node.factors[1:]:
+                total = backend.kron(total, (yield factor))
+            return total
         raise EvaluationError(f"cannot evaluate {node} (a {type(node).__name__})")
 
     def failure(node: Expr, problem: NumericFailure) -> EvaluationError:
@@ -294,6 +303,12 @@ class NumpyBackend:
         except np.linalg.LinAlgError as error:
             raise _linear_algebra_failure(error) from None
 
+    def kron(self, a: Any, b: Any) -> Any:
+        return self.np.kron(a, b)
+
+    def commutation(self, rows: int, cols: int) -> Any:
+        return self.np.eye(rows * cols)[commutation_permutation(rows, cols)]
+
     def adjugate(self, a: Any) -> Any:
         """adj(X) by the SVD X = U S V^T: adj(X) = det(U) det(V) V adj(S) U^T, adj(S)_ii = prod_{j != i} s_j.
 
@@ -308,6 +323,11 @@ class NumpyBackend:
         after = np.concatenate((np.cumprod(s[:0:-1])[::-1], [1.0]))  # prod_{j > i} s_j
         sign = np.sign(np.linalg.det(u) * np.linalg.det(vh))  # each is +-1: orthogonal
         return sign * (vh.T * (before * after)) @ u.T
+
+
+def commutation_permutation(rows: int, cols: int) -> list[int]:
+    """Row r of K(rows, cols) is row perm[r] of the identity: (K vec(A))[j + cols i] = vec(A)[i + rows j]."""
+    return [i + rows * j for i in range(rows) for j in range(cols)]
 
 
 def _linear_algebra_failure(error: Exception) -> NumericFailure:

@@ -21,9 +21,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-Kind = Literal["elementwise", "scalar_of_matrix", "square", "vector", "diag", "lowered"]
-# The result's shape from the argument's: the same shape, a scalar, or diag's (vector <-> square matrix).
-Result = Literal["same", "scalar", "diag"]
+Kind = Literal["elementwise", "scalar_of_matrix", "square", "vector", "diag", "reshape", "lowered"]
+# The result's shape from the argument's: the same shape, a scalar, diag's (vector <-> square matrix), or vec's
+# (an m x n matrix -> an mn vector).
+Result = Literal["same", "scalar", "diag", "vec"]
 Meaning = Callable[[Any, Any], Any]  # (module, value) -> value
 
 
@@ -217,6 +218,10 @@ _SPECS = [
                  lambda sp, a: sp.Matrix([[sp.log(sum(a.applyfunc(sp.exp)))]]), r"\operatorname{logsumexp}"),
     FunctionSpec("diag", "diag", "vector -> diagonal matrix; square matrix -> vector of its diagonal",
                  _diag_numpy, _diag_sympy, r"\operatorname{diag}", True, result="diag"),
+    FunctionSpec("vec", "reshape", "the columns of a matrix stacked into one column vector (column-major)",
+                 lambda np, a: a.reshape(-1, 1, order="F"),
+                 lambda sp, a: sp.Matrix([a[i, j] for j in range(a.cols) for i in range(a.rows)]),
+                 r"\operatorname{vec}", True, result="vec"),
     FunctionSpec("rows", "lowered", "the number of rows (a scalar): the size of that dimension"),
     FunctionSpec("cols", "lowered", "the number of columns (a scalar): the size of that dimension"),
     FunctionSpec("size", "lowered", "the number of entries (a scalar): rows × columns, the length of a vector"),

@@ -28,7 +28,24 @@ _INTERNED: WeakValueDictionary[tuple, Expr] = WeakValueDictionary()
 # The most recently built nodes stay alive, with what is cached on them (simplified forms, keys, shapes), so that
 # an expression built again soon after (the same input differentiated twice) finds its work done; bounded memory.
 _RECENT: deque[Expr] = deque(maxlen=1 << 16)
-Dim = str | int
+
+
+@dataclass(frozen=True, order=True)
+class DimProduct:
+    """A product of symbolic dimensions times a whole number: the m n rows of vec(X) for X m x n.
+
+    Built only by `dim_product`, which keeps it canonical (factors sorted, repeated as they multiply, never
+    a lone factor), so that two equal products are equal values: m n and n m are one dimension.
+    """
+
+    factors: tuple[str, ...]
+    coefficient: int = 1
+
+    def __str__(self) -> str:
+        return "·".join([*([str(self.coefficient)] if self.coefficient != 1 else []), *self.factors])
+
+
+Dim = str | int | DimProduct
 Shape = tuple[Dim, Dim]
 SCALAR: Shape = (1, 1)
 
@@ -163,6 +180,44 @@ def node(cls: type) -> type:
     return cls
 
 
+def dim_product(*dims: Dim) -> Dim:
+    """The product of dimensions, in canonical form: an int, a single name, or a DimProduct."""
+    coefficient = 1
+    factors: list[str] = []
+    for dim in dims:
+        if isinstance(dim, int):
+            coefficient *= dim
+        elif isinstance(dim, DimProduct):
+            coefficient *= dim.coefficient
+            factors.extend(dim.factors)
+        else:
+            factors.append(dim)
+    if not factors:
+        return coefficient
+    if len(factors) == 1 and coefficient == 1:
+        return factors[0]
+    return DimProduct(tuple(sorted(factors)), coefficient)
+
+
+def dim_names(dim: Dim) -> tuple[str, ...]:
+    """The symbolic dimensions a dimension is made of."""
+    if isinstance(dim, int):
+        return ()
+    return dim.factors if isinstance(dim, DimProduct) else (dim,)
+
+
+def dim_value(dim: Dim, sizes: dict[str, int]) -> int:
+    """A dimension's size, given the sizes of the named dimensions."""
+    if isinstance(dim, int):
+        return dim
+    if isinstance(dim, DimProduct):
+        value = dim.coefficient
+        for factor in dim.factors:
+            value *= sizes[factor]
+        return value
+    return sizes[dim]
+
+
 # ---------------------------------------------------------------- leaves
 
 
@@ -207,6 +262,18 @@ class Identity(Expr):
 
     def _compute_shape(self) -> Shape:
         return (self.size, self.size)
+
+
+@node
+class Commutation(Expr):
+    """K(m, n): the mn x mn permutation matrix with K vec(A) = vec(A^T) for every m x n matrix A."""
+
+    rows: Dim
+    cols: Dim
+
+    def _compute_shape(self) -> Shape:
+        size = dim_product(self.rows, self.cols)
+        return (size, size)
 
 
 @node
@@ -365,6 +432,23 @@ class Func(Expr):
         return func(self.name, children[0])
 
 
+@node
+class Kron(Expr):
+    """The Kronecker product A ⊗ B ⊗ ...: flattened (it is associative), no 1 x 1 factor."""
+
+    factors: tuple[Expr, ...]
+
+    def _compute_shape(self) -> Shape:
+        return (dim_product(*(f.shape[0] for f in self.factors)), dim_product(*(f.shape[1] for f in self.factors)))
+
+    @property
+    def children(self) -> tuple[Expr, ...]:
+        return self.factors
+
+    def rebuild(self, children: tuple[Expr, ...]) -> Expr:
+        return kron(*children)
+
+
 # ---------------------------------------------------------------- shape helpers
 
 
@@ -395,6 +479,8 @@ def function_shape(name: str, arg: Shape) -> Shape:
             size = arg[0] if arg[1] == 1 else arg[1]
             return (size, size)
         return (arg[0], 1)
+    if result == "vec":
+        return (dim_product(*arg), 1)
     return SCALAR
 
 
@@ -425,6 +511,8 @@ def ones(shape: Shape) -> Expr:
 
 def size(dim: Dim) -> Expr:
     """The size of a dimension: a number for a fixed size, else a Size leaf."""
+    if isinstance(dim, DimProduct):
+        return mul(Num(Fraction(dim.coefficient)), *map(Size, dim.factors))
     return Num(Fraction(dim)) if isinstance(dim, int) else Size(dim)
 
 
@@ -600,6 +688,8 @@ def transpose(e: Expr) -> Expr:
         return e
     if isinstance(e, Fill):
         return Fill(e.value, (e.fill_shape[1], e.fill_shape[0]))
+    if isinstance(e, Commutation):  # K(m, n)^T = K(n, m)
+        return Commutation(e.cols, e.rows)
     return Transpose(e)
 
 
@@ -657,6 +747,40 @@ def elem_power(base: Expr, exponent: Expr) -> Expr:
     if exponent == ONE:
         return base
     return ElemPower(base, exponent)
+
+
+def kron(*factors: Expr) -> Expr:
+    """Kronecker product, flattened; a 1 x 1 factor is a scalar multiple (s ⊗ A = s A), zero absorbs."""
+    flat: list[Expr] = []
+    scalars: list[Expr] = []
+    for factor in factors:
+        for f in factor.factors if isinstance(factor, Kron) else (factor,):
+            (scalars if f.is_scalar else flat).append(f)
+    rows = dim_product(*(f.shape[0] for f in flat))
+    cols = dim_product(*(f.shape[1] for f in flat))
+    if any(is_zero(f) for f in [*flat, *scalars]):
+        return zeros((rows, cols))
+    if len(flat) > 1:
+        flat = [Kron(tuple(flat))]
+    return mul(*scalars, *flat)
+
+
+def commutation(rows: Dim, cols: Dim) -> Expr:
+    """K(m, n); for a vector (m or n is 1) it is the identity: vec(a^T) = vec(a)."""
+    if rows == 1 or cols == 1:
+        return identity(dim_product(rows, cols))
+    return Commutation(rows, cols)
+
+
+def vec(e: Expr) -> Expr:
+    """vec(A), the columns of A stacked; a column vector is its own vec, a row vector's is its transpose."""
+    if e.shape[1] == 1:
+        return e
+    if e.shape[0] == 1:
+        return transpose(e)
+    if isinstance(e, Fill):
+        return Fill(e.value, (dim_product(*e.shape), 1))
+    return func("vec", e)
 
 
 def func(name: str, arg: Expr) -> Expr:
@@ -739,8 +863,8 @@ def dimensions(exprs: Iterable[Expr]) -> list[str]:
     for e in exprs:
         for sub_expr in walk(e):
             for dim in (*sub_expr.shape, sub_expr.dim) if isinstance(sub_expr, Size) else sub_expr.shape:
-                if isinstance(dim, str):
-                    seen.setdefault(dim)
+                for name in dim_names(dim):
+                    seen.setdefault(name)
     return list(seen)
 
 

@@ -17,6 +17,7 @@ from . import ir
 from .functions import FUNCTIONS
 from .ir import (
     Add,
+    Commutation,
     Differential,
     ElemDiv,
     ElemPower,
@@ -25,6 +26,7 @@ from .ir import (
     Func,
     Hadamard,
     Identity,
+    Kron,
     MatMul,
     Num,
     Power,
@@ -156,7 +158,7 @@ def _is_postfix_level(e: Expr) -> bool:
         return _is_atom_number(e.value)
     if isinstance(e, Fill):
         return True
-    return isinstance(e, Var | Size | Identity | Func | Transpose | Power | ElemPower | Differential)
+    return isinstance(e, Var | Size | Identity | Commutation | Func | Transpose | Power | ElemPower | Differential)
 
 
 def _is_atom_level(e: Expr) -> bool:
@@ -237,6 +239,21 @@ def _exponent(e: Expr) -> list[Piece]:
     return _paren(e)
 
 
+def _kron_operand(e: Expr) -> list[Piece]:
+    """An operand of ⊗, which binds less tightly than a product: a sum, a Kronecker product (it is kept flat) and a
+    negated product take parentheses."""
+    if isinstance(e, Add | Kron) or _is_negative(e):
+        return _paren(e)
+    return [e]
+
+
+def dim_text(dim: ir.Dim) -> str:
+    """A dimension as the input language writes a size: n, 3, or a product m n."""
+    if isinstance(dim, ir.DimProduct):
+        return " ".join([*([str(dim.coefficient)] if dim.coefficient != 1 else []), *dim.factors])
+    return str(dim)
+
+
 def _term(t: Expr) -> list[Piece]:
     """A term of a sum: a constant term prints as a bare number where the parser broadcasts it back (1 - x),
     else as vector(1/3)."""
@@ -291,6 +308,10 @@ def _text(e: Expr) -> list[Piece]:
         return [*_base(e.base), ".^", *_exponent(e.exponent)]
     if isinstance(e, Func):
         return [f"{e.name}(", e.arg, ")"]
+    if isinstance(e, Kron):
+        return _joined(" ⊗ ", map(_kron_operand, e.factors))
+    if isinstance(e, Commutation):
+        return [f"commutation({dim_text(e.rows)}, {dim_text(e.cols)})"]
     raise TypeError(f"cannot print {type(e).__name__}")
 
 
@@ -337,7 +358,7 @@ def _latex_paren(e: Expr) -> list[Piece]:
 
 
 def _latex_operand(e: Expr) -> list[Piece]:
-    if isinstance(e, Add | Hadamard | ElemDiv) or (isinstance(e, MatMul) and not _is_postfix_level(e)):
+    if isinstance(e, Add | Hadamard | ElemDiv | Kron) or (isinstance(e, MatMul) and not _is_postfix_level(e)):
         return _latex_paren(e)
     if isinstance(e, Num | Fill) and e.value < 0:
         return _latex_paren(e)
@@ -345,7 +366,7 @@ def _latex_operand(e: Expr) -> list[Piece]:
 
 
 def _latex_base(e: Expr) -> list[Piece]:
-    if isinstance(e, Var | Size | Identity | Num) and not (isinstance(e, Num) and e.value < 0):
+    if isinstance(e, Var | Size | Identity | Commutation | Num) and not (isinstance(e, Num) and e.value < 0):
         return [e]
     template = FUNCTIONS[e.name].latex if isinstance(e, Func) else ""
     if "#" in template and not template.startswith("#"):  # norms, abs, sqrt have their own brackets
@@ -410,7 +431,16 @@ def _latex(e: Expr) -> list[Piece]:
         if not before:  # postfix, as inv: X^{-1}
             return [*_latex_base(e.arg), after]
         return [before, e.arg, after]
+    if isinstance(e, Kron):
+        return _joined(r" \otimes ", (_latex_paren(f) if isinstance(f, Add | Kron) or _is_negative(f) else [f]
+                                       for f in e.factors))
+    if isinstance(e, Commutation):
+        return [rf"K_{{{_latex_dim(e.rows)},{_latex_dim(e.cols)}}}"]
     raise TypeError(f"cannot render {type(e).__name__}")
+
+
+def _latex_dim(dim: ir.Dim) -> str:
+    return " ".join(latex_name(part) if not part.isdigit() else part for part in dim_text(dim).split())
 
 
 # ---------------------------------------------------------------- programs: named intermediates

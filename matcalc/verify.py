@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
+from . import ir
 from .evaluate import interpret
 from .functions import FUNCTIONS
 from .ir import Expr, Var, dimensions, variables
@@ -71,6 +72,14 @@ class SympyBackend:
 
     def adjugate(self, a: Any) -> Any:
         return a.adjugate()
+
+    def kron(self, a: Any, b: Any) -> Any:
+        return self.sp.kronecker_product(a, b)
+
+    def commutation(self, rows: int, cols: int) -> Any:
+        from .evaluate import commutation_permutation
+
+        return self.sp.eye(rows * cols).extract(commutation_permutation(rows, cols), list(range(rows * cols)))
 
     def function(self, name: str, a: Any) -> Any:
         return FUNCTIONS[name].sympy(self.sp, a)  # every function of the IR has its SymPy meaning
@@ -458,7 +467,7 @@ def _verify_at_point(function: Expr, variable: Var, derivative: Expr, kind: str,
     import sympy as sp
 
     def size(d: Any) -> int:
-        return d if isinstance(d, int) else sizes[d]
+        return ir.dim_value(d, sizes)
 
     points = POINTS[attempt]
     rows, cols = size(variable.shape[0]), size(variable.shape[1])
