@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from . import ir
 from .backprop import backpropagate, needed_bindings
-from .differentiate import derivative_from_differential, differential
+from .differentiate import derivative_from_differential, differential, vec_jacobian
 from .errors import ParseError, ResultShapeError, ShapeError, UnsupportedError
 from .ir import Bindings, Expr, Var, fresh_name
 from .naming import name_shared
@@ -27,7 +27,9 @@ from .shapes import Parsed, ParsedProgram, parse_program
 from .simplify import simplify
 
 Layout = Literal["numerator", "denominator"]
-Kind = Literal["derivative", "gradient", "jacobian", "hessian"]
+Kind = Literal["derivative", "gradient", "jacobian", "hessian", "tensor"]
+Form = Literal["matrix", "vec", "index", "differential"]
+Axes = tuple[ir.Dim, ...]
 _NAME = re.compile(r"[A-Za-z_\u0370-\u03ff][A-Za-z0-9_\u0370-\u03ff]*\Z")
 
 
@@ -64,6 +66,10 @@ class Derivative:
     bindings: Bindings = ()
     program: Bindings = ()  # the function as the program it was given as, when it was one
     inline_result: Expr | None = None  # `expr`, when it is known already
+    # "vec": the result is the Jacobian of the vecs, d vec(F) / d vec(X)^T (a tensor of order 3 or more, or a
+    # Hessian w.r.t. a matrix); "matrix": the cookbook's matrix (gradient, Jacobian, Hessian of a vector)
+    form: Literal["matrix", "vec"] = "matrix"
+    axes: tuple[Axes, Axes] | None = None  # (output's axes, variable's axes) of the tensor; None: from the shapes
 
     @functools.cached_property
     def definitions(self) -> Bindings:
@@ -76,27 +82,79 @@ class Derivative:
         return ir.inline(self.definitions, self.body)
 
     @property
-    def shape(self) -> ir.Shape:
-        return self.body.shape
+    def split_axes(self) -> tuple[Axes, Axes]:
+        """(the output's axes, the variable's axes): the tensor ∂F/∂X has them all, output first; an axis of size 1
+        (a vector's second, a scalar's both) is not an axis."""
+        if self.axes is not None:
+            return self.axes
+        if self.kind == "hessian":
+            return axes_of(self.variable.shape), axes_of(self.variable.shape)
+        return axes_of(self.function.shape), axes_of(self.variable.shape)
+
+    @property
+    def shape(self) -> Axes:
+        """The shape of the derivative as a tensor: the output's axes, then the variable's (docs/conventions.md).
+        A Jacobian in the denominator layout has them the other way round."""
+        if self.form == "matrix":
+            return axes_of(self.body.shape)
+        output, variable = self.split_axes
+        return (*output, *variable)
+
+    @property
+    def order(self) -> int:
+        """The number of axes of the derivative: 0 for a scalar, 2 for a Jacobian, 4 for a matrix w.r.t. a matrix."""
+        return len(self.shape)
+
+    @property
+    def of(self) -> Expr:
+        """The expression differentiated in the last step: the function, or the gradient for a Hessian."""
+        if self.kind == "hessian":
+            return _exact_gradient_expr(self.function, self.variable)
+        return self.function
 
     def __str__(self) -> str:
         return self.text()
 
-    def text(self, inline: bool = False) -> str:
-        """The result in the input language: named (one line per definition, then the result) or inline."""
+    def text(self, inline: bool = False, form: Form | None = None) -> str:
+        """The result in the input language: named (one line per definition, then the result) or inline.
+
+        `form`: "vec" or "matrix" (the default: the form the result is held in; a tensor is held in vec form), or
+        "differential" (`d(F) = ...`, linear in dX) or "index" (`∂F_ij / ∂X_kl = ...`).
+        """
+        if form == "differential":
+            return f"d({to_text(self.of)}) = {to_text(self.differential_form)}"
+        if form == "index":
+            return self._index_form().text()
         if inline or not self.definitions:
             return to_text(self.expr)
         return program_text(self.definitions, self.body)
+
+    @functools.cached_property
+    def differential_form(self) -> Expr:
+        """dF, linear in dX: the compact form the engine derives first; apply it to any direction dX."""
+        return simplify(differential(self.of, self.variable))
+
+    def _index_form(self) -> Any:
+        from .index_form import index_form
+
+        return index_form(differential(self.of, self.variable), self.variable, self.of)
 
     def _function_latex(self) -> str:
         if self.program:
             return latex_name(self.program[-1][0])
         return rf"\left({to_latex(self.function)}\right)"
 
-    def latex(self, inline: bool = False) -> str:
+    def latex(self, inline: bool = False, form: Form | None = None) -> str:
+        if form == "differential":
+            return rf"\mathrm{{d}}\left({to_latex(self.of)}\right) = {to_latex(self.differential_form)}"
+        if form == "index":
+            return self._index_form().latex()
         f = self._function_latex()
         x = to_latex(self.variable)
-        if self.kind == "hessian":
+        if self.form == "vec":
+            of = f if self.kind != "hessian" else rf"\nabla_{{{x}}} {f}"
+            left = rf"\frac{{\partial \operatorname{{vec}} {of}}}{{\partial \operatorname{{vec}}\left({x}\right)^\top}}"
+        elif self.kind == "hessian":
             left = rf"\frac{{\partial^2}}{{\partial {x}\, \partial {x}^\top}} {f}"
         else:
             left = rf"\frac{{\partial}}{{\partial {x}}} {f}"
@@ -127,8 +185,11 @@ class Derivative:
             lines.append(rf"{text(step.title + ':')} \quad & {to_latex(step.expr)}{rules}")
         return "\\begin{aligned}\n" + " \\\\\n".join(lines) + "\n\\end{aligned}"
 
-    def evaluate(self, values: dict[str, Any]) -> Any:
-        """NumPy value at `values` (name -> array; a scalar as a float): output axes, then the variable's."""
+    def evaluate(self, values: dict[str, Any], form: Literal["tensor", "vec"] = "tensor") -> Any:
+        """NumPy value at `values` (name -> array; a scalar as a float): an array with the output's axes, then the
+        variable's (`self.shape`); with form="vec", the Jacobian of the vecs d vec(F) / d vec(X)^T (column-major)."""
+        import numpy as np
+
         from .evaluate import evaluate_numpy, squeeze
 
         names = {**ir.variables(self.function), **ir.variables(self.expr)}
@@ -137,8 +198,23 @@ class Derivative:
         # _variable looks in an expression first: the bare variable, which holds none of them, so each costs O(1).
         others = {name: _variable(name, self.where, self.variable) for name, declaration in self.where.items()
                   if name not in names and declaration.kind != "dim"}
-        (value,) = evaluate_numpy([self.expr], values, names, optional=others, symmetric=True)
-        return squeeze(value, self.expr.shape)
+        sizes: dict[str, int] = {}
+        (value,) = evaluate_numpy([self.expr], values, names, optional=others, symmetric=True, sizes_out=sizes)
+        if form not in ("tensor", "vec"):
+            raise ParseError(f"form must be 'tensor' or 'vec', not {form!r}")
+        if self.form == "matrix" and form == "tensor":
+            return squeeze(value, self.expr.shape)
+        output, variable = self.split_axes
+        axis_sizes = tuple(ir.dim_value(d, sizes) for d in (*output, *variable))
+        if self.form == "vec":  # J[vec index of the output, vec index of X]: column-major over all the axes
+            tensor = np.reshape(value, axis_sizes, order="F")
+        else:
+            matrix = value.T if self.kind == "jacobian" and self.layout == "denominator" else value
+            tensor = np.reshape(squeeze(matrix, matrix.shape), axis_sizes)
+        if form == "vec":  # rows: vec of the output's axes; columns: vec of the variable's (both column-major)
+            rows = int(np.prod(axis_sizes[: len(output)], dtype=int))
+            return np.reshape(tensor, (rows, -1), order="F")
+        return tensor
 
     def verify(self, seed: int = 0, timeout: float | None = None) -> Any:
         """Elementwise proof with SymPy at two sizes; the report is truthy when every entry matches.
@@ -147,8 +223,34 @@ class Derivative:
         """
         from .verify import DEFAULT_TIMEOUT, verify_derivative
 
-        return verify_derivative(self.function, self.variable, self.expr, self.kind, self.layout, seed,
+        return verify_derivative(self.function, self.variable, self.expr, self._verified_kind, self.layout, seed,
                                  DEFAULT_TIMEOUT if timeout is None else timeout)
+
+    @property
+    def _verified_kind(self) -> str:
+        """The kind verify checks against: the Jacobian of the vecs for a tensor held in vec form."""
+        return "tensor" if self.form == "vec" and self.kind != "hessian" else self.kind
+
+    def diff(self, wrt: str) -> Derivative:
+        """This derivative differentiated again w.r.t. `wrt` (a mixed or higher derivative): a tensor with this one's
+        axes, then wrt's. Held as a matrix while it has two axes or fewer, else in vec form."""
+        variable = _variable(_check_variable_name(wrt), self.where, {**ir.variables(self.function),
+                                                                    **ir.variables(self.expr)})
+        function, output = self.expr, self.shape
+        kind = _kind(function, variable)
+        if self.form == "vec" or len(output) + len(axes_of(variable.shape)) > 2:
+            kind = "tensor"
+        if kind == "tensor":
+            result, steps = _differentiate_vec(function, variable)
+        else:
+            result, steps = _differentiate(function, variable)
+        steps.insert(0, Step(f"the derivative w.r.t. {self.variable.name}", function))
+        taken = {*self.where, *(name for name, _ in self.bindings), *dimension_names(self.where)}
+        bindings, body = name_shared(result, taken)
+        where = _with_dimensions(self.where, [function, result])
+        return Derivative(function, variable, body, kind, "numerator", where, tuple(steps), bindings, (), result,
+                          "vec" if kind == "tensor" else "matrix", (output, axes_of(variable.shape)))
+
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -158,13 +260,32 @@ class Derivative:
             "kind": self.kind,
             "layout": self.layout,
             "shape": [str(d) for d in self.shape],
+            "form": self.form,
             "text": str(self),
+            "differential": self.text(form="differential"),
+            "index": _index_text_or_none(self),
             "definitions": [{"name": name, "text": to_text(e)} for name, e in self.definitions],
             "result": to_text(self.body),
             "latex": self.latex(),
             "steps": [{"title": s.title, "text": to_text(s.expr), "rules": list(dict.fromkeys(s.rules))}
                       for s in self.steps],
         }
+
+
+def axes_of(shape: ir.Shape) -> Axes:
+    """A 2-D shape's axes as a tensor's: a column or row vector has one, a scalar none."""
+    return tuple(d for d in shape if d != 1)
+
+
+def _index_text_or_none(d: Derivative) -> str | None:
+    try:
+        return d.text(form="index")
+    except UnsupportedError:
+        return None
+
+
+def _exact_gradient_expr(function: Expr, variable: Var) -> Expr:
+    return simplify(derivative_from_differential(differential(function, variable), variable, function.shape))
 
 
 def _without_cycle_collection(entry: Callable) -> Callable:
@@ -213,6 +334,7 @@ def _variable(name: str, symbols: Declarations, parsed: Expr | dict[str, Var]) -
 
 
 def _kind(function: Expr, variable: Var) -> Kind:
+    """What the derivative is: a matrix the cookbook writes (up to two axes), else a tensor held in vec form."""
     out, var = function.shape, variable.shape
     if var == ir.SCALAR:
         return "derivative"
@@ -220,11 +342,20 @@ def _kind(function: Expr, variable: Var) -> Kind:
         return "gradient"
     if ir.is_vector_shape(out) and ir.is_column(var):  # a row vector has the Jacobian of its transpose
         return "jacobian"
-    what = "matrix" if not ir.is_vector_shape(out) else ("row vector" if out[0] == 1 else "vector")
-    wrt = "matrix" if not ir.is_vector_shape(var) else "vector"
-    order = "4th" if what == "matrix" and wrt == "matrix" else "3rd"
-    raise UnsupportedError(f"the derivative of a {what} w.r.t. a {wrt} is a {order}-order tensor: "
-                           f"not supported yet (scalar, vector and matrix results are)")
+    return "tensor"
+
+
+def _differentiate_vec(function: Expr, variable: Var) -> tuple[Expr, list[Step]]:
+    """d vec(F) / d vec(X)^T by the vec reader (Kronecker form), simplified, with its steps."""
+    used: list[str] = []
+    df = differential(function, variable, used)
+    read: list[str] = []
+    raw = vec_jacobian(df, variable, read)
+    trace: list[str] = []
+    result = simplify(raw, trace)
+    return result, [Step("differential", df, tuple(used)),
+                    Step("identified: vec(dF) = J vec(dX)", raw, tuple(read)),
+                    Step("simplified", result, tuple(trace))]
 
 
 def _with_dimensions(where: Declarations, exprs: list[Expr]) -> Declarations:
@@ -375,6 +506,13 @@ def diff(expr: str, wrt: str, where: str | dict | None = None, layout: Layout = 
     kind = _kind(function, variable)
     if prepared.program.is_program and function.shape == ir.SCALAR:
         return _backward(prepared, inline)[wrt]
+    if kind == "tensor":
+        if layout == "denominator":
+            raise UnsupportedError("the denominator layout is defined for the Jacobian of a vector; a tensor has "
+                                   "the output's axes first (docs/conventions.md)")
+        result, steps = _differentiate_vec(function, variable)
+        steps.insert(0, Step("function", function))
+        return dataclasses.replace(_derivative(prepared, variable, result, kind, layout, steps, inline), form="vec")
     result, steps = _differentiate(function, variable, variable.symmetric and kind == "gradient")
     steps.insert(0, Step("function", function))
     if layout == "denominator" and kind == "jacobian":
@@ -402,21 +540,77 @@ def grad(expr: str, wrt: list[str] | tuple[str, ...], where: str | dict | None =
 
 
 @_without_cycle_collection
-def hessian(expr: str, wrt: str, where: str | dict | None = None, inline: bool = False) -> Derivative:
-    """The Hessian of a scalar expression or program w.r.t. a vector (or the 2nd derivative w.r.t. a scalar)."""
+def hessian(expr: str, wrt: str | list[str] | tuple[str, ...], where: str | dict | None = None,
+            inline: bool = False) -> Derivative | BlockHessian:
+    """The Hessian of a scalar expression or program: w.r.t. a vector, the n x n matrix; w.r.t. a scalar, the second
+    derivative; w.r.t. a matrix X, d vec(G) / d vec(X)^T (4th order, in vec form). Given a list of variables, the
+    block Hessian: a block per pair, each the Jacobian of one gradient w.r.t. the other variable."""
+    if not isinstance(wrt, str):
+        return _block_hessian(expr, list(wrt), where, inline)
     prepared = _prepare(expr, [wrt], where)
     (variable,) = prepared.variables
     function = prepared.function
     if function.shape != ir.SCALAR:
         raise ShapeError(f"a Hessian needs a scalar expression, but `{to_text(function)}` has shape "
                          f"{function.shape[0]}×{function.shape[1]}")
-    if not (variable.is_scalar or ir.is_column(variable.shape)):
-        raise UnsupportedError("the Hessian w.r.t. a matrix is a 4th-order tensor: not supported yet")
+    matrix = not (variable.is_scalar or ir.is_column(variable.shape))  # 4th order: d vec(G) / d vec(X)^T
+    if matrix and variable.symmetric:
+        raise UnsupportedError(f"the Hessian w.r.t. the symmetric matrix {variable.name} is not supported yet: its "
+                               f"gradient sym(G) lives on symmetric matrices, and d vec(sym(G)) / d vec({variable.name})^T "
+                               f"would need the duplication matrix (docs/conventions.md)")
     gradient, steps = _differentiate(function, variable)
     steps = [Step("function", function), *[Step(f"gradient, {s.title}", s.expr, s.rules) for s in steps]]
-    result, second = _differentiate(gradient, variable)
+    result, second = _differentiate_vec(gradient, variable) if matrix else _differentiate(gradient, variable)
     steps += [Step(f"Hessian, {s.title}", s.expr, s.rules) for s in second]
-    return _derivative(prepared, variable, result, "hessian", "numerator", steps, inline)
+    d = _derivative(prepared, variable, result, "hessian", "numerator", steps, inline)
+    return dataclasses.replace(d, form="vec") if matrix else d
+
+
+class BlockHessian(dict):
+    """The Hessian of a scalar w.r.t. several variables: block (a, b) is d vec(grad_a f) / d vec(b)^T (a Derivative),
+    for every pair. Prints the blocks a <= b (in the order given; block (b, a) is the transpose of (a, b));
+    evaluates to the whole symmetric matrix over the vecs of the variables, in that order."""
+
+    def __init__(self, blocks: dict[tuple[str, str], Derivative], names: list[str], output: str) -> None:
+        super().__init__(blocks)
+        self.names = names
+        self.output = output
+
+    def _upper(self) -> list[tuple[str, Derivative]]:
+        return [(f"d2{self.output}_d{a}_d{b}", self[a, b])
+                for i, a in enumerate(self.names) for b in self.names[i:]]
+
+    def __str__(self) -> str:
+        return "\n".join(f"{label} = {d.text(inline=True)}" for label, d in self._upper())
+
+    def latex(self) -> str:
+        rows = [rf"{latex_name(label)} &= {to_latex(d.expr)}" for label, d in self._upper()]
+        return "\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}"
+
+    def evaluate(self, values: dict[str, Any]) -> Any:
+        import numpy as np
+
+        return np.block([[self[a, b].evaluate(values, form="vec") for b in self.names] for a in self.names])
+
+    def verify(self, seed: int = 0, timeout: float | None = None) -> bool:
+        """Each block proven (the blocks below the diagonal too): truthy when all are."""
+        return all(d.verify(seed, timeout) for d in self.values())
+
+
+def _block_hessian(expr: str, names: list[str], where: str | dict | None, inline: bool) -> BlockHessian:
+    if not names:
+        raise ParseError("hessian needs at least one variable")
+    names = list(dict.fromkeys(names))
+    prepared = _prepare(expr, names, where)
+    if prepared.function.shape != ir.SCALAR:
+        raise ShapeError(f"a Hessian needs a scalar expression, but `{to_text(prepared.function)}` has shape "
+                         f"{_shape_text(prepared.function.shape)}")
+    blocks: dict[tuple[str, str], Derivative] = {}
+    for a in names:
+        gradient = diff(expr, a, where, inline=inline)
+        for b in names:
+            blocks[a, b] = gradient.diff(b)
+    return BlockHessian(blocks, names, prepared.program.output)
 
 
 @dataclass(frozen=True)
@@ -478,7 +672,7 @@ def _shape_text(shape: ir.Shape) -> str:
 
 def _wrong_shape(derivative: Derivative, candidate: Expr) -> str:
     """Why a candidate of another shape is wrong, in words, with the likely mix-up."""
-    got, want = candidate.shape, derivative.shape
+    got, want = candidate.shape, derivative.body.shape
     reason = f"your candidate is {_shape_text(got)}, the derivative is {_shape_text(want)}"
     if got == (want[1], want[0]):
         if derivative.kind == "jacobian":
@@ -507,7 +701,7 @@ def check(expr: str, wrt: str, candidate: str, where: str | dict | None = None, 
 
     derivative = hessian(expr, wrt, where) if hessian_of else diff(expr, wrt, where, layout)
     try:
-        parsed = _candidate(candidate, derivative.where, derivative.shape)
+        parsed = _candidate(candidate, derivative.where, derivative.body.shape)
     except ResultShapeError:
         free = _candidate(candidate, derivative.where, None)
         return CheckResult(derivative, free.expr, VerificationReport(False, [], 0),
@@ -521,6 +715,6 @@ def check(expr: str, wrt: str, candidate: str, where: str | dict | None = None, 
         raise ShapeError(f"the candidate `{candidate}` holds a constant (I, vector(c) or matrix(c)) whose size no "
                          f"variable fixes; write the size itself instead, e.g. `{example}` or `rows(A)` "
                          f"(docs/language.md, Sizes)")
-    report = verify_derivative(derivative.function, derivative.variable, parsed.expr, derivative.kind, layout,
+    report = verify_derivative(derivative.function, derivative.variable, parsed.expr, derivative._verified_kind, layout,
                                timeout=DEFAULT_TIMEOUT if timeout is None else timeout)
     return CheckResult(derivative, parsed.expr, report)

@@ -21,6 +21,8 @@ examples:
   matcalc diff "-logdet(X)" X --verify              ->  -inv(X)^T, proven with SymPy
   matcalc diff "x^T A x" x --hessian --verify       ->  A + A^T, proven with SymPy
   matcalc diff "W x + b" x --layout denominator --json
+  matcalc diff "W x + b" W                          ->  x^T ⊗ I  (a 3rd-order tensor, d vec(F) / d vec(W)^T)
+  matcalc diff "inv(X)" X --form index              ->  ∂inv(X)_ij / ∂X_kl = -inv(X)_ik inv(X)_lj
   matcalc check "a^T x" x "a"                       ->  correct (exit 0) or a counterexample (exit 3)
   matcalc diff "h = tanh(W1 x); L = sum(tanh(W2 h))" W1,W2   ->  both gradients, one backward pass
   matcalc diff -f model.mc W1                       ->  a program read from a file (- for standard input)
@@ -90,6 +92,9 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     output = diff.add_mutually_exclusive_group()
     output.add_argument("--latex", action="store_true", help="print LaTeX")
     output.add_argument("--json", action="store_true", help="print JSON: input, declarations, shape, text, LaTeX")
+    diff.add_argument("--form", choices=["vec", "index", "differential"], default=None,
+                      help="how to write the result: vec (Kronecker form, d vec(F) / d vec(X)^T; a tensor's default), "
+                           "index (∂F_ij / ∂X_kl = ...) or differential (d(F) = ..., linear in dX)")
     diff.add_argument("--verify", action="store_true", help="prove the result elementwise with SymPy")
     diff.add_argument("--steps", action="store_true", help="show the derivation, rule by rule")
     diff.add_argument("--shapes", action="store_true", help="show the inferred type and shape of every symbol")
@@ -163,7 +168,7 @@ def _options_first(argv: list[str], parser: argparse.ArgumentParser,
 
 
 def _run_rules() -> int:
-    from .differentiate import ADJOINT_RULES, DIFFERENTIAL_RULES, ELEMENTWISE_RULES
+    from .differentiate import ADJOINT_RULES, DIFFERENTIAL_RULES, ELEMENTWISE_RULES, VEC_RULES
     from .simplify import SIMPLIFY_RULES
 
     print("differential rules (matcalc/differentiate.py):")
@@ -172,6 +177,9 @@ def _run_rules() -> int:
     print("element-wise functions:")
     for elementwise_rule in ELEMENTWISE_RULES.values():
         print(f"  {elementwise_rule.name:22s} {elementwise_rule.statement}")
+    print("vec (Kronecker) identities, read children first (matcalc/differentiate.py):")
+    for vec_rule in VEC_RULES:
+        print(f"  {vec_rule.name:22s} {vec_rule.statement}")
     print("adjoint identities, read in reverse topological order (matcalc/differentiate.py):")
     for adjoint_rule in ADJOINT_RULES:
         print(f"  {adjoint_rule.name:22s} {adjoint_rule.statement}")
@@ -212,11 +220,13 @@ def _run_diff(args: argparse.Namespace) -> int:
 
     _read_operands(args, ("expr", "var"))
     names = [name.strip() for name in args.var.split(",")]
+    if len(names) > 1 and args.hessian:
+        blocks = hessian(args.expr, names, args.where, inline=args.inline)
+        print(blocks.latex() if args.latex else str(blocks))
+        if args.verify:
+            print("verified: every block" if blocks.verify(timeout=args.timeout) else "not verified")
+        return 0
     if len(names) > 1:
-        if args.hessian:
-            from .errors import ParseError
-
-            raise ParseError("--hessian takes one variable")
         derivatives = grad(args.expr, names, args.where, inline=args.inline)
     elif args.hessian:
         derivatives = {names[0]: hessian(args.expr, names[0], args.where, inline=args.inline)}
@@ -247,10 +257,13 @@ def _run_diff(args: argparse.Namespace) -> int:
             if args.shapes:
                 for declaration in d.where.values():
                     print(f"{declaration}")
-                print(f"result: {d.shape[0]}×{d.shape[1]}")
+                print(f"result: {'×'.join(map(str, d.shape)) or 'scalar'}")
             if args.steps:
                 print(d.derivation(latex=args.latex))
-            print(d.latex(inline=args.inline) if args.latex else d.text(inline=args.inline))
+            form = getattr(args, "form", None)
+            if form == "vec" and d.form != "vec":
+                form = None  # a matrix result is its own vec form's reshaping: printed as the matrix
+            print(d.latex(inline=args.inline, form=form) if args.latex else d.text(inline=args.inline, form=form))
             if reports[name] is not None:
                 print(reports[name])
     if any(report is not None and report.undecided for report in reports.values()):

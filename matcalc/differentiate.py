@@ -220,6 +220,10 @@ DIFFERENTIAL_RULES: list[DifferentialRule] = [
                      ("logdet(X)", "X")),
     DifferentialRule("inverse", "d inv(X) -> -inv(X) dX inv(X)", _is_func("inv"), _inv_rule,
                      ("a^T inv(X) b", "X")),
+    DifferentialRule("vec", "d vec(A) -> vec(dA)", _is_func("vec"), lambda e, ds: ir.vec(ds[0]),
+                     ("a^T vec(X)", "X")),
+    DifferentialRule("Kronecker product", "d(A ⊗ B) -> dA ⊗ B + A ⊗ dB", lambda e: isinstance(e, ir.Kron),
+                     _leibniz(ir.kron), ("kron(x, x)", "x")),
     DifferentialRule("diag", "d diag(A) -> diag(dA)", _is_func("diag"), lambda e, ds: func("diag", ds[0]),
                      ("a^T diag(x) b", "x")),
     DifferentialRule("norm2", "d norm2(A) -> <A, dA> / norm2(A)", _is_func("norm2"), _norm2_rule,
@@ -238,7 +242,7 @@ def _leaf_differential(e: Expr, variable: Var) -> Expr | None:
     """Leaves: dX for the variable, 0 for every other leaf."""
     if isinstance(e, Var):
         return Differential(variable) if e.name == variable.name else ir.zeros(e.shape)
-    if isinstance(e, Num | Fill | Identity | ir.Size):
+    if isinstance(e, Num | Fill | Identity | ir.Size | ir.Commutation):
         return ir.zeros(e.shape)
     return None
 
@@ -341,6 +345,31 @@ def _diag_seeds(t: Expr, seed: Expr) -> Seeded:
     return [(t.arg, func("diag", seed))]
 
 
+def unvec(v: Expr, rows: ir.Dim, cols: ir.Dim) -> Expr:
+    """The rows x cols matrix A with vec(A) = v: (vec(I_cols)^T ⊗ I_rows) (I_cols ⊗ v) (Magnus & Neudecker)."""
+    if cols == 1:
+        return v
+    if rows == 1:
+        return transpose(v)
+    return mul(ir.kron(transpose(ir.vec(ir.identity(cols))), ir.identity(rows)), ir.kron(ir.identity(cols), v))
+
+
+def kron_vec_permutation(a: ir.Shape, b: ir.Shape) -> Expr:
+    """P with vec(A ⊗ B) = P (vec(A) ⊗ vec(B)) for A m x n, B p x q: P = I_n ⊗ K(q, m) ⊗ I_p."""
+    (m, n), (p, q) = a, b
+    return ir.kron(ir.identity(n), ir.commutation(q, m), ir.identity(p))
+
+
+def _kron_seeds(t: Expr, seed: Expr) -> Seeded:
+    """<S, A ⊗ F ⊗ B> through vec: vec(A ⊗ F ⊗ B) = J vec(F) with J from vec_jacobian's rule, so the seed of F
+    is unvec(J^T vec(S))."""
+    assert isinstance(t, ir.Kron)
+    position = next(i for i, f in enumerate(t.factors) if ir.contains_differential(f))
+    inner = t.factors[position]
+    jacobian = _kron_jacobian(t, position, ir.identity(ir.dim_product(*inner.shape)))
+    return [(inner, unvec(mul(transpose(jacobian), ir.vec(seed)), *inner.shape))]
+
+
 ADJOINT_RULES: list[AdjointRule] = [
     AdjointRule("sum", "<S, A + B> -> <S, A> + <S, B>", lambda t: isinstance(t, Add),
                 lambda t, seed: [(term, seed) for term in t.children]),
@@ -356,6 +385,10 @@ ADJOINT_RULES: list[AdjointRule] = [
                 lambda t, seed: [(t.children[0], mul(seed, ones(t.children[0].shape)))]),
     AdjointRule("diag", "<S, diag(f)> -> <diag(S), f>;  <s, diag(F)> -> <diag(s), F>", _is_func("diag"),
                 _diag_seeds),
+    AdjointRule("vec", "<s, vec(F)> -> <unvec(s), F>,  unvec(s) = (vec(I)^T ⊗ I) (I ⊗ s)", _is_func("vec"),
+                lambda t, seed: [(t.children[0], unvec(seed, *t.children[0].shape))]),
+    AdjointRule("Kronecker product", "<S, A ⊗ F ⊗ B> -> <unvec(J^T vec(S)), F>,  J vec(F) = vec(A ⊗ F ⊗ B)",
+                lambda t: isinstance(t, ir.Kron), _kron_seeds),
 ]
 
 
@@ -784,6 +817,140 @@ def _push_transpose(e: Expr) -> Expr:
             return inner  # a diagonal matrix is symmetric (the diagonal of a matrix is a column: not here)
         raise UnsupportedError(f"cannot write the Jacobian in matrix form yet: transposed term {e}")
     return transpose(e)
+
+
+# ---------------------------------------------------------------- the vec (Kronecker) reader, any order
+
+
+@dataclass(frozen=True)
+class VecRule:
+    """vec(t) = J_t vec(dX) for a node t linear in dX, from the J of its child that holds dX (Magnus & Neudecker)."""
+
+    name: str
+    statement: str
+    applies: Callable[[Expr], bool]
+    jacobian: Callable[[Expr, Callable[[Expr], Expr]], Expr]  # (t, J of a child) -> J_t
+
+
+def _vec_product(t: Expr, jacobian_of: Callable[[Expr], Expr]) -> Expr:
+    assert isinstance(t, MatMul)
+    position, inner = _split_linear_product(t)
+    others = t.factors[:position] + t.factors[position + 1 :]
+    if inner.is_scalar:  # vec(s C) = vec(C) s
+        return mul(ir.vec(mul(*others)), jacobian_of(inner))
+    scalars = [f for f in t.factors if f.is_scalar]
+    chain = [f for f in t.factors if not f.is_scalar]
+    k = next(i for i, f in enumerate(chain) if f is inner)
+    left = mul(*chain[:k]) if k else ir.identity(inner.shape[0])
+    right = transpose(mul(*chain[k + 1 :])) if k + 1 < len(chain) else ir.identity(inner.shape[1])
+    return mul(*scalars, ir.kron(right, left), jacobian_of(inner))
+
+
+def _vec_hadamard(t: Expr, jacobian_of: Callable[[Expr], Expr]) -> Expr:
+    assert isinstance(t, Hadamard)
+    position = next(i for i, f in enumerate(t.factors) if ir.contains_differential(f))
+    others = hadamard(*t.factors[:position], *t.factors[position + 1 :])
+    return mul(func("diag", ir.vec(others)), jacobian_of(t.factors[position]))
+
+
+def _vec_quotient(t: Expr, jacobian_of: Callable[[Expr], Expr]) -> Expr:
+    assert isinstance(t, ElemDiv)
+    if ir.contains_differential(t.denominator):
+        raise _NotLinear(f"differential in a denominator: {t}")
+    return mul(func("diag", ir.vec(elem_div(ones(t.shape), t.denominator))), jacobian_of(t.numerator))
+
+
+def _vec_diag(t: Expr, jacobian_of: Callable[[Expr], Expr]) -> Expr:
+    assert isinstance(t, Func)
+    arg = t.arg
+    if arg.is_scalar:
+        return jacobian_of(arg)
+    if ir.is_vector_shape(arg.shape):  # vec(diag(v)) = diag(vec(I)) (1 ⊗ I) v
+        n = t.shape[0]
+        spread = ir.kron(ones((n, 1)), ir.identity(n))
+        return mul(func("diag", ir.vec(ir.identity(n))), spread, jacobian_of(arg))
+    n = arg.shape[0]  # vec(diag(M)) = (1^T ⊗ I) diag(vec(I)) vec(M)
+    gather = ir.kron(ones((1, n)), ir.identity(n))
+    return mul(gather, func("diag", ir.vec(ir.identity(n))), jacobian_of(arg))
+
+
+def _kron_jacobian(t: Expr, position: int, inner_jacobian: Expr) -> Expr:
+    """J with vec(A ⊗ F ⊗ B) = J vec(F), F the factor at `position`, from F's J: two steps of
+    vec(A ⊗ B) = P (vec(A) ⊗ vec(B)) (kron_vec_permutation), A and B free of dX."""
+    assert isinstance(t, ir.Kron)
+    factors = t.factors
+    inner = factors[position]
+    jacobian = inner_jacobian
+    current = inner
+    if position:  # vec(A ⊗ F) = P (vec(A) ⊗ I) vec(F)
+        before = ir.kron(*factors[:position])
+        jacobian = mul(kron_vec_permutation(before.shape, current.shape),
+                       ir.kron(ir.vec(before), ir.identity(ir.dim_product(*current.shape))), jacobian)
+        current = ir.kron(before, current)
+    if position + 1 < len(factors):  # vec(G ⊗ B) = P (I ⊗ vec(B)) vec(G)
+        after = ir.kron(*factors[position + 1 :])
+        jacobian = mul(kron_vec_permutation(current.shape, after.shape),
+                       ir.kron(ir.identity(ir.dim_product(*current.shape)), ir.vec(after)), jacobian)
+    return jacobian
+
+
+def _vec_kron(t: Expr, jacobian_of: Callable[[Expr], Expr]) -> Expr:
+    assert isinstance(t, ir.Kron)
+    position = next(i for i, f in enumerate(t.factors) if ir.contains_differential(f))
+    return _kron_jacobian(t, position, jacobian_of(t.factors[position]))
+
+
+def _vec_sum(t: Expr, jacobian_of: Callable[[Expr], Expr]) -> Expr:
+    return add(*(jacobian_of(term) for term in t.children if ir.contains_differential(term)))
+
+
+VEC_RULES: list[VecRule] = [
+    VecRule("vec of the differential", "vec(dX) -> I vec(dX)", lambda t: isinstance(t, Differential),
+            lambda t, jacobian_of: ir.identity(ir.dim_product(*t.shape))),
+    VecRule("vec of a sum", "vec(A + B) -> vec(A) + vec(B)", lambda t: isinstance(t, Add), _vec_sum),
+    VecRule("vec of a product", "vec(c L F R) -> c (R^T ⊗ L) vec(F);  vec(f C) -> vec(C) f (f scalar)",
+            lambda t: isinstance(t, MatMul), _vec_product),
+    VecRule("vec of a transpose", "vec(F^T) -> K(m, n) vec(F)  (F m x n)", lambda t: isinstance(t, Transpose),
+            lambda t, jacobian_of: mul(ir.commutation(*t.children[0].shape), jacobian_of(t.children[0]))),
+    VecRule("vec of a Hadamard product", "vec(A .* F) -> diag(vec(A)) vec(F)", lambda t: isinstance(t, Hadamard),
+            _vec_hadamard),
+    VecRule("vec of a quotient", "vec(F ./ B) -> diag(vec(1 ./ B)) vec(F)", lambda t: isinstance(t, ElemDiv),
+            _vec_quotient),
+    VecRule("vec of a trace", "vec(tr(F)) -> vec(I)^T vec(F)", _is_func("tr"),
+            lambda t, jacobian_of: mul(transpose(ir.vec(ir.identity(t.arg.shape[0]))), jacobian_of(t.arg))),
+    VecRule("vec of a sum of entries", "vec(sum(F)) -> vector(1)^T vec(F)", _is_func("sum"),
+            lambda t, jacobian_of: mul(ones((1, ir.dim_product(*t.arg.shape))), jacobian_of(t.arg))),
+    VecRule("vec of diag", "vec(diag(f)) -> diag(vec(I)) (vector(1) ⊗ I) f;  "
+            "vec(diag(F)) -> (vector(1)^T ⊗ I) diag(vec(I)) vec(F)", _is_func("diag"), _vec_diag),
+    VecRule("vec of vec", "vec(vec(F)) -> vec(F)", _is_func("vec"), lambda t, jacobian_of: jacobian_of(t.arg)),
+    VecRule("vec of a Kronecker product", "vec(A ⊗ F) -> (I ⊗ K(q, m) ⊗ I) (vec(A) ⊗ I) vec(F);  "
+            "vec(F ⊗ B) -> (I ⊗ K(q, m) ⊗ I) (I ⊗ vec(B)) vec(F)", lambda t: isinstance(t, ir.Kron), _vec_kron),
+]
+
+
+def vec_jacobian(t: Expr, variable: Var, used: list[str] | None = None) -> Expr:
+    """J with vec(t) = J vec(dX), for t linear in dX = Differential(variable): the Jacobian of the vecs,
+    d vec(F) / d vec(X)^T (numerator layout, column-major vec), whatever the shapes of F and X.
+
+    Forward accumulation over the distinct nodes holding dX, children first: each node's J from its child's by
+    the table VEC_RULES (one level each, no recursion). `used` collects the names of the rules applied.
+    """
+    columns = ir.dim_product(*variable.shape)
+    if not ir.contains_differential(t):
+        return ir.zeros((ir.dim_product(*t.shape), columns))
+    memo: dict[int, Expr] = {}
+
+    def jacobian_of(child: Expr) -> Expr:
+        return memo[id(child)]
+
+    for node in ir.postorder(t, lambda n: [c for c in n.children if ir.contains_differential(c)]):
+        rule = next((r for r in VEC_RULES if r.applies(node)), None)
+        if rule is None:
+            raise UnsupportedError(f"cannot write the derivative of the term {node} in Kronecker form yet")
+        if used is not None and rule.name not in used:
+            used.append(rule.name)
+        memo[id(node)] = rule.jacobian(node, jacobian_of)
+    return memo[id(t)]
 
 
 def derivative_from_differential(df: Expr, variable: Var, output_shape: ir.Shape) -> Expr:

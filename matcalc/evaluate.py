@@ -556,7 +556,8 @@ def bind_values(values: dict[str, Any], variables: dict[str, Var], optional: dic
 
 
 def evaluate_numpy(exprs: list[Expr], values: dict[str, Any], variables: dict[str, Var],
-                   optional: dict[str, Var] | None = None, symmetric: bool = False) -> list[Any]:
+                   optional: dict[str, Var] | None = None, symmetric: bool = False,
+                   sizes_out: dict[str, int] | None = None) -> list[Any]:
     """Evaluate expressions with NumPy on user values (scalars as floats, vectors 1-D or n x 1).
 
     A dimension name may be given a size too ({"n": 3}), for a size no variable's value tells.
@@ -576,6 +577,8 @@ def evaluate_numpy(exprs: list[Expr], values: dict[str, Any], variables: dict[st
     unknown = {d for e in exprs for d in _dims_of(e)} - set(sizes)
     if unknown:
         raise EvaluationError(f"cannot tell the size {', '.join(sorted(unknown))} from the values given")
+    if sizes_out is not None:  # the sizes bound, for a caller that reshapes the result (a tensor's axes)
+        sizes_out.update(sizes)
     backend = NumpyBackend()
     with np.errstate(all="ignore"):
         return [interpret(evaluation_plan(e), two_d, sizes, backend) for e in exprs]

@@ -22,6 +22,7 @@ from .ir import (
     Func,
     Hadamard,
     Identity,
+    Kron,
     MatMul,
     Num,
     Power,
@@ -246,7 +247,7 @@ def _symmetry(e: Expr) -> bool | list[Expr]:
         return _all_symmetric([e.arg]) if e.name == "inv" or e.name in ELEMENTWISE else False
     if isinstance(e, Power | ElemPower):
         return _all_symmetric([e.base])
-    if isinstance(e, Hadamard):
+    if isinstance(e, Hadamard | Kron):
         return _all_symmetric(e.factors)
     if isinstance(e, Add):
         keys = {commutative_key(t) for t in e.terms}
@@ -844,6 +845,122 @@ def _common_candidates(term: Expr) -> tuple[Expr, ...]:
     """The factors `common scalar factor` may take out of a term: |c| (unless 1), then its scalars."""
     coefficient, scalars, _ = _product_parts(term)
     return ((Num(abs(coefficient)),) if abs(coefficient) != 1 else ()) + tuple(dict.fromkeys(scalars))
+
+
+# ---------------------------------------------------------------- Kronecker products (Magnus & Neudecker, ch. 2)
+
+
+@rule("transpose of a Kronecker product", "(A ⊗ B)^T -> A^T ⊗ B^T", "(A ⊗ B)^T", on=(Transpose,))
+def _transpose_kron(e: Expr) -> Expr | None:
+    if isinstance(e, Transpose) and isinstance(e.arg, Kron):
+        return ir.kron(*map(transpose, e.arg.factors))
+    return None
+
+
+@rule("inverse of a Kronecker product", "inv(A ⊗ B) -> inv(A) ⊗ inv(B)", "inv(X ⊗ Y)", on=(Func,))
+def _inverse_kron(e: Expr) -> Expr | None:
+    if isinstance(e, Func) and e.name == "inv" and isinstance(e.arg, Kron) \
+            and all(f.shape[0] == f.shape[1] for f in e.arg.factors):
+        return ir.kron(*(func("inv", f) for f in e.arg.factors))
+    return None
+
+
+@rule("scalars out of a Kronecker product", "(c A) ⊗ B -> c (A ⊗ B)", "(2 alpha A) ⊗ B", on=(Kron,))
+def _kron_scalars_out(e: Expr) -> Expr | None:
+    if not isinstance(e, Kron) or not any(isinstance(f, MatMul) and f.factors[0].is_scalar for f in e.factors):
+        return None
+    scalars: list[Expr] = []
+    bare: list[Expr] = []
+    for factor in e.factors:
+        coefficient, factor_scalars, chain = _split_product(factor)
+        scalars += [Num(coefficient), *factor_scalars]
+        bare.append(mul(*chain))
+    return mul(*scalars, ir.kron(*bare))
+
+
+@rule("Kronecker product of identities", "I ⊗ I -> I", "A ⊗ I ⊗ I", on=(Kron,))
+def _kron_identities(e: Expr) -> Expr | None:
+    if not isinstance(e, Kron):
+        return None
+    factors = list(e.factors)
+    for i in range(len(factors) - 1):
+        if isinstance(factors[i], Identity) and isinstance(factors[i + 1], Identity):
+            merged = ir.identity(ir.dim_product(factors[i].size, factors[i + 1].size))
+            return ir.kron(*factors[:i], merged, *factors[i + 2 :])
+    return None
+
+
+def _mixed_product(left: Expr, right: Expr) -> list[Expr] | None:
+    if not (isinstance(left, Kron) and isinstance(right, Kron) and len(left.factors) == len(right.factors)):
+        return None
+    pairs = list(zip(left.factors, right.factors, strict=True))
+    if any(a.shape[1] != c.shape[0] for a, c in pairs):
+        return None
+    return [ir.kron(*(mul(a, c) for a, c in pairs))]
+
+
+@rule("mixed product", "(A ⊗ B) (C ⊗ D) -> (A C) ⊗ (B D)", "(A ⊗ B) (C ⊗ D)", on=(MatMul,))
+def _kron_mixed_product(e: Expr) -> Expr | None:
+    return _chain_rewrite(e, _mixed_product)
+
+
+def _factor_kron(e: Expr, side: int) -> Expr | None:
+    """Terms c_i (A_i ⊗ C) sharing the factor C on one side (side -1: last, 0: first) -> (sum c_i A_i) ⊗ C."""
+    if not isinstance(e, Add):
+        return None
+    groups: dict[int, list[int]] = {}
+    for index, term in enumerate(e.terms):
+        chain = _product_parts(term)[2]
+        if len(chain) == 1 and isinstance(chain[0], Kron):
+            groups.setdefault(commutative_key(chain[0].factors[side]), []).append(index)
+    for shared in groups.values():
+        if len(shared) < 2:
+            continue
+        rests = []
+        for index in shared:
+            coefficient, scalars, (kron_product,) = _split_product(e.terms[index])
+            rest = kron_product.factors[:-1] if side == -1 else kron_product.factors[1:]
+            rests.append(mul(Num(coefficient), *scalars, ir.kron(*rest)))
+        if len({r.shape for r in rests}) != 1:
+            continue
+        common = _product_parts(e.terms[shared[0]])[2][0].factors[side]
+        combined = ir.kron(add(*rests), common) if side == -1 else ir.kron(common, add(*rests))
+        return add(combined, *[t for j, t in enumerate(e.terms) if j not in shared])
+    return None
+
+
+@rule("common right Kronecker factor", "A ⊗ C + B ⊗ C -> (A + B) ⊗ C", "A ⊗ X + B ⊗ X", on=(Add,))
+def _kron_factor_right(e: Expr) -> Expr | None:
+    return _factor_kron(e, -1)
+
+
+@rule("common left Kronecker factor", "A ⊗ B + A ⊗ C -> A ⊗ (B + C)", "I ⊗ A + I ⊗ A^T", on=(Add,))
+def _kron_factor_left(e: Expr) -> Expr | None:
+    return _factor_kron(e, 0)
+
+
+@rule("Kronecker product with a vector", "a^T ⊗ B -> B (a^T ⊗ I);  a ⊗ B -> (a ⊗ I) B",
+      "x^T ⊗ (A + B)", on=(Kron,))
+def _kron_vector_out(e: Expr) -> Expr | None:
+    """The matrix factor moves out of a Kronecker product with a vector, so that the linear layer's Jacobian
+    x^T ⊗ I stands alone (the chain rule's form: (diag(s) - s s^T) (x^T ⊗ I), not a sum of two Kronecker forms)."""
+    if not isinstance(e, Kron) or len(e.factors) != 2 or isinstance(e.factors[1], Identity):
+        return None
+    vector, matrix = e.factors
+    if vector.shape[0] == 1 and vector.shape[1] != 1:
+        return mul(matrix, ir.kron(vector, ir.identity(matrix.shape[1])))
+    if ir.is_column(vector.shape):
+        return mul(ir.kron(vector, ir.identity(matrix.shape[0])), matrix)
+    return None
+
+
+@rule("vec of an outer product", "vec(a b^T) -> b ⊗ a", "vec(x y^T)", on=(Func,))
+def _vec_outer(e: Expr) -> Expr | None:
+    if isinstance(e, Func) and e.name == "vec" and isinstance(e.arg, MatMul):
+        coefficient, scalars, chain = _split_product(e.arg)
+        if len(chain) == 2 and ir.is_column(chain[0].shape) and chain[1].shape[0] == 1:
+            return mul(Num(coefficient), *scalars, ir.kron(transpose(chain[1]), chain[0]))
+    return None
 
 
 def simplify(e: Expr, trace: list[str] | None = None) -> Expr:

@@ -326,9 +326,10 @@ def _line_derivatives(function: Expr, variable: Var, kind: str, point: Any, valu
     s, t = sp.Symbol("s", real=True), sp.Symbol("t", real=True)
     rows, cols = point.shape
 
-    def unit(i: int, j: int) -> Any:
+    def unit(c: int) -> Any:
+        """The unit direction at column-major position c of the variable (the entry vec(X)[c])."""
         e = sp.zeros(rows, cols)
-        e[i, j] = 1
+        e[c % rows, c // rows] = 1
         return e
 
     def along(direction: Any) -> Any:
@@ -351,21 +352,27 @@ def _line_derivatives(function: Expr, variable: Var, kind: str, point: Any, valu
         hessian = sp.zeros(n, n)
         for i in range(n):
             for j in range(i, n):
-                f = along(t * unit(i, 0)) if i == j else along(s * unit(i, 0) + t * unit(j, 0))
+                f = along(t * unit(i)) if i == j else along(s * unit(i) + t * unit(j))
                 value = at_zero(f[0, 0], t, t) if i == j else at_zero(f[0, 0], s, t)
                 hessian[i, j] = hessian[j, i] = value
         return hessian
+    if kind == "tensor":  # the Jacobian of the vecs: column c is d/dt vec(F(X + t E_c))
+        columns = []
+        for c in range(rows * cols):
+            f = along(t * unit(c))
+            columns.append([at_zero(f[i, j], t) for j in range(f.cols) for i in range(f.rows)])
+        return sp.Matrix(len(columns[0]), len(columns), lambda i, c: columns[c][i])
     if variable.shape == (1, 1):
-        return along(t * unit(0, 0)).applyfunc(lambda v: at_zero(v, t))
+        return along(t * unit(0)).applyfunc(lambda v: at_zero(v, t))
     if function.shape == (1, 1):
         gradient = sp.zeros(rows, cols)
         for i in range(rows):
             for j in range(cols):
-                gradient[i, j] = at_zero(along(t * unit(i, j))[0, 0], t)
+                gradient[i, j] = at_zero(along(t * unit(i + rows * j))[0, 0], t)
         return gradient
     # a vector function of a vector: column j of the Jacobian is d/dt f(x + t e_j); a row vector
     # function has the Jacobian of its transpose
-    columns = [[at_zero(v, t) for v in along(t * unit(j, 0))] for j in range(rows)]
+    columns = [[at_zero(v, t) for v in along(t * unit(j))] for j in range(rows)]
     return sp.Matrix(len(columns[0]), rows, lambda i, j: columns[j][i])
 
 
@@ -478,7 +485,7 @@ def _verify_at_point(function: Expr, variable: Var, derivative: Expr, kind: str,
             values[name] = _random_matrix(var, size(var.shape[0]), size(var.shape[1]), rng, sp, points)
 
     expected = _line_derivatives(function, variable, kind, point, values, sizes, deadline)
-    if variable.symmetric and function.shape == (1, 1) and kind != "hessian":
+    if variable.symmetric and function.shape == (1, 1) and kind not in ("hessian", "tensor"):
         expected = (expected + expected.T) / 2
     if layout == "denominator" and kind == "jacobian":
         expected = expected.T
