@@ -555,9 +555,9 @@ def hessian(expr: str, wrt: str | list[str] | tuple[str, ...], where: str | dict
                          f"{function.shape[0]}×{function.shape[1]}")
     matrix = not (variable.is_scalar or ir.is_column(variable.shape))  # 4th order: d vec(G) / d vec(X)^T
     if matrix and variable.symmetric:
-        raise UnsupportedError(f"the Hessian w.r.t. the symmetric matrix {variable.name} is not supported yet: its "
-                               f"gradient sym(G) lives on symmetric matrices, and d vec(sym(G)) / d vec({variable.name})^T "
-                               f"would need the duplication matrix (docs/conventions.md)")
+        raise UnsupportedError(f"the Hessian w.r.t. the symmetric matrix {variable.name} is not supported yet: "
+                               f"its gradient sym(G) lives on symmetric matrices, and its derivative would need "
+                               f"the duplication matrix (docs/conventions.md)")
     gradient, steps = _differentiate(function, variable)
     steps = [Step("function", function), *[Step(f"gradient, {s.title}", s.expr, s.rules) for s in steps]]
     result, second = _differentiate_vec(gradient, variable) if matrix else _differentiate(gradient, variable)

@@ -127,7 +127,8 @@ def test_second_derivative_of_an_outer_product_is_the_constant_derivative_of_its
     expected = tensor_by_finite_differences(first.expr, values, "x")
     np.testing.assert_allclose(d.evaluate(values, form="vec"), expected, atol=1e-7)
     eye = np.eye(3)  # ∂²(x x^T)_ij / ∂x_k ∂x_l = δ_ik δ_jl + δ_il δ_jk
-    np.testing.assert_allclose(d.evaluate(values), np.einsum("ik,jl->ijkl", eye, eye) + np.einsum("il,jk->ijkl", eye, eye))
+    expected_tensor = np.einsum("ik,jl->ijkl", eye, eye) + np.einsum("il,jk->ijkl", eye, eye)
+    np.testing.assert_allclose(d.evaluate(values), expected_tensor)
 
 
 def test_derivative_of_a_kronecker_form_differentiates_the_kronecker_product():
