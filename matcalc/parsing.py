@@ -16,6 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import ir
 from .errors import DeclarationError, ParseError
 from .functions import FUNCTIONS
 
@@ -28,15 +29,18 @@ MAX_NESTING = 10_000
 
 KINDS = ("scalar", "vector", "matrix", "symmetric", "dim")
 RESERVED_NAMES = frozenset({"I", "eye"})
+# Called like functions, but not functions.py's (they take two or more arguments): reserved as function names are.
+OPERATOR_NAMES = ("kron", "commutation")
 
 
 @dataclass(frozen=True)
 class Declaration:
-    """`name: kind(dims)`; dims are symbol names or positive integers, or empty when unknown."""
+    """`name: kind(dims)`; dims are symbol names or positive integers, or empty when unknown; an inferred
+    symbol's may be a product of them (ir.DimProduct: y in vec(X)^T y)."""
 
     name: str
     kind: str
-    dims: tuple[str | int, ...] = ()
+    dims: tuple[ir.Dim, ...] = ()
 
     def __str__(self) -> str:
         dims = f"({', '.join(map(str, self.dims))})" if self.dims else ""
@@ -82,6 +86,9 @@ _TERMINAL_NAMES = {
     "NUMBER": "a number",
     "FUNC": "a function",
     "FILL": "vector(c) or matrix(c)",
+    "KRON": "a function",
+    "COMMUTATION": "a function",
+    "KRON_OP": "'⊗'",
     "SIGN": "'+' or '-'",
     "MUL_OP": "an operator (* / .* ./)",
     "TRANSPOSE": "a transpose (')",
@@ -101,6 +108,8 @@ def _describe_terminal(name: str) -> str:
 
 
 def _expected(names: set[str] | frozenset[str]) -> str:
+    if "MUL_OP" in names:  # wherever ⊗ may come, a product's operator may too: "an operator" says both
+        names = set(names) - {"KRON_OP"}
     described = sorted({_describe_terminal(n) for n in names})
     if not described:
         return ""
@@ -148,7 +157,10 @@ def _run(text: str, start: str, shown: str | None = None) -> Tree:
         position = error.pos_in_stream or 0
         character = shown[position] if position < len(shown) else ""
         problem = f"unexpected character {character!r}"
-        raise syntax_error(shown, position, problem, _expected(error.allowed or set()), with_line) from None
+        allowed = set(error.allowed or set())
+        if "COMMA" in allowed and "COMMA" not in _accepted_before(text, start, position):
+            allowed.discard("COMMA")  # the lexer allows it where LALR would reduce on it, but only fail after
+        raise syntax_error(shown, position, problem, _expected(allowed), with_line) from None
     except UnexpectedEOF as error:
         raise syntax_error(shown, len(shown), "unexpected end of the input", _expected(set(error.expected)),
                            with_line) from None
@@ -161,7 +173,24 @@ def _run(text: str, start: str, shown: str | None = None) -> Tree:
             problem = "unexpected end of the line"
         else:
             problem = f"unexpected {str(error.token)!r}"
-        raise syntax_error(shown, position, problem, _expected(error.accepts or error.expected), with_line) from None
+        expected = error.accepts or error.expected
+        if error.token.type == "COMMA" and not at_end:
+            expected = _accepted_before(text, start, position) or expected
+        raise syntax_error(shown, position, problem, _expected(expected), with_line) from None
+
+
+def _accepted_before(text: str, start: str, position: int) -> set[str]:
+    """The tokens the parser accepts just before `position`. A ',' separates kron's and commutation's arguments,
+    so LALR reduces an expression on it before it fails (exp(x, y) ends `exp(x`); what may come next is what
+    could have come instead of the ',', before those reductions, as for any other unexpected token."""
+    from lark.exceptions import LarkError
+
+    try:
+        interactive = parser(program=start == "start_program").parse_interactive(text[:position], start=start)
+        interactive.exhaust_lexer()
+        return set(interactive.accepts())
+    except LarkError:
+        return set()
 
 
 def _check_nesting(tree: Tree, text: str, with_line: bool = False) -> None:
@@ -281,7 +310,7 @@ def _reserved_because(name: str, dimensions: set[str]) -> str | None:
         return "is reserved for the identity matrix"
     if name in ("vector", "matrix"):
         return f"is the constant {name}(c)"
-    if name in FUNCTIONS:
+    if name in FUNCTIONS or name in OPERATOR_NAMES:
         return "is a function"
     if name in dimensions:
         return "is a declared dimension (it stands for its size)"
@@ -302,7 +331,7 @@ def parse_statements(text: str, declarations: Declarations | None = None) -> lis
     code = prepare_program(text)
     dimensions = dimension_names(declarations or {})
     for match in _DEFINED_NAME.finditer(code):
-        if match.group(1) in FUNCTIONS or match.group(1) in ("vector", "matrix"):
+        if match.group(1) in FUNCTIONS or match.group(1) in ("vector", "matrix", *OPERATOR_NAMES):
             name = match.group(1)
             raise program_error(text, match.start(1), f"'{name}' {_reserved_because(name, dimensions)} "
                                                       f"and cannot be defined")
@@ -356,7 +385,7 @@ def _declaration_from_tree(declaration: Tree, text: str) -> list[Declaration]:
         hint = f"; did you mean '{suggestion[0]}'?" if suggestion else f"; the kinds are {', '.join(KINDS)}"
         raise DeclarationError(f"unknown kind '{kind}' for {', '.join(variables)}{hint}\n"
                                f"{caret_line(text, kind_token.start_pos)}")
-    dims: list[str | int] = []
+    dims: list[ir.Dim] = []
     for dim_tree in declaration.children:
         if getattr(dim_tree, "data", None) == "dim":
             token = dim_tree.children[0]
@@ -420,7 +449,7 @@ def parse_declarations(where: str | dict[str, str] | Declarations | None) -> Dec
 
 def dimension_names(declarations: Declarations) -> set[str]:
     """The declared dimension names: those in `matrix(m, n)`-style declarations and those declared `n: dim`."""
-    names = {d for decl in declarations.values() for d in decl.dims if isinstance(d, str)}
+    names = {name for decl in declarations.values() for d in decl.dims for name in ir.dim_names(d)}
     return names | {decl.name for decl in declarations.values() if decl.kind == "dim"}
 
 

@@ -66,7 +66,20 @@ class DimVar:
         self.name = name
 
 
-DimTerm = DimVar | int
+class DimProd:
+    """A product of dimensions: the rows of vec(X), of A ⊗ B, the size of commutation(m, n).
+
+    Its factors are kept as given and resolved only when compared or named: a factor may be bound later (the
+    product of two unknowns becomes 6 once they are 2 and 3). Compared by identity, as DimVar is.
+    """
+
+    __slots__ = ("factors",)
+
+    def __init__(self, factors: tuple[DimTerm, ...]) -> None:
+        self.factors = factors
+
+
+DimTerm = DimVar | int | DimProd
 
 
 class Dimensions:
@@ -96,10 +109,79 @@ class Dimensions:
             term = parent
         return root
 
+    def expand(self, term: DimTerm) -> tuple[int, list[DimVar]]:
+        """A dimension as a whole number times unbound roots (in order of creation), its products multiplied
+        out: with an explicit stack, since a product's factor may be bound to a product in turn."""
+        coefficient = 1
+        roots: list[DimVar] = []
+        stack = [term]
+        while stack:
+            current = self.find(stack.pop())
+            if isinstance(current, int):
+                coefficient *= current
+            elif isinstance(current, DimProd):
+                stack.extend(current.factors)
+            else:
+                roots.append(current)
+        roots.sort(key=lambda var: var.order)
+        return coefficient, roots
+
+    @staticmethod
+    def _normal(coefficient: int, roots: list[DimVar]) -> DimTerm:
+        """The simplest term for coefficient × roots: a number, a lone root, or a product."""
+        if not roots:
+            return coefficient
+        if len(roots) == 1 and coefficient == 1:
+            return roots[0]
+        return DimProd((*roots, *([coefficient] if coefficient != 1 else [])))
+
+    def product(self, *terms: DimTerm) -> DimTerm:
+        """The product of dimensions, as simple as the bindings so far allow (n × 1 is n, 2 × 3 is 6)."""
+        return self._normal(*self.expand(DimProd(terms)))
+
+    def term(self, dim: ir.Dim) -> DimTerm:
+        """The term of an IR dimension (a declared one, an expected shape's): names are named unknowns."""
+        if isinstance(dim, int):
+            return dim
+        if isinstance(dim, ir.DimProduct):
+            return self.product(dim.coefficient, *map(self.fresh, dim.factors))
+        return self.fresh(dim)
+
+    def _unify_products(self, a: DimTerm, b: DimTerm) -> bool:
+        """Unify where one side is a product. Sizes are positive, so a factor on both sides cancels (m p = m q
+        means p = q); what remains unifies as usual, and an unnamed unknown alone on one side becomes the
+        product on the other. Two products that still differ are taken to differ."""
+        coefficient_a, roots_a = self.expand(a)
+        coefficient_b, roots_b = self.expand(b)
+        rest_b = list(roots_b)
+        rest_a = []
+        for root in roots_a:
+            if any(root is other for other in rest_b):
+                rest_b.remove(root)  # identity: DimVar has no __eq__
+            else:
+                rest_a.append(root)
+        left, right = self._normal(coefficient_a, rest_a), self._normal(coefficient_b, rest_b)
+        if isinstance(left, DimProd) and isinstance(right, DimProd):
+            # Unknowns only, as many on each side: paired in order of appearance, which types vec(X)^T vec(Y)
+            # and (A ⊗ B) (C ⊗ D) as meant (X, Y of one shape); a declaration says otherwise when that is wrong.
+            if coefficient_a == coefficient_b and len(rest_a) == len(rest_b) \
+                    and all(var.name is None for var in (*rest_a, *rest_b)):
+                return all(self.unify(var_a, var_b) for var_a, var_b in zip(rest_a, rest_b, strict=True))
+            return False
+        if not isinstance(left, DimProd) and not isinstance(right, DimProd):
+            return self.unify(left, right)  # neither is a product now: no further recursion
+        single, whole = (left, right) if isinstance(right, DimProd) else (right, left)
+        if isinstance(single, DimVar) and single.name is None:  # it occurs not in `whole`: common roots cancelled
+            self.parent[single] = whole
+            return True
+        return False
+
     def unify(self, a: DimTerm, b: DimTerm) -> bool:
         a, b = self.find(a), self.find(b)
         if a is b or (isinstance(a, int) and a == b):
             return True
+        if isinstance(a, DimProd) or isinstance(b, DimProd):
+            return self._unify_products(a, b)
         if isinstance(a, int) and isinstance(b, int):
             return False
         if isinstance(a, int):
@@ -130,17 +212,27 @@ class Dimensions:
             root = self.find(var)
             if isinstance(root, int):
                 out[var] = root
-                continue
-            if root not in out:
-                out[root] = root.name if root.name is not None else next(pool)
-            out[var] = out[root]
+            elif isinstance(root, DimVar):
+                if root not in out:
+                    out[root] = root.name if root.name is not None else next(pool)
+                out[var] = out[root]
+        for var in self.created:  # bound to products, once every root has its name
+            if var not in out:
+                out[var] = self.dim(var, out)
         return out
 
-    def show(self, term: DimTerm) -> str:
+    def dim(self, term: DimTerm, names: dict[DimVar, ir.Dim]) -> ir.Dim:
+        """The IR dimension of a term, given names() (a product of names is an ir.DimProduct, m·n)."""
         root = self.find(term)
         if isinstance(root, int):
-            return str(root)
-        return str(self.names(self.avoid)[root])
+            return root
+        if isinstance(root, DimVar):
+            return names[root]
+        coefficient, roots = self.expand(root)
+        return ir.dim_product(coefficient, *(names[var] for var in roots))
+
+    def show(self, term: DimTerm) -> str:
+        return str(self.dim(term, self.names(self.avoid)))
 
 
 # ---------------------------------------------------------------- typed syntax
@@ -191,6 +283,7 @@ class Inference:
         self.symbols: dict[str, SymbolInfo] = {}
         self.definitions: dict[str, tuple[DimTerm, DimTerm]] = {}  # the shape of each name defined so far
         self.annotations: dict[str, tuple[DimTerm, DimTerm]] = {}  # the declared shape of a defined name
+        self.implicit_dimensions: list[str] = []  # the dimensions named in commutation(m, n) and declared nowhere
         for declaration in declarations.values():  # declared dims are named in declaration order
             if declaration.kind == "dim":
                 self.dims.fresh(declaration.name)
@@ -222,7 +315,7 @@ class Inference:
         return info
 
     def declared_shape(self, declaration: Declaration) -> tuple[DimTerm, DimTerm]:
-        dims = [self.dims.fresh(d) if isinstance(d, str) else d for d in declaration.dims]
+        dims = [self.dims.term(d) for d in declaration.dims]
         kind = declaration.kind
         if kind == "scalar":
             return (1, 1)
@@ -366,6 +459,33 @@ class Inference:
         typed_argument = yield argument
         return self.call(str(name_token), typed_argument, self.source(tree))
 
+    def visit_kron(self, tree: Tree) -> Visit:
+        """A ⊗ B ⊗ ...: one n-ary node (as ir.kron flattens it), of shape (product of rows, product of cols)."""
+        factors = []
+        for item in tree.children:
+            if getattr(item, "type", None) != "KRON_OP":
+                factors.append((yield item))
+        return self.kron(factors, self.source(tree))
+
+    def visit_kron_call(self, tree: Tree) -> Visit:
+        factors = []
+        for item in tree.children[1:]:
+            factors.append((yield item))
+        return self.kron(factors, self.source(tree))
+
+    def visit_commutation(self, tree: Tree) -> Visit:
+        """commutation(m, n): its arguments are sizes; an undeclared bare name there is a dimension's name."""
+        _, *arguments = tree.children
+        for argument in arguments:
+            self._implicit_dimensions(argument)
+        sizes = []
+        for argument in arguments:
+            typed = yield argument
+            sizes.append(self.size_term(typed, tree))
+        rows, cols = sizes
+        size = self.dims.product(rows, cols)
+        return Typed("commutation", (size, size), self.source(tree), payload=(rows, cols))
+
     # ------------------------------------------------------------ operators
     @staticmethod
     def _join(left: Typed, right: Typed, operator: str) -> str:
@@ -450,6 +570,48 @@ class Inference:
             return Typed("identity", base.shape, text)
         return Typed("power", base.shape, text, [base, Typed("num", (1, 1), str(k), payload=k)])
 
+    def kron(self, factors: list[Typed], text: str) -> Typed:
+        rows = self.dims.product(*(factor.shape[0] for factor in factors))
+        cols = self.dims.product(*(factor.shape[1] for factor in factors))
+        return Typed("kron", (rows, cols), text, factors)
+
+    def _implicit_dimensions(self, argument: Tree) -> None:
+        """In commutation(m, n) or commutation(m n, p), a bare name that no declaration, definition or earlier
+        use makes a variable names a dimension, as if declared `m: dim`: the printed commutation(m, n) of an
+        expression whose m and n no other size shows (as in vec(X) for X m x n, where they are shown) parses back."""
+        items = [argument]
+        if getattr(argument, "data", None) == "product":  # m n, 2 n: the factors of a product, not names in a call
+            items = [argument.children[0], *(tail.children[-1] for tail in argument.children[1:])]
+        for item in items:
+            if getattr(item, "data", None) != "name":
+                continue
+            name = str(item.children[0])
+            if name in self.declarations or name in self.definitions or name in self.symbols \
+                    or name in self.dimension_names or name in ("I", "eye"):
+                continue
+            self.dimension_names.add(name)
+            self.implicit_dimensions.append(name)
+            self.dims.fresh(name)
+
+    def size_term(self, size: Typed, where: Tree) -> DimTerm:
+        """The dimension a size expression stands for: sizes (n, rows(X)), whole numbers and their products."""
+        factors: list[DimTerm] = []
+        stack = [size]
+        while stack:
+            node = stack.pop()
+            value = _number_value(node)
+            if node.op == "size":
+                factors.append(node.payload)  # type: ignore[arg-type]
+            elif node.op == "mul" and node.is_scalar and all(child.is_scalar for child in node.children):
+                stack.extend(node.children)
+            elif value is not None and value.denominator == 1 and value >= 1:
+                factors.append(int(value))
+            else:
+                what = "a scalar" if node.is_scalar else self.fmt(node)
+                raise ShapeError(f"`{self.source(where)}` takes two sizes (dimension names such as n, rows(X), whole "
+                                 f"numbers, or their products such as `m n`), but `{node.text}` is {what}")
+        return self.dims.product(*factors)
+
     def elem_power(self, base: Typed, exponent: Typed, text: str) -> Typed:
         if not exponent.is_scalar:
             raise ShapeError(f"an exponent must be a scalar, but `{exponent.text}` is {self.fmt(exponent)}")
@@ -467,7 +629,9 @@ class Inference:
         elif spec.kind == "vector" and (arg.shape[1] != 1 or arg.is_scalar):
             raise ShapeError(f"{name} needs a column vector, but `{arg.text}` is {self.fmt(arg)}")
         shape: tuple[DimTerm, DimTerm]
-        if spec.result == "same":
+        if spec.result == "vec":  # vec(X), X m x n: m n x 1; a column vector is its own vec, a scalar too
+            shape = (self.dims.product(*arg.shape), 1)
+        elif spec.result == "same":
             shape = arg.shape
         elif spec.result == "scalar" or arg.is_scalar:  # a scalar, or diag of a scalar
             shape = (1, 1)
@@ -523,8 +687,7 @@ class Inference:
         names = self.dimension_naming() if names is None else names
 
         def dim(term: DimTerm) -> ir.Dim:
-            root_term = self.dims.find(term)
-            return root_term if isinstance(root_term, int) else names[root_term]
+            return self.dims.dim(term, names)
 
         def shape(node: Typed) -> ir.Shape:
             return (dim(node.shape[0]), dim(node.shape[1]))
@@ -578,7 +741,14 @@ class Inference:
             if op == "transpose":
                 return ir.transpose(args[0])
             if op == "call":
+                if node.payload == "vec":  # canonical: a column vector is its own vec, a row vector's its transpose
+                    return ir.vec(args[0])
                 return ir.func(node.payload, args[0])  # type: ignore[arg-type]
+            if op == "kron":
+                return ir.kron(*args)
+            if op == "commutation":
+                rows, cols = node.payload  # type: ignore[misc]
+                return ir.commutation(dim(rows), dim(cols))
             raise AssertionError(f"unknown typed op {op}")
 
         # children first, with an explicit stack: a long chain like a ./ b ./ c ... needs no recursion
@@ -606,10 +776,7 @@ class Inference:
         names = self.dims.names(self.dims.avoid)
         out: Declarations = {}
         for name, info in self.symbols.items():
-            dims = []
-            for term in info.shape:
-                root = self.dims.find(term)
-                dims.append(root if isinstance(root, int) else names[root])
+            dims = [self.dims.dim(term, names) for term in info.shape]
             if info.kind == "scalar":
                 out[name] = Declaration(name, "scalar")
             elif info.kind == "vector":
@@ -619,6 +786,7 @@ class Inference:
             else:
                 out[name] = Declaration(name, "matrix", tuple(dims))
         out.update({name: decl for name, decl in self.declarations.items() if decl.kind == "dim"})
+        out.update({name: Declaration(name, "dim") for name in self.implicit_dimensions})
         return out
 
 
@@ -744,7 +912,7 @@ def _typed_with_hint(text: str, declarations: Declarations, defined: frozenset[s
 
 def _unify_expected(inference: Inference, root: Typed, expected: ir.Shape) -> None:
     for term, want in zip(root.shape, expected, strict=True):
-        target: DimTerm = want if isinstance(want, int) else inference.dims.fresh(want)
+        target = inference.dims.term(want)
         if not inference.dims.unify(term, target):
             raise ResultShapeError(f"`{root.text}` is {inference.fmt(root)}, but a result of shape "
                                    f"{expected[0]}×{expected[1]} was expected")
