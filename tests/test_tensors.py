@@ -189,7 +189,7 @@ def test_json_of_a_tensor_derivative_has_its_shape_and_three_forms():
 def test_vec_form_parses_back_to_the_same_expression():
     for expr, wrt, _ in CASES:
         d = matcalc.diff(expr, wrt, inline=True)
-        assert matcalc.parse(str(d), where=dict(d.where)) is d.expr
+        assert matcalc.parse(str(d), where=dict(d.where), shape=d.body.shape) is d.expr
 
 
 def test_denominator_layout_of_a_tensor_is_refused_with_a_reason():
