@@ -92,18 +92,24 @@ class Derivative:
         return axes_of(self.function.shape), axes_of(self.variable.shape)
 
     @property
-    def shape(self) -> Axes:
-        """The shape of the derivative as a tensor: the output's axes, then the variable's (docs/conventions.md).
-        A Jacobian in the denominator layout has them the other way round."""
+    def shape(self) -> ir.Shape | Axes:
+        """A matrix result's 2-D shape (a vector's is (n, 1)); a tensor's axes, output first (docs/conventions.md)."""
         if self.form == "matrix":
-            return axes_of(self.body.shape)
+            return self.body.shape
         output, variable = self.split_axes
         return (*output, *variable)
 
     @property
+    def matrix_shape(self) -> ir.Shape:
+        """The 2-D shape of the printed result: for a tensor, that of its vec form d vec(F) / d vec(X)^T."""
+        return self.body.shape
+
+    @property
     def order(self) -> int:
-        """The number of axes of the derivative: 0 for a scalar, 2 for a Jacobian, 4 for a matrix w.r.t. a matrix."""
-        return len(self.shape)
+        """The number of axes of the derivative as a tensor: 0 for a scalar, 2 for a Jacobian, 4 for a matrix
+        w.r.t. a matrix."""
+        output, variable = self.split_axes
+        return len(output) + len(variable)
 
     @property
     def of(self) -> Expr:
@@ -236,7 +242,8 @@ class Derivative:
         axes, then wrt's. Held as a matrix while it has two axes or fewer, else in vec form."""
         variable = _variable(_check_variable_name(wrt), self.where, {**ir.variables(self.function),
                                                                     **ir.variables(self.expr)})
-        function, output = self.expr, self.shape
+        function = self.expr
+        output = (*self.split_axes[0], *self.split_axes[1]) if self.form == "vec" else axes_of(function.shape)
         kind = _kind(function, variable)
         if self.form == "vec" or len(output) + len(axes_of(variable.shape)) > 2:
             kind = "tensor"
@@ -260,6 +267,7 @@ class Derivative:
             "kind": self.kind,
             "layout": self.layout,
             "shape": [str(d) for d in self.shape],
+            "order": self.order,
             "form": self.form,
             "text": str(self),
             "differential": self.text(form="differential"),

@@ -26,6 +26,8 @@ EXAMPLES = {
     "trace": ("tr(A X)", "X", "A, X: matrix(n, n)"),
     "sum of entries": ("sum(A .* X)", "X", "A, X: matrix(m, n)"),
     "diag": ("diag(A x)", "x", "A: matrix(n, n); x: vector(n)"),
+    "vec": ("vec(A .* X)", "X", "A, X: matrix(m, n)"),
+    "Kronecker product": ("kron(A, X, B)", "X", "A: matrix(m, n); X: matrix(p, q); B: matrix(n, m)"),
 }
 SIZES = {"m": 2, "n": 3, "p": 4, "q": 5}
 
@@ -49,7 +51,7 @@ def test_adjoint_identity_matches_the_inner_product_numerically(rule):
     names = {**ir.variables(f), "S": seed, "E": direction}
     values = {**SIZES}
     for symbol, var in names.items():
-        shape = tuple(SIZES.get(d, d) if isinstance(d, str) else d for d in var.shape)
+        shape = tuple(ir.dim_value(d, SIZES) for d in var.shape)
         values[symbol] = rng.uniform(0.5, 1.5, size=shape)
     left = ir.func("sum", ir.hadamard(seed, along)) if not along.is_scalar else ir.mul(seed, along)
     right = ir.func("sum", ir.hadamard(gradient, direction)) if not direction.is_scalar else ir.mul(gradient, direction)

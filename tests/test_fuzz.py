@@ -37,6 +37,7 @@ TOKENS = [
     "+", "-", "*", "/", ".*", "./", "⊙", "⊘", "^", ".^", "'", "ᵀ", "^T", "^-1", "^0", "^2", "^(1/2)",
     "(", ")", "(", ")", "{", "}", ",", ";", ":", " ", " ",
     *FUNCTIONS, "vector", "matrix", "sigmod", "expp", "Tr", "logdet(", "inv(", "diag(",
+    "⊗", "kron(", "kron", "vec(", "commutation(", "commutation", "commutation(m, n)", "K",
     "@", "#", "$", "\\", "`", '"', "!", "=", "<", ">", "[", "]", "|", "&", "%", "~", "?",
     "__import__", "'os'", ".system", "lambda", "eval", "exec", "sympify", "open", "import", "print",
     "\x00", "\u200f", "\u202e", "\ufeff", "\u0301", "А", "х", "ｘ", "𝑥", "🙂", "\t", "\n", "\r",
@@ -47,8 +48,12 @@ WHERE = [None, None, None, "A: symmetric", "S: symmetric; alpha: scalar", "X: ma
          "W: matrix(2, 3)", "A: symmetric(n, m)", "x: vector(n", {"A": "symmetric"}, {"x": 3}]
 
 
+TENSOR_SEEDS = ["W x + b", "A X B", "X X", "inv(X)", "tanh(W x)", "softmax(W x)", "x x^T", "X^T", "x^T ⊗ I",
+                "kron(A, X) vec(X)", "commutation(m, n) vec(X)", "diag(1 - tanh(W x).^2) (x^T ⊗ I)"]
+
+
 def seed_expressions() -> list[str]:
-    return [expr for expr, *_ in COOKBOOK] + [case.text for case in random_cases(seed=7, count=200)]
+    return [expr for expr, *_ in COOKBOOK] + TENSOR_SEEDS + [case.text for case in random_cases(seed=7, count=200)]
 
 
 def token_soup(rng: random.Random) -> str:
@@ -84,6 +89,10 @@ def run_one(text: str, wrt: str, where: str | dict | None, hessian: bool = False
         d = matcalc.hessian(text, wrt, where=where) if hessian else matcalc.diff(text, wrt, where=where)
         str(d), d.latex()
         TALLY["fuzzed inputs with a result"] += 1
+        if d.form == "vec":  # a tensor (issue 9): its other forms, and a derivative of it
+            TALLY["fuzzed inputs with a tensor result"] += 1
+            d.text(form="differential"), d.text(form="index")
+            d.diff(wrt)
     except MatcalcError as error:
         assert str(error).strip(), f"empty message for {text!r}"
     except Exception as error:  # anything else is the bug this test looks for

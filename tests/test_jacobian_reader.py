@@ -8,6 +8,7 @@ entry with SymPy, and equal an independent closed form (checked by SymPy through
 from __future__ import annotations
 
 import pytest
+from oracles import assert_matches_finite_differences
 from test_regressions import assert_right_and_printable
 
 import matcalc
@@ -81,9 +82,10 @@ def test_a_row_vector_function_in_denominator_layout_is_the_transpose():
     assert d.verify()
 
 
-def test_a_row_vector_wrt_a_matrix_is_still_a_third_order_tensor():
-    with pytest.raises(matcalc.UnsupportedError, match="3rd-order"):
-        matcalc.diff("x^T A", "A")
+def test_a_row_vector_wrt_a_matrix_is_a_third_order_tensor_in_vec_form():
+    d = matcalc.diff("x^T A", "A")  # vec(x^T dA) = (I ⊗ x^T) vec(dA): a row vector is its own vec, transposed
+    assert str(d) == "I ⊗ x^T" and d.order == 3
+    assert_matches_finite_differences(d)
 
 
 # ---------------------------------------------------------------- found by random expressions (depth 4)

@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from oracles import random_values
 
 import matcalc
 from matcalc.ir import variables
-from tests.oracles import random_values
 
 STEP = 1e-6
 
 
 def tensor_by_finite_differences(function, values: dict, name: str) -> np.ndarray:
     """d vec(F) / d vec(X)^T by central differences (column-major vecs), F any expression of the function."""
-    from tests.oracles import evaluate_expr
+    from oracles import evaluate_expr
 
     point = np.array(values[name], dtype=float)
     flat = point.reshape(-1, order="F")

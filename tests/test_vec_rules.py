@@ -1,0 +1,68 @@
+"""Each vec (Kronecker) identity of the tensor reader, on one input, against numbers: vec(t(E)) = J vec(E).
+
+t is the differential of the example, linear in dX; E is a random direction substituted for dX and J the
+matrix the reader gives (d vec(F) / d vec(X)^T). Both sides are evaluated with NumPy, so a wrong identity (a
+swapped Kronecker factor, a missing commutation matrix) shows as different numbers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import matcalc
+from matcalc import ir
+from matcalc.differentiate import VEC_RULES, differential, vec_jacobian
+from matcalc.evaluate import evaluate_numpy
+from matcalc.ir import Differential, Var
+
+# rule name -> (function, variable, declarations): the rule applies at the root of the function's differential
+EXAMPLES = {
+    "vec of the differential": ("X", "X", "X: matrix(m, n)"),
+    "vec of a sum": ("A X + X B", "X", "A: matrix(m, m); X: matrix(m, n); B: matrix(n, n)"),
+    "vec of a product": ("alpha A X B", "X", "A: matrix(p, m); X: matrix(m, n); B: matrix(n, q)"),
+    "vec of a transpose": ("X^T", "X", "X: matrix(m, n)"),
+    "vec of a Hadamard product": ("A .* X", "X", "A, X: matrix(m, n)"),
+    "vec of a quotient": ("X ./ B", "X", "B, X: matrix(m, n)"),
+    "vec of a trace": ("tr(A X)", "X", "A: matrix(n, m); X: matrix(m, n)"),
+    "vec of a sum of entries": ("sum(A .* X)", "X", "A, X: matrix(m, n)"),
+    "vec of diag": ("diag(diag(X))", "X", "X: matrix(n, n)"),
+    "vec of vec": ("vec(A X)", "X", "A: matrix(p, m); X: matrix(m, n)"),
+    "vec of a Kronecker product": ("kron(A, X, B)", "X", "A: matrix(m, n); X: matrix(p, q); B: matrix(n, m)"),
+}
+SIZES = {"m": 2, "n": 3, "p": 4, "q": 5}
+
+
+def test_every_vec_identity_has_an_example():
+    assert set(EXAMPLES) == {rule.name for rule in VEC_RULES}
+
+
+@pytest.mark.parametrize("rule", VEC_RULES, ids=lambda rule: rule.name)
+def test_vec_identity_matches_the_linear_map_numerically(rule):
+    text, name, where = EXAMPLES[rule.name]
+    f = matcalc.parse(text, where=where)
+    variable = ir.variables(f)[name]
+    df = differential(f, variable)
+    used: list[str] = []
+    jacobian = vec_jacobian(df, variable, used)
+    assert rule.name in used, f"{rule.name} is not used on d({text}) = {df}"
+    direction = Var("E", variable.shape)
+    along = ir.substitute(df, {Differential(variable): direction})
+    rng = np.random.default_rng(11)
+    names = {**ir.variables(f), "E": direction}
+    values = {**SIZES}
+    for symbol, var in names.items():
+        values[symbol] = rng.uniform(0.5, 1.5, size=tuple(ir.dim_value(d, SIZES) for d in var.shape))
+    lhs, rhs = evaluate_numpy([ir.vec(along), ir.mul(jacobian, ir.vec(direction))], values, names)
+    np.testing.assert_allclose(np.asarray(lhs, dtype=float), np.asarray(rhs, dtype=float), rtol=1e-12)
+
+
+def test_diag_of_a_vector_has_its_own_vec_identity():
+    f = matcalc.parse("diag(x)", where="x: vector(n)")
+    variable = ir.variables(f)["x"]
+    jacobian = vec_jacobian(differential(f, variable), variable)
+    (value,) = evaluate_numpy([jacobian], {"n": 3}, {})
+    expected = np.zeros((9, 3))
+    for i in range(3):
+        expected[i + 3 * i, i] = 1.0  # vec(diag(x))[i + n i] = x_i
+    np.testing.assert_allclose(value, expected)
