@@ -110,7 +110,11 @@ CONTRACTION_RULES: tuple[tuple[str, str], ...] = (
 
 def _rename(factor: Factor, mapping: dict[Index, Index | None]) -> Factor:
     if isinstance(factor, Delta):
+        if factor.a not in mapping and factor.b not in mapping:
+            return factor
         return Delta(_mapped(factor.a, mapping), _mapped(factor.b, mapping))
+    if factor.row not in mapping and factor.col not in mapping:
+        return factor
     row = None if factor.row is None else mapping.get(factor.row, factor.row)
     col = None if factor.col is None else mapping.get(factor.col, factor.col)
     return Entry(factor.expr, row, col)
@@ -204,7 +208,7 @@ def _contract(term: Term) -> Term:
         gone, kept = (delta.a, delta.b) if delta.a in summed else (delta.b, delta.a)
         del summed[gone]
         factors = [_rename(f, {gone: kept}) for f in factors]
-    held = {i for f in factors for i in _indices_of(f)}
+    held = {i for f in factors for i in _indices_of(f)} if summed else set()
     for index in [s for s in summed if s not in held]:
         coefficient = _times_constant(coefficient, scalars, ir.size(summed.pop(index)))
     kept_factors: list[Factor] = []
