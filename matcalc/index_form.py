@@ -5,7 +5,11 @@ Kronecker deltas and entries of constant matrices (∂(A X B)_ij / ∂X_kl = A_i
 each node of dF that holds dX gets a *template*, its index form in terms of placeholders for its own row and
 column indices, built from its children's templates by one rule of INDEX_RULES (no recursion over the depth of
 dF: ir.postorder). The root's template, with the output's indices i, j and the variable's k, l, is then
-simplified term by term by the rules of CONTRACTION_RULES.
+simplified term by term by the rules of CONTRACTION_RULES. Nothing is combined across terms.
+
+A term prints as its coefficient, Σ over what stays summed, its constant 1 x 1 factors, then its deltas and
+entries ordered by the first output index they hold (i before j before none; a δ before an entry; else as they
+occur): ∂(X X)_ij / ∂X_kl = δ_ik X_lj + X_ik δ_jl.
 
 Indices: the output's are i, j and the variable's k, l; an axis of size 1 has no index, so a vector has one
 and a scalar none. Summed indices are p, q, r, ... with an explicit Σ when a sum cannot be contracted.
@@ -586,13 +590,14 @@ def _ordered(term: Term, output: tuple[str | None, str | None], taken: set[str])
     numbers = [s for s, _ in term.summed]
     read = [i for f in factors for i in _indices_of(f) if i in numbers]
     order = list(dict.fromkeys([*read, *numbers]))
-    mapping: dict[Index, Index | None] = dict(zip(order, _summed_names(len(order), taken), strict=True))
+    names: dict[Index, str] = dict(zip(order, _summed_names(len(order), taken), strict=True))
+    mapping: dict[Index, Index | None] = dict(names)
     dims = dict(term.summed)
     coefficient, scalars = term.coefficient, []
     for scalar in term.scalars:  # as the printer will show them: s^(2 - 1) is s
         coefficient = _times_constant(coefficient, scalars, simplify(scalar))
     return Term(coefficient, tuple(scalars), tuple(_rename(f, mapping) for f in factors),
-                tuple((mapping[s], dims[s]) for s in order))  # type: ignore[misc]
+                tuple((names[s], dims[s]) for s in order))
 
 
 def _summed_names(n: int, taken: set[str]) -> list[str]:
