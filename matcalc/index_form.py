@@ -1,0 +1,633 @@
+"""The index form of a derivative: ∂F_ij / ∂X_kl, read entry by entry from the differential dF.
+
+dF is linear in dX, so each entry of dF is a sum over entries of dX: the index form writes that sum with
+Kronecker deltas and entries of constant matrices (∂(A X B)_ij / ∂X_kl = A_ik B_lj). It is read bottom-up:
+each node of dF that holds dX gets a *template*, its index form in terms of placeholders for its own row and
+column indices, built from its children's templates by one rule of INDEX_RULES (no recursion over the depth of
+dF: ir.postorder). The root's template, with the output's indices i, j and the variable's k, l, is then
+simplified term by term by the rules of CONTRACTION_RULES. Nothing is combined across terms.
+
+A term prints as its coefficient, Σ over what stays summed, its constant 1 x 1 factors, then its deltas and
+entries ordered by the first output index they hold (i before j before none; a δ before an entry; else as they
+occur): ∂(X X)_ij / ∂X_kl = δ_ik X_lj + X_ik δ_jl.
+
+Indices: the output's are i, j and the variable's k, l; an axis of size 1 has no index, so a vector has one
+and a scalar none. Summed indices are p, q, r, ... with an explicit Σ when a sum cannot be contracted.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from fractions import Fraction
+from itertools import count
+
+from . import ir
+from .errors import UnsupportedError
+from .ir import (
+    Add,
+    Differential,
+    Dim,
+    ElemDiv,
+    Expr,
+    Fill,
+    Func,
+    Hadamard,
+    Identity,
+    MatMul,
+    Num,
+    Transpose,
+    Var,
+)
+from .printing import latex_name, number_text, to_latex, to_text
+from .simplify import simplify
+
+# An index: a name (i, j, k, l, a summed index once named, or a node's placeholder) or, while the form is built,
+# a summed index as a number (fresh numbers never clash, whatever the names used around them).
+Index = str | int
+ROW, COL = "<row>", "<col>"  # a template's own row and column indices, replaced when its parent uses it
+
+
+@dataclass(frozen=True)
+class Delta:
+    """δ_ab: 1 where the two indices are equal, else 0."""
+
+    a: Index
+    b: Index
+
+
+@dataclass(frozen=True)
+class Entry:
+    """The entry (row, col) of a constant matrix; None for an axis of size 1 (a vector's entry has one index)."""
+
+    expr: Expr
+    row: Index | None
+    col: Index | None
+
+
+Factor = Delta | Entry
+
+
+@dataclass(frozen=True)
+class Term:
+    """coefficient · scalars · Σ over `summed` of the product of `factors`. `summed` pairs each summed index with
+    the dimension it runs over."""
+
+    coefficient: Fraction
+    scalars: tuple[Expr, ...] = ()
+    factors: tuple[Factor, ...] = ()
+    summed: tuple[tuple[Index, Dim], ...] = ()
+
+
+# ---------------------------------------------------------------- the rules, as data
+
+# The template of each kind of node that holds dX, from its children's; N is the child holding dX. Applied by
+# `_rule_for` (first match) in `index_form`.
+INDEX_RULES: tuple[tuple[str, str], ...] = (
+    ("differential", "∂(dX)_ij -> δ_ik δ_jl (an axis of size 1 has no index, and no δ)"),
+    ("sum", "∂(N1 + N2)_ij -> ∂N1_ij + ∂N2_ij"),
+    ("product", "∂(c s L N R)_ij -> c s Σ_pq L_ip ∂N_pq R_qj (p = i without L, q = j without R)"),
+    ("scalar product", "∂(c s N C)_ij -> c s ∂N C_ij (N a 1 x 1 factor holding dX)"),
+    ("transpose", "∂(N^T)_ij -> ∂N_ji"),
+    ("hadamard", "∂(A .* N)_ij -> A_ij ∂N_ij"),
+    ("quotient", "∂(N ./ B)_ij -> (1 ./ B)_ij ∂N_ij"),
+    ("trace", "∂tr(N) -> Σ_p ∂N_pp"),
+    ("sum of entries", "∂sum(N) -> Σ_pq ∂N_pq"),
+    ("diag of a vector", "∂diag(v)_ij -> δ_ij ∂v_i"),
+    ("diag of a matrix", "∂diag(M)_i -> ∂M_ii"),
+)
+
+# How each term is simplified, in this order, until none applies (`_simplify_term`).
+CONTRACTION_RULES: tuple[tuple[str, str], ...] = (
+    ("contract", "Σ_p δ_pa E(p) -> E(a)"),
+    ("delta of one index", "δ_aa -> 1 (a free), Σ_p δ_pp -> n"),
+    ("idempotent delta", "δ_ab δ_ab -> δ_ab"),
+    ("empty sum", "Σ_p E -> n E (p not in E)"),
+    ("constant entry", "I_ab -> δ_ab, (A^T)_ab -> A_ba, (c 1)_ab -> c, (s A)_ab -> s A_ab, (1 x 1 A) -> A"),
+    ("merge", "Σ_p A_ap B_pb -> (A B)_ab, Σ_p A_pa B_pb -> (A^T B)_ab, Σ_p A_ap B_bp -> (A B^T)_ab"),
+    ("trace of an entry", "Σ_p A_pp -> tr(A)"),
+)
+
+# ---------------------------------------------------------------- terms: substitution, entries, contraction
+
+
+def _rename(factor: Factor, mapping: dict[Index, Index | None]) -> Factor:
+    if isinstance(factor, Delta):
+        if factor.a not in mapping and factor.b not in mapping:
+            return factor
+        return Delta(_mapped(factor.a, mapping), _mapped(factor.b, mapping))
+    if factor.row not in mapping and factor.col not in mapping:
+        return factor
+    row = None if factor.row is None else mapping.get(factor.row, factor.row)
+    col = None if factor.col is None else mapping.get(factor.col, factor.col)
+    return Entry(factor.expr, row, col)
+
+
+def _mapped(index: Index, mapping: dict[Index, Index | None]) -> Index:
+    new = mapping.get(index, index)
+    if new is None:  # a δ's index maps to an axis of size 1 only through a bug in a rule
+        raise AssertionError(f"index {index!r} of a δ has no axis")
+    return new
+
+
+def _substitute(term: Term, mapping: dict[Index, Index | None]) -> Term:
+    return replace(term, factors=tuple(_rename(f, mapping) for f in term.factors),
+                   summed=tuple((mapping.get(s, s), d) for s, d in term.summed))
+
+
+def _entries(expr: Expr, row: Index | None, col: Index | None) -> tuple[Fraction, list[Expr], list[Factor]]:
+    """The factors of the entry (row, col) of a constant: (coefficient, scalars, deltas and entries).
+
+    Normalised so that terms stay small and print plainly: I_ab is δ_ab, (A^T)_ab is A_ba, a fill's entry is a
+    number, a product's coefficient and 1 x 1 factors come out, and a 1 x 1 matrix is a scalar factor.
+    """
+    coefficient, scalars, chain = ir.split_product(simplify(expr))  # X inv(X) is I, so a δ
+    scalars = list(scalars)
+    if coefficient == 0:
+        return Fraction(0), [], []
+    if not chain:
+        return coefficient, scalars, []
+    cuts = [n + 1 for n, f in enumerate(chain[:-1]) if f.shape[1] == 1]
+    if cuts:  # an outer product's entry is a product of entries: (u v^T)_ab = u_a v_b, with no sum
+        factors: list[Factor] = []
+        for n, (start, stop) in enumerate(zip([0, *cuts], [*cuts, len(chain)], strict=True)):
+            c, s, f = _entries(ir.mul(*chain[start:stop]), row if n == 0 else None, col if stop == len(chain) else None)
+            coefficient *= c
+            scalars.extend(s)
+            factors.extend(f)
+        return coefficient, scalars, factors
+    expr = chain[0] if len(chain) == 1 else ir.mul(*chain)
+    while isinstance(expr, Transpose):
+        expr, row, col = expr.arg, col, row
+    if isinstance(expr, Fill):
+        return coefficient * expr.value, scalars, []
+    if isinstance(expr, Identity):
+        return coefficient, scalars, [Delta(row, col)] if row is not None and col is not None else []
+    if row is None and col is None:
+        return coefficient, [*scalars, expr], []
+    return coefficient, scalars, [Entry(expr, row, col)]
+
+
+def _with(term: Term, coefficient: Fraction = Fraction(1), scalars: list[Expr] | tuple[Expr, ...] = (),
+          before: list[Factor] | tuple[Factor, ...] = (), after: list[Factor] | tuple[Factor, ...] = (),
+          summed: list[tuple[Index, Dim]] | tuple[tuple[Index, Dim], ...] = ()) -> Term:
+    """term times constants: factors placed before and after its own (the order they occur in)."""
+    return Term(term.coefficient * coefficient, (*scalars, *term.scalars), (*before, *term.factors, *after),
+                (*summed, *term.summed))
+
+
+def _indices_of(factor: Factor) -> tuple[Index, ...]:
+    if isinstance(factor, Delta):
+        return (factor.a, factor.b)
+    return tuple(i for i in (factor.row, factor.col) if i is not None)
+
+
+def _times_constant(coefficient: Fraction, scalars: list[Expr], e: Expr) -> Fraction:
+    """Multiply in a constant scalar: a number into the coefficient, anything else into the scalars."""
+    if isinstance(e, Num):
+        return coefficient * e.value
+    scalars.append(e)
+    return coefficient
+
+
+def _contract(term: Term) -> Term:
+    """Contract every δ that holds a summed index, drop δ_aa, and turn a sum over an index nothing holds into
+    the size of its dimension (rules "contract" to "empty sum")."""
+    summed = dict(term.summed)
+    factors = list(term.factors)
+    scalars = list(term.scalars)
+    coefficient = term.coefficient
+    while True:
+        found = next((n for n, f in enumerate(factors) if isinstance(f, Delta)
+                      and (f.a in summed or f.b in summed or f.a == f.b)), None)
+        if found is None:
+            break
+        delta = factors.pop(found)
+        assert isinstance(delta, Delta)
+        if delta.a == delta.b:
+            if delta.a in summed:  # Σ_p δ_pp = n
+                coefficient = _times_constant(coefficient, scalars, ir.size(summed.pop(delta.a)))
+            continue
+        gone, kept = (delta.a, delta.b) if delta.a in summed else (delta.b, delta.a)
+        del summed[gone]
+        factors = [_rename(f, {gone: kept}) for f in factors]
+    held = {i for f in factors for i in _indices_of(f)} if summed else set()
+    for index in [s for s in summed if s not in held]:
+        coefficient = _times_constant(coefficient, scalars, ir.size(summed.pop(index)))
+    kept_factors: list[Factor] = []
+    for f in factors:  # δ_ab δ_ab = δ_ab (diag(diag(X)) writes one twice)
+        if isinstance(f, Delta) and any(isinstance(g, Delta) and {g.a, g.b} == {f.a, f.b} for g in kept_factors):
+            continue
+        kept_factors.append(f)
+    return Term(coefficient, tuple(scalars), tuple(kept_factors), tuple(summed.items()))
+
+
+def _merge_once(term: Term) -> Term | None:
+    """One summed index held by exactly two entry slots (and no δ) folded into a product or a trace, or None."""
+    for index, _ in term.summed:
+        places = [(n, slot) for n, f in enumerate(term.factors) for slot, i in enumerate(_slots(f)) if i == index]
+        if len(places) != 2 or any(isinstance(term.factors[n], Delta) for n, _ in places):
+            continue
+        (n1, slot1), (n2, slot2) = places
+        first, second = term.factors[n1], term.factors[n2]
+        assert isinstance(first, Entry) and isinstance(second, Entry)
+        if n1 == n2:  # Σ_p A_pp = tr(A)
+            coefficient, scalars, factors = Fraction(1), [simplify(ir.func("tr", first.expr))], []
+        else:
+            if (slot1, slot2) == (0, 1):  # Σ_p A_pa B_bp = (B A)_ba: no transpose needed
+                first, second, slot1, slot2 = second, first, 1, 0
+            # Σ_p A_ap B_pb = (A B)_ab, reading a transposed factor where p is its row (A) or column (B)
+            left = first.expr if slot1 == 1 else ir.transpose(first.expr)
+            row = first.row if slot1 == 1 else first.col
+            right = second.expr if slot2 == 0 else ir.transpose(second.expr)
+            col = second.col if slot2 == 0 else second.row
+            coefficient, scalars, factors = _entries(simplify(ir.mul(left, right)), row, col)
+        rest = [f for n, f in enumerate(term.factors) if n not in (n1, n2)]
+        at = sum(1 for n in range(n1) if n != n2)
+        return Term(term.coefficient * coefficient, (*term.scalars, *scalars), (*rest[:at], *factors, *rest[at:]),
+                    tuple((s, d) for s, d in term.summed if s != index))
+    return None
+
+
+def _slots(factor: Factor) -> tuple[Index | None, ...]:
+    """An entry's (row, col); a δ's indices are not slots an entry can be merged through."""
+    return (factor.row, factor.col) if isinstance(factor, Entry) else ()
+
+
+def _simplify_term(term: Term) -> Term:
+    """Contract and merge until nothing changes: a merge may write a δ (A inv(A) = I) to contract."""
+    term = _contract(term)
+    while (merged := _merge_once(term)) is not None:
+        term = _contract(merged)
+    return term
+
+
+# ---------------------------------------------------------------- templates, node by node
+
+
+class _Templates:
+    """The templates of the nodes of dF read so far, and a source of fresh summed indices."""
+
+    def __init__(self, variable: Var) -> None:
+        self.variable = variable
+        self.templates: dict[int, list[Term]] = {}
+        self._numbers: Iterator[int] = count()
+
+    def fresh(self, dim: Dim) -> int | None:
+        """A new summed index over `dim`, or None for an axis of size 1."""
+        return None if dim == 1 else next(self._numbers)
+
+    def of(self, child: Expr, row: Index | None, col: Index | None) -> list[Term]:
+        """The child's terms with its own indices set to (row, col) and its summed indices made fresh: a template
+        used twice (a shared node, or tr's two slots) never clashes with itself."""
+        terms: list[Term] = []
+        for term in self.templates[id(child)]:
+            mapping: dict[Index, Index | None] = {ROW: row, COL: col}
+            for index, dim in term.summed:
+                mapping[index] = self.fresh(dim)
+            terms.append(_substitute(term, mapping))
+        return terms
+
+
+def _own(node: Expr) -> tuple[Index | None, Index | None]:
+    """A node's placeholders: none for an axis of size 1."""
+    rows, cols = node.shape
+    return (None if rows == 1 else ROW), (None if cols == 1 else COL)
+
+
+def _holding(node: Expr, children: tuple[Expr, ...]) -> int:
+    """The position of the one child holding dX; dF is linear in dX, so there is exactly one."""
+    positions = [n for n, c in enumerate(children) if ir.contains_differential(c)]
+    if len(positions) != 1:
+        raise UnsupportedError(f"no index form for {to_text(node)}: it is not linear in the differential")
+    return positions[0]
+
+
+def _differential(node: Differential, t: _Templates) -> list[Term]:
+    if node.var is not t.variable:
+        raise UnsupportedError(f"no index form for d{node.var.name}: the variable is {t.variable.name}")
+    row, col = _own(node)
+    pairs = zip((row, col), _variable_indices(node.var.shape), strict=True)
+    return [Term(Fraction(1), (), tuple(Delta(a, b) for a, b in pairs if a is not None and b is not None))]
+
+
+def _sum(node: Add, t: _Templates) -> list[Term]:
+    row, col = _own(node)
+    terms: list[Term] = []
+    for child in node.terms:
+        if ir.contains_differential(child):
+            terms.extend(t.of(child, row, col))
+        elif not ir.is_zero(child):
+            raise UnsupportedError(f"no index form for {to_text(node)}: it is not linear in the differential")
+    return terms
+
+
+def _product(node: MatMul, t: _Templates) -> list[Term]:
+    row, col = _own(node)
+    held = node.factors[_holding(node, node.factors)]
+    coefficient, scalars, chain = Fraction(1), [], []
+    for factor in node.factors:  # the 1 x 1 factors commute: only the chain's order matters
+        if factor is held and held.is_scalar:
+            continue
+        if factor.is_scalar:
+            coefficient = _times_constant(coefficient, scalars, factor)
+        else:
+            chain.append(factor)
+    if held.is_scalar:  # s C: ∂s C_ij
+        after = _entries(ir.mul(*chain), row, col) if chain else (Fraction(1), [], [])
+        return [_with(term, coefficient * after[0], [*scalars, *after[1]], (), after[2])
+                for term in t.of(held, None, None)]
+    position = chain.index(held)
+    left, right = chain[:position], chain[position + 1:]
+    p = t.fresh(held.shape[0]) if left else row
+    q = t.fresh(held.shape[1]) if right else col
+    before = _entries(ir.mul(*left), row, p) if left else (Fraction(1), [], [])
+    after = _entries(ir.mul(*right), q, col) if right else (Fraction(1), [], [])
+    summed = [(index, dim) for index, dim, own in ((p, held.shape[0], left), (q, held.shape[1], right))
+              if own and index is not None]
+    return [_with(term, coefficient * before[0] * after[0], [*scalars, *before[1], *after[1]], before[2], after[2],
+                  summed) for term in t.of(held, p, q)]
+
+
+def _transpose(node: Transpose, t: _Templates) -> list[Term]:
+    row, col = _own(node)
+    return t.of(node.arg, col, row)
+
+
+def _hadamard(node: Hadamard, t: _Templates) -> list[Term]:
+    row, col = _own(node)
+    position = _holding(node, node.factors)
+    coefficient, scalars, before, after = Fraction(1), [], [], []
+    for n, factor in enumerate(node.factors):
+        if n == position:
+            continue
+        c, s, f = _entries(factor, None, None) if factor.is_scalar else _entries(factor, row, col)
+        coefficient *= c
+        scalars.extend(s)
+        (before if n < position else after).extend(f)
+    return [_with(term, coefficient, scalars, before, after) for term in t.of(node.factors[position], row, col)]
+
+
+def _quotient(node: ElemDiv, t: _Templates) -> list[Term]:
+    if _holding(node, node.children) != 0:
+        raise UnsupportedError(f"no index form for {to_text(node)}: it is not linear in the differential")
+    row, col = _own(node)
+    # the entry of the expression 1 ./ B, printed as such: (1 ./ B)_ij
+    coefficient, scalars, factors = _entries(ir.elem_div(ir.ones(node.denominator.shape), node.denominator), row, col)
+    return [_with(term, coefficient, scalars, factors) for term in t.of(node.numerator, row, col)]
+
+
+def _trace(node: Func, t: _Templates) -> list[Term]:
+    p = t.fresh(node.arg.shape[0])
+    return [_with(term, summed=[(p, node.arg.shape[0])] if p is not None else [])
+            for term in t.of(node.arg, p, p)]
+
+
+def _sum_of_entries(node: Func, t: _Templates) -> list[Term]:
+    rows, cols = node.arg.shape
+    p, q = t.fresh(rows), t.fresh(cols)
+    summed = [(index, dim) for index, dim in ((p, rows), (q, cols)) if index is not None]
+    return [_with(term, summed=summed) for term in t.of(node.arg, p, q)]
+
+
+def _diag_of_vector(node: Func, t: _Templates) -> list[Term]:
+    row, col = _own(node)
+    if row is None or col is None:  # diag of a scalar is itself
+        return t.of(node.arg, None, None)
+    on_axis = (row, None) if node.arg.shape[1] == 1 else (None, row)
+    return [_with(term, before=[Delta(row, col)]) for term in t.of(node.arg, *on_axis)]
+
+
+def _diag_of_matrix(node: Func, t: _Templates) -> list[Term]:
+    row, _ = _own(node)
+    return t.of(node.arg, row, row)
+
+
+def _unsupported(node: Expr, t: _Templates) -> list[Term]:
+    what = f"{node.name}(...)" if isinstance(node, Func) else type(node).__name__
+    raise UnsupportedError(f"no index form for {what} of the differential yet")
+
+
+def _is_func(*names: str) -> Callable[[Expr], bool]:
+    return lambda e: isinstance(e, Func) and e.name in names
+
+
+_RULES: tuple[tuple[str, Callable[[Expr], bool], Callable[..., list[Term]]], ...] = (
+    ("differential", lambda e: isinstance(e, Differential), _differential),
+    ("sum", lambda e: isinstance(e, Add), _sum),
+    ("product", lambda e: isinstance(e, MatMul), _product),  # "scalar product" too: N is then 1 x 1
+    ("transpose", lambda e: isinstance(e, Transpose), _transpose),
+    ("hadamard", lambda e: isinstance(e, Hadamard), _hadamard),
+    ("quotient", lambda e: isinstance(e, ElemDiv), _quotient),
+    ("trace", _is_func("tr"), _trace),
+    ("sum of entries", _is_func("sum"), _sum_of_entries),
+    ("diag of a vector", lambda e: _is_func("diag")(e) and (ir.is_vector_shape(e.arg.shape) or e.is_scalar),
+     _diag_of_vector),
+    ("diag of a matrix", _is_func("diag"), _diag_of_matrix),
+)
+
+
+def _rule_for(node: Expr) -> Callable[..., list[Term]]:
+    return next((build for _, applies, build in _RULES if applies(node)), _unsupported)
+
+
+# ---------------------------------------------------------------- the result
+
+
+def _output_indices(shape: ir.Shape) -> tuple[str | None, str | None]:
+    return _names(shape, "i", "j")
+
+
+def _variable_indices(shape: ir.Shape) -> tuple[str | None, str | None]:
+    return _names(shape, "k", "l")
+
+
+def _names(shape: ir.Shape, first: str, second: str) -> tuple[str | None, str | None]:
+    """The first axis of size other than 1 gets `first`, a second one `second`: a vector's one index is i (or k)."""
+    rows, cols = shape
+    if rows == 1:
+        return None, (None if cols == 1 else first)
+    return first, (None if cols == 1 else second)
+
+
+SUMMED_NAMES = "pqrstuvwabcdefgh"
+_NAME = re.compile(r"[A-Za-z_]\w*\Z")
+
+
+def _is_call(text: str) -> bool:
+    """name(...), the parenthesis opened after the name closing at the very end: inv(X), not tr(A) + tr(B)."""
+    match = re.match(r"[A-Za-z_]\w*\(", text)
+    if not match or not text.endswith(")"):
+        return False
+    depth = 0
+    for position in range(match.end() - 1, len(text)):
+        depth += {"(": 1, ")": -1}.get(text[position], 0)
+        if depth == 0:
+            return position == len(text) - 1
+    return False
+
+
+def _label_text(e: Expr | str) -> str:
+    """A matrix's name before its indices: bare for a name or a call, else in parentheses."""
+    text = e if isinstance(e, str) else to_text(e)
+    return text if _NAME.match(text) or _is_call(text) else f"({text})"
+
+
+def _label_latex(e: Expr | str) -> str:
+    """A matrix's name before its indices in LaTeX: bare for a single symbol, else in parentheses."""
+    if isinstance(e, str):
+        if _NAME.match(e):
+            e = Var(e, ir.SCALAR)
+        else:
+            return rf"\left({e}\right)"
+    if isinstance(e, Var):
+        symbol = latex_name(e.name)
+        return f"{{{symbol}}}" if "_" in symbol else symbol  # x_{1} takes its indices as {x_{1}}_{ij}
+    return rf"\left({to_latex(e)}\right)"
+
+
+def _scalar_text(e: Expr) -> str:
+    """A constant 1 x 1 factor as itself (det(X)), in parentheses when it is a sum or a product (x^T y)."""
+    return to_text(e) if isinstance(e, Var | Func | ir.Size | ir.Power) else f"({to_text(e)})"
+
+
+def _scalar_latex(e: Expr) -> str:
+    return to_latex(e) if isinstance(e, Var | Func | ir.Size | ir.Power) else rf"\left({to_latex(e)}\right)"
+
+
+def _subscript(indices: tuple[Index | None, ...]) -> str:
+    names = [str(i) for i in indices if i is not None]
+    return ("," if any(len(n) > 1 for n in names) else "").join(names)
+
+
+@dataclass(frozen=True)
+class IndexForm:
+    """∂F_ij / ∂X_kl = Σ of `terms`. `output_indices` and `variable_indices` name F's and X's axes (None for an
+    axis of size 1); each term's summed indices carry the dimension they run over."""
+
+    output_text: str
+    output_latex: str
+    output_shape: ir.Shape
+    variable: Var
+    output_indices: tuple[str | None, str | None]
+    variable_indices: tuple[str | None, str | None]
+    terms: tuple[Term, ...]
+
+    def _left(self, latex: bool) -> tuple[str, str]:
+        out, var = _subscript(self.output_indices), _subscript(self.variable_indices)
+        if latex:
+            name = _label_latex(self.variable)
+            return (self.output_latex + (f"_{{{out}}}" if out else ""),
+                    name + (f"_{{{var}}}" if var else ""))
+        return self.output_text + (f"_{out}" if out else ""), self.variable.name + (f"_{var}" if var else "")
+
+    def text(self) -> str:
+        output, variable = self._left(latex=False)
+        return f"∂{output} / ∂{variable} = {self._right(latex=False)}"
+
+    def latex(self) -> str:
+        output, variable = self._left(latex=True)
+        return rf"\frac{{\partial {output}}}{{\partial {variable}}} = {self._right(latex=True)}"
+
+    def _right(self, latex: bool) -> str:
+        if not self.terms:
+            return "0"
+        out = ""
+        for n, term in enumerate(self.terms):
+            body = _term_latex(term) if latex else _term_text(term)
+            if n == 0:
+                out = f"-{body}" if term.coefficient < 0 else body
+            else:
+                out += f" - {body}" if term.coefficient < 0 else f" + {body}"
+        return out
+
+
+def _term_text(term: Term) -> str:
+    """The term without its sign."""
+    pieces: list[str] = []
+    magnitude = abs(term.coefficient)
+    if magnitude != 1:
+        pieces.append(number_text(magnitude))
+    if term.summed:
+        pieces.append("Σ_" + _subscript(tuple(s for s, _ in term.summed)))
+    pieces.extend(_scalar_text(s) for s in term.scalars)
+    for f in term.factors:
+        if isinstance(f, Delta):
+            pieces.append(f"δ_{_subscript((f.a, f.b))}")
+        else:
+            pieces.append(f"{_label_text(f.expr)}_{_subscript((f.row, f.col))}")
+    return " ".join(pieces) or "1"
+
+
+def _term_latex(term: Term) -> str:
+    pieces: list[str] = []
+    magnitude = abs(term.coefficient)
+    if magnitude != 1:
+        pieces.append(to_latex(Num(magnitude)))
+    if term.summed:
+        pieces.append(rf"\sum_{{{_subscript(tuple(s for s, _ in term.summed))}}}")
+    pieces.extend(_scalar_latex(s) for s in term.scalars)
+    for f in term.factors:
+        if isinstance(f, Delta):
+            pieces.append(rf"\delta_{{{_subscript((f.a, f.b))}}}")
+        else:
+            pieces.append(f"{_label_latex(f.expr)}_{{{_subscript((f.row, f.col))}}}")
+    return " ".join(pieces) or "1"
+
+
+def _ordered(term: Term, output: tuple[str | None, str | None], taken: set[str]) -> Term:
+    """Factors by the first output index they hold (i, then j, then none), a δ before an entry, else in the order
+    they occur; summed indices named p, q, r, ... in the order they are then read."""
+    rank = {name: n for n, name in enumerate(i for i in output if i is not None)}
+
+    def key(item: tuple[int, Factor]) -> tuple[int, int, int]:
+        n, f = item
+        first = min((rank[i] for i in _indices_of(f) if i in rank), default=len(rank))
+        return first, 0 if isinstance(f, Delta) else 1, n
+
+    factors = [f for _, f in sorted(enumerate(term.factors), key=key)]
+    numbers = [s for s, _ in term.summed]
+    read = [i for f in factors for i in _indices_of(f) if i in numbers]
+    order = list(dict.fromkeys([*read, *numbers]))
+    names: dict[Index, str] = dict(zip(order, _summed_names(len(order), taken), strict=True))
+    mapping: dict[Index, Index | None] = dict(names)
+    dims = dict(term.summed)
+    coefficient, scalars = term.coefficient, []
+    for scalar in term.scalars:  # as the printer will show them: s^(2 - 1) is s
+        coefficient = _times_constant(coefficient, scalars, simplify(scalar))
+    return Term(coefficient, tuple(scalars), tuple(_rename(f, mapping) for f in factors),
+                tuple((names[s], dims[s]) for s in order))
+
+
+def _summed_names(n: int, taken: set[str]) -> list[str]:
+    names = [c for c in SUMMED_NAMES if c not in taken]
+    k = 1
+    while len(names) < n:  # past the letters: p1, q1, ...
+        names.extend(f"{c}{k}" for c in SUMMED_NAMES[:8] if f"{c}{k}" not in taken)
+        k += 1
+    return names[:n]
+
+
+def index_form(df: Expr, variable: Var, output: Expr | str) -> IndexForm:
+    """The index form ∂F_ij / ∂X_kl of the derivative whose differential is `df` (linear in d`variable`).
+
+    `output` labels F on the left-hand side: the function's expression, or a name. Raises UnsupportedError for
+    what has no index form yet (vec, the Kronecker product) or a df that is not linear in the differential.
+    """
+    t = _Templates(variable)
+    out_indices = _output_indices(df.shape)  # (row, col) of F: None for an axis of size 1
+    root: list[Term] = []
+    if ir.contains_differential(df):
+        # children first, and only the nodes holding dX: a constant has no template
+        for node in ir.postorder(df, lambda n: [c for c in n.children if ir.contains_differential(c)]):
+            terms = _rule_for(node)(node, t)
+            t.templates[id(node)] = [c for c in map(_contract, terms) if c.coefficient != 0]
+        root = [_simplify_term(term) for term in t.of(df, *out_indices)]
+    elif not ir.is_zero(df):
+        raise UnsupportedError(f"no index form for {to_text(df)}: it does not hold the differential")
+    # summed names never read as a free index or a variable of the expressions printed
+    taken = {"i", "j", "k", "l", *ir.variables(df), *(ir.variables(output) if isinstance(output, Expr) else [output])}
+    terms = tuple(_ordered(term, out_indices, taken) for term in root if term.coefficient != 0)
+    return IndexForm(_label_text(output), _label_latex(output), df.shape, variable, out_indices,
+                     _variable_indices(variable.shape), terms)
