@@ -45,7 +45,7 @@ def test_latex_output():
 
 @pytest.mark.parametrize("args", [
     ("diff", "x^T A )", "x"), ("diff", "x y", "x"), ("diff", "log(det(x))", "x"), ("diff", "expp(x)", "x"),
-    ("diff", "x^T A x", "x", "--where", "A: banana"), ("diff", "X", "X"), ("diff", "x", "2x"),
+    ("diff", "x^T A x", "x", "--where", "A: banana"), ("diff", "x", "x", "--hessian"), ("diff", "x", "2x"),
     ("check", "a^T x", "x", "a^T ("), ("diff", "(" * 20_000 + "x" + ")" * 20_000, "x"), ("diff", "x\x01", "x"),
 ])
 def test_user_errors_exit_2_with_one_message_and_no_traceback(args):
