@@ -168,6 +168,19 @@ class Derivative:
             return f"{left} = {to_latex(self.expr)}"
         return program_latex(self.definitions, self.body, left)
 
+    def _forms_json(self) -> dict[str, Any]:
+        """The three forms (the held one, index, differential), each as text and LaTeX; an index form that cannot
+        be written (a Kronecker product in the function) is null."""
+        forms: dict[str, Any] = {self.form: {"text": self.text(), "latex": self.latex()}}
+        if sum(1 for _ in ir.walk(self.of)) > MAX_FORMS_SIZE:  # a deep network: the written forms would be huge
+            return {**forms, "index": None, "differential": None}
+        for form in ("index", "differential"):
+            try:
+                forms[form] = {"text": self.text(form=form), "latex": self.latex(form=form)}  # type: ignore[arg-type]
+            except UnsupportedError:
+                forms[form] = None
+        return forms
+
     def __repr__(self) -> str:
         # the result in the input language: the REPL shows Derivative('(A + A^T) x'), not the IR
         return f"{type(self).__name__}({str(self)!r})"
@@ -270,8 +283,7 @@ class Derivative:
             "order": self.order,
             "form": self.form,
             "text": str(self),
-            "differential": self.text(form="differential"),
-            "index": _index_text_or_none(self),
+            "forms": self._forms_json(),
             "definitions": [{"name": name, "text": to_text(e)} for name, e in self.definitions],
             "result": to_text(self.body),
             "latex": self.latex(),
@@ -280,16 +292,14 @@ class Derivative:
         }
 
 
+MAX_FORMS_SIZE = 400  # distinct nodes of the function past which to_json leaves out the index and differential forms
+
+
 def axes_of(shape: ir.Shape) -> Axes:
     """A 2-D shape's axes as a tensor's: a column or row vector has one, a scalar none."""
     return tuple(d for d in shape if d != 1)
 
 
-def _index_text_or_none(d: Derivative) -> str | None:
-    try:
-        return d.text(form="index")
-    except UnsupportedError:
-        return None
 
 
 def _exact_gradient_expr(function: Expr, variable: Var) -> Expr:

@@ -164,8 +164,9 @@ class Dimensions:
         if isinstance(left, DimProd) and isinstance(right, DimProd):
             # Unknowns only, as many on each side: paired in order of appearance, which types vec(X)^T vec(Y)
             # and (A ⊗ B) (C ⊗ D) as meant (X, Y of one shape); a declaration says otherwise when that is wrong.
+            # A named factor may meet an unknown too (a n against c c, from (vector(1)^T ⊗ I) diag(vec(I))).
             if coefficient_a == coefficient_b and len(rest_a) == len(rest_b) \
-                    and all(var.name is None for var in (*rest_a, *rest_b)):
+                    and all(self._pairable(var_a, var_b) for var_a, var_b in zip(rest_a, rest_b, strict=True)):
                 return all(self.unify(var_a, var_b) for var_a, var_b in zip(rest_a, rest_b, strict=True))
             return False
         if not isinstance(left, DimProd) and not isinstance(right, DimProd):
@@ -175,6 +176,11 @@ class Dimensions:
             self.parent[single] = whole
             return True
         return False
+
+    @staticmethod
+    def _pairable(a: DimTerm, b: DimTerm) -> bool:
+        """Whether two factors of products may be paired: one of them is an unnamed unknown."""
+        return any(isinstance(term, DimVar) and term.name is None for term in (a, b))
 
     def unify(self, a: DimTerm, b: DimTerm) -> bool:
         a, b = self.find(a), self.find(b)

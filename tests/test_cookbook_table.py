@@ -48,7 +48,7 @@ def test_result_is_no_longer_than_the_cookbook_form(expr, var, where, cookbook):
 @pytest.mark.parametrize(("expr", "var", "where", "cookbook"), COOKBOOK, ids=IDS)
 def test_result_equals_the_cookbook_form_numerically(expr, var, where, cookbook):
     d = matcalc.diff(expr, var, where=where)
-    book = matcalc.parse(cookbook, where=dict(d.where), shape=d.shape)
+    book = matcalc.parse(cookbook, where=dict(d.where), shape=d.matrix_shape)
     values = random_values([d.function, d.expr, book], seed=3)
     np.testing.assert_allclose(d.evaluate(values), evaluate_expr(book, values, (d.function,)), rtol=1e-10, atol=1e-12)
 

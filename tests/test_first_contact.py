@@ -21,7 +21,7 @@ from matcalc.printing import to_latex
 def assert_printed_derivative_is_right(printed: str, expr: str, wrt: str, where: str | None = None) -> None:
     """`printed` (what the command wrote) is the derivative of `expr`: its values match finite differences."""
     d = matcalc.diff(expr, wrt, where=where)
-    result = matcalc.parse(printed, where=d.where, shape=d.shape)
+    result = matcalc.parse(printed, where=d.where, shape=d.matrix_shape)
     values = random_values([d.function, result, d.variable], seed=1)
     np.testing.assert_allclose(evaluate_expr(result, values, (d.function,)), finite_difference(d, values),
                                rtol=1e-5, atol=1e-7)

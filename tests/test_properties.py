@@ -48,9 +48,8 @@ def _values_at_a_moderate_point(f: Expr, case: Case) -> dict:
 
 
 def _in_scope(error: UnsupportedError) -> bool:
-    """A refusal that is not a documented limit (the Hessian w.r.t. a symmetric matrix): a form the readers
-    cannot write yet."""
-    return "symmetric matrix" not in str(error) and "row vector" not in str(error)
+    """A refusal of a form the readers cannot write yet (not a documented limit of the language)."""
+    return "row vector" not in str(error)
 
 
 def assert_prints_back(d: matcalc.Derivative) -> None:
@@ -88,8 +87,32 @@ def check_every_derivative(case: Case) -> None:
             TALLY["tensor derivatives (3rd/4th order) checked"] += 1
             TALLY["tensor derivatives (3rd/4th order) wrong"] += not right
         assert right, f"d/d{name} of {case} = {d} does not match finite differences"
-        if f.shape == SCALAR:
+        check_derivative_of_derivative(case, d, values)
+        if f.shape == SCALAR and not d.variable.symmetric:  # w.r.t. a symmetric matrix: refused, documented
             check_hessian(case, name, values)
+
+
+def check_derivative_of_derivative(case: Case, d: matcalc.Derivative, values: dict) -> None:
+    """d.diff(y) for the case's first variable y: a tensor with d's axes, then y's, against finite differences of
+    d's own expression (mixed and higher derivatives, any order)."""
+    name = case.variables[0]
+    if d.order + len([n for n in ir_shape(case, name) if n != 1]) > 4 or d.variable.symmetric:
+        return  # beyond the 4th order the finite differences get slow; sym(G) is not d's unconstrained derivative
+    try:
+        second = d.diff(name)
+    except UnsupportedError as error:
+        assert _in_scope(error)
+        return
+    assert_prints_back(second)
+    with np.errstate(all="ignore"):
+        right = close_to_finite_differences(second, values) or settled_by_sympy(second)
+    TALLY["derivatives of derivatives checked"] += 1
+    TALLY["derivatives of derivatives wrong"] += not right
+    assert right, f"d/d{name} of d/d{d.variable.name} of {case} = {second} does not match finite differences"
+
+
+def ir_shape(case: Case, name: str) -> tuple:
+    return matcalc.ir.variables(_typed(case))[name].shape
 
 
 def check_hessian(case: Case, name: str, values: dict) -> None:
@@ -156,7 +179,7 @@ def differs(candidate: Expr, d: matcalc.Derivative, values: dict) -> bool:
     """Whether a candidate, read from its text as check reads it, is another shape or has other values
     (2 x 0, a symmetric S^T and the transpose of matrix(1), which prints as matrix(1), do not)."""
     try:
-        candidate = matcalc.parse(to_text(candidate), where=d.where, shape=d.shape)
+        candidate = matcalc.parse(to_text(candidate), where=d.where, shape=d.matrix_shape)
     except ShapeError:
         return True
     with np.errstate(all="ignore"):

@@ -183,7 +183,9 @@ def test_json_of_a_tensor_derivative_has_its_shape_and_three_forms():
     data = matcalc.diff("W x", "W").to_json()
     assert data["form"] == "vec" and data["shape"] == ["n", "n", "m"]
     assert data["text"] == "x^T ⊗ I"
-    assert data["differential"] == "d(W x) = dW x"
+    assert data["forms"]["differential"]["text"] == "d(W x) = dW x"
+    assert data["forms"]["index"]["text"] == "∂(W x)_i / ∂W_kl = δ_ik x_l"
+    assert data["forms"]["vec"]["latex"].endswith(r"x^\top \otimes I")
 
 
 def test_vec_form_parses_back_to_the_same_expression():
