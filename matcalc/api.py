@@ -425,8 +425,17 @@ def _differentiate(function: Expr, variable: Var, symmetric_gradient: bool = Fal
     used: list[str] = []
     df = differential(function, variable, used)
     steps = [Step("differential", df, tuple(used))]
-    raw = derivative_from_differential(df, variable, function.shape)
-    steps.append(Step("identified", raw, ("identification theorem",)))
+    try:
+        raw = derivative_from_differential(df, variable, function.shape)
+        steps.append(Step("identified", raw, ("identification theorem",)))
+    except UnsupportedError:
+        if not (ir.is_vector_shape(function.shape) and ir.is_column(variable.shape)):
+            raise
+        # a Jacobian the matrix reader cannot write (dx ⊗ x): the vec reader's J, as vec of a vector is the
+        # vector (of a row vector, its transpose: the Jacobian of the transpose, as for every row vector)
+        read: list[str] = []
+        raw = vec_jacobian(df, variable, read)
+        steps.append(Step("identified: vec(dF) = J vec(dX)", raw, tuple(read)))
     if symmetric_gradient:  # sym(G) before simplifying, so that G and G^T meet as like terms
         raw = ir.mul(ir.Num(Fraction(1, 2)), ir.add(raw, ir.transpose(raw)))
         steps.append(Step("symmetric gradient sym(G) = (G + G^T)/2", raw))

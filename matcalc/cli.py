@@ -75,7 +75,8 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
         sub.add_argument("--where", metavar="DECLS", help='declarations, e.g. "A: symmetric; X: matrix(m, n)"')
         sub.add_argument("--layout", choices=["numerator", "denominator"], default="numerator",
                          help="Jacobian layout: numerator m×n (default) or denominator n×m")
-        sub.add_argument("--hessian", action="store_true", help="the Hessian of a scalar w.r.t. a vector")
+        sub.add_argument("--hessian", action="store_true",
+                         help="the Hessian of a scalar w.r.t. a vector or a matrix (of x,y: the block Hessian)")
         sub.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
                          help="time limit of the SymPy proof (default 30): past it the verdict is undecided, exit 4")
         sub.add_argument("-f", "--file", metavar="FILE",
@@ -179,7 +180,7 @@ def _run_rules() -> int:
         print(f"  {elementwise_rule.name:22s} {elementwise_rule.statement}")
     print("vec (Kronecker) identities, read children first (matcalc/differentiate.py):")
     for vec_rule in VEC_RULES:
-        print(f"  {vec_rule.name:22s} {vec_rule.statement}")
+        print(f"  {vec_rule.name:28s} {vec_rule.statement}")
     print("adjoint identities, read in reverse topological order (matcalc/differentiate.py):")
     for adjoint_rule in ADJOINT_RULES:
         print(f"  {adjoint_rule.name:22s} {adjoint_rule.statement}")

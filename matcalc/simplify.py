@@ -850,14 +850,16 @@ def _common_candidates(term: Expr) -> tuple[Expr, ...]:
 # ---------------------------------------------------------------- Kronecker products (Magnus & Neudecker, ch. 2)
 
 
-@rule("transpose of a Kronecker product", "(A ⊗ B)^T -> A^T ⊗ B^T", "(A ⊗ B)^T", on=(Transpose,))
+@rule("transpose of a Kronecker product", "(A ⊗ B)^T -> A^T ⊗ B^T", "(A ⊗ B)^T", where="A, B: matrix(m, n)",
+      on=(Transpose,))
 def _transpose_kron(e: Expr) -> Expr | None:
     if isinstance(e, Transpose) and isinstance(e.arg, Kron):
         return ir.kron(*map(transpose, e.arg.factors))
     return None
 
 
-@rule("inverse of a Kronecker product", "inv(A ⊗ B) -> inv(A) ⊗ inv(B)", "inv(X ⊗ Y)", on=(Func,))
+@rule("inverse of a Kronecker product", "inv(A ⊗ B) -> inv(A) ⊗ inv(B)", "inv(X ⊗ Y)", where="X, Y: matrix(n, n)",
+      on=(Func,))
 def _inverse_kron(e: Expr) -> Expr | None:
     if isinstance(e, Func) and e.name == "inv" and isinstance(e.arg, Kron) \
             and all(f.shape[0] == f.shape[1] for f in e.arg.factors):
@@ -865,7 +867,8 @@ def _inverse_kron(e: Expr) -> Expr | None:
     return None
 
 
-@rule("scalars out of a Kronecker product", "(c A) ⊗ B -> c (A ⊗ B)", "(2 alpha A) ⊗ B", on=(Kron,))
+@rule("scalars out of a Kronecker product", "(c A) ⊗ B -> c (A ⊗ B)", "(2 alpha A) ⊗ B", where="A, B: matrix(m, n)",
+      on=(Kron,))
 def _kron_scalars_out(e: Expr) -> Expr | None:
     if not isinstance(e, Kron) or not any(isinstance(f, MatMul) and f.factors[0].is_scalar for f in e.factors):
         return None
@@ -878,7 +881,7 @@ def _kron_scalars_out(e: Expr) -> Expr | None:
     return mul(*scalars, ir.kron(*bare))
 
 
-@rule("Kronecker product of identities", "I ⊗ I -> I", "A ⊗ I ⊗ I", on=(Kron,))
+@rule("Kronecker product of identities", "I ⊗ I -> I", "A ⊗ I ⊗ I", where="A: matrix(n, n)", on=(Kron,))
 def _kron_identities(e: Expr) -> Expr | None:
     if not isinstance(e, Kron):
         return None
@@ -899,7 +902,8 @@ def _mixed_product(left: Expr, right: Expr) -> list[Expr] | None:
     return [ir.kron(*(mul(a, c) for a, c in pairs))]
 
 
-@rule("mixed product", "(A ⊗ B) (C ⊗ D) -> (A C) ⊗ (B D)", "(A ⊗ B) (C ⊗ D)", on=(MatMul,))
+@rule("mixed product", "(A ⊗ B) (C ⊗ D) -> (A C) ⊗ (B D)", "(A ⊗ B) (C ⊗ D)", where="A, B, C, D: matrix(n, n)",
+      on=(MatMul,))
 def _kron_mixed_product(e: Expr) -> Expr | None:
     return _chain_rewrite(e, _mixed_product)
 
@@ -929,18 +933,20 @@ def _factor_kron(e: Expr, side: int) -> Expr | None:
     return None
 
 
-@rule("common right Kronecker factor", "A ⊗ C + B ⊗ C -> (A + B) ⊗ C", "A ⊗ X + B ⊗ X", on=(Add,))
+@rule("common right Kronecker factor", "A ⊗ C + B ⊗ C -> (A + B) ⊗ C", "A ⊗ X + B ⊗ X", where="A, B, X: matrix(n, n)",
+      on=(Add,))
 def _kron_factor_right(e: Expr) -> Expr | None:
     return _factor_kron(e, -1)
 
 
-@rule("common left Kronecker factor", "A ⊗ B + A ⊗ C -> A ⊗ (B + C)", "I ⊗ A + I ⊗ A^T", on=(Add,))
+@rule("common left Kronecker factor", "A ⊗ B + A ⊗ C -> A ⊗ (B + C)", "I ⊗ A + I ⊗ A^T", where="A: matrix(n, n)",
+      on=(Add,))
 def _kron_factor_left(e: Expr) -> Expr | None:
     return _factor_kron(e, 0)
 
 
 @rule("Kronecker product with a vector", "a^T ⊗ B -> B (a^T ⊗ I);  a ⊗ B -> (a ⊗ I) B",
-      "x^T ⊗ (A + B)", on=(Kron,))
+      "x^T ⊗ (A + B)", where="A, B: matrix(n, n); x: vector(m)", on=(Kron,))
 def _kron_vector_out(e: Expr) -> Expr | None:
     """The matrix factor moves out of a Kronecker product with a vector, so that the linear layer's Jacobian
     x^T ⊗ I stands alone (the chain rule's form: (diag(s) - s s^T) (x^T ⊗ I), not a sum of two Kronecker forms)."""
