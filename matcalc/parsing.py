@@ -30,7 +30,7 @@ MAX_NESTING = 10_000
 KINDS = ("scalar", "vector", "matrix", "symmetric", "dim")
 RESERVED_NAMES = frozenset({"I", "eye"})
 # Called like functions, but not functions.py's (they take two or more arguments): reserved as function names are.
-OPERATOR_NAMES = ("kron", "commutation")
+OPERATOR_NAMES = ("kron", "commutation", "identity")
 
 
 @dataclass(frozen=True)
@@ -88,6 +88,7 @@ _TERMINAL_NAMES = {
     "FILL": "vector(c) or matrix(c)",
     "KRON": "a function",
     "COMMUTATION": "a function",
+    "IDENTITY": "a function",
     "KRON_OP": "'⊗'",
     "SIGN": "'+' or '-'",
     "MUL_OP": "an operator (* / .* ./)",

@@ -270,8 +270,8 @@ def _text(e: Expr) -> list[Piece]:
         return [number_text(e.value)]
     if isinstance(e, Fill):
         return [_fill_text(e, bare=False)]
-    if isinstance(e, Identity):
-        return ["I"]
+    if isinstance(e, Identity):  # of a product size, which no neighbour may tell: explicit
+        return [f"identity({dim_text(e.size)})"] if isinstance(e.size, ir.DimProduct) else ["I"]
     if isinstance(e, Differential):
         return [f"d{e.var.name}" if len(e.var.name) == 1 else f"d({e.var.name})"]
     if isinstance(e, Add):
@@ -392,7 +392,7 @@ def _latex(e: Expr) -> list[Piece]:
             body = rf"{_latex_number(e.value)} \cdot \mathbf{{1}}"
         return [body + r"^\top" if e.shape[0] == 1 else body]
     if isinstance(e, Identity):
-        return ["I"]
+        return [rf"I_{{{_latex_dim(e.size)}}}"] if isinstance(e.size, ir.DimProduct) else ["I"]
     if isinstance(e, Differential):
         return [rf"\mathrm{{d}}{latex_name(e.var.name)}"]
     if isinstance(e, Add):

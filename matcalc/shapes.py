@@ -492,6 +492,13 @@ class Inference:
         size = self.dims.product(rows, cols)
         return Typed("commutation", (size, size), self.source(tree), payload=(rows, cols))
 
+    def visit_sized_identity(self, tree: Tree) -> Visit:
+        """identity(m n): the identity matrix of that size; its argument is a size, as commutation's are."""
+        _, argument = tree.children
+        self._implicit_dimensions(argument)
+        size = self.size_term((yield argument), tree)
+        return Typed("identity", (size, size), self.source(tree))
+
     # ------------------------------------------------------------ operators
     @staticmethod
     def _join(left: Typed, right: Typed, operator: str) -> str:
@@ -614,7 +621,7 @@ class Inference:
                 factors.append(int(value))
             else:
                 what = "a scalar" if node.is_scalar else self.fmt(node)
-                raise ShapeError(f"`{self.source(where)}` takes two sizes (dimension names such as n, rows(X), whole "
+                raise ShapeError(f"`{self.source(where)}` takes sizes (dimension names such as n, rows(X), whole "
                                  f"numbers, or their products such as `m n`), but `{node.text}` is {what}")
         return self.dims.product(*factors)
 

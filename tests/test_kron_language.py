@@ -176,7 +176,7 @@ def test_a_commutation_matrix_times_a_vector_of_another_size_is_a_shape_error():
 
 
 def test_a_vector_as_a_size_of_commutation_is_a_shape_error():
-    with pytest.raises(ShapeError, match=r"`commutation\(x, n\)` takes two sizes .* but `x` is a vector"):
+    with pytest.raises(ShapeError, match=r"`commutation\(x, n\)` takes sizes .* but `x` is a vector"):
         matcalc.parse("commutation(x, n)", "x: vector(m)")
 
 
