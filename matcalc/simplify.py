@@ -905,13 +905,16 @@ def _mixed_product(left: Expr, right: Expr) -> list[Expr] | None:
 @rule("mixed product", "(A ⊗ B) (C ⊗ D) -> (A C) ⊗ (B D)", "(A ⊗ B) (C ⊗ D)", where="A, B, C, D: matrix(n, n)",
       on=(MatMul,))
 def _kron_mixed_product(e: Expr) -> Expr | None:
+    if not isinstance(e, MatMul) or sum(isinstance(f, Kron) for f in e.factors) < 2:
+        return None  # the usual product: no pair to look at
     return _chain_rewrite(e, _mixed_product)
 
 
 def _factor_kron(e: Expr, side: int) -> Expr | None:
     """Terms c_i (A_i ⊗ C) sharing the factor C on one side (side -1: last, 0: first) -> (sum c_i A_i) ⊗ C."""
-    if not isinstance(e, Add):
-        return None
+    if not isinstance(e, Add) or sum(isinstance(t, Kron) or (isinstance(t, MatMul) and isinstance(t.factors[-1], Kron))
+                                     for t in e.terms) < 2:
+        return None  # the usual sum: fewer than two Kronecker terms
     groups: dict[int, list[int]] = {}
     for index, term in enumerate(e.terms):
         chain = _product_parts(term)[2]
