@@ -7,7 +7,7 @@
 SymPy and NumPy are imported only by verify() and evaluate().
 """
 
-from .api import CheckResult, Derivative, Step, check, diff, grad, hessian, parse
+from .api import CheckResult, Derivative, Step, check, codegen, diff, grad, hessian, parse
 from .errors import (
     DeclarationError,
     EvaluationError,
@@ -28,6 +28,7 @@ __all__ = [
     "Step",
     "UnsupportedError",
     "check",
+    "codegen",
     "diff",
     "grad",
     "hessian",

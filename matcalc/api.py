@@ -250,6 +250,34 @@ class Derivative:
         """The kind verify checks against: the Jacobian of the vecs for a tensor held in vec form."""
         return "tensor" if self.form == "vec" and self.kind != "hessian" else self.kind
 
+    def to_code(self, backend: str = "numpy", name: str | None = None) -> str:
+        """The source of a Python function computing this derivative with NumPy, JAX or PyTorch: a keyword
+        parameter per variable, a line per definition and shared subexpression; it returns what `evaluate`
+        returns (a tensor as its n-D array). Only running it needs the backend."""
+        from .pycode import Output, function_source
+        from .pycode import backend as target
+
+        name = name or f"d{_identifier(self._output_name())}_d{self.variable.name}"
+        parameters = _parameters(self.function, self.expr, self.variable)
+        axes = (*self.split_axes[0], *self.split_axes[1]) if self.form == "vec" else None
+        if self.form == "matrix" and self.kind == "hessian" and not self.variable.is_scalar:
+            axes = None
+        docstring = (f"The {self.kind} of {to_text(self.function)} w.r.t. {self.variable.name}:\n\n"
+                     + "\n".join("    " + line for line in str(self).split("\n"))
+                     + "\n\n" + _shapes_doc(parameters, self.shape if axes else axes_of(self.body.shape)))
+        return function_source(name, docstring, parameters, self.definitions, [Output(self.body, axes)],
+                               target(backend))
+
+    def compile(self, backend: str = "numpy") -> Callable[..., Any]:
+        """The function of `to_code(backend)`, ready to call: f(X=..., y=...)."""
+        from .pycode import compile_source
+
+        name = f"d{_identifier(self._output_name())}_d{self.variable.name}"
+        return compile_source(self.to_code(backend, name), name)
+
+    def _output_name(self) -> str:
+        return self.program[-1][0] if self.program else "f"
+
     def diff(self, wrt: str) -> Derivative:
         """This derivative differentiated again w.r.t. `wrt` (a mixed or higher derivative): a tensor with this one's
         axes, then wrt's. Held as a matrix while it has two axes or fewer, else in vec form."""
@@ -290,6 +318,32 @@ class Derivative:
             "steps": [{"title": s.title, "text": to_text(s.expr), "rules": list(dict.fromkeys(s.rules))}
                       for s in self.steps],
         }
+
+
+def _indented(text: str) -> str:
+    return "\n".join("    " + line for line in text.split("\n"))
+
+
+def _identifier(name: str) -> str:
+    return re.sub(r"\W", "_", name)
+
+
+def _parameters(function: Expr, result: Expr, variable: Var) -> list[Var]:
+    """The inputs of generated code: the function's variables (in their order of appearance), then any other the
+    result holds, and the variable."""
+    found = {**ir.variables(function), **ir.variables(result)}
+    found.setdefault(variable.name, variable)
+    return list(found.values())
+
+
+def _shapes_doc(parameters: list[Var], returned: tuple) -> str:
+    def shape(var: Var) -> str:
+        axes = axes_of(var.shape)
+        return "a scalar" if not axes else f"({', '.join(map(str, axes))}{',' if len(axes) == 1 else ''})"
+
+    inputs = ", ".join(f"{v.name}: {shape(v)}" for v in parameters)
+    out = "a scalar" if not returned else f"({', '.join(map(str, returned))}{',' if len(returned) == 1 else ''})"
+    return f"Inputs: {inputs}. Returns {out}."
 
 
 MAX_FORMS_SIZE = 400  # distinct nodes of the function past which to_json leaves out the index and differential forms
@@ -638,6 +692,47 @@ def _block_hessian(expr: str, names: list[str], where: str | dict | None, inline
         for b in names:
             blocks[a, b] = gradient.diff(b)
     return BlockHessian(blocks, names, prepared.program.output)
+
+
+def _hessian_of(expr: str, wrt: str, where: str | dict | None) -> Derivative:
+    return hessian(expr, wrt, where, inline=True)  # type: ignore[return-value]
+
+
+@_without_cycle_collection
+def codegen(expr: str, wrt: list[str] | tuple[str, ...], where: str | dict | None = None, backend: str = "numpy",
+            hessian: bool = False, name: str = "value_and_gradients") -> str:
+    """The source of one function returning the value of a scalar expression or program and its gradient w.r.t.
+    each variable in `wrt`, sharing the forward pass (one backward pass, as `grad`): (value, grad_1, ...). With
+    `hessian`, the Hessian w.r.t. each variable follows (a matrix variable's in vec form, as an n-D array)."""
+    from .pycode import Output, function_source
+    from .pycode import backend as target
+
+    gradients = grad(expr, wrt, where)
+    first = next(iter(gradients.values()))
+    value = Var(gradients.output, ir.SCALAR)
+    outputs = [Output(value), *(Output(d.body) for d in gradients.values())]
+    extra: list[Expr] = []
+    if hessian:
+        for variable_name in gradients:
+            h = _hessian_of(expr, variable_name, where)
+            outputs.append(Output(h.expr, h.shape if h.form == "vec" else None))
+            extra.append(h.expr)
+    bindings = needed_bindings(first.bindings, [value, *(d.body for d in gradients.values())])
+    if not any(n == gradients.output for n, _ in bindings):  # a single expression: its value is the function
+        bindings = (*bindings, (gradients.output, first.function))
+    parameters = _parameters(first.function, ir.add(*[ir.zeros(ir.SCALAR)]), first.variable)
+    for e in extra:
+        for var in ir.variables(e).values():
+            if var.name not in {p.name for p in parameters} and var.name not in {n for n, _ in bindings}:
+                parameters.append(var)
+    names = ", ".join(gradients)
+    returned = ["the value", *(f"the gradient w.r.t. {n}" for n in gradients),
+                *(f"the Hessian w.r.t. {n}" for n in gradients if hessian)]
+    function = (f"the program\n\n{_indented(program_text(first.program))}\n\n" if first.program
+                else f"{gradients.output} = {to_text(first.function)}, ")
+    docstring = (f"The value of {function}and its gradients w.r.t. {names}, from one backward pass.\n\n"
+                 f"Returns ({', '.join(returned)}).\n\n" + _shapes_doc(parameters, ()).split(" Returns")[0])
+    return function_source(_identifier(name), docstring, parameters, bindings, outputs, target(backend))
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,8 @@ examples:
   matcalc diff "W x + b" x --layout denominator --json
   matcalc diff "W x + b" W                          ->  x^T ⊗ I  (a 3rd-order tensor, d vec(F) / d vec(W)^T)
   matcalc diff "inv(X)" X --form index              ->  ∂inv(X)_ij / ∂X_kl = -inv(X)_ik inv(X)_lj
+  matcalc diff "x^T A x" x --code numpy             ->  a Python function computing (A + A^T) x
+  matcalc codegen -f model.mc W1,W2 --backend jax   ->  one function: the value and both gradients
   matcalc check "a^T x" x "a"                       ->  correct (exit 0) or a counterexample (exit 3)
   matcalc diff "h = tanh(W1 x); L = sum(tanh(W2 h))" W1,W2   ->  both gradients, one backward pass
   matcalc diff -f model.mc W1                       ->  a program read from a file (- for standard input)
@@ -93,6 +95,8 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     output = diff.add_mutually_exclusive_group()
     output.add_argument("--latex", action="store_true", help="print LaTeX")
     output.add_argument("--json", action="store_true", help="print JSON: input, declarations, shape, text, LaTeX")
+    output.add_argument("--code", choices=["numpy", "jax", "torch"], default=None,
+                        help="print a Python function computing the derivative with that library")
     diff.add_argument("--form", choices=["vec", "index", "differential"], default=None,
                       help="how to write the result: vec (Kronecker form, d vec(F) / d vec(X)^T; a tensor's default), "
                            "index (∂F_ij / ∂X_kl = ...) or differential (d(F) = ..., linear in dX)")
@@ -107,8 +111,19 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     check.add_argument("candidate", metavar="CANDIDATE", nargs="?", help="an expression or a program")
     common(check)
 
+    codegen = commands.add_parser("codegen", help="print one function computing EXPR and its gradients w.r.t. VARS",
+                                  epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    codegen.add_argument("expr", metavar="EXPR", nargs="?", help="a scalar expression, or a program")
+    codegen.add_argument("var", metavar="VARS", nargs="?", help="the variables: W1,W2,b")
+    codegen.add_argument("--backend", choices=["numpy", "jax", "torch"], default="numpy")
+    codegen.add_argument("--where", metavar="DECLS", help='declarations, e.g. "A: symmetric; X: matrix(m, n)"')
+    codegen.add_argument("--hessian", action="store_true", help="return the Hessian w.r.t. each variable too")
+    codegen.add_argument("-f", "--file", metavar="FILE",
+                         help="read EXPR (an expression or a program) from FILE, or from standard input for -")
+    codegen.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
     rules = commands.add_parser("rules", help="list every derivative and simplification rule")
-    return parser, {"diff": diff, "check": check, "rules": rules}
+    return parser, {"diff": diff, "check": check, "codegen": codegen, "rules": rules}
 
 
 def _option_action(token: str, parser: argparse.ArgumentParser,
@@ -221,6 +236,15 @@ def _run_diff(args: argparse.Namespace) -> int:
 
     _read_operands(args, ("expr", "var"))
     names = [name.strip() for name in args.var.split(",")]
+    if args.code is not None:
+        if len(names) > 1:
+            from .errors import ParseError
+
+            raise ParseError("--code takes one variable; `matcalc codegen` writes one function for several")
+        d = hessian(args.expr, names[0], args.where) if args.hessian else \
+            diff(args.expr, names[0], args.where, args.layout)
+        print(d.to_code(args.code), end="")  # type: ignore[union-attr]
+        return 0
     if len(names) > 1 and args.hessian:
         blocks = hessian(args.expr, names, args.where, inline=args.inline)
         print(blocks.latex() if args.latex else str(blocks))
@@ -288,6 +312,15 @@ def _run_check(args: argparse.Namespace) -> int:
     return 0 if result else UNDECIDED if result.undecided else 3
 
 
+def _run_codegen(args: argparse.Namespace) -> int:
+    from .api import codegen
+
+    _read_operands(args, ("expr", "var"))
+    names = [name.strip() for name in args.var.split(",")]
+    print(codegen(args.expr, names, args.where, backend=args.backend, hessian=args.hessian), end="")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser, commands = _parser()
     args = parser.parse_args(_options_first(list(sys.argv[1:] if argv is None else argv), parser, commands))
@@ -299,6 +332,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "rules":
             return _run_rules()
+        if args.command == "codegen":
+            return _run_codegen(args)
         return _run_diff(args) if args.command == "diff" else _run_check(args)
     except MatcalcError as error:
         if args.debug:

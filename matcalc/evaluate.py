@@ -55,6 +55,8 @@ class Backend(Protocol):
     def function(self, name: str, a: Any) -> Any: ...
     def adjugate(self, a: Any) -> Any: ...  # adj(X) = det(X) inv(X), defined for a singular X too
     def kron(self, a: Any, b: Any) -> Any: ...
+    def scale_rows(self, v: Any, a: Any) -> Any: ...  # diag(v) a, v a column
+    def scale_columns(self, a: Any, v: Any) -> Any: ...  # a diag(v)
     def commutation(self, rows: int, cols: int) -> Any: ...  # K with K vec(A) = vec(A^T), A rows x cols
 
 
@@ -85,6 +87,35 @@ def _det_power(e: Expr) -> tuple[Expr, int] | None:
 
 
 Evaluation = Generator[Expr, Any, Any]  # yields the nodes whose values it needs, is sent each, returns the value
+
+
+def _chain_product(chain: list[tuple[Any, bool]], backend: Backend, from_the_right: bool) -> Any:
+    """The product of a chain whose diag(v) factors are held as their columns v: each scales the rows (or, at the
+    right end, the columns) of its neighbour. Multiplied from the right when the chain ends in a vector, so that
+    x^T A x is x^T (A x), never the outer product."""
+    items = list(reversed(chain)) if from_the_right else list(chain)
+    acc: Any = None
+    pending: Any = None  # a diag(v) at the start of the fold, waiting for a neighbour
+    for value, diagonal in items:
+        if acc is None and pending is None and diagonal:
+            pending = value
+            continue
+        if acc is None and pending is not None:
+            if diagonal:
+                pending = backend.hadamard(pending, value)  # diag(a) diag(b) = diag(a .* b)
+                continue
+            acc = backend.scale_columns(value, pending) if from_the_right else backend.scale_rows(pending, value)
+            pending = None
+            continue
+        if acc is None:
+            acc = value
+        elif diagonal:
+            acc = backend.scale_rows(value, acc) if from_the_right else backend.scale_columns(acc, value)
+        else:
+            acc = backend.matmul(value, acc) if from_the_right else backend.matmul(acc, value)
+    if acc is None:  # the chain was diagonal matrices only
+        return backend.function("diag", pending)
+    return acc
 
 
 def interpret(e: Expr, values: dict[str, Any], sizes: dict[str, int], backend: Backend) -> Any:
@@ -129,15 +160,19 @@ def interpret(e: Expr, values: dict[str, Any], sizes: dict[str, int], backend: B
             if found is not None:
                 dets.setdefault(found[0], []).append(position)
                 det_of[position], remaining[position] = found
-        chain = []
+        chain = []  # (value, is the column v of a diag(v) factor)
         for factor in node.factors:
             if factor.is_scalar:
+                continue
+            if isinstance(factor, Func) and factor.name == "diag" and ir.is_vector_shape(factor.arg.shape):
+                vector = yield factor.arg  # diag(v) A is v .* A: the diagonal matrix is never built
+                chain.append((vector if ir.is_column(factor.arg.shape) else backend.transpose(vector), True))
                 continue
             transposed = isinstance(factor, Transpose)
             inverse = factor.arg if transposed else factor
             holders = dets.get(inverse.arg) if isinstance(inverse, Func) and inverse.name == "inv" else None
             if not holders:
-                chain.append((yield factor))
+                chain.append(((yield factor), False))
                 continue
             position = holders[-1]
             remaining[position] -= 1
@@ -148,14 +183,15 @@ def interpret(e: Expr, values: dict[str, Any], sizes: dict[str, int], backend: B
                 adjugate = backend.adjugate(matrix)
             except NumericFailure as failure:
                 raise _failure(factor, inverse.arg, failure) from None
-            chain.append(backend.transpose(adjugate) if transposed else adjugate)
+            chain.append((backend.transpose(adjugate) if transposed else adjugate, False))
         scalars = []
         for position, factor in enumerate(scalar_factors):
             if position not in remaining:
                 scalars.append((yield factor))
             elif remaining[position] > 0:  # det(X)^k unused is the same node as factor: memoised
                 scalars.append((yield ir.power(ir.func("det", det_of[position]), Num(Fraction(remaining[position])))))
-        product = reduce(backend.matmul, chain) if chain else scalars.pop()
+        ends_in_vector = bool(chain) and node.factors[-1].shape[1] == 1 and not node.factors[-1].is_scalar
+        product = _chain_product(chain, backend, ends_in_vector) if chain else scalars.pop()
         return reduce(lambda value, scalar: backend.scale(scalar, value), scalars, product)
 
     def step(node: Expr) -> Evaluation:
@@ -305,6 +341,12 @@ class NumpyBackend:
 
     def kron(self, a: Any, b: Any) -> Any:
         return self.np.kron(a, b)
+
+    def scale_rows(self, v: Any, a: Any) -> Any:
+        return v * a
+
+    def scale_columns(self, a: Any, v: Any) -> Any:
+        return a * v.T
 
     def commutation(self, rows: int, cols: int) -> Any:
         return self.np.eye(rows * cols)[commutation_permutation(rows, cols)]

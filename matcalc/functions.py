@@ -18,7 +18,7 @@ is the size of a dimension, `mean(u)` is `sum(u) / size(u)`), so they have no me
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Kind = Literal["elementwise", "scalar_of_matrix", "square", "vector", "diag", "reshape", "lowered"]
@@ -44,6 +44,9 @@ class FunctionSpec:
     # smart constructors (passed in: ir imports this table). The other functions' rules are differentiate's.
     derivative: str = ""
     differential: Callable[[Any, Any, Any], Any] | None = None
+    # Generated code (codegen.py): a template per backend ("numpy", "jax", "torch") where {m} is the backend's
+    # module (np, jnp, torch) and {a} the argument; a backend not listed writes {m}.<name>({a}).
+    code: dict[str, str] = field(default_factory=dict)
 
 
 def _each(scalar: Callable[[Any], Callable[[Any], Any]]) -> Meaning:
@@ -55,10 +58,11 @@ Differential = Callable[[Any, Any, Any], Any]  # (ir, u, du) -> d f(u)
 
 
 def _elementwise(name: str, meaning: str, numpy: Meaning, sympy: Callable[[Any], Callable[[Any], Any]],
-                 latex: str, zero_preserving: bool = False, *, derivative: tuple[str, Differential]) -> FunctionSpec:
+                 latex: str, zero_preserving: bool = False, *, derivative: tuple[str, Differential],
+                 code: dict[str, str] | None = None) -> FunctionSpec:
     statement, differential = derivative
     return FunctionSpec(name, "elementwise", meaning, numpy, _each(sympy), latex, zero_preserving, result="same",
-                        derivative=statement, differential=differential)
+                        derivative=statement, differential=differential, code=code or {})
 
 
 def _square(ir: Any, u: Any) -> Any:
@@ -151,16 +155,21 @@ _SPECS = [
                  lambda sp: (lambda v: 1 / (1 + sp.exp(-v))), r"\sigma",
                  derivative=("d sigmoid(u) -> sigmoid(u) .* (1 - sigmoid(u)) .* du",
                              lambda ir, u, du: ir.hadamard(ir.func("sigmoid", u),
-                                                           _one_minus(ir, ir.func("sigmoid", u)), du))),
+                                                           _one_minus(ir, ir.func("sigmoid", u)), du)),
+                 code={"numpy": "np.exp(-np.logaddexp(0.0, -{a}))", "jax": "jax.nn.sigmoid({a})",
+                       "torch": "torch.sigmoid({a})"}),
     _elementwise("relu", "max(u, 0), entry by entry", lambda np, a: np.maximum(a, 0.0),
                  lambda sp: (lambda v: sp.Max(0, v)), r"\operatorname{relu}", True,
                  derivative=("d relu(u) -> step(u) .* du",
-                             lambda ir, u, du: ir.hadamard(ir.func("step", u), du))),
+                             lambda ir, u, du: ir.hadamard(ir.func("step", u), du)),
+                 code={"numpy": "np.maximum({a}, 0.0)", "jax": "jax.nn.relu({a})", "torch": "torch.relu({a})"}),
     # max(a, 0) + log1p(e^-|a|): stable in both tails
     _elementwise("softplus", "log(1 + e^u), entry by entry", lambda np, a: np.logaddexp(0.0, a),
                  lambda sp: (lambda v: sp.log(1 + sp.exp(v))), r"\operatorname{softplus}",
                  derivative=("d softplus(u) -> sigmoid(u) .* du",
-                             lambda ir, u, du: ir.hadamard(ir.func("sigmoid", u), du))),
+                             lambda ir, u, du: ir.hadamard(ir.func("sigmoid", u), du)),
+                 code={"numpy": "np.logaddexp(0.0, {a})", "jax": "jax.nn.softplus({a})",
+                       "torch": "torch.nn.functional.softplus({a})"}),
     _elementwise("sqrt", "square root, entry by entry", lambda np, a: np.sqrt(a), lambda sp: sp.sqrt,
                  r"\sqrt{#}", True,
                  derivative=("d sqrt(u) -> du ./ (2 sqrt(u))",
@@ -178,7 +187,9 @@ _SPECS = [
                  lambda np, a: (a > 0).astype(float), lambda sp: (lambda v: sp.Heaviside(v, 0)),
                  r"\operatorname{step}",
                  derivative=("d step(u) -> 0 (almost everywhere)",
-                             lambda ir, u, du: ir.zeros(u.shape))),
+                             lambda ir, u, du: ir.zeros(u.shape)),
+                 code={"numpy": "np.heaviside({a}, 0.0)", "jax": "jnp.heaviside({a}, 0.0)",
+                       "torch": "torch.heaviside({a}, torch.zeros((), dtype={a}.dtype, device={a}.device))"}),
     _elementwise("arcsin", "inverse sine, entry by entry", lambda np, a: np.arcsin(a), lambda sp: sp.asin,
                  r"\arcsin", True,
                  derivative=("d arcsin(u) -> du ./ sqrt(1 - u.^2)",
@@ -197,31 +208,45 @@ _SPECS = [
                  r"\operatorname{sum}", True),
     FunctionSpec("norm1", "scalar_of_matrix", "sum of absolute values of all entries",
                  lambda np, a: np.array([[np.abs(a).sum()]]), lambda sp, a: sp.Matrix([[sum(sp.Abs(v) for v in a)]]),
-                 r"\left\lVert # \right\rVert_1", True),
+                 r"\left\lVert # \right\rVert_1", True,
+                 code={"numpy": "np.sum(np.abs({a}))",
+                       "jax": "jnp.sum(jnp.abs({a}))", "torch": "torch.sum(torch.abs({a}))"}),
     FunctionSpec("norm2", "scalar_of_matrix", "Euclidean norm of a vector, Frobenius norm of a matrix",
                  lambda np, a: np.array([[np.sqrt((a * a).sum())]]),
                  lambda sp, a: sp.Matrix([[sp.sqrt(sum(v**2 for v in a))]]),
-                 r"\left\lVert # \right\rVert_2", True),
+                 r"\left\lVert # \right\rVert_2", True,
+                 code={"numpy": "np.linalg.norm({a})",
+                       "jax": "jnp.linalg.norm({a})", "torch": "torch.linalg.norm({a})"}),
     FunctionSpec("tr", "square", "trace of a square matrix (a scalar)",
                  lambda np, a: np.array([[np.trace(a)]]), lambda sp, a: sp.Matrix([[a.trace()]]),
-                 r"\operatorname{tr}", True),
+                 r"\operatorname{tr}", True, code={"numpy": "np.trace({a})", "jax": "jnp.trace({a})",
+                                                   "torch": "torch.trace({a})"}),
     FunctionSpec("det", "square", "determinant of a square matrix (a scalar)",
                  lambda np, a: np.array([[np.linalg.det(a)]]),
-                 lambda sp, a: sp.Matrix([[a.det(method="berkowitz")]]), r"\det"),
+                 lambda sp, a: sp.Matrix([[a.det(method="berkowitz")]]), r"\det",
+                 code={"numpy": "np.linalg.det({a})", "jax": "jnp.linalg.det({a})", "torch": "torch.linalg.det({a})"}),
     FunctionSpec("logdet", "square", "log(det(X)) of a square matrix (a scalar)", _logdet,
-                 lambda sp, a: sp.Matrix([[sp.log(a.det(method="berkowitz"))]]), r"\log\det"),
+                 lambda sp, a: sp.Matrix([[sp.log(a.det(method="berkowitz"))]]), r"\log\det",
+                 code={"numpy": "_logdet({a})", "jax": "_logdet({a})", "torch": "_logdet({a})"}),
     FunctionSpec("inv", "square", "inverse of a square matrix", lambda np, a: np.linalg.inv(a),
-                 lambda sp, a: a.inv(method="ADJ") if a.rows <= 3 else a.inv(), "#^{-1}", result="same"),
+                 lambda sp, a: a.inv(method="ADJ") if a.rows <= 3 else a.inv(), "#^{-1}", result="same",
+                 code={"numpy": "np.linalg.inv({a})", "jax": "jnp.linalg.inv({a})", "torch": "torch.linalg.inv({a})"}),
     FunctionSpec("softmax", "vector", "exp(u) / sum(exp(u)) for a vector u", _softmax, _softmax_sympy,
-                 r"\operatorname{softmax}", result="same"),
+                 r"\operatorname{softmax}", result="same",
+                 code={"numpy": "_softmax({a})", "jax": "jax.nn.softmax({a}, axis=0)",
+                       "torch": "torch.softmax({a}, dim=0)"}),
     FunctionSpec("logsumexp", "vector", "log(sum(exp(u))) for a vector u (a scalar)", _logsumexp,
-                 lambda sp, a: sp.Matrix([[sp.log(sum(a.applyfunc(sp.exp)))]]), r"\operatorname{logsumexp}"),
+                 lambda sp, a: sp.Matrix([[sp.log(sum(a.applyfunc(sp.exp)))]]), r"\operatorname{logsumexp}",
+                 code={"numpy": "_logsumexp({a})", "jax": "jax.scipy.special.logsumexp({a})",
+                       "torch": "torch.logsumexp({a}.reshape(-1), dim=0)"}),
     FunctionSpec("diag", "diag", "vector -> diagonal matrix; square matrix -> vector of its diagonal",
                  _diag_numpy, _diag_sympy, r"\operatorname{diag}", True, result="diag"),
     FunctionSpec("vec", "reshape", "the columns of a matrix stacked into one column vector (column-major)",
                  lambda np, a: a.reshape(-1, 1, order="F"),
                  lambda sp, a: sp.Matrix([a[i, j] for j in range(a.cols) for i in range(a.rows)]),
-                 r"\operatorname{vec}", True, result="vec"),
+                 r"\operatorname{vec}", True, result="vec",
+                 code={"numpy": "{a}.reshape(-1, 1, order='F')", "jax": "{a}.reshape(-1, 1, order='F')",
+                       "torch": "{a}.T.reshape(-1, 1)"}),
     FunctionSpec("rows", "lowered", "the number of rows (a scalar): the size of that dimension"),
     FunctionSpec("cols", "lowered", "the number of columns (a scalar): the size of that dimension"),
     FunctionSpec("size", "lowered", "the number of entries (a scalar): rows × columns, the length of a vector"),

@@ -76,6 +76,12 @@ class SympyBackend:
     def kron(self, a: Any, b: Any) -> Any:
         return self.sp.kronecker_product(a, b)
 
+    def scale_rows(self, v: Any, a: Any) -> Any:
+        return self.sp.diag(*v) * a
+
+    def scale_columns(self, a: Any, v: Any) -> Any:
+        return a * self.sp.diag(*v)
+
     def commutation(self, rows: int, cols: int) -> Any:
         from .evaluate import commutation_permutation
 

@@ -1,0 +1,495 @@
+"""Stage 5c (codegen): Python source for NumPy, JAX or PyTorch from results, and the callables it defines.
+
+A result (its named definitions, then its outputs) becomes one function: a keyword parameter per variable,
+the sizes read off the inputs, a line per definition and per subexpression used more than once, then the
+outputs in the layout of `Derivative.evaluate`. The code never builds what it can apply (docs/codegen.md):
+
+- `diag(v) A` is `v * A` and `A diag(v)` is `A * v.T` (vectors are n x 1 columns inside the function);
+- a matrix chain that ends in a vector is multiplied from the right (`x^T A x` never forms `x x^T`);
+- `inv(X) B` is `solve(X, B)`;
+- `tr(A B)` is `sum(A * B^T)`;
+- the numerically stable forms of evaluate.STABLE_FORMS are applied first, and each function's code is
+  its FunctionSpec's (`functions.py`: the stable sigmoid, softplus, softmax, logsumexp).
+
+Only the engine's own IR is written out, never user text: names come from the grammar.
+"""
+
+from __future__ import annotations
+
+import keyword
+from collections.abc import Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+from . import ir
+from .evaluate import evaluation_plan
+from .functions import FUNCTIONS
+from .ir import (
+    Add,
+    Commutation,
+    ElemDiv,
+    ElemPower,
+    Expr,
+    Fill,
+    Func,
+    Hadamard,
+    Identity,
+    Kron,
+    MatMul,
+    Num,
+    Power,
+    Size,
+    Transpose,
+    Var,
+)
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    module: str  # how the generated code names the array module
+    imports: str
+    helpers: str  # functions the generated code may call (those it calls are kept)
+    asarray: str  # {a}: an input as a float array
+    constant: str  # {shape}, {value}: a constant array
+    eye: str  # {n}: the identity
+    solve: str  # {a}, {b}: inv(a) b
+    matrix_power: str  # {a}, {k}
+
+
+_NUMPY_HELPERS = {
+    "_softmax": '''def _softmax(a):
+    e = np.exp(a - np.max(a))
+    return e / np.sum(e)''',
+    "_logsumexp": '''def _logsumexp(a):
+    top = np.max(a)
+    return top + np.log(np.sum(np.exp(a - top)))''',
+    "_logdet": '''def _logdet(a):
+    sign, value = np.linalg.slogdet(a)
+    return value if sign > 0 else np.nan''',
+    "_commutation": '''def _commutation(m, n):
+    return np.eye(m * n)[[i + m * j for i in range(m) for j in range(n)]]''',
+    "_reshape_f": '''def _reshape_f(a, shape):
+    return np.reshape(a, shape, order="F")''',
+}
+_JAX_HELPERS = {
+    "_logdet": '''def _logdet(a):
+    sign, value = jnp.linalg.slogdet(a)
+    return jnp.where(sign > 0, value, jnp.nan)''',
+    "_commutation": '''def _commutation(m, n):
+    return jnp.eye(m * n)[jnp.array([i + m * j for i in range(m) for j in range(n)])]''',
+    "_reshape_f": '''def _reshape_f(a, shape):
+    return jnp.reshape(a, shape, order="F")''',
+}
+_TORCH_HELPERS = {
+    "_logdet": '''def _logdet(a):
+    sign, value = torch.linalg.slogdet(a)
+    return torch.where(sign > 0, value, torch.full_like(value, float("nan")))''',
+    "_commutation": '''def _commutation(m, n, like):
+    return torch.eye(m * n, dtype=like.dtype, device=like.device)[[i + m * j for i in range(m) for j in range(n)]]''',
+    "_reshape_f": '''def _reshape_f(a, shape):
+    return a.T.reshape(tuple(reversed(shape))).permute(*reversed(range(len(shape))))''',
+}
+
+BACKENDS: dict[str, Backend] = {
+    "numpy": Backend("numpy", "np", "import numpy as np", "\n\n\n".join(_NUMPY_HELPERS.values()),
+                     "np.asarray({a}, dtype=float)", "np.full({shape}, {value})", "np.eye({n})",
+                     "np.linalg.solve({a}, {b})", "np.linalg.matrix_power({a}, {k})"),
+    "jax": Backend("jax", "jnp", "import jax\nimport jax.numpy as jnp\nimport jax.scipy.special",
+                   "\n\n\n".join(_JAX_HELPERS.values()), "jnp.asarray({a}, dtype=float)", "jnp.full({shape}, {value})",
+                   "jnp.eye({n})", "jnp.linalg.solve({a}, {b})", "jnp.linalg.matrix_power({a}, {k})"),
+    "torch": Backend("torch", "torch", "import torch", "\n\n\n".join(_TORCH_HELPERS.values()),
+                     "_as_tensor({a})", "torch.full({shape}, {value}, dtype=_like.dtype, device=_like.device)",
+                     "torch.eye({n}, dtype=_like.dtype, device=_like.device)", "torch.linalg.solve({a}, {b})",
+                     "torch.linalg.matrix_power({a}, {k})"),
+}
+_HELPER_NAMES = {"numpy": _NUMPY_HELPERS, "jax": _JAX_HELPERS, "torch": _TORCH_HELPERS}
+
+
+def backend(name: str) -> Backend:
+    from .errors import ParseError
+
+    if name not in BACKENDS:
+        raise ParseError(f"the backend must be one of {', '.join(BACKENDS)}, not {name!r}")
+    return BACKENDS[name]
+
+
+def python_name(name: str) -> str:
+    """A variable's name as a Python identifier: a keyword (lambda) gets a trailing underscore."""
+    return f"{name}_" if keyword.iskeyword(name) else name
+
+
+@dataclass(frozen=True)
+class Code:
+    """An expression's code, and whether it may stand as an operand without parentheses."""
+
+    text: str
+    atomic: bool
+
+    def operand(self) -> str:
+        return self.text if self.atomic else f"({self.text})"
+
+
+def _number(value: Fraction) -> str:
+    return repr(float(value))
+
+
+def _dim(dim: ir.Dim) -> str:
+    if isinstance(dim, ir.DimProduct):
+        return " * ".join([*([str(dim.coefficient)] if dim.coefficient != 1 else []), *dim.factors])
+    return str(dim)
+
+
+class _Emitter:
+    """Code for the nodes of some expressions over one set of names (definitions and shared subexpressions)."""
+
+    def __init__(self, target: Backend) -> None:
+        self.backend = target
+        self.m = target.module
+        self.code: dict[int, Code] = {}
+        self.lines: list[str] = []
+        self.used_helpers: set[str] = set()
+        self.temporaries = 0
+        self.keep: list[Expr] = []  # the nodes whose ids key `code`: alive while the emitter is
+        self.uses: dict[int, int] = {}
+
+    def helper(self, name: str) -> str:
+        self.used_helpers.add(name)
+        return name
+
+    def name(self, node: Expr, name: str) -> None:
+        """Refer to the node by a name (a definition's)."""
+        self.keep.append(node)
+        self.code[id(node)] = Code(name, True)
+
+    def count_uses(self, exprs: Sequence[Expr]) -> None:
+        """How often each node is used, over all the expressions the function computes: a subexpression shared by
+        two outputs (1 - h.^2 in two gradients) is computed once too."""
+        self.uses: dict[int, int] = {}
+        seen: set[int] = set()
+        for e in exprs:
+            for node in ir.postorder(e):
+                if id(node) in seen:
+                    continue
+                seen.add(id(node))
+                self.keep.append(node)
+                for child in node.children:
+                    self.uses[id(child)] = self.uses.get(id(child), 0) + 1
+            self.uses[id(e)] = self.uses.get(id(e), 0) + 1
+
+    def emit(self, e: Expr, assign_to: str | None = None) -> Code:
+        """The code of e, with a line `t_k = ...` for each of its subexpressions used more than once."""
+        order = ir.postorder(e)
+        uses = self.uses
+        for node in order:
+            if id(node) in self.code:
+                continue
+            self.keep.append(node)
+            code = self._node(node)
+            if node is not e and uses.get(id(node), 0) > 1 and node.children and not _is_name(code.text):
+                self.temporaries += 1
+                name = f"t{self.temporaries}"
+                self.lines.append(f"{name} = {code.text}")
+                code = Code(name, True)
+            self.code[id(node)] = code
+        result = self.code[id(e)]
+        if assign_to is not None:
+            self.lines.append(f"{assign_to} = {result.text}")
+            self.code[id(e)] = Code(assign_to, True)
+            return Code(assign_to, True)
+        return result
+
+    def of(self, node: Expr) -> Code:
+        return self.code[id(node)]
+
+    # ------------------------------------------------------------ one node from its children's code
+    def _node(self, e: Expr) -> Code:
+        m, b = self.m, self.backend
+        if isinstance(e, Var):
+            return Code(python_name(e.name), True)
+        if isinstance(e, Num):
+            text = _number(e.value)
+            return Code(text, not text.startswith("-"))
+        if isinstance(e, Size):
+            return Code(e.dim, True)
+        if isinstance(e, Fill):
+            shape = f"({_dim(e.shape[0])}, {_dim(e.shape[1])})"
+            return Code(b.constant.format(shape=shape, value=_number(e.value)), True)
+        if isinstance(e, Identity):
+            return Code(b.eye.format(n=_dim(e.size)), True)
+        if isinstance(e, Commutation):
+            extra = ", _like" if b.name == "torch" else ""
+            return Code(f"{self.helper('_commutation')}({_dim(e.rows)}, {_dim(e.cols)}{extra})", True)
+        if isinstance(e, Add):  # a constant term is a number, broadcast (1 - s)
+            text = self._broadcast(e.terms[0]).text
+            for term in e.terms[1:]:
+                code = self._broadcast(term).text
+                text += f" - {code[1:]}" if code.startswith("-") else f" + {code}"
+            return Code(text, False)
+        if isinstance(e, MatMul):
+            return self._product(e)
+        if isinstance(e, Transpose):
+            return Code(f"{self.of(e.arg).operand()}.T", True)
+        if isinstance(e, Hadamard):
+            return Code(" * ".join(self.of(f).operand() for f in e.factors), False)
+        if isinstance(e, ElemDiv):
+            return Code(f"{self._broadcast(e.numerator).operand()} / {self.of(e.denominator).operand()}", False)
+        if isinstance(e, Power):
+            if e.base.is_scalar:
+                return Code(f"{self.of(e.base).operand()} ** {self._exponent(e.exponent)}", False)
+            k = int(e.exponent.value)  # type: ignore[attr-defined]
+            return Code(b.matrix_power.format(a=self.of(e.base).text, k=k), True)
+        if isinstance(e, ElemPower):
+            return Code(f"{self.of(e.base).operand()} ** {self._exponent(e.exponent)}", False)
+        if isinstance(e, Kron):
+            # torch.kron views its arguments: a transposed one must be made contiguous first
+            arguments = [f"{self.of(f).operand()}.contiguous()" if b.name == "torch" else self.of(f).text
+                         for f in e.factors]
+            text = arguments[0]
+            for argument in arguments[1:]:
+                text = f"{m}.kron({text}, {argument})"
+            return Code(text, True)
+        if isinstance(e, Func):
+            return self._call(e)
+        raise TypeError(f"no code for {type(e).__name__}")
+
+    def _exponent(self, e: Expr) -> str:
+        if isinstance(e, Num) and e.value.denominator == 1:  # x ** 2, not x ** 2.0
+            return str(e.value.numerator) if e.value >= 0 else f"({e.value.numerator})"
+        return self.of(e).operand()
+
+    def _broadcast(self, e: Expr) -> Code:
+        """A constant fill beside an array of its shape: the number alone, which broadcasts."""
+        if isinstance(e, Fill):
+            text = _number(e.value)
+            return Code(text, not text.startswith("-"))
+        return self.of(e)
+
+    def _call(self, e: Func) -> Code:
+        m = self.m
+        arg = self.of(e.arg)
+        if e.name == "diag":
+            if ir.is_column(e.arg.shape):
+                return Code(f"{m}.diag({arg.operand()}[:, 0])", True)
+            if e.arg.shape[0] == 1:
+                return Code(f"{m}.diag({arg.operand()}[0, :])", True)
+            return Code(f"{m}.diag({arg.text})[:, None]", True)
+        if e.name == "tr" and isinstance(e.arg, MatMul):  # tr(c A B) = c sum(A .* B^T): no product formed
+            coefficient, scalars, chain = ir.split_product(e.arg)
+            if len(chain) == 2:
+                prefix = "".join(f"{code} * " for code in self._scalar_codes(coefficient, scalars))
+                a, c = (self.of(f).operand() for f in chain)
+                return Code(f"{prefix}{m}.sum({a} * {c}.T)", not prefix)
+        template = FUNCTIONS[e.name].code.get(self.backend.name, "{m}." + e.name + "({a})")
+        for helper in _HELPER_NAMES[self.backend.name]:
+            if helper + "(" in template:
+                self.used_helpers.add(helper)
+        whole_argument = template.count("{a}") == 1 and ("({a})" in template or "({a}," in template)
+        text = template.format(m=m, a=arg.text if whole_argument else arg.operand())
+        return Code(text, True)
+
+    def _scalar_codes(self, coefficient: Fraction, scalars: Sequence[Expr]) -> list[str]:
+        codes = [] if coefficient == 1 else [_number(coefficient) if coefficient > 0 else f"({_number(coefficient)})"]
+        return codes + [self.of(s).operand() for s in scalars]
+
+    def _product(self, e: MatMul) -> Code:
+        coefficient, scalars, chain = ir.split_product(e)
+        negate = coefficient == -1
+        codes = self._scalar_codes(Fraction(1) if negate else coefficient, scalars)
+        if chain:
+            chain_code = self._chain(chain)
+            if e.is_scalar:  # a 1 x 1 chain (x^T A x) as a 0-d value
+                chain_code = f"{_paren(chain_code)}[0, 0]"
+            codes.append(chain_code if len(chain) == 1 or e.is_scalar else f"({chain_code})")
+        if len(codes) == 1 and len(chain) > 1 and not e.is_scalar:
+            codes[0] = codes[0][1:-1]  # a product alone needs no parentheses of its own
+        text = " * ".join(codes) if codes else "1.0"
+        return Code(f"-{text}" if negate else text, len(codes) == 1 and not negate and len(chain) <= 1)
+
+    def _chain(self, chain: list[Expr]) -> str:
+        """A matrix chain, multiplied from the right when it ends in a vector (else from the left), with each
+        diag(v) applied as a scaling and each inv(X) as a solve."""
+        if chain[-1].shape[1] == 1 or chain[0].shape[0] != 1:
+            return self._fold_right(chain) if chain[-1].shape[1] == 1 else self._fold_left(chain)
+        return self._fold_left(chain)
+
+    def _diagonal(self, f: Expr) -> str | None:
+        """The column v of a diag(v) factor, or None."""
+        if isinstance(f, Func) and f.name == "diag" and ir.is_vector_shape(f.arg.shape):
+            v = self.of(f.arg).operand()
+            return v if ir.is_column(f.arg.shape) else f"{v}.T"
+        return None
+
+    def _fold_right(self, chain: list[Expr]) -> str:
+        acc: str | None = None
+        pending: str | None = None  # a diag(v) at the right end, waiting for a factor to scale
+        for f in reversed(chain):
+            v = self._diagonal(f)
+            if acc is None and pending is None and v is not None:
+                pending = v
+                continue
+            if acc is None and pending is not None:
+                acc = f"{self.of(f).operand()} * {pending}.T" if v is None else f"{v} * {pending}.T"
+                if v is not None:  # diag(a) diag(b): the diagonal matrix of a .* b
+                    acc = f"{self.m}.diag(({v} * {pending})[:, 0])"
+                pending = None
+                continue
+            if acc is None:
+                acc = self.of(f).operand()
+            elif v is not None:
+                acc = f"{v} * {_paren(acc)}"
+            elif isinstance(f, Func) and f.name == "inv":
+                acc = self.backend.solve.format(a=self.of(f.arg).text, b=acc)
+            else:
+                acc = f"{self.of(f).operand()} @ {_paren(acc)}"
+        if acc is None:
+            return f"{self.m}.diag({pending}[:, 0])"
+        return acc
+
+    def _fold_left(self, chain: list[Expr]) -> str:
+        acc: str | None = None
+        for f in chain:
+            v = self._diagonal(f)
+            if acc is None:
+                acc = self.of(f).operand() if v is None else f"{self.m}.diag({v}[:, 0])"
+            elif v is not None:
+                acc = f"{_paren(acc)} * {v}.T"
+            else:
+                acc = f"{_paren(acc)} @ {self.of(f).operand()}"
+        assert acc is not None
+        return acc
+
+
+def _is_name(text: str) -> bool:
+    """A name, a number, or a name's transpose: nothing worth a line of its own."""
+    bare = text[:-2] if text.endswith(".T") else text
+    return bare.isidentifier() or bare.replace(".", "").replace("-", "").isdigit()
+
+
+def _paren(text: str) -> str:
+    """Parentheses around a product folded so far, unless it is one name or call."""
+    return text if text.replace("_", "").replace(".", "").isalnum() or _one_call(text) else f"({text})"
+
+
+def _one_call(text: str) -> bool:
+    """Whether the text is one call f(...), or wholly in parentheses already."""
+    if not text.endswith(")") or "(" not in text:
+        return False
+    depth = 0
+    for index, character in enumerate(text):
+        depth += character == "("
+        depth -= character == ")"
+        if depth == 0 and index < len(text) - 1 and character == ")":
+            return False
+    head = text[: text.index("(")]
+    return not head or head.replace("_", "").replace(".", "").isalnum()
+
+
+# ---------------------------------------------------------------- whole functions
+
+
+@dataclass(frozen=True)
+class Output:
+    """A value the function returns: an expression, and the shape it is returned in (`axes`: a tensor's axes, in
+    vec form; None: the expression's natural shape, a vector 1-D and a scalar 0-d)."""
+
+    expr: Expr
+    axes: tuple[ir.Dim, ...] | None = None
+
+
+def function_source(name: str, docstring: str, parameters: Sequence[Var], bindings: ir.Bindings,
+                    outputs: Sequence[Output], target: Backend) -> str:
+    """The source of `def name(*, parameters): ...` computing the definitions once, then the outputs (a tuple
+    when there are several)."""
+    emitter = _Emitter(target)
+    body: list[str] = []
+    for var in parameters:
+        converted = target.asarray.format(a=python_name(var.name))
+        if ir.is_vector_shape(var.shape):  # a vector is a column inside the function
+            converted += ".reshape(-1, 1)"
+        body.append(f"{python_name(var.name)} = {converted}")
+    if target.name == "torch" and parameters:
+        body.append(f"_like = {python_name(next((v for v in parameters if not v.is_scalar), parameters[0]).name)}")
+    body += _size_lines(parameters, bindings, outputs)
+    planned = [(definition, evaluation_plan(value)) for definition, value in bindings]
+    planned_outputs = [evaluation_plan(output.expr) for output in outputs]
+    emitter.count_uses([*(value for _, value in planned), *planned_outputs])
+    for definition, value in planned:
+        emitter.emit(value, assign_to=python_name(definition))
+    results = []
+    for output, planned_output in zip(outputs, planned_outputs, strict=True):
+        code = emitter.emit(planned_output).text
+        results.append(_returned(code, output, emitter))
+    body += [line for line in emitter.lines if line]
+    if len(results) == 1:
+        body.append(f"return {results[0]}")
+    else:
+        body.append("return (" + ", ".join(results) + ")")
+    helpers = [_HELPER_NAMES[target.name][h] for h in sorted(emitter.used_helpers)]
+    if target.name == "torch":
+        helpers.insert(0, '''def _as_tensor(a):
+    a = torch.as_tensor(a)
+    return a if a.is_floating_point() else a.to(torch.get_default_dtype())''')
+    signature = ", ".join([*(python_name(v.name) for v in parameters), *_free_sizes(parameters, bindings, outputs)])
+    doc = docstring.replace('"""', "'''").replace("\\", "\\\\")
+    lines = [target.imports, "", "", *(f"{h}\n\n" for h in helpers),
+             f"def {name}(*, {signature}):" if signature else f"def {name}():",
+             *_indent([f'"""{doc}"""', *body])]
+    return "\n".join(lines).replace("\n\n\n\n", "\n\n\n") + "\n"
+
+
+def _indent(lines: list[str]) -> list[str]:
+    return ["    " + line if line else "" for text in lines for line in text.split("\n")]
+
+
+def _returned(code: str, output: Output, emitter: _Emitter) -> str:
+    """An output in the layout of Derivative.evaluate."""
+    shape = output.expr.shape
+    if output.axes is not None:  # a tensor in vec form: its n-D array
+        sizes = ", ".join(_dim(d) for d in output.axes or ())
+        return f"{emitter.helper('_reshape_f')}({code}, ({sizes},))"
+    if shape == ir.SCALAR:
+        module = emitter.m
+        return f"{module}.asarray({code})" if module != "torch" else f"torch.as_tensor({code})"
+    if ir.is_vector_shape(shape):
+        return f"{_paren(code)}.reshape(-1)"
+    return code
+
+
+def _carriers(parameters: Sequence[Var]) -> dict[str, str]:
+    """Each dimension name -> the code reading its size off an input."""
+    found: dict[str, str] = {}
+    for var in parameters:
+        for axis, dim in enumerate(var.shape):
+            if isinstance(dim, str):
+                found.setdefault(dim, f"{python_name(var.name)}.shape[{axis}]")
+    return found
+
+
+def _dimensions(bindings: ir.Bindings, outputs: Sequence[Output]) -> list[str]:
+    exprs = [*(value for _, value in bindings), *(o.expr for o in outputs)]
+    names = ir.dimensions(exprs)
+    for o in outputs:
+        for dim in o.axes or ():
+            names += [n for n in ir.dim_names(dim) if n not in names]
+    return names
+
+
+def _size_lines(parameters: Sequence[Var], bindings: ir.Bindings, outputs: Sequence[Output]) -> list[str]:
+    carriers = _carriers(parameters)
+    return [f"{dim} = {carriers[dim]}" for dim in _dimensions(bindings, outputs) if dim in carriers]
+
+
+def _free_sizes(parameters: Sequence[Var], bindings: ir.Bindings, outputs: Sequence[Output]) -> list[str]:
+    """Dimensions no input carries (the n of tr(alpha I)): keyword parameters of their own."""
+    carriers = _carriers(parameters)
+    return [dim for dim in _dimensions(bindings, outputs) if dim not in carriers]
+
+
+def compile_source(source: str, name: str) -> Any:
+    """The function a generated source defines. The source is the engine's own output (no user text reaches
+    it: names come from the grammar), run in a fresh namespace."""
+    namespace: dict[str, Any] = {}
+    exec(compile(source, f"<matcalc {name}>", "exec"), namespace)
+    return namespace[name]
