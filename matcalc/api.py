@@ -720,7 +720,10 @@ def codegen(expr: str, wrt: list[str] | tuple[str, ...], where: str | dict | Non
     bindings = needed_bindings(first.bindings, [value, *(d.body for d in gradients.values())])
     if not any(n == gradients.output for n, _ in bindings):  # a single expression: its value is the function
         bindings = (*bindings, (gradients.output, first.function))
-    parameters = _parameters(first.function, ir.add(*[ir.zeros(ir.SCALAR)]), first.variable)
+    defined = {n for n, _ in first.program} if first.program else set()
+    in_order = [var for _, value in (first.program or ((gradients.output, first.function),))
+                for var in ir.variables(value).values() if var.name not in defined]
+    parameters = list({var.name: var for var in reversed(in_order)}.values())[::-1]  # first appearance, in order
     for e in extra:
         for var in ir.variables(e).values():
             if var.name not in {p.name for p in parameters} and var.name not in {n for n, _ in bindings}:

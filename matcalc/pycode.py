@@ -17,6 +17,7 @@ Only the engine's own IR is written out, never user text: names come from the gr
 from __future__ import annotations
 
 import keyword
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -305,7 +306,8 @@ class _Emitter:
         if len(codes) == 1 and len(chain) > 1 and not e.is_scalar:
             codes[0] = codes[0][1:-1]  # a product alone needs no parentheses of its own
         text = " * ".join(codes) if codes else "1.0"
-        return Code(f"-{text}" if negate else text, len(codes) == 1 and not negate and len(chain) <= 1)
+        # -(X.T @ v), not -X.T @ v: Python's unary minus binds first and would copy the whole matrix
+        return Code(f"-{_paren(text)}" if negate else text, len(codes) == 1 and not negate and len(chain) <= 1)
 
     def _chain(self, chain: list[Expr]) -> str:
         """A matrix chain, multiplied from the right when it ends in a vector (else from the left), with each
@@ -341,6 +343,10 @@ class _Emitter:
                 acc = f"{v} * {_paren(acc)}"
             elif isinstance(f, Func) and f.name == "inv":
                 acc = self.backend.solve.format(a=self.of(f.arg).text, b=acc)
+            elif f.shape[1] == 1:  # an outer product: a broadcast, not a matrix product over an axis of 1
+                acc = f"{self.of(f).operand()} * {_paren(acc)}"
+            elif isinstance(f, Transpose) and self.backend.name == "jax":  # XLA's CPU dot is slow with A^T first
+                acc = f"({_paren(acc)}.T @ {self.of(f.arg).operand()}).T"
             else:
                 acc = f"{self.of(f).operand()} @ {_paren(acc)}"
         if acc is None:
@@ -355,6 +361,8 @@ class _Emitter:
                 acc = self.of(f).operand() if v is None else f"{self.m}.diag({v}[:, 0])"
             elif v is not None:
                 acc = f"{_paren(acc)} * {v}.T"
+            elif f.shape[0] == 1:  # an outer product: a broadcast
+                acc = f"{_paren(acc)} * {self.of(f).operand()}"
             else:
                 acc = f"{_paren(acc)} @ {self.of(f).operand()}"
         assert acc is not None
@@ -400,8 +408,8 @@ class Output:
 
 def function_source(name: str, docstring: str, parameters: Sequence[Var], bindings: ir.Bindings,
                     outputs: Sequence[Output], target: Backend) -> str:
-    """The source of `def name(*, parameters): ...` computing the definitions once, then the outputs (a tuple
-    when there are several)."""
+    """The source of `def name(parameters): ...` (given by keyword or in the order of the docstring's inputs)
+    computing the definitions once, then the outputs (a tuple when there are several)."""
     emitter = _Emitter(target)
     body: list[str] = []
     for var in parameters:
@@ -411,7 +419,7 @@ def function_source(name: str, docstring: str, parameters: Sequence[Var], bindin
         body.append(f"{python_name(var.name)} = {converted}")
     if target.name == "torch" and parameters:
         body.append(f"_like = {python_name(next((v for v in parameters if not v.is_scalar), parameters[0]).name)}")
-    body += _size_lines(parameters, bindings, outputs)
+    sizes_at = len(body)
     planned = [(definition, evaluation_plan(value)) for definition, value in bindings]
     planned_outputs = [evaluation_plan(output.expr) for output in outputs]
     emitter.count_uses([*(value for _, value in planned), *planned_outputs])
@@ -422,6 +430,9 @@ def function_source(name: str, docstring: str, parameters: Sequence[Var], bindin
         code = emitter.emit(planned_output).text
         results.append(_returned(code, output, emitter))
     body += [line for line in emitter.lines if line]
+    written = "\n".join([*body, *results])
+    body[sizes_at:sizes_at] = [line for line in _size_lines(parameters, bindings, outputs)
+                               if re.search(rf"\b{line.split(' = ')[0]}\b", written)]
     if len(results) == 1:
         body.append(f"return {results[0]}")
     else:
@@ -434,7 +445,7 @@ def function_source(name: str, docstring: str, parameters: Sequence[Var], bindin
     signature = ", ".join([*(python_name(v.name) for v in parameters), *_free_sizes(parameters, bindings, outputs)])
     doc = docstring.replace('"""', "'''").replace("\\", "\\\\")
     lines = [target.imports, "", "", *(f"{h}\n\n" for h in helpers),
-             f"def {name}(*, {signature}):" if signature else f"def {name}():",
+             f"def {name}({signature}):",
              *_indent([f'"""{doc}"""', *body])]
     return "\n".join(lines).replace("\n\n\n\n", "\n\n\n") + "\n"
 
