@@ -29,6 +29,7 @@ from .simplify import simplify
 Layout = Literal["numerator", "denominator"]
 Kind = Literal["derivative", "gradient", "jacobian", "hessian", "tensor"]
 Form = Literal["matrix", "vec", "index", "differential"]
+Product = Literal["jvp", "vjp"] | None
 Axes = tuple[ir.Dim, ...]
 _NAME = re.compile(r"[A-Za-z_\u0370-\u03ff][A-Za-z0-9_\u0370-\u03ff]*\Z")
 
@@ -250,30 +251,65 @@ class Derivative:
         """The kind verify checks against: the Jacobian of the vecs for a tensor held in vec form."""
         return "tensor" if self.form == "vec" and self.kind != "hessian" else self.kind
 
-    def to_code(self, backend: str = "numpy", name: str | None = None) -> str:
-        """The source of a Python function computing this derivative with NumPy, JAX or PyTorch: a keyword
-        parameter per variable, a line per definition and shared subexpression; it returns what `evaluate`
-        returns (a tensor as its n-D array). Only running it needs the backend."""
+    def to_code(self, backend: str = "numpy", name: str | None = None, product: Product = None) -> str:
+        """The source of a Python function computing this derivative with NumPy, JAX or PyTorch: a parameter per
+        variable (by keyword), a line per definition and shared subexpression; it returns what `evaluate` returns
+        (a tensor as its n-D array). Only running it needs the backend.
+
+        `product="jvp"` computes the derivative applied to a direction dX instead (a parameter named after the
+        variable: dW), `product="vjp"` its transpose applied to a cotangent G of the output's shape: neither builds
+        the tensor. For a Hessian, "jvp" is the Hessian-vector product.
+        """
         from .pycode import Output, function_source
         from .pycode import backend as target
 
-        name = name or f"d{_identifier(self._output_name())}_d{self.variable.name}"
+        name = name or self._code_name(product)
+        if product is not None:
+            return self._product_code(name, product, target(backend))
         parameters = _parameters(self.function, self.expr, self.variable)
         axes = (*self.split_axes[0], *self.split_axes[1]) if self.form == "vec" else None
-        if self.form == "matrix" and self.kind == "hessian" and not self.variable.is_scalar:
-            axes = None
         docstring = (f"The {self.kind} of {to_text(self.function)} w.r.t. {self.variable.name}:\n\n"
-                     + "\n".join("    " + line for line in str(self).split("\n"))
+                     + _indented(str(self))
                      + "\n\n" + _shapes_doc(parameters, self.shape if axes else axes_of(self.body.shape)))
         return function_source(name, docstring, parameters, self.definitions, [Output(self.body, axes)],
                                target(backend))
 
-    def compile(self, backend: str = "numpy") -> Callable[..., Any]:
-        """The function of `to_code(backend)`, ready to call: f(X=..., y=...)."""
+    def _product_code(self, name: str, product: str, target: Any) -> str:
+        """The JVP (dF for a direction dX: the differential) or the VJP (the adjoint of dF applied to G: the
+        gradient reader with seed G) as code: linear maps, never the tensor."""
+        from .differentiate import adjoints_of_linear
+        from .pycode import Output, function_source
+
+        of, variable = self.of, self.variable
+        df = differential(of, variable)
+        taken = {*self.where, *ir.variables(of), *dimension_names(self.where)}
+        if product == "jvp":
+            direction = Var(fresh_name(f"d{variable.name}", taken), variable.shape)
+            result = simplify(ir.substitute(df, {ir.Differential(variable): direction}))
+            what = f"applied to the direction {direction.name} (a JVP: d({to_text(of)}) at d{variable.name} = " \
+                   f"{direction.name})"
+        elif product == "vjp":
+            direction = Var(fresh_name("G", taken), of.shape)
+            parts = adjoints_of_linear(df, direction).get(variable.name, [])
+            result = simplify(ir.add(*parts)) if parts else ir.zeros(variable.shape)
+            what = f"transposed, applied to the cotangent {direction.name} of the output's shape (a VJP)"
+        else:
+            raise ParseError(f"product must be 'jvp' or 'vjp', not {product!r}")
+        parameters = list({v.name: v for v in [*_parameters(of, result, variable), direction]}.values())
+        docstring = (f"The {self.kind} of {to_text(self.function)} w.r.t. {variable.name}, {what}:\n\n"
+                     + _indented(to_text(result)) + "\n\n" + _shapes_doc(parameters, axes_of(result.shape)))
+        return function_source(name, docstring, parameters, (), [Output(result)], target)
+
+    def compile(self, backend: str = "numpy", product: Product = None) -> Callable[..., Any]:
+        """The function of `to_code(backend, product=...)`, ready to call: f(X=..., y=...)."""
         from .pycode import compile_source
 
-        name = f"d{_identifier(self._output_name())}_d{self.variable.name}"
-        return compile_source(self.to_code(backend, name), name)
+        name = self._code_name(product)
+        return compile_source(self.to_code(backend, name, product), name)
+
+    def _code_name(self, product: Product) -> str:
+        base = f"d{_identifier(self._output_name())}_d{self.variable.name}"
+        return f"{base}_{product}" if product else base
 
     def _output_name(self) -> str:
         return self.program[-1][0] if self.program else "f"

@@ -97,6 +97,9 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     output.add_argument("--json", action="store_true", help="print JSON: input, declarations, shape, text, LaTeX")
     output.add_argument("--code", choices=["numpy", "jax", "torch"], default=None,
                         help="print a Python function computing the derivative with that library")
+    diff.add_argument("--product", choices=["jvp", "vjp"], default=None,
+                      help="with --code: the derivative applied to a direction dX (jvp; for a Hessian, the "
+                           "Hessian-vector product) or its transpose applied to a cotangent G (vjp)")
     diff.add_argument("--form", choices=["vec", "index", "differential"], default=None,
                       help="how to write the result: vec (Kronecker form, d vec(F) / d vec(X)^T; a tensor's default), "
                            "index (∂F_ij / ∂X_kl = ...) or differential (d(F) = ..., linear in dX)")
@@ -243,7 +246,7 @@ def _run_diff(args: argparse.Namespace) -> int:
             raise ParseError("--code takes one variable; `matcalc codegen` writes one function for several")
         d = hessian(args.expr, names[0], args.where) if args.hessian else \
             diff(args.expr, names[0], args.where, args.layout)
-        print(d.to_code(args.code), end="")  # type: ignore[union-attr]
+        print(d.to_code(args.code, product=args.product), end="")  # type: ignore[union-attr]
         return 0
     if len(names) > 1 and args.hessian:
         blocks = hessian(args.expr, names, args.where, inline=args.inline)

@@ -250,3 +250,51 @@ def test_generated_numpy_of_random_derivatives_equals_evaluate(case):
         scale = max(1.0, float(np.max(np.abs(expected), initial=0.0)))
         np.testing.assert_allclose(got, expected, rtol=1e-8, atol=1e-8 * scale, err_msg=f"d/d{name} {case.text}")
         TALLY["generated functions checked against evaluate"] += 1
+
+
+# ---------------------------------------------------------------- products that never build the tensor
+
+
+PRODUCTS = [("A X B", "X", "A: matrix(m, p); X: matrix(p, q); B: matrix(q, n)", False),
+            ("inv(X)", "X", None, False), ("tanh(W x)", "W", None, False), ("x x^T", "x", None, False),
+            ("softmax(W x)", "W", None, False), ("sum(log(1 + exp(-y .* (X w))))", "w", None, True),
+            ("tr(X^T A X)", "X", None, True), ("x^T A x", "x", None, False)]
+
+
+@pytest.mark.parametrize(("expr", "var", "where", "hessian"), PRODUCTS, ids=[f"{e} wrt {v}" for e, v, _, _ in PRODUCTS])
+def test_jvp_and_vjp_are_the_tensor_contracted_with_a_direction(expr, var, where, hessian):
+    d = derivative(expr, var, where, hessian)
+    values = values_for(d, seed=5)
+    tensor = np.asarray(d.evaluate(values), dtype=float)
+    variable_axes = np.ndim(values[var])
+    output_axes = tensor.ndim - variable_axes
+    rng = np.random.default_rng(9)
+    direction = rng.normal(size=np.shape(values[var]))
+    jvp = call(d.compile("numpy", product="jvp"), {**values, f"d{var}": direction})
+    expected = np.tensordot(tensor, direction, axes=variable_axes)
+    np.testing.assert_allclose(jvp, expected, rtol=1e-9, atol=1e-12)
+    cotangent = rng.normal(size=tensor.shape[:output_axes])
+    vjp = call(d.compile("numpy", product="vjp"), {**values, "G": cotangent})
+    np.testing.assert_allclose(vjp, np.tensordot(cotangent, tensor, axes=output_axes), rtol=1e-9, atol=1e-12)
+    assert "kron" not in d.to_code("numpy", product="jvp") and "_reshape_f" not in d.to_code("numpy", product="vjp")
+
+
+def test_hessian_vector_product_of_the_logistic_loss_never_forms_the_hessian():
+    h = matcalc.hessian("sum(log(1 + exp(-y .* (X w))))", "w")
+    source = h.to_code("numpy", product="jvp")
+    assert "X.T @ (" in source and "@ X)" not in source  # X^T (c .* (X v)): two matrix-vector products
+    rng = np.random.default_rng(2)
+    x, y, w, v = rng.normal(size=(30, 5)), np.sign(rng.normal(size=30)), rng.normal(size=5), rng.normal(size=5)
+    np.testing.assert_allclose(h.compile("numpy", product="jvp")(X=x, y=y, w=w, dw=v),
+                               h.evaluate({"X": x, "y": y, "w": w}) @ v, rtol=1e-10)
+
+
+@needs_jax
+def test_generated_jax_jvp_equals_jax_jvp_of_the_function():
+    d = matcalc.diff("tanh(W x)", "W")
+    values = values_for(d, seed=6)
+    f = jax_function("tanh(W x)")
+    direction = np.random.default_rng(1).normal(size=np.shape(values["W"]))
+    _, expected = jax.jvp(lambda w: f(**{**values, "W": w}), (values["W"],), (direction,))
+    got = jax.jit(d.compile("jax", product="jvp"))(**values, dW=direction)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(expected).reshape(np.shape(got)), rtol=1e-9)

@@ -158,19 +158,23 @@ def derivatives(case: Case) -> Iterator[tuple[str, matcalc.Derivative]]:
             continue
 
 
+QUICK_PROOF_SECONDS = 10.0  # per derivative in the quick run: the default run stays within minutes
 TENSOR_PROOF_SECONDS = 5.0  # a 4th-order tensor of inv(...) has hundreds of entries: finite differences check
 # every random tensor, and its exact proof may end undecided here (never wrong); the long run allows the default
 
 
-def check_sympy_proof(case: Case, tensor_seconds: float | None = TENSOR_PROOF_SECONDS) -> None:
+def check_sympy_proof(case: Case, tensor_seconds: float | None = TENSOR_PROOF_SECONDS, quick: bool = True) -> None:
+    """Each derivative proven exactly. In the quick run a proof that runs out of time (undecided: never called
+    right) is tallied, not failed: a random expression can take SymPy 30 s (sign(W) softmax(u) takes 31 s, before
+    and after issue 9); finite differences check every one of them, and the long run requires the proofs."""
     for name, d in derivatives(case):
         start = time.perf_counter()
         tensor = d.form == "vec"
-        report = d.verify(timeout=tensor_seconds if tensor else None)
+        report = d.verify(timeout=tensor_seconds if tensor else (QUICK_PROOF_SECONDS if quick else None))
         record_slowest("slowest verify (ms)", 1000 * (time.perf_counter() - start), f"d/d{name} {case.text}")
         TALLY["derivatives proven with SymPy"] += bool(report)
-        if tensor and report.undecided:
-            TALLY["tensor proofs undecided within the quick run's time limit"] += 1
+        if report.undecided and (quick or tensor):
+            TALLY["proofs undecided within the time limit (quick run; checked by finite differences)"] += 1
             continue
         assert report, f"d/d{name} of {case} = {d}: {report}"
 
@@ -272,7 +276,7 @@ def test_long_run_simplification(case: Case):
 @settings(max_examples=300)
 @given(case=cases(max_depth=2))
 def test_long_run_sympy_proofs(case: Case):
-    check_sympy_proof(case, tensor_seconds=None)
+    check_sympy_proof(case, tensor_seconds=None, quick=False)
 
 
 @pytest.mark.slow
