@@ -112,11 +112,11 @@ class Derivative:
         output, variable = self.split_axes
         return len(output) + len(variable)
 
-    @property
+    @functools.cached_property
     def of(self) -> Expr:
         """The expression differentiated in the last step: the function, or the gradient for a Hessian."""
         if self.kind == "hessian":
-            return _exact_gradient_expr(self.function, self.variable)
+            return _differentiate(self.function, self.variable)[0]  # as hessian() computed it
         return self.function
 
     def __str__(self) -> str:
@@ -390,10 +390,6 @@ def axes_of(shape: ir.Shape) -> Axes:
     return tuple(d for d in shape if d != 1)
 
 
-
-
-def _exact_gradient_expr(function: Expr, variable: Var) -> Expr:
-    return simplify(derivative_from_differential(differential(function, variable), variable, function.shape))
 
 
 def _without_cycle_collection(entry: Callable) -> Callable:

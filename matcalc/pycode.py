@@ -44,6 +44,7 @@ from .ir import (
     Transpose,
     Var,
 )
+from .printing import dim_text
 
 
 @dataclass(frozen=True)
@@ -137,9 +138,8 @@ def _number(value: Fraction) -> str:
 
 
 def _dim(dim: ir.Dim) -> str:
-    if isinstance(dim, ir.DimProduct):
-        return " * ".join([*([str(dim.coefficient)] if dim.coefficient != 1 else []), *dim.factors])
-    return str(dim)
+    """A size as Python: the input language's `m n` is `m * n`."""
+    return " * ".join(dim_text(dim).split())
 
 
 class _Emitter:
@@ -158,11 +158,6 @@ class _Emitter:
     def helper(self, name: str) -> str:
         self.used_helpers.add(name)
         return name
-
-    def name(self, node: Expr, name: str) -> None:
-        """Refer to the node by a name (a definition's)."""
-        self.keep.append(node)
-        self.code[id(node)] = Code(name, True)
 
     def count_uses(self, exprs: Sequence[Expr]) -> None:
         """How often each node is used, over all the expressions the function computes: a subexpression shared by
@@ -332,9 +327,9 @@ class _Emitter:
                 pending = v
                 continue
             if acc is None and pending is not None:
-                acc = f"{self.of(f).operand()} * {pending}.T" if v is None else f"{v} * {pending}.T"
-                if v is not None:  # diag(a) diag(b): the diagonal matrix of a .* b
-                    acc = f"{self.m}.diag(({v} * {pending})[:, 0])"
+                # F diag(v), or diag(a) diag(b): the diagonal matrix of a .* b
+                acc = f"{self.of(f).operand()} * {pending}.T" if v is None else \
+                    f"{self.m}.diag(({v} * {pending})[:, 0])"
                 pending = None
                 continue
             if acc is None:
