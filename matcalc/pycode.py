@@ -350,17 +350,26 @@ class _Emitter:
 
     def _fold_left(self, chain: list[Expr]) -> str:
         acc: str | None = None
+        pending: str | None = None  # a diag(v) at the left end, waiting for a factor to scale
         for f in chain:
             v = self._diagonal(f)
-            if acc is None:
-                acc = self.of(f).operand() if v is None else f"{self.m}.diag({v}[:, 0])"
+            if acc is None and pending is None and v is not None:
+                pending = v
+            elif acc is None and pending is not None:
+                # diag(v) F, or diag(a) diag(b): the diagonal matrix of a .* b
+                acc = f"{pending} * {self.of(f).operand()}" if v is None else \
+                    f"{self.m}.diag(({pending} * {v})[:, 0])"
+                pending = None
+            elif acc is None:
+                acc = self.of(f).operand()
             elif v is not None:
                 acc = f"{_paren(acc)} * {v}.T"
             elif f.shape[0] == 1:  # an outer product: a broadcast
                 acc = f"{_paren(acc)} * {self.of(f).operand()}"
             else:
                 acc = f"{_paren(acc)} @ {self.of(f).operand()}"
-        assert acc is not None
+        if acc is None:
+            return f"{self.m}.diag({pending}[:, 0])"
         return acc
 
 

@@ -298,3 +298,13 @@ def test_generated_jax_jvp_equals_jax_jvp_of_the_function():
     _, expected = jax.jvp(lambda w: f(**{**values, "W": w}), (values["W"],), (direction,))
     got = jax.jit(d.compile("jax", product="jvp"))(**values, dW=direction)
     np.testing.assert_allclose(np.asarray(got), np.asarray(expected).reshape(np.shape(got)), rtol=1e-9)
+
+
+def test_a_diagonal_matrix_at_either_end_of_a_product_scales_instead_of_being_built():
+    d = matcalc.diff("diag(x) A diag(y)", "A")
+    source = d.to_code("numpy", product="jvp")
+    assert "np.diag" not in source
+    rng = np.random.default_rng(3)
+    x, a, y, direction = rng.normal(size=3), rng.normal(size=(3, 4)), rng.normal(size=4), rng.normal(size=(3, 4))
+    np.testing.assert_allclose(d.compile("numpy", product="jvp")(x=x, A=a, y=y, dA=direction),
+                               np.diag(x) @ direction @ np.diag(y))
