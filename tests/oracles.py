@@ -41,6 +41,17 @@ def random_values(exprs: list[Expr], seed: int = 0, sizes: dict[str, int] | None
     return values
 
 
+def uniform_values(names: dict[str, Var], sizes: dict[str, int], seed: int) -> dict[str, Any]:
+    """The given sizes, and for each variable uniform entries in [0.5, 1.5], 2-D, at those sizes (products too)."""
+    from matcalc.ir import dim_value
+
+    rng = np.random.default_rng(seed)
+    values: dict[str, Any] = {**sizes}
+    for symbol, var in names.items():
+        values[symbol] = rng.uniform(0.5, 1.5, size=tuple(dim_value(d, sizes) for d in var.shape))
+    return values
+
+
 def _function_value(f: Expr, values: dict[str, Any]) -> np.ndarray:
     (value,) = evaluate_numpy([f], values, variables(f))
     return value

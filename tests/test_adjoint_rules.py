@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from oracles import uniform_values
 
 import matcalc
 from matcalc import ir
@@ -47,12 +48,8 @@ def test_adjoint_identity_matches_the_inner_product_numerically(rule):
     gradient = ir.add(*adjoints_of_linear(df, seed)[name])
     direction = Var("E", variable.shape)
     along = ir.substitute(df, {Differential(variable): direction})
-    rng = np.random.default_rng(7)
     names = {**ir.variables(f), "S": seed, "E": direction}
-    values = {**SIZES}
-    for symbol, var in names.items():
-        shape = tuple(ir.dim_value(d, SIZES) for d in var.shape)
-        values[symbol] = rng.uniform(0.5, 1.5, size=shape)
+    values = uniform_values(names, SIZES, seed=7)
     left = ir.func("sum", ir.hadamard(seed, along)) if not along.is_scalar else ir.mul(seed, along)
     right = ir.func("sum", ir.hadamard(gradient, direction)) if not direction.is_scalar else ir.mul(gradient, direction)
     lhs, rhs = evaluate_numpy([left, right], values, names)

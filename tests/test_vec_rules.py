@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from oracles import uniform_values
 
 import matcalc
 from matcalc import ir
@@ -48,11 +49,8 @@ def test_vec_identity_matches_the_linear_map_numerically(rule):
     assert rule.name in used, f"{rule.name} is not used on d({text}) = {df}"
     direction = Var("E", variable.shape)
     along = ir.substitute(df, {Differential(variable): direction})
-    rng = np.random.default_rng(11)
     names = {**ir.variables(f), "E": direction}
-    values = {**SIZES}
-    for symbol, var in names.items():
-        values[symbol] = rng.uniform(0.5, 1.5, size=tuple(ir.dim_value(d, SIZES) for d in var.shape))
+    values = uniform_values(names, SIZES, seed=11)
     lhs, rhs = evaluate_numpy([ir.vec(along), ir.mul(jacobian, ir.vec(direction))], values, names)
     np.testing.assert_allclose(np.asarray(lhs, dtype=float), np.asarray(rhs, dtype=float), rtol=1e-12)
 
