@@ -24,8 +24,9 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-import matcalc  # noqa: E402
 from replay import RECORD, key, run  # noqa: E402
+
+import matcalc  # noqa: E402
 
 RANDOM_SEEDS = (1, 2, 3)
 RANDOM_PER_SEED = 400
@@ -150,7 +151,8 @@ def calls() -> list[dict[str, Any]]:
     out += [{"op": "cli", "argv": ["rules"]}, {"op": "cli", "argv": []}, {"op": "cli", "argv": ["diff", "x +", "x"]},
             {"op": "cli", "argv": ["diff", "x^T A x", "x", "--json"]},
             {"op": "cli", "argv": ["diff", "x^T A x", "x", "--steps", "--latex"]},
-            {"op": "cli", "argv": ["diff", "A B", "A"]}, {"op": "cli", "argv": ["diff", "tr(X)", "X", "--form", "index"]}]
+            {"op": "cli", "argv": ["diff", "A B", "A"]},
+            {"op": "cli", "argv": ["diff", "tr(X)", "X", "--form", "index"]}]
 
     def diffs(expr: str, wrt: str, where: str | None, views: tuple[str, ...]) -> None:
         for view in views:

@@ -32,7 +32,7 @@ def _error_text(error: BaseException) -> str:
 def _diff(expr: str, wrt: str, where: str | None, layout: str, inline: bool) -> Any:
     try:
         return matcalc.diff(expr, wrt, where=where, layout=layout, inline=inline)  # type: ignore[arg-type]
-    except Exception as error:  # noqa: BLE001 -- the error is the recorded behaviour
+    except Exception as error:
         return error
 
 
@@ -40,7 +40,7 @@ def _diff(expr: str, wrt: str, where: str | None, layout: str, inline: bool) -> 
 def _hessian(expr: str, wrt: str, where: str | None) -> Any:
     try:
         return matcalc.hessian(expr, wrt.split(",") if "," in wrt else wrt, where=where)
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:
         return error
 
 
@@ -117,7 +117,7 @@ def run(call: dict[str, Any]) -> str:
     """What the code prints for `call` now: its output, or the class and message of what it raised."""
     try:
         return _run(call)
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:
         return _error_text(error)
 
 
