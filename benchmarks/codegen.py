@@ -27,7 +27,7 @@ import jax.numpy as jnp
 from networks import mlp_program
 
 import matcalc
-from matcalc.pycode import compile_source
+from matcalc.backends.pycode import compile_source
 
 jax.config.update("jax_enable_x64", True)
 HAVE_TORCH = importlib.util.find_spec("torch") is not None

@@ -21,7 +21,7 @@ from generate import random_cases
 from oracles import close_to_finite_differences, evaluate_expr, random_values
 
 import matcalc
-from matcalc import ir
+from matcalc.core import ir
 
 
 def once_refused(function: ir.Expr, variable: ir.Var) -> bool:

@@ -8,7 +8,7 @@ SymPy and NumPy are imported only by verify() and evaluate().
 """
 
 from .api import CheckResult, Derivative, Step, check, codegen, diff, grad, hessian, parse
-from .errors import (
+from .core.errors import (
     DeclarationError,
     EvaluationError,
     MatcalcError,

@@ -15,16 +15,17 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Literal
 
-from . import ir
-from .backprop import backpropagate, needed_bindings
-from .differentiate import derivative_from_differential, differential, vec_jacobian
-from .errors import ParseError, ResultShapeError, ShapeError, UnsupportedError
-from .ir import Bindings, Expr, Var, fresh_name
-from .naming import name_shared
-from .parsing import Declaration, Declarations, dimension_names, parse_declarations
-from .printing import latex_name, program_latex, program_text, to_latex, to_text
-from .shapes import Parsed, ParsedProgram, parse_program
-from .simplify import simplify
+from .calculus.backprop import backpropagate, needed_bindings
+from .calculus.differential import differential
+from .calculus.readers import derivative_from_differential, vec_jacobian
+from .core import ir
+from .core.errors import ParseError, ResultShapeError, ShapeError, UnsupportedError
+from .core.ir import Bindings, Expr, Var, fresh_name
+from .frontend.parse import Declaration, Declarations, dimension_names, parse_declarations
+from .frontend.typecheck import Parsed, ParsedProgram, parse_program
+from .render.naming import name_shared
+from .render.text import latex_name, program_latex, program_text, to_latex, to_text
+from .rules.simplify import simplify
 
 Layout = Literal["numerator", "denominator"]
 Kind = Literal["derivative", "gradient", "jacobian", "hessian", "tensor"]
@@ -142,7 +143,7 @@ class Derivative:
         return simplify(differential(self.of, self.variable))
 
     def _index_form(self) -> Any:
-        from .index_form import index_form
+        from .calculus.index_form import index_form
 
         return index_form(differential(self.of, self.variable), self.variable, self.of)
 
@@ -210,7 +211,7 @@ class Derivative:
         variable's (`self.shape`); with form="vec", the Jacobian of the vecs d vec(F) / d vec(X)^T (column-major)."""
         import numpy as np
 
-        from .evaluate import evaluate_numpy, squeeze
+        from .backends.interpret import evaluate_numpy, squeeze
 
         names = {**ir.variables(self.function), **ir.variables(self.expr)}
         names.setdefault(self.variable.name, self.variable)
@@ -241,7 +242,7 @@ class Derivative:
 
         Past `timeout` seconds (default verify.DEFAULT_TIMEOUT) the report is falsy and says "undecided".
         """
-        from .verify import DEFAULT_TIMEOUT, verify_derivative
+        from .backends.verify import DEFAULT_TIMEOUT, verify_derivative
 
         return verify_derivative(self.function, self.variable, self.expr, self._verified_kind, self.layout, seed,
                                  DEFAULT_TIMEOUT if timeout is None else timeout)
@@ -260,8 +261,8 @@ class Derivative:
         variable: dW), `product="vjp"` its transpose applied to a cotangent G of the output's shape: neither builds
         the tensor. For a Hessian, "jvp" is the Hessian-vector product.
         """
-        from .pycode import Output, function_source
-        from .pycode import backend as target
+        from .backends.pycode import Output, function_source
+        from .backends.pycode import backend as target
 
         name = name or self._code_name(product)
         if product is not None:
@@ -277,8 +278,8 @@ class Derivative:
     def _product_code(self, name: str, product: str, target: Any) -> str:
         """The JVP (dF for a direction dX: the differential) or the VJP (the adjoint of dF applied to G: the
         gradient reader with seed G) as code: linear maps, never the tensor."""
-        from .differentiate import adjoints_of_linear
-        from .pycode import Output, function_source
+        from .backends.pycode import Output, function_source
+        from .calculus.readers import adjoints_of_linear
 
         of, variable = self.of, self.variable
         df = differential(of, variable)
@@ -302,7 +303,7 @@ class Derivative:
 
     def compile(self, backend: str = "numpy", product: Product = None) -> Callable[..., Any]:
         """The function of `to_code(backend, product=...)`, ready to call: f(X=..., y=...)."""
-        from .pycode import compile_source
+        from .backends.pycode import compile_source
 
         name = self._code_name(product)
         return compile_source(self.to_code(backend, name, product), name)
@@ -736,8 +737,8 @@ def codegen(expr: str, wrt: list[str] | tuple[str, ...], where: str | dict | Non
     """The source of one function returning the value of a scalar expression or program and its gradient w.r.t.
     each variable in `wrt`, sharing the forward pass (one backward pass, as `grad`): (value, grad_1, ...). With
     `hessian`, the Hessian w.r.t. each variable follows (a matrix variable's in vec form, as an n-D array)."""
-    from .pycode import Output, function_source
-    from .pycode import backend as target
+    from .backends.pycode import Output, function_source
+    from .backends.pycode import backend as target
 
     gradients = grad(expr, wrt, where)
     first = next(iter(gradients.values()))
@@ -854,7 +855,7 @@ def check(expr: str, wrt: str, candidate: str, where: str | dict | None = None, 
     A candidate of the wrong shape is wrong (with the reason), not an input error. Past `timeout` seconds
     the result is falsy and `undecided`.
     """
-    from .verify import DEFAULT_TIMEOUT, VerificationReport, verify_derivative
+    from .backends.verify import DEFAULT_TIMEOUT, VerificationReport, verify_derivative
 
     derivative = hessian(expr, wrt, where) if hessian_of else diff(expr, wrt, where, layout)
     try:

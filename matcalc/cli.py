@@ -43,7 +43,7 @@ decide within --timeout seconds, 1 internal error.
 
 def _language_summary() -> str:
     """The language in one paragraph, its functions listed from the one table of functions."""
-    from .functions import FUNCTIONS
+    from .core.functions import FUNCTIONS
 
     sizes = [name for name, spec in FUNCTIONS.items() if spec.kind == "lowered" and name != "mean"]
     functions = [name for name in FUNCTIONS if name not in sizes]
@@ -187,8 +187,9 @@ def _options_first(argv: list[str], parser: argparse.ArgumentParser,
 
 
 def _run_rules() -> int:
-    from .differentiate import ADJOINT_RULES, DIFFERENTIAL_RULES, ELEMENTWISE_RULES, VEC_RULES
-    from .simplify import SIMPLIFY_RULES
+    from .calculus.differential import DIFFERENTIAL_RULES, ELEMENTWISE_RULES
+    from .calculus.readers import ADJOINT_RULES, VEC_RULES
+    from .rules.simplify import SIMPLIFY_RULES
 
     print("differential rules (matcalc/differentiate.py):")
     for differential_rule in DIFFERENTIAL_RULES:
@@ -210,7 +211,7 @@ def _run_rules() -> int:
 
 def _read_operands(args: argparse.Namespace, names: tuple[str, ...]) -> None:
     """Fill args.expr from --file (the positionals then shift by one) and check that every operand is given."""
-    from .errors import ParseError
+    from .core.errors import ParseError
 
     values = [getattr(args, name) for name in names]
     if args.file is not None:
@@ -241,7 +242,7 @@ def _run_diff(args: argparse.Namespace) -> int:
     names = [name.strip() for name in args.var.split(",")]
     if args.code is not None:
         if len(names) > 1:
-            from .errors import ParseError
+            from .core.errors import ParseError
 
             raise ParseError("--code takes one variable; `matcalc codegen` writes one function for several")
         d = hessian(args.expr, names[0], args.where) if args.hessian else \
@@ -330,7 +331,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    from .errors import MatcalcError
+    from .core.errors import MatcalcError
 
     try:
         if args.command == "rules":

@@ -20,7 +20,7 @@ from typing import Protocol, TypeVar
 
 from hypothesis import strategies as st
 
-from matcalc.ir import ElemDiv, Expr, Func, Power, Var
+from matcalc.core.ir import ElemDiv, Expr, Func, Power, Var
 
 T = TypeVar("T")
 Dim = str | int  # a dimension symbol, or 1
@@ -375,7 +375,7 @@ def instantiate(pattern: Expr, chooser: Chooser, max_depth: int = 2, keep: froze
     """`pattern` with each variable (but those in `keep`) replaced by a random expression of its shape that
     keeps its domain (a symmetric expression for a symmetric variable), and random sizes for its dimensions."""
     from matcalc import parse
-    from matcalc.ir import dimensions, substitute
+    from matcalc.core.ir import dimensions, substitute
 
     dims = dimensions([pattern]) or ["n"]
     generator = ExpressionGenerator(chooser, dims=dims, max_depth=max_depth)

@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 
 from matcalc import Derivative
-from matcalc.evaluate import evaluate_numpy, squeeze
-from matcalc.ir import Expr, Func, Power, Var, variables, walk
-from matcalc.verify import concrete_sizes
+from matcalc.backends.interpret import evaluate_numpy, squeeze
+from matcalc.backends.verify import concrete_sizes
+from matcalc.core.ir import Expr, Func, Power, Var, variables, walk
 
 STEP = 1e-6
 
@@ -43,7 +43,7 @@ def random_values(exprs: list[Expr], seed: int = 0, sizes: dict[str, int] | None
 
 def uniform_values(names: dict[str, Var], sizes: dict[str, int], seed: int) -> dict[str, Any]:
     """The given sizes, and for each variable uniform entries in [0.5, 1.5], 2-D, at those sizes (products too)."""
-    from matcalc.ir import dim_value
+    from matcalc.core.ir import dim_value
 
     rng = np.random.default_rng(seed)
     values: dict[str, Any] = {**sizes}

@@ -39,7 +39,7 @@ def _variables(expr: str, where: str | None) -> list[str]:
         parsed = matcalc.parse(expr, where=where)
     except matcalc.MatcalcError:
         return []
-    from matcalc import ir
+    from matcalc.core import ir
 
     return sorted(ir.variables(parsed))
 
@@ -77,7 +77,9 @@ def doc_inputs() -> tuple[list[list[str]], list[tuple[str, str, str | None, str]
 
 def rule_inputs() -> list[tuple[str, str | None]]:
     """Each rule's example (expression, declarations), from the tables as they stand today."""
-    from matcalc import differentiate, evaluate, simplify
+    from matcalc.backends import interpret as evaluate
+    from matcalc.calculus import differential as differentiate
+    from matcalc.rules import simplify
 
     found: list[tuple[str, str | None]] = []
     for rule in simplify.SIMPLIFY_RULES + list(evaluate.STABLE_FORMS):

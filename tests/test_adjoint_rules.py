@@ -12,10 +12,11 @@ import pytest
 from oracles import uniform_values
 
 import matcalc
-from matcalc import ir
-from matcalc.differentiate import ADJOINT_RULES, adjoints_of_linear, differential
-from matcalc.evaluate import evaluate_numpy
-from matcalc.ir import Differential, Var
+from matcalc.backends.interpret import evaluate_numpy
+from matcalc.calculus.differential import differential
+from matcalc.calculus.readers import ADJOINT_RULES, adjoints_of_linear
+from matcalc.core import ir
+from matcalc.core.ir import Differential, Var
 
 # rule name -> (function, variable, declarations): the rule applies at the root of the function's differential
 EXAMPLES = {

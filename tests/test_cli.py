@@ -79,8 +79,9 @@ def test_help_shows_examples():
 
 
 def test_rules_lists_every_rule():
-    from matcalc.differentiate import ADJOINT_RULES, DIFFERENTIAL_RULES
-    from matcalc.simplify import SIMPLIFY_RULES
+    from matcalc.calculus.differential import DIFFERENTIAL_RULES
+    from matcalc.calculus.readers import ADJOINT_RULES
+    from matcalc.rules.simplify import SIMPLIFY_RULES
 
     listing = run("rules").stdout
     for rule in [*DIFFERENTIAL_RULES, *ADJOINT_RULES, *SIMPLIFY_RULES]:

@@ -17,8 +17,8 @@ from test_derivatives import HESSIANS, ML, SEEDS
 from test_tensors import CASES as TENSOR_CASES
 
 import matcalc
-from matcalc import ir
-from matcalc.pycode import Output, backend, compile_source, function_source
+from matcalc.backends.pycode import Output, backend, compile_source, function_source
+from matcalc.core import ir
 
 HAVE_JAX = importlib.util.find_spec("jax") is not None
 HAVE_TORCH = importlib.util.find_spec("torch") is not None
@@ -55,7 +55,7 @@ def call(f, values: dict):
     """f at the values (and sizes) it takes as keyword parameters."""
     import inspect
 
-    from matcalc.pycode import python_name
+    from matcalc.backends.pycode import python_name
 
     wanted = set(inspect.signature(inspect.unwrap(f)).parameters)
     return f(**{python_name(name): value for name, value in values.items() if python_name(name) in wanted})

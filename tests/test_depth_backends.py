@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 import sympy as sp
 
-from matcalc import ir
-from matcalc.errors import EvaluationError
-from matcalc.evaluate import NumpyBackend, evaluate_numpy, interpret
-from matcalc.ir import Expr, Var
-from matcalc.printing import program_latex, program_text, shared_subexpressions, to_latex, to_text
-from matcalc.verify import SympyBackend
+from matcalc.backends.interpret import NumpyBackend, evaluate_numpy, interpret
+from matcalc.backends.verify import SympyBackend
+from matcalc.core import ir
+from matcalc.core.errors import EvaluationError
+from matcalc.core.ir import Expr, Var
+from matcalc.render.text import program_latex, program_text, shared_subexpressions, to_latex, to_text
 
 N = ("n", "n")
 COLUMN = ("n", 1)
@@ -83,7 +83,7 @@ def test_a_small_residual_network_prints_each_use_of_a_shared_layer():
 
 
 def test_printing_builds_the_template_of_each_distinct_node_once(monkeypatch):
-    import matcalc.printing as printing
+    import matcalc.render.text as printing
 
     h, _ = residual(12)  # its text holds 2^12 copies of x: the work must follow the text, not exceed it
     built: list[Expr] = []

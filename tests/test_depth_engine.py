@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 
 import matcalc
-from matcalc import ir
-from matcalc.differentiate import derivative_from_differential, differential
-from matcalc.evaluate import evaluate_numpy
-from matcalc.ir import Expr, Var
-from matcalc.rewrite import apply_once
-from matcalc.simplify import SIMPLIFY_RULES, commutative_key, is_symmetric, simplify
+from matcalc.backends.interpret import evaluate_numpy
+from matcalc.calculus.differential import differential
+from matcalc.calculus.readers import derivative_from_differential
+from matcalc.core import ir
+from matcalc.core.ir import Expr, Var
+from matcalc.rules.simplify import SIMPLIFY_RULES, commutative_key, is_symmetric, simplify
+from matcalc.rules.strategy import apply_once
 
 LINEAR = 4.5  # the largest distinct-node ratio taken as linear growth for 4 times the depth
 DEEP = 1_024  # far beyond Python's recursion limit (1,000 frames)

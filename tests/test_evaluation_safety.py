@@ -17,10 +17,10 @@ from oracles import finite_difference
 
 import matcalc
 from matcalc import EvaluationError
-from matcalc.evaluate import STABLE_FORMS, NumpyBackend, bind_values, evaluate_numpy, interpret, squeeze
-from matcalc.ir import variables
-from matcalc.rewrite import normalize
-from matcalc.verify import SympyBackend, concrete_sizes
+from matcalc.backends.interpret import STABLE_FORMS, NumpyBackend, bind_values, evaluate_numpy, interpret, squeeze
+from matcalc.backends.verify import SympyBackend, concrete_sizes
+from matcalc.core.ir import variables
+from matcalc.rules.strategy import normalize
 
 DIGITS = 1000  # enough that 1 - sigmoid(700) = e^-700 / (1 + e^-700) keeps 50 digits
 

@@ -15,7 +15,7 @@ from oracles import assert_matches_finite_differences, evaluate_expr, finite_dif
 from test_cli import run
 
 import matcalc
-from matcalc.printing import to_latex
+from matcalc.render.text import to_latex
 
 
 def assert_printed_derivative_is_right(printed: str, expr: str, wrt: str, where: str | None = None) -> None:
@@ -222,7 +222,7 @@ def test_no_hint_when_no_single_declaration_fixes_the_shapes():
 
 
 def test_a_long_machine_made_input_gets_no_hint_so_that_its_error_stays_fast():
-    from matcalc.shapes import HINTED_TEXT
+    from matcalc.frontend.typecheck import HINTED_TEXT
 
     text = " + ".join(f"a{i}^T x" for i in range(HINTED_TEXT // 8)) + " + c"
     assert len(text) > HINTED_TEXT

@@ -11,9 +11,9 @@ import pytest
 import sympy as sp
 
 from matcalc.cli import EXAMPLES
-from matcalc.functions import FUNCTIONS, IR_FUNCTIONS, FunctionSpec
-from matcalc.ir import function_shape
-from matcalc.parsing import grammar_text, parse_tree
+from matcalc.core.functions import FUNCTIONS, IR_FUNCTIONS, FunctionSpec
+from matcalc.core.ir import function_shape
+from matcalc.frontend.parse import grammar_text, parse_tree
 
 SPECS = list(FUNCTIONS.values())
 IR_SPECS = [spec for spec in SPECS if spec.kind != "lowered"]

@@ -25,7 +25,7 @@ from test_cookbook_table import COOKBOOK
 import matcalc
 from matcalc import MatcalcError
 from matcalc.cli import main
-from matcalc.functions import FUNCTIONS
+from matcalc.core.functions import FUNCTIONS
 
 HANG = 2.0  # seconds
 QUICK = 300

@@ -14,11 +14,11 @@ import pytest
 from oracles import random_values
 
 import matcalc
-from matcalc import ir
-from matcalc.differentiate import differential
-from matcalc.errors import UnsupportedError
-from matcalc.evaluate import evaluate_numpy
-from matcalc.index_form import INDEX_RULES, Delta, IndexForm, index_form
+from matcalc.backends.interpret import evaluate_numpy
+from matcalc.calculus.differential import differential
+from matcalc.calculus.index_form import INDEX_RULES, Delta, IndexForm, index_form
+from matcalc.core import ir
+from matcalc.core.errors import UnsupportedError
 
 STEP = 1e-6
 

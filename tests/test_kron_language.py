@@ -12,7 +12,8 @@ import pytest
 from oracles import evaluate_expr
 
 import matcalc
-from matcalc import ParseError, ShapeError, ir
+from matcalc import ParseError, ShapeError
+from matcalc.core import ir
 
 MN = "X, Y: matrix(m, n)"
 

@@ -4,7 +4,7 @@ import pytest
 
 import matcalc
 from matcalc import DeclarationError, MatcalcError, ParseError, ShapeError
-from matcalc.parsing import MAX_NESTING, parse_declarations
+from matcalc.frontend.parse import MAX_NESTING, parse_declarations
 
 MATRIXCALCULUS_ORG_EXAMPLES = [
     "0.5*x'*A*x", "A*exp(x)", "(y.*v)'*x", "norm1(A*x-y)", "norm2(A*x-y)^2",
@@ -131,7 +131,7 @@ def test_a_number_next_to_a_vector_is_a_constant_vector():
 def test_every_function_is_documented_in_the_language_reference():
     from pathlib import Path
 
-    from matcalc.functions import FUNCTIONS
+    from matcalc.core.functions import FUNCTIONS
 
     reference = (Path(__file__).resolve().parent.parent / "docs" / "language.md").read_text(encoding="utf-8")
     for name in FUNCTIONS:

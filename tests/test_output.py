@@ -8,7 +8,7 @@ from test_cookbook_table import COOKBOOK, IDS
 
 import matcalc
 from matcalc import EvaluationError
-from matcalc.printing import to_latex
+from matcalc.render.text import to_latex
 
 
 @pytest.mark.parametrize(("expr", "var", "where", "cookbook"), COOKBOOK, ids=IDS)
@@ -121,10 +121,10 @@ def test_products_print_and_parse_back_whatever_their_association(text):
 
 
 def test_a_flat_chain_with_a_scalar_prefix_equals_its_grouped_form():
-    from matcalc.ir import mul
+    from matcalc.core.ir import mul
 
     x, b, y = (matcalc.parse(name, where="B: matrix(n, m); x: vector(n); y: vector(m)") for name in ("x", "B", "y"))
-    flat = mul(matcalc.ir.transpose(x), b, y, matcalc.ir.transpose(y))
+    flat = mul(matcalc.core.ir.transpose(x), b, y, matcalc.core.ir.transpose(y))
     assert flat == matcalc.parse("(x^T B y) y^T", where="B: matrix(n, m); x: vector(n); y: vector(m)")
 
 

@@ -13,8 +13,8 @@ import pytest
 from networks import mlp_program, nested_mlp, network_forward, residual_program
 
 import matcalc
-from matcalc import ir
-from matcalc.shapes import parse_program
+from matcalc.core import ir
+from matcalc.frontend.typecheck import parse_program
 
 STEP = 1e-6
 

@@ -16,10 +16,11 @@ from collections.abc import Iterator
 import pytest
 from networks import nested_mlp
 
-from matcalc import ParseError, ShapeError, ir
-from matcalc.errors import ResultShapeError
-from matcalc.parsing import MAX_NESTING, parse_declarations, parse_tree
-from matcalc.shapes import MAX_DEPTH, ParsedProgram, inline, parse_program, parse_typed
+from matcalc import ParseError, ShapeError
+from matcalc.core import ir
+from matcalc.core.errors import ResultShapeError
+from matcalc.frontend.parse import MAX_NESTING, parse_declarations, parse_tree
+from matcalc.frontend.typecheck import MAX_DEPTH, ParsedProgram, inline, parse_program, parse_typed
 
 MLP = "h1 = tanh(W1 x)\nh2 = tanh(W2 h1)\nL = sum(h2)"
 

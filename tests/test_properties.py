@@ -23,9 +23,9 @@ from tally import TALLY, record_slowest
 
 import matcalc
 from matcalc import EvaluationError, ShapeError, UnsupportedError
-from matcalc.ir import Add, Expr, add, mul, num, transpose, walk
-from matcalc.printing import to_text
-from matcalc.simplify import is_symmetric, simplify
+from matcalc.core.ir import Add, Expr, add, mul, num, transpose, walk
+from matcalc.render.text import to_text
+from matcalc.rules.simplify import is_symmetric, simplify
 
 QUICK = 200  # examples per property in the normal run
 LONG = 10_000  # examples per property in the long run (-m slow)
@@ -112,7 +112,7 @@ def check_derivative_of_derivative(case: Case, d: matcalc.Derivative, values: di
 
 
 def ir_shape(case: Case, name: str) -> tuple:
-    return matcalc.ir.variables(_typed(case))[name].shape
+    return matcalc.core.ir.variables(_typed(case))[name].shape
 
 
 def check_hessian(case: Case, name: str, values: dict) -> None:
@@ -294,10 +294,10 @@ def _as_program(f: Expr, seed: int) -> str:
     (children first), the output last; the same function, written as a network of named layers."""
     from random import Random
 
-    from matcalc import ir
-    from matcalc.ir import Var
-    from matcalc.naming import bind_names
-    from matcalc.printing import program_text
+    from matcalc.core import ir
+    from matcalc.core.ir import Var
+    from matcalc.render.naming import bind_names
+    from matcalc.render.text import program_text
 
     chooser = Random(seed)
     lifted = [node for node in ir.postorder(f) if node.children and node is not f and chooser.random() < 0.5]

@@ -15,13 +15,13 @@ from oracles import (
 from tally import TALLY
 
 import matcalc
-from matcalc.differentiate import DIFFERENTIAL_RULES, ELEMENTWISE_RULES, DifferentialRule
-from matcalc.errors import DeclarationError, RewriteCycleError, ShapeError
-from matcalc.functions import ELEMENTWISE
-from matcalc.ir import Add, Expr, Var, variables
-from matcalc.printing import to_text
-from matcalc.rewrite import RewriteRule, apply_once, normalize
-from matcalc.simplify import SIMPLIFY_RULES, simplify
+from matcalc.calculus.differential import DIFFERENTIAL_RULES, ELEMENTWISE_RULES, DifferentialRule
+from matcalc.core.errors import DeclarationError, RewriteCycleError, ShapeError
+from matcalc.core.functions import ELEMENTWISE
+from matcalc.core.ir import Add, Expr, Var, variables
+from matcalc.render.text import to_text
+from matcalc.rules.simplify import SIMPLIFY_RULES, simplify
+from matcalc.rules.strategy import RewriteRule, apply_once, normalize
 
 # ---------------------------------------------------------------- simplification rules
 
@@ -161,7 +161,7 @@ def _swap_sum(e: Expr) -> Expr | None:
 
 
 def _grow(e: Expr) -> Expr | None:
-    return matcalc.ir.mul(matcalc.ir.num(2), e) if isinstance(e, Var) else None
+    return matcalc.core.ir.mul(matcalc.core.ir.num(2), e) if isinstance(e, Var) else None
 
 
 def test_a_cycle_in_the_rules_is_an_error_not_a_hang():

@@ -16,7 +16,7 @@ import pytest
 from oracles import assert_matches_finite_differences, random_values
 
 import matcalc
-from matcalc.ir import Expr, Power, Var, num
+from matcalc.core.ir import Expr, Power, Var, num
 
 LINEAR = 2.5  # the largest count(2k) / count(k) taken as linear growth
 

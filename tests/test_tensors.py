@@ -8,7 +8,7 @@ import pytest
 from oracles import random_values
 
 import matcalc
-from matcalc.ir import variables
+from matcalc.core.ir import variables
 
 STEP = 1e-6
 

@@ -12,8 +12,8 @@ from generate import declaration_of
 from oracles import close_to_finite_differences, evaluate_expr, random_values
 
 import matcalc
-from matcalc.ir import dimensions, variables
-from matcalc.simplify import simplify
+from matcalc.core.ir import dimensions, variables
+from matcalc.rules.simplify import simplify
 
 
 def assert_prints_back(d: matcalc.Derivative) -> None:

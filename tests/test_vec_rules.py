@@ -12,10 +12,11 @@ import pytest
 from oracles import uniform_values
 
 import matcalc
-from matcalc import ir
-from matcalc.differentiate import VEC_RULES, differential, vec_jacobian
-from matcalc.evaluate import evaluate_numpy
-from matcalc.ir import Differential, Var
+from matcalc.backends.interpret import evaluate_numpy
+from matcalc.calculus.differential import differential
+from matcalc.calculus.readers import VEC_RULES, vec_jacobian
+from matcalc.core import ir
+from matcalc.core.ir import Differential, Var
 
 # rule name -> (function, variable, declarations): the rule applies at the root of the function's differential
 EXAMPLES = {

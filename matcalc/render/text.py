@@ -13,9 +13,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from fractions import Fraction
 
-from . import ir
-from .functions import FUNCTIONS
-from .ir import (
+from ..core import ir
+from ..core.functions import FUNCTIONS
+from ..core.ir import (
     Add,
     Commutation,
     Differential,

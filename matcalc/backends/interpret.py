@@ -16,10 +16,10 @@ from fractions import Fraction
 from functools import lru_cache, reduce
 from typing import Any, Protocol
 
-from . import ir
-from .errors import EvaluationError, abbreviate
-from .functions import FUNCTIONS
-from .ir import (
+from ..core import ir
+from ..core.errors import EvaluationError, abbreviate
+from ..core.functions import FUNCTIONS
+from ..core.ir import (
     Add,
     Dim,
     ElemDiv,
@@ -37,7 +37,7 @@ from .ir import (
     Transpose,
     Var,
 )
-from .rewrite import RewriteRule, normalize, rule_table
+from ..rules.strategy import RewriteRule, normalize, rule_table
 
 
 class Backend(Protocol):
@@ -647,7 +647,7 @@ def np_integer() -> type:
 
 
 def _dims_of(e: Expr) -> set[str]:
-    from .ir import dimensions
+    from ..core.ir import dimensions
 
     return set(dimensions([e]))
 

@@ -132,7 +132,7 @@ class Expr(metaclass=_Interned):
         return self
 
     def __str__(self) -> str:
-        from .printing import to_text
+        from ..render.text import to_text
 
         return to_text(self)
 
@@ -790,6 +790,20 @@ def func(name: str, arg: Expr) -> Expr:
 
 
 # ---------------------------------------------------------------- traversal
+
+
+def is_call(*names: str) -> Callable[[Expr], bool]:
+    """A predicate: the node is a call of one of these functions."""
+    return lambda e: isinstance(e, Func) and e.name in names
+
+
+def inner(a: Expr, b: Expr) -> Expr:
+    """<a, b> = sum(a .* b), written a^T b for column vectors."""
+    if a.is_scalar:
+        return mul(a, b)
+    if is_column(a.shape):
+        return mul(transpose(a), b)
+    return func("sum", hadamard(a, b))
 
 
 def walk(e: Expr) -> Iterator[Expr]:

@@ -16,9 +16,9 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import ir
-from .errors import DeclarationError, ParseError
-from .functions import FUNCTIONS
+from ..core import ir
+from ..core.errors import DeclarationError, ParseError
+from ..core.functions import FUNCTIONS
 
 if TYPE_CHECKING:
     from lark import Lark, Tree
@@ -56,7 +56,7 @@ def grammar_text() -> str:
     try:
         text = resources.files("matcalc.grammar").joinpath("matcalc.lark").read_text(encoding="utf-8")
     except (ModuleNotFoundError, FileNotFoundError):
-        source_tree = Path(__file__).resolve().parent.parent / "grammar" / "matcalc.lark"
+        source_tree = Path(__file__).resolve().parents[2] / "grammar" / "matcalc.lark"
         text = source_tree.read_text(encoding="utf-8")
     return text.replace("%FUNCTION_NAMES%", "|".join(map(re.escape, FUNCTIONS)))
 

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import TYPE_CHECKING, TypeVar
 
-from . import ir
-from .errors import MatcalcError, ParseError, ResultShapeError, ShapeError, abbreviate
-from .functions import FUNCTIONS
-from .parsing import (
+from ..core import ir
+from ..core.errors import MatcalcError, ParseError, ResultShapeError, ShapeError, abbreviate
+from ..core.functions import FUNCTIONS
+from .parse import (
     Declaration,
     Declarations,
     Statement,

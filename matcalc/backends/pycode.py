@@ -23,10 +23,9 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-from . import ir
-from .evaluate import evaluation_plan
-from .functions import FUNCTIONS
-from .ir import (
+from ..core import ir
+from ..core.functions import FUNCTIONS
+from ..core.ir import (
     Add,
     Commutation,
     ElemDiv,
@@ -44,7 +43,8 @@ from .ir import (
     Transpose,
     Var,
 )
-from .printing import dim_text
+from ..render.text import dim_text
+from .interpret import evaluation_plan
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,7 @@ _HELPER_NAMES = {"numpy": _NUMPY_HELPERS, "jax": _JAX_HELPERS, "torch": _TORCH_H
 
 
 def backend(name: str) -> Backend:
-    from .errors import ParseError
+    from ..core.errors import ParseError
 
     if name not in BACKENDS:
         raise ParseError(f"the backend must be one of {', '.join(BACKENDS)}, not {name!r}")

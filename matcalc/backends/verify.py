@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
-from . import ir
-from .evaluate import interpret
-from .functions import FUNCTIONS
-from .ir import Expr, Var, dimensions, variables
+from ..core import ir
+from ..core.functions import FUNCTIONS
+from ..core.ir import Expr, Var, dimensions, variables
+from .interpret import interpret
 
 
 class SympyBackend:
@@ -83,7 +83,7 @@ class SympyBackend:
         return a * self.sp.diag(*v)
 
     def commutation(self, rows: int, cols: int) -> Any:
-        from .evaluate import commutation_permutation
+        from .interpret import commutation_permutation
 
         return self.sp.eye(rows * cols).extract(commutation_permutation(rows, cols), list(range(rows * cols)))
 

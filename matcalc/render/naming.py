@@ -8,10 +8,10 @@ a matrix) and avoid every name the input uses.
 
 from __future__ import annotations
 
-from . import ir
-from .ir import Bindings, Expr, Func, Var, fresh_name
-from .parsing import RESERVED_NAMES
-from .printing import shared_subexpressions
+from ..core import ir
+from ..core.ir import Bindings, Expr, Func, Var, fresh_name
+from ..frontend.parse import RESERVED_NAMES
+from .text import shared_subexpressions
 
 MIN_NAMED_SIZE = 5  # printed tokens: `X^T X` stays inline, `softmax(W x)` is named
 

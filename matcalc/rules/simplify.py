@@ -11,9 +11,9 @@ from collections.abc import Callable
 from fractions import Fraction
 from typing import TypeVar
 
-from . import ir
-from .functions import ELEMENTWISE
-from .ir import (
+from ..core import ir
+from ..core.functions import ELEMENTWISE
+from ..core.ir import (
     Add,
     ElemDiv,
     ElemPower,
@@ -37,7 +37,7 @@ from .ir import (
     power,
     transpose,
 )
-from .rewrite import RewriteRule, normalize, rule_table
+from .strategy import RewriteRule, normalize, rule_table
 
 T = TypeVar("T")
 SIMPLIFY_RULES: list[RewriteRule] = []

@@ -23,9 +23,9 @@ from dataclasses import dataclass, replace
 from fractions import Fraction
 from itertools import count
 
-from . import ir
-from .errors import UnsupportedError
-from .ir import (
+from ..core import ir
+from ..core.errors import UnsupportedError
+from ..core.ir import (
     Add,
     Differential,
     Dim,
@@ -40,8 +40,8 @@ from .ir import (
     Transpose,
     Var,
 )
-from .printing import latex_name, number_text, to_latex, to_text
-from .simplify import simplify
+from ..render.text import latex_name, number_text, to_latex, to_text
+from ..rules.simplify import simplify
 
 # An index: a name (i, j, k, l, a summed index once named, or a node's placeholder) or, while the form is built,
 # a summed index as a number (fresh numbers never clash, whatever the names used around them).
@@ -409,10 +409,6 @@ def _unsupported(node: Expr, t: _Templates) -> list[Term]:
     raise UnsupportedError(f"no index form for {what} of the differential yet")
 
 
-def _is_func(*names: str) -> Callable[[Expr], bool]:
-    return lambda e: isinstance(e, Func) and e.name in names
-
-
 _RULES: tuple[tuple[str, Callable[[Expr], bool], Callable[..., list[Term]]], ...] = (
     ("differential", lambda e: isinstance(e, Differential), _differential),
     ("sum", lambda e: isinstance(e, Add), _sum),
@@ -420,11 +416,11 @@ _RULES: tuple[tuple[str, Callable[[Expr], bool], Callable[..., list[Term]]], ...
     ("transpose", lambda e: isinstance(e, Transpose), _transpose),
     ("hadamard", lambda e: isinstance(e, Hadamard), _hadamard),
     ("quotient", lambda e: isinstance(e, ElemDiv), _quotient),
-    ("trace", _is_func("tr"), _trace),
-    ("sum of entries", _is_func("sum"), _sum_of_entries),
-    ("diag of a vector", lambda e: _is_func("diag")(e) and (ir.is_vector_shape(e.arg.shape) or e.is_scalar),
+    ("trace", ir.is_call("tr"), _trace),
+    ("sum of entries", ir.is_call("sum"), _sum_of_entries),
+    ("diag of a vector", lambda e: ir.is_call("diag")(e) and (ir.is_vector_shape(e.arg.shape) or e.is_scalar),
      _diag_of_vector),
-    ("diag of a matrix", _is_func("diag"), _diag_of_matrix),
+    ("diag of a matrix", ir.is_call("diag"), _diag_of_matrix),
 )
 
 

@@ -16,10 +16,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-from . import ir
-from .differentiate import adjoints_of_linear, differential
-from .ir import Bindings, Expr, Var, fresh_name
-from .simplify import simplify
+from ..core import ir
+from ..core.ir import Bindings, Expr, Var, fresh_name
+from ..rules.simplify import simplify
+from .differential import differential
+from .readers import adjoints_of_linear
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .errors import RewriteCycleError
-from .ir import Expr, walk
+from ..core.errors import RewriteCycleError
+from ..core.ir import Expr, walk
 
 MAX_REWRITES = 5_000
 REWRITES_PER_NODE = 10

@@ -1,12 +1,9 @@
-"""Stage 3: differentiate by matrix differentials, then identify the derivative.
+"""Readers: the derivative taken off a differential df (Magnus & Neudecker's identification).
 
-1. `differential(f, X)`: df, an expression linear in the placeholder dX, by the rules of
-   DIFFERENTIAL_RULES (product rule, chain rule through every function, ...). Every
-   intermediate differential has the shape of its node, so no 3rd-order tensor ever appears.
-2. Identification (Magnus & Neudecker) reads the derivative off df:
-   - scalar f:  df = <G, dX> = sum(G .* dX)  -> the gradient G, by reverse accumulation;
-   - vector f, vector x:  df = J dx  -> the Jacobian J, by forward accumulation;
-   - scalar variable:  df = F dα  -> F, by setting dα = 1.
+- scalar f:  df = <G, dX> = sum(G .* dX)  -> the gradient G, by reverse accumulation (ADJOINT_RULES);
+- vector f, vector x:  df = J dx  -> the Jacobian J, by forward accumulation;
+- more axes:  vec(df) = J vec(dX)  -> J, by the vec identities (VEC_RULES);
+- scalar variable:  df = F dα  -> F, by setting dα = 1.
 """
 
 from __future__ import annotations
@@ -14,271 +11,27 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import ir
-from .errors import UnsupportedError
-from .functions import ELEMENTWISE, FUNCTIONS
-from .ir import (
+from ..core import ir
+from ..core.errors import UnsupportedError
+from ..core.ir import (
     Add,
     Differential,
     ElemDiv,
-    ElemPower,
     Expr,
-    Fill,
     Func,
     Hadamard,
-    Identity,
     MatMul,
     Num,
-    Power,
     Transpose,
     Var,
     add,
     elem_div,
-    elem_power,
     func,
     hadamard,
     mul,
-    neg,
-    num,
     ones,
-    power,
-    reciprocal,
-    sub,
     transpose,
 )
-
-# The product rule writes k terms of m factors for a product of m factors, k of which hold the
-# variable, so the differential can grow as the square of the input (and a Hessian as the cube).
-# Past these limits the result is refused as too large instead of taking minutes.
-MAX_DIFFERENTIAL_SIZE = 20_000  # factors written by product rules over several factors holding the variable,
-# beyond four times the input's size
-MAX_MATRIX_POWER = 64  # d(X^k) has k terms
-
-# ---------------------------------------------------------------- element-wise derivatives
-
-
-@dataclass(frozen=True)
-class ElementwiseRule:
-    name: str
-    statement: str
-    differential: Callable[[Expr, Expr], Expr]  # (u, du) -> d f(u)
-
-
-def _square(u: Expr) -> Expr:
-    return elem_power(u, num(2))
-
-
-ELEMENTWISE_RULES: dict[str, ElementwiseRule] = {  # each element-wise function's rule, as its FunctionSpec gives it
-    spec.name: ElementwiseRule(spec.name, spec.derivative,
-                               lambda u, du, rule=spec.differential: rule(ir, u, du))  # type: ignore[misc]
-    for spec in FUNCTIONS.values() if spec.kind == "elementwise"
-}
-
-# ---------------------------------------------------------------- differential rules
-
-
-@dataclass(frozen=True)
-class DifferentialRule:
-    """d(node) from the node and the differentials of its children (cookbook, section 2)."""
-
-    name: str
-    statement: str
-    applies: Callable[[Expr], bool]
-    rule: Callable[[Expr, tuple[Expr, ...]], Expr]
-    example: tuple[str, str]  # (expression, variable) whose derivative uses the rule
-
-
-def _is_func(*names: str) -> Callable[[Expr], bool]:
-    return lambda e: isinstance(e, Func) and e.name in names
-
-
-def _leibniz(combine: Callable[..., Expr]) -> Callable[[Expr, tuple[Expr, ...]], Expr]:
-    """d(f1 f2 ... fk) = sum_i f1 ... dfi ... fk, for a product built by `combine`."""
-
-    def rule(e: Expr, ds: tuple[Expr, ...]) -> Expr:
-        factors = e.children
-        terms = [combine(*factors[:i], d, *factors[i + 1 :]) for i, d in enumerate(ds) if not ir.is_zero(d)]
-        return add(*terms) if terms else ir.zeros(e.shape)
-
-    return rule
-
-
-def _elem_div_rule(e: Expr, ds: tuple[Expr, ...]) -> Expr:
-    assert isinstance(e, ElemDiv)
-    d_numerator, d_denominator = ds
-    a, b = e.numerator, e.denominator
-    return add(elem_div(d_numerator, b), neg(hadamard(elem_div(a, _square(b)), d_denominator)))
-
-
-def _power_rule(e: Expr, ds: tuple[Expr, ...]) -> Expr:
-    assert isinstance(e, Power)
-    d_base, d_exponent = ds
-    a, p = e.base, e.exponent
-    if not a.is_scalar:  # integer power of a square matrix: sum_i X^i dX X^(k-1-i)
-        k = int(p.value)  # type: ignore[attr-defined]
-        if abs(k) > MAX_MATRIX_POWER:
-            raise UnsupportedError(f"the derivative of a matrix power X^{k} has {abs(k)} terms; "
-                                   f"matcalc writes at most {MAX_MATRIX_POWER}")
-        return add(*[mul(power(a, num(i)) if i else ir.identity(a.shape[0]), d_base,
-                         power(a, num(k - 1 - i)) if k - 1 - i else ir.identity(a.shape[0]))
-                     for i in range(k)])
-    terms = [mul(p, power(a, add(p, num(-1))), d_base)]
-    if not ir.is_zero(d_exponent):
-        terms.append(mul(e, func("log", a), d_exponent))
-    return add(*terms)
-
-
-def _elem_power_rule(e: Expr, ds: tuple[Expr, ...]) -> Expr:
-    assert isinstance(e, ElemPower)
-    d_base, d_exponent = ds
-    a, p = e.base, e.exponent
-    terms = [] if ir.is_zero(d_base) else [mul(p, hadamard(elem_power(a, add(p, num(-1))), d_base))]
-    if not ir.is_zero(d_exponent):
-        terms.append(mul(d_exponent, hadamard(e, func("log", a))))
-    return add(*terms) if terms else ir.zeros(e.shape)
-
-
-def _elementwise_rule(e: Expr, ds: tuple[Expr, ...]) -> Expr:
-    assert isinstance(e, Func)
-    return ELEMENTWISE_RULES[e.name].differential(e.arg, ds[0])
-
-
-def _det_rule(e: Expr, ds: tuple[Expr, ...]) -> Expr:
-    assert isinstance(e, Func)
-    return mul(e, func("tr", mul(func("inv", e.arg), ds[0])))
-
-
-def _logdet_rule(e: Expr, ds: tuple[Expr, ...]) -> Expr:
-    assert isinstance(e, Func)
-    return func("tr", mul(func("inv", e.arg), ds[0]))
-
-
-def _inv_rule(e: Expr, ds: tuple[Expr, ...]) -> Expr:
-    return neg(mul(e, ds[0], e))
-
-
-def _norm2_rule(e: Expr, ds: tuple[Expr, ...]) -> Expr:
-    assert isinstance(e, Func)
-    u, du = e.arg, ds[0]
-    return mul(_inner(u, du), reciprocal(e))
-
-
-def _norm1_rule(e: Expr, ds: tuple[Expr, ...]) -> Expr:
-    assert isinstance(e, Func)
-    return _inner(func("sign", e.arg), ds[0])
-
-
-def _softmax_rule(e: Expr, ds: tuple[Expr, ...]) -> Expr:
-    du = ds[0]
-    return sub(hadamard(e, du), mul(e, transpose(e), du))
-
-
-def _logsumexp_rule(e: Expr, ds: tuple[Expr, ...]) -> Expr:
-    assert isinstance(e, Func)
-    return mul(transpose(func("softmax", e.arg)), ds[0])
-
-
-def _inner(a: Expr, b: Expr) -> Expr:
-    """<a, b> = sum(a .* b), written a^T b for column vectors."""
-    if a.is_scalar:
-        return mul(a, b)
-    if ir.is_column(a.shape):
-        return mul(transpose(a), b)
-    return func("sum", hadamard(a, b))
-
-
-DIFFERENTIAL_RULES: list[DifferentialRule] = [
-    DifferentialRule("sum", "d(A + B) -> dA + dB", lambda e: isinstance(e, Add), lambda e, ds: add(*ds),
-                     ("A x + b", "x")),
-    DifferentialRule("product", "d(A B) -> dA B + A dB", lambda e: isinstance(e, MatMul), _leibniz(mul),
-                     ("x^T A x", "x")),
-    DifferentialRule("transpose", "d(A^T) -> (dA)^T", lambda e: isinstance(e, Transpose),
-                     lambda e, ds: transpose(ds[0]),
-                     ("a^T X^T b", "X")),
-    DifferentialRule("hadamard", "d(A .* B) -> dA .* B + A .* dB", lambda e: isinstance(e, Hadamard),
-                     _leibniz(hadamard),
-                     ("x .* (A x)", "x")),
-    DifferentialRule("quotient", "d(A ./ B) -> dA ./ B - (A ./ B.^2) .* dB", lambda e: isinstance(e, ElemDiv),
-                     _elem_div_rule,
-                     ("x ./ (A x)", "x")),
-    DifferentialRule("power", "d(a^p) -> p a^(p-1) da + a^p log(a) dp;  d(X^k) -> sum_i X^i dX X^(k-1-i)",
-                     lambda e: isinstance(e, Power), _power_rule,
-                     ("(a^T X b)^3 + tr(X^3)", "X")),
-    DifferentialRule("elementwise power", "d(A.^p) -> p A.^(p-1) .* dA + dp A.^p .* log(A)",
-                     lambda e: isinstance(e, ElemPower), _elem_power_rule,
-                     ("sum(x .^ 3)", "x")),
-    DifferentialRule("elementwise function", "d f(A) -> f'(A) .* dA (see ELEMENTWISE_RULES)",
-                     lambda e: isinstance(e, Func) and e.name in ELEMENTWISE, _elementwise_rule,
-                     ("sin(A x)", "x")),
-    DifferentialRule("trace", "d tr(A) -> tr(dA)", _is_func("tr"), lambda e, ds: func("tr", ds[0]),
-                     ("tr(A X)", "X")),
-    DifferentialRule("sum of entries", "d sum(A) -> sum(dA)", _is_func("sum"), lambda e, ds: func("sum", ds[0]),
-                     ("sum(X)", "X")),
-    DifferentialRule("determinant", "d det(X) -> det(X) tr(inv(X) dX)", _is_func("det"), _det_rule,
-                     ("det(X)", "X")),
-    DifferentialRule("log-determinant", "d logdet(X) -> tr(inv(X) dX)", _is_func("logdet"), _logdet_rule,
-                     ("logdet(X)", "X")),
-    DifferentialRule("inverse", "d inv(X) -> -inv(X) dX inv(X)", _is_func("inv"), _inv_rule,
-                     ("a^T inv(X) b", "X")),
-    DifferentialRule("vec", "d vec(A) -> vec(dA)", _is_func("vec"), lambda e, ds: ir.vec(ds[0]),
-                     ("sum(vec(A .* X))", "X")),
-    DifferentialRule("Kronecker product", "d(A ⊗ B) -> dA ⊗ B + A ⊗ dB", lambda e: isinstance(e, ir.Kron),
-                     _leibniz(ir.kron), ("sum(kron(x, A x))", "x")),
-    DifferentialRule("diag", "d diag(A) -> diag(dA)", _is_func("diag"), lambda e, ds: func("diag", ds[0]),
-                     ("a^T diag(x) b", "x")),
-    DifferentialRule("norm2", "d norm2(A) -> <A, dA> / norm2(A)", _is_func("norm2"), _norm2_rule,
-                     ("norm2(A x - b)", "x")),
-    DifferentialRule("norm1", "d norm1(A) -> <sign(A), dA>", _is_func("norm1"), _norm1_rule,
-                     ("norm1(X)", "X")),
-    DifferentialRule("softmax", "d softmax(u) -> s .* du - s s^T du,  s = softmax(u)", _is_func("softmax"),
-                     _softmax_rule,
-                     ("softmax(W x)", "x")),
-    DifferentialRule("logsumexp", "d logsumexp(u) -> softmax(u)^T du", _is_func("logsumexp"), _logsumexp_rule,
-                     ("logsumexp(W x)", "W")),
-]
-
-
-def _leaf_differential(e: Expr, variable: Var) -> Expr | None:
-    """Leaves: dX for the variable, 0 for every other leaf."""
-    if isinstance(e, Var):
-        return Differential(variable) if e.name == variable.name else ir.zeros(e.shape)
-    if isinstance(e, Num | Fill | Identity | ir.Size | ir.Commutation):
-        return ir.zeros(e.shape)
-    return None
-
-
-def differential(e: Expr, variable: Var, used: list[str] | None = None) -> Expr:
-    """df for f = e: linear in Differential(variable). `used` collects the names of the rules applied.
-
-    One pass over the distinct nodes of e, children first (ir.postorder), each node's differential
-    built from its children's: no recursion, and a node shared by several parents is differentiated once.
-    """
-    memo: dict[int, Expr] = {}  # id of a node of e (alive as long as e) -> its differential
-    written = 0
-    order = ir.postorder(e)
-    budget = max(MAX_DIFFERENTIAL_SIZE, 4 * len(order))  # a long input may write a long result
-    for node in order:
-        leaf = _leaf_differential(node, variable)
-        if leaf is not None:
-            memo[id(node)] = leaf
-            continue
-        child_ds = tuple(memo[id(child)] for child in node.children)
-        if all(ir.is_zero(cd) for cd in child_ds):
-            memo[id(node)] = ir.zeros(node.shape)
-            continue
-        varying = sum(not ir.is_zero(cd) for cd in child_ds)
-        if varying > 1 and isinstance(node, MatMul | Hadamard):  # the product rule's k terms of m factors
-            written += varying * len(node.children)
-        if written > budget:
-            raise UnsupportedError(f"the derivative is too large to write: its differential would have more "
-                                   f"than {budget:,} factors (a product of many factors "
-                                   f"that all hold {variable.name})")
-        rule = next(r for r in DIFFERENTIAL_RULES if r.applies(node))
-        if used is not None and rule.name not in used:
-            used.append(rule.name)
-        memo[id(node)] = rule.rule(node, child_ds)
-    return memo[id(e)]
-
 
 # ---------------------------------------------------------------- identification
 
@@ -312,7 +65,7 @@ def _product_seeds(t: Expr, seed: Expr) -> Seeded:
     position, inner = _split_linear_product(t)
     others = t.factors[:position] + t.factors[position + 1 :]
     if inner.is_scalar:  # <S, f M> = f <S, M>
-        return [(inner, _inner(seed, mul(*others)))]
+        return [(inner, ir.inner(seed, mul(*others)))]
     chain = [f for f in t.factors if not f.is_scalar]  # <S, c L F R> = <c L^T S R^T, F>
     k = next(i for i, f in enumerate(chain) if f is inner)
     scalars = [f for f in t.factors if f.is_scalar]
@@ -379,13 +132,13 @@ ADJOINT_RULES: list[AdjointRule] = [
                 lambda t: isinstance(t, MatMul), _product_seeds),
     AdjointRule("hadamard", "<S, A .* F> -> <S .* A, F>", lambda t: isinstance(t, Hadamard), _hadamard_seeds),
     AdjointRule("quotient", "<S, F ./ B> -> <S ./ B, F>", lambda t: isinstance(t, ElemDiv), _quotient_seeds),
-    AdjointRule("trace", "<s, tr(F)> -> <s I, F>", _is_func("tr"),
+    AdjointRule("trace", "<s, tr(F)> -> <s I, F>", ir.is_call("tr"),
                 lambda t, seed: [(t.children[0], mul(seed, ir.identity(t.children[0].shape[0])))]),
-    AdjointRule("sum of entries", "<s, sum(F)> -> <s 1, F>", _is_func("sum"),
+    AdjointRule("sum of entries", "<s, sum(F)> -> <s 1, F>", ir.is_call("sum"),
                 lambda t, seed: [(t.children[0], mul(seed, ones(t.children[0].shape)))]),
-    AdjointRule("diag", "<S, diag(f)> -> <diag(S), f>;  <s, diag(F)> -> <diag(s), F>", _is_func("diag"),
+    AdjointRule("diag", "<S, diag(f)> -> <diag(S), f>;  <s, diag(F)> -> <diag(s), F>", ir.is_call("diag"),
                 _diag_seeds),
-    AdjointRule("vec", "<s, vec(F)> -> <unvec(s), F>,  unvec(s) = (vec(I)^T ⊗ I) (I ⊗ s)", _is_func("vec"),
+    AdjointRule("vec", "<s, vec(F)> -> <unvec(s), F>,  unvec(s) = (vec(I)^T ⊗ I) (I ⊗ s)", ir.is_call("vec"),
                 lambda t, seed: [(t.children[0], unvec(seed, *t.children[0].shape))]),
     AdjointRule("Kronecker product", "<S, A ⊗ F ⊗ B> -> <unvec(J^T vec(S)), F>,  J vec(F) = vec(A ⊗ F ⊗ B)",
                 lambda t: isinstance(t, ir.Kron), _kron_seeds),
@@ -916,13 +669,13 @@ VEC_RULES: list[VecRule] = [
             _vec_hadamard),
     VecRule("vec of a quotient", "vec(F ./ B) -> diag(vec(1 ./ B)) vec(F)", lambda t: isinstance(t, ElemDiv),
             _vec_quotient),
-    VecRule("vec of a trace", "vec(tr(F)) -> vec(I)^T vec(F)", _is_func("tr"),
+    VecRule("vec of a trace", "vec(tr(F)) -> vec(I)^T vec(F)", ir.is_call("tr"),
             lambda t, jacobian_of: mul(transpose(ir.vec(ir.identity(t.arg.shape[0]))), jacobian_of(t.arg))),
-    VecRule("vec of a sum of entries", "vec(sum(F)) -> vector(1)^T vec(F)", _is_func("sum"),
+    VecRule("vec of a sum of entries", "vec(sum(F)) -> vector(1)^T vec(F)", ir.is_call("sum"),
             lambda t, jacobian_of: mul(ones((1, ir.dim_product(*t.arg.shape))), jacobian_of(t.arg))),
     VecRule("vec of diag", "vec(diag(f)) -> diag(vec(I)) (vector(1) ⊗ I) f;  "
-            "vec(diag(F)) -> (vector(1)^T ⊗ I) diag(vec(I)) vec(F)", _is_func("diag"), _vec_diag),
-    VecRule("vec of vec", "vec(vec(F)) -> vec(F)", _is_func("vec"), lambda t, jacobian_of: jacobian_of(t.arg)),
+            "vec(diag(F)) -> (vector(1)^T ⊗ I) diag(vec(I)) vec(F)", ir.is_call("diag"), _vec_diag),
+    VecRule("vec of vec", "vec(vec(F)) -> vec(F)", ir.is_call("vec"), lambda t, jacobian_of: jacobian_of(t.arg)),
     VecRule("vec of a Kronecker product", "vec(A ⊗ F) -> (I ⊗ K(q, m) ⊗ I) (vec(A) ⊗ I) vec(F);  "
             "vec(F ⊗ B) -> (I ⊗ K(q, m) ⊗ I) (I ⊗ vec(B)) vec(F)", lambda t: isinstance(t, ir.Kron), _vec_kron),
 ]

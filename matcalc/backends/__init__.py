@@ -1,0 +1,1 @@
+"""Meanings of the IR: the NumPy interpreter, the SymPy proof, generated code."""

@@ -1,0 +1,1 @@
+"""Writing the IR for people: text, LaTeX, names for shared parts."""
