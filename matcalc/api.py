@@ -1,7 +1,7 @@
-"""The public API: parse, diff, hessian, check. The pipeline, stage by stage:
+"""The public API: parse, diff, grad, hessian, check, codegen. Composition only; the pipeline, stage by stage:
 
-    parse (parse.py) -> shapes (shapes.py) -> differentiate (differentiate.py)
-    -> simplify (simplify.py) -> print / evaluate / verify (printing.py, evaluate.py, verify.py)
+    frontend (parse, typecheck) -> calculus (differential, readers, derive, backprop; rules simplify)
+    -> render (text, LaTeX, names) / backends (interpret, verify, pycode)
 """
 
 from __future__ import annotations
@@ -12,40 +12,25 @@ import gc
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from fractions import Fraction
 from typing import Any, Literal
 
+from .calculus import derive
 from .calculus.backprop import backpropagate, needed_bindings
 from .calculus.differential import differential
-from .calculus.readers import derivative_from_differential, vec_jacobian
+from .calculus.spec import Axes, DerivativeSpec, Kind, Layout, Step, axes_of, check_layout, kind_of
 from .core import ir
 from .core.errors import ParseError, ResultShapeError, ShapeError, UnsupportedError
 from .core.ir import Bindings, Expr, Var, fresh_name
 from .frontend.parse import Declaration, Declarations, dimension_names, parse_declarations
 from .frontend.typecheck import Parsed, ParsedProgram, parse_program
+from .render import derivative as render
 from .render.naming import name_shared
 from .render.text import latex_name, program_latex, program_text, to_latex, to_text
 from .rules.simplify import simplify
 
-Layout = Literal["numerator", "denominator"]
-Kind = Literal["derivative", "gradient", "jacobian", "hessian", "tensor"]
 Form = Literal["matrix", "vec", "index", "differential"]
 Product = Literal["jvp", "vjp"] | None
-Axes = tuple[ir.Dim, ...]
 _NAME = re.compile(r"[A-Za-z_\u0370-\u03ff][A-Za-z0-9_\u0370-\u03ff]*\Z")
-
-
-@dataclass(frozen=True)
-class Step:
-    """One step of a derivation: what was done, the rules used, and the expression obtained."""
-
-    title: str
-    expr: Expr
-    rules: tuple[str, ...] = ()
-
-    def __str__(self) -> str:
-        rules = f"   [{', '.join(dict.fromkeys(self.rules))}]" if self.rules else ""
-        return f"{self.title}: {to_text(self.expr)}{rules}"
 
 
 @dataclass(frozen=True)
@@ -117,7 +102,7 @@ class Derivative:
     def of(self) -> Expr:
         """The expression differentiated in the last step: the function, or the gradient for a Hessian."""
         if self.kind == "hessian":
-            return _differentiate(self.function, self.variable)[0]  # as hessian() computed it
+            return derive.gradient(self.function, self.variable)[0]  # as hessian() computed it
         return self.function
 
     def __str__(self) -> str:
@@ -147,28 +132,12 @@ class Derivative:
 
         return index_form(differential(self.of, self.variable), self.variable, self.of)
 
-    def _function_latex(self) -> str:
-        if self.program:
-            return latex_name(self.program[-1][0])
-        return rf"\left({to_latex(self.function)}\right)"
-
     def latex(self, inline: bool = False, form: Form | None = None) -> str:
         if form == "differential":
             return rf"\mathrm{{d}}\left({to_latex(self.of)}\right) = {to_latex(self.differential_form)}"
         if form == "index":
             return self._index_form().latex()
-        f = self._function_latex()
-        x = to_latex(self.variable)
-        if self.form == "vec":
-            of = f if self.kind != "hessian" else rf"\nabla_{{{x}}} {f}"
-            left = rf"\frac{{\partial \operatorname{{vec}} {of}}}{{\partial \operatorname{{vec}}\left({x}\right)^\top}}"
-        elif self.kind == "hessian":
-            left = rf"\frac{{\partial^2}}{{\partial {x}\, \partial {x}^\top}} {f}"
-        else:
-            left = rf"\frac{{\partial}}{{\partial {x}}} {f}"
-        if inline or not self.definitions:
-            return f"{left} = {to_latex(self.expr)}"
-        return program_latex(self.definitions, self.body, left)
+        return render.equation_latex(self, inline)
 
     def _forms_json(self) -> dict[str, Any]:
         """The three forms (the held one, index, differential), each as text and LaTeX; an index form that cannot
@@ -192,19 +161,7 @@ class Derivative:
 
     def derivation(self, latex: bool = False) -> str:
         """The steps, one per line: `title: expression   [rules]`; with `latex`, a LaTeX `aligned` block."""
-        if not latex:
-            return "\n".join(str(step) for step in self.steps)
-
-        def text(words: str) -> str:
-            """Plain words as LaTeX \\text{...}, escaped; a `^T` (in a title) is set as a math superscript."""
-            escapes = {"^T": r"}^\top\text{", "^": r"\^{}", "\\": r"\textbackslash{}", "~": r"\textasciitilde{}"}
-            return r"\text{" + re.sub(r"\^T|[&%$#_{}~\\^]", lambda m: escapes.get(m[0], "\\" + m[0]), words) + "}"
-
-        lines = []
-        for step in self.steps:
-            rules = rf" \qquad {text('[' + ', '.join(dict.fromkeys(step.rules)) + ']')}" if step.rules else ""
-            lines.append(rf"{text(step.title + ':')} \quad & {to_latex(step.expr)}{rules}")
-        return "\\begin{aligned}\n" + " \\\\\n".join(lines) + "\n\\end{aligned}"
+        return render.derivation(self.steps, latex)
 
     def evaluate(self, values: dict[str, Any], form: Literal["tensor", "vec"] = "tensor") -> Any:
         """NumPy value at `values` (name -> array; a scalar as a float): an array with the output's axes, then the
@@ -322,13 +279,10 @@ class Derivative:
                                                                     **ir.variables(self.expr)})
         function = self.expr
         output = (*self.split_axes[0], *self.split_axes[1]) if self.form == "vec" else axes_of(function.shape)
-        kind = _kind(function, variable)
+        kind = kind_of(function, variable)
         if self.form == "vec" or len(output) + len(axes_of(variable.shape)) > 2:
-            kind = "tensor"
-        if kind == "tensor":
-            result, steps = _differentiate_vec(function, variable)
-        else:
-            result, steps = _differentiate(function, variable)
+            kind = Kind.TENSOR
+        result, steps = derive.derivative(function, variable, DerivativeSpec(kind))
         steps.insert(0, Step(f"the derivative w.r.t. {self.variable.name}", function))
         taken = {*self.where, *(name for name, _ in self.bindings), *dimension_names(self.where)}
         bindings, body = name_shared(result, taken)
@@ -338,23 +292,8 @@ class Derivative:
 
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "function": program_text(self.program) if self.program else to_text(self.function),
-            "variable": self.variable.name,
-            "where": {name: str(decl).split(": ", 1)[1] for name, decl in self.where.items()},
-            "kind": self.kind,
-            "layout": self.layout,
-            "shape": [str(d) for d in self.shape],
-            "order": self.order,
-            "form": self.form,
-            "text": str(self),
-            "forms": self._forms_json(),
-            "definitions": [{"name": name, "text": to_text(e)} for name, e in self.definitions],
-            "result": to_text(self.body),
-            "latex": self.latex(),
-            "steps": [{"title": s.title, "text": to_text(s.expr), "rules": list(dict.fromkeys(s.rules))}
-                      for s in self.steps],
-        }
+        where = {name: str(decl).split(": ", 1)[1] for name, decl in self.where.items()}
+        return render.json_of(self, str(self), where, self._forms_json())
 
 
 def _indented(text: str) -> str:
@@ -384,13 +323,6 @@ def _shapes_doc(parameters: list[Var], returned: tuple) -> str:
 
 
 MAX_FORMS_SIZE = 400  # distinct nodes of the function past which to_json leaves out the index and differential forms
-
-
-def axes_of(shape: ir.Shape) -> Axes:
-    """A 2-D shape's axes as a tensor's: a column or row vector has one, a scalar none."""
-    return tuple(d for d in shape if d != 1)
-
-
 
 
 def _without_cycle_collection(entry: Callable) -> Callable:
@@ -438,31 +370,6 @@ def _variable(name: str, symbols: Declarations, parsed: Expr | dict[str, Var]) -
     return Var(name, shape, declaration.kind == "symmetric")
 
 
-def _kind(function: Expr, variable: Var) -> Kind:
-    """What the derivative is: a matrix the cookbook writes (up to two axes), else a tensor held in vec form."""
-    out, var = function.shape, variable.shape
-    if var == ir.SCALAR:
-        return "derivative"
-    if out == ir.SCALAR:
-        return "gradient"
-    if ir.is_vector_shape(out) and ir.is_column(var):  # a row vector has the Jacobian of its transpose
-        return "jacobian"
-    return "tensor"
-
-
-def _differentiate_vec(function: Expr, variable: Var) -> tuple[Expr, list[Step]]:
-    """d vec(F) / d vec(X)^T by the vec reader (Kronecker form), simplified, with its steps."""
-    used: list[str] = []
-    df = differential(function, variable, used)
-    read: list[str] = []
-    raw = vec_jacobian(df, variable, read)
-    trace: list[str] = []
-    result = simplify(raw, trace)
-    return result, [Step("differential", df, tuple(used)),
-                    Step("identified: vec(dF) = J vec(dX)", raw, tuple(read)),
-                    Step("simplified", result, tuple(trace))]
-
-
 def _with_dimensions(where: Declarations, exprs: list[Expr]) -> Declarations:
     """`where` and a `n: dim` declaration for every dimension the expressions use that no declaration
     names (the size of an I in tr(alpha I)), so that a result's text parses back with `where`."""
@@ -508,30 +415,6 @@ def _prepare(expr: str, wrts: list[str], where: str | dict | None) -> _Prepared:
     return _Prepared(program, function, variables, program.symbols)
 
 
-def _differentiate(function: Expr, variable: Var, symmetric_gradient: bool = False) -> tuple[Expr, list[Step]]:
-    used: list[str] = []
-    df = differential(function, variable, used)
-    steps = [Step("differential", df, tuple(used))]
-    try:
-        raw = derivative_from_differential(df, variable, function.shape)
-        steps.append(Step("identified", raw, ("identification theorem",)))
-    except UnsupportedError:
-        if not (ir.is_vector_shape(function.shape) and ir.is_column(variable.shape)):
-            raise
-        # a Jacobian the matrix reader cannot write (dx ⊗ x): the vec reader's J, as vec of a vector is the
-        # vector (of a row vector, its transpose: the Jacobian of the transpose, as for every row vector)
-        read: list[str] = []
-        raw = vec_jacobian(df, variable, read)
-        steps.append(Step("identified: vec(dF) = J vec(dX)", raw, tuple(read)))
-    if symmetric_gradient:  # sym(G) before simplifying, so that G and G^T meet as like terms
-        raw = ir.mul(ir.Num(Fraction(1, 2)), ir.add(raw, ir.transpose(raw)))
-        steps.append(Step("symmetric gradient sym(G) = (G + G^T)/2", raw))
-    trace: list[str] = []
-    result = simplify(raw, trace)
-    steps.append(Step("simplified", result, tuple(trace)))
-    return result, steps
-
-
 def _derivative(prepared: _Prepared, variable: Var, result: Expr, kind: Kind, layout: Layout,
                 steps: list[Step], inline: bool) -> Derivative:
     """A Derivative of a single expression, with the shared subexpressions of its result named unless `inline`."""
@@ -572,14 +455,15 @@ class Gradients(dict):
         return program_latex((*definitions, *results))
 
 
-def _backward(prepared: _Prepared, inline: bool) -> Gradients:
+def _backward(prepared: _Prepared, inline: bool, variables: list[Var] | None = None) -> Gradients:
     """Every requested gradient of a program with a scalar output, from one backward pass.
 
     The gradients share the definitions (forward values and adjoints), their steps and their declarations,
     so that asking for all L weights of an L-layer network costs one pass, not L.
     """
     bindings = prepared.program.bindings
-    backward = backpropagate(bindings, list(prepared.variables), prepared.taken)
+    variables = variables or list(prepared.variables)
+    backward = backpropagate(bindings, variables, prepared.taken)
     shared = (*bindings, *backward.adjoints)
     where = _with_dimensions(prepared.symbols, [prepared.function, *(e for _, e in shared),
                                                 *backward.gradients.values()])
@@ -587,7 +471,7 @@ def _backward(prepared: _Prepared, inline: bool) -> Gradients:
                    *(Step(f"backward: {n}", e, backward.rules[n]) for n, e in backward.adjoints)])
     program = bindings if prepared.program.is_program else ()
     out: dict[str, Derivative] = {}
-    for variable in prepared.variables:
+    for variable in variables:
         gradient = backward.gradients[variable.name]
         kind: Kind = "derivative" if variable.is_scalar else "gradient"
         d = Derivative(prepared.function, variable, gradient, kind, "numerator", where,
@@ -612,45 +496,40 @@ def diff(expr: str, wrt: str, where: str | dict | None = None, layout: Layout = 
     The gradient of a program with a scalar output comes from a backward pass over its definitions.
     The result prints with its shared subexpressions named (one definition per line), or `inline`.
     """
-    if layout not in ("numerator", "denominator"):
-        raise ParseError(f"layout must be 'numerator' or 'denominator', not {layout!r}")
-    prepared = _prepare(expr, [wrt], where)
-    (variable,) = prepared.variables
+    return _diff(_prepare(expr, [wrt], where), check_layout(layout), inline)
+
+
+def _diff(prepared: _Prepared, layout: Layout, inline: bool, variable: Var | None = None) -> Derivative:
+    variable = variable or prepared.variables[0]
     function = prepared.function
-    kind = _kind(function, variable)
     if prepared.program.is_program and function.shape == ir.SCALAR:
-        return _backward(prepared, inline)[wrt]
-    if kind == "tensor":
-        if layout == "denominator":
-            raise UnsupportedError("the denominator layout is defined for the Jacobian of a vector; a tensor has "
-                                   "the output's axes first (docs/conventions.md)")
-        result, steps = _differentiate_vec(function, variable)
-        steps.insert(0, Step("function", function))
-        return dataclasses.replace(_derivative(prepared, variable, result, kind, layout, steps, inline), form="vec")
-    result, steps = _differentiate(function, variable, variable.symmetric and kind == "gradient")
+        return _backward(prepared, inline, [variable])[variable.name]
+    spec = DerivativeSpec.of(function, variable, layout)
+    result, steps = derive.derivative(function, variable, spec)
     steps.insert(0, Step("function", function))
-    if layout == "denominator" and kind == "jacobian":
-        trace: list[str] = []
-        result = simplify(ir.transpose(result), trace)
-        steps.append(Step("denominator layout (transpose)", result, tuple(trace)))
-    return _derivative(prepared, variable, result, kind, layout, steps, inline)
+    d = _derivative(prepared, variable, result, spec.kind, layout, steps, inline)
+    return dataclasses.replace(d, form="vec") if spec.form == "vec" else d
 
 
 @_without_cycle_collection
 def grad(expr: str, wrt: list[str] | tuple[str, ...], where: str | dict | None = None,
          inline: bool = False) -> Gradients:
     """The gradients of a scalar expression or program w.r.t. several variables, by name, from one backward pass."""
+    return _backward(_prepare_scalar(expr, wrt, where), inline)
+
+
+def _prepare_scalar(expr: str, wrt: list[str] | tuple[str, ...], where: str | dict | None) -> _Prepared:
+    """A scalar function and its variables (each named once), for grad and codegen."""
     if isinstance(wrt, str):
         raise ParseError("grad takes a list of variable names, e.g. ['W1', 'W2']; diff takes one")
     if not wrt:
         raise ParseError("grad needs at least one variable")
-    names = list(dict.fromkeys(wrt))
-    prepared = _prepare(expr, names, where)
+    prepared = _prepare(expr, list(dict.fromkeys(wrt)), where)
     if prepared.function.shape != ir.SCALAR:
         shape = prepared.function.shape
         raise ShapeError(f"grad needs a scalar function, but the output has shape {shape[0]}×{shape[1]}; "
                          f"use diff for a Jacobian")
-    return _backward(prepared, inline)
+    return prepared
 
 
 @_without_cycle_collection
@@ -661,22 +540,17 @@ def hessian(expr: str, wrt: str | list[str] | tuple[str, ...], where: str | dict
     block Hessian: a block per pair, each the Jacobian of one gradient w.r.t. the other variable."""
     if not isinstance(wrt, str):
         return _block_hessian(expr, list(wrt), where, inline)
-    prepared = _prepare(expr, [wrt], where)
-    (variable,) = prepared.variables
+    return _hessian(_prepare(expr, [wrt], where), inline)
+
+
+def _hessian(prepared: _Prepared, inline: bool, variable: Var | None = None) -> Derivative:
+    variable = variable or prepared.variables[0]
     function = prepared.function
     if function.shape != ir.SCALAR:
         raise ShapeError(f"a Hessian needs a scalar expression, but `{to_text(function)}` has shape "
                          f"{function.shape[0]}×{function.shape[1]}")
-    matrix = not (variable.is_scalar or ir.is_column(variable.shape))  # 4th order: d vec(G) / d vec(X)^T
-    if matrix and variable.symmetric:
-        raise UnsupportedError(f"the Hessian w.r.t. the symmetric matrix {variable.name} is not supported yet: "
-                               f"its gradient sym(G) lives on symmetric matrices, and its derivative would need "
-                               f"the duplication matrix (docs/conventions.md)")
-    gradient, steps = _differentiate(function, variable)
-    steps = [Step("function", function), *[Step(f"gradient, {s.title}", s.expr, s.rules) for s in steps]]
-    result, second = _differentiate_vec(gradient, variable) if matrix else _differentiate(gradient, variable)
-    steps += [Step(f"Hessian, {s.title}", s.expr, s.rules) for s in second]
-    d = _derivative(prepared, variable, result, "hessian", "numerator", steps, inline)
+    result, steps, matrix = derive.hessian(function, variable)
+    d = _derivative(prepared, variable, result, Kind.HESSIAN, "numerator", steps, inline)
     return dataclasses.replace(d, form="vec") if matrix else d
 
 
@@ -720,15 +594,11 @@ def _block_hessian(expr: str, names: list[str], where: str | dict | None, inline
         raise ShapeError(f"a Hessian needs a scalar expression, but `{to_text(prepared.function)}` has shape "
                          f"{_shape_text(prepared.function.shape)}")
     blocks: dict[tuple[str, str], Derivative] = {}
-    for a in names:
-        gradient = diff(expr, a, where, inline=inline)
+    for variable in prepared.variables:  # the gradient once per variable, each block one differentiation of it
+        gradient = _diff(prepared, "numerator", inline, variable)
         for b in names:
-            blocks[a, b] = gradient.diff(b)
+            blocks[variable.name, b] = gradient.diff(b)
     return BlockHessian(blocks, names, prepared.program.output)
-
-
-def _hessian_of(expr: str, wrt: str, where: str | dict | None) -> Derivative:
-    return hessian(expr, wrt, where, inline=True)  # type: ignore[return-value]
 
 
 @_without_cycle_collection
@@ -740,14 +610,15 @@ def codegen(expr: str, wrt: list[str] | tuple[str, ...], where: str | dict | Non
     from .backends.pycode import Output, function_source
     from .backends.pycode import backend as target
 
-    gradients = grad(expr, wrt, where)
+    prepared = _prepare_scalar(expr, wrt, where)
+    gradients = _backward(prepared, False)
     first = next(iter(gradients.values()))
     value = Var(gradients.output, ir.SCALAR)
     outputs = [Output(value), *(Output(d.body) for d in gradients.values())]
     extra: list[Expr] = []
     if hessian:
-        for variable_name in gradients:
-            h = _hessian_of(expr, variable_name, where)
+        for variable in prepared.variables:
+            h = _hessian(prepared, True, variable)
             outputs.append(Output(h.expr, h.shape if h.form == "vec" else None))
             extra.append(h.expr)
     bindings = needed_bindings(first.bindings, [value, *(d.body for d in gradients.values())])

@@ -14,13 +14,13 @@ gradient is linear in the size of the program.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from fractions import Fraction
 
 from ..core import ir
 from ..core.ir import Bindings, Expr, Var, fresh_name
 from ..rules.simplify import simplify
 from .differential import differential
 from .readers import adjoints_of_linear
+from .spec import DerivativeSpec, Kind
 
 
 @dataclass(frozen=True)
@@ -92,8 +92,7 @@ def backpropagate(bindings: Bindings, targets: list[Var], taken: set[str]) -> Ba
     for target in targets:
         parts = contributions.get(target.name)
         gradient = ir.add(*parts) if parts else ir.zeros(target.shape)
-        if target.symmetric:  # sym(G) before simplifying, so that G and G^T meet as like terms
-            gradient = ir.mul(ir.Num(Fraction(1, 2)), ir.add(gradient, ir.transpose(gradient)))
+        gradient = DerivativeSpec(Kind.GRADIENT, symmetric=target.symmetric).sym(gradient)
         gradients[target.name] = simplify(gradient)
         named_rules[target.name] = tuple(dict.fromkeys(rules.get(target.name, [])))
     return Backward(tuple(adjoints), gradients, named_rules)

@@ -1,0 +1,82 @@
+"""Derivatives of a typed function: the differential, a reader, the conventions of the spec, simplification.
+
+Each function returns the result with the steps that led to it (the derivation `--steps` shows).
+"""
+
+from __future__ import annotations
+
+from ..core import ir
+from ..core.errors import UnsupportedError
+from ..core.ir import Expr, Var
+from ..rules.simplify import simplify
+from .differential import differential
+from .readers import derivative_from_differential, vec_jacobian
+from .spec import DerivativeSpec, Kind, Step
+
+
+def differentiate_vec(function: Expr, variable: Var) -> tuple[Expr, list[Step]]:
+    """d vec(F) / d vec(X)^T by the vec reader (Kronecker form), simplified, with its steps."""
+    used: list[str] = []
+    df = differential(function, variable, used)
+    read: list[str] = []
+    raw = vec_jacobian(df, variable, read)
+    trace: list[str] = []
+    result = simplify(raw, trace)
+    return result, [Step("differential", df, tuple(used)),
+                    Step("identified: vec(dF) = J vec(dX)", raw, tuple(read)),
+                    Step("simplified", result, tuple(trace))]
+
+
+def differentiate_matrix(function: Expr, variable: Var, spec: DerivativeSpec) -> tuple[Expr, list[Step]]:
+    """The cookbook's matrix (gradient, Jacobian, derivative w.r.t. a scalar) in the spec's layout, with sym(G)."""
+    used: list[str] = []
+    df = differential(function, variable, used)
+    steps = [Step("differential", df, tuple(used))]
+    try:
+        raw = derivative_from_differential(df, variable, function.shape)
+        steps.append(Step("identified", raw, ("identification theorem",)))
+    except UnsupportedError:
+        if not (ir.is_vector_shape(function.shape) and ir.is_column(variable.shape)):
+            raise
+        # a Jacobian the matrix reader cannot write (dx ⊗ x): the vec reader's J, as vec of a vector is the
+        # vector (of a row vector, its transpose: the Jacobian of the transpose, as for every row vector)
+        read: list[str] = []
+        raw = vec_jacobian(df, variable, read)
+        steps.append(Step("identified: vec(dF) = J vec(dX)", raw, tuple(read)))
+    if spec.symmetric_gradient:
+        raw = spec.sym(raw)
+        steps.append(Step("symmetric gradient sym(G) = (G + G^T)/2", raw))
+    trace: list[str] = []
+    result = simplify(raw, trace)
+    steps.append(Step("simplified", result, tuple(trace)))
+    if spec.transposed:
+        trace = []
+        result = simplify(ir.transpose(result), trace)
+        steps.append(Step("denominator layout (transpose)", result, tuple(trace)))
+    return result, steps
+
+
+def derivative(function: Expr, variable: Var, spec: DerivativeSpec) -> tuple[Expr, list[Step]]:
+    """The derivative the spec asks for: a matrix, or a tensor in vec form."""
+    if spec.kind is Kind.TENSOR:
+        return differentiate_vec(function, variable)
+    return differentiate_matrix(function, variable, spec)
+
+
+def gradient(function: Expr, variable: Var) -> tuple[Expr, list[Step]]:
+    """The gradient as the Hessian differentiates it: without sym(G), in numerator layout."""
+    return differentiate_matrix(function, variable, DerivativeSpec(Kind.GRADIENT))
+
+
+def hessian(function: Expr, variable: Var) -> tuple[Expr, list[Step], bool]:
+    """The Hessian of a scalar function: (result, steps, in vec form); w.r.t. a matrix, d vec(G) / d vec(X)^T."""
+    matrix = not (variable.is_scalar or ir.is_column(variable.shape))  # 4th order: d vec(G) / d vec(X)^T
+    if matrix and variable.symmetric:
+        raise UnsupportedError(f"the Hessian w.r.t. the symmetric matrix {variable.name} is not supported yet: "
+                               f"its gradient sym(G) lives on symmetric matrices, and its derivative would need "
+                               f"the duplication matrix (docs/conventions.md)")
+    first, steps = gradient(function, variable)
+    steps = [Step("function", function), *[Step(f"gradient, {s.title}", s.expr, s.rules) for s in steps]]
+    result, second = differentiate_vec(first, variable) if matrix else gradient(first, variable)
+    steps += [Step(f"Hessian, {s.title}", s.expr, s.rules) for s in second]
+    return result, steps, matrix

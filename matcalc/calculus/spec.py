@@ -1,0 +1,141 @@
+"""What a derivative is, decided once: its kind, layout, form and axes, and the two conventions applied to it.
+
+The conventions (docs/conventions.md) are decided here and nowhere else:
+- a gradient w.r.t. a symmetric matrix is sym(G) = (G + G^T)/2 (`symmetric_gradient`, `sym`);
+- the denominator layout is the transpose of a Jacobian (`transposed`, `in_layout`).
+The engine (derive, backprop), the proof (backends/verify) and the printers ask a DerivativeSpec.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from fractions import Fraction
+from typing import Literal, Protocol
+
+from ..core import ir
+from ..core.errors import ParseError, UnsupportedError
+from ..core.ir import Expr, Var
+
+Layout = Literal["numerator", "denominator"]
+Axes = tuple[ir.Dim, ...]
+
+
+class Kind(str, Enum):
+    """What a derivative is; a str, so it prints, compares and serialises as its name ("gradient")."""
+
+    DERIVATIVE = "derivative"  # w.r.t. a scalar: the entrywise derivative, with the function's shape
+    GRADIENT = "gradient"  # of a scalar: the variable's shape
+    JACOBIAN = "jacobian"  # of a vector w.r.t. a vector: m x n (numerator layout)
+    HESSIAN = "hessian"
+    TENSOR = "tensor"  # three axes or more: held in vec form, d vec(F) / d vec(X)^T
+
+    __str__ = str.__str__
+    __format__ = str.__format__
+    __repr__ = str.__repr__  # 'gradient', as the plain strings it replaces
+
+
+Form = Literal["matrix", "vec"]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of a derivation: what was done, the rules used, and the expression obtained."""
+
+    title: str
+    expr: Expr
+    rules: tuple[str, ...] = ()
+
+
+def axes_of(shape: ir.Shape) -> Axes:
+    """A 2-D shape's axes as a tensor's: a column or row vector has one, a scalar none."""
+    return tuple(d for d in shape if d != 1)
+
+
+def kind_of(function: Expr, variable: Var) -> Kind:
+    """What the derivative is: a matrix the cookbook writes (up to two axes), else a tensor held in vec form."""
+    out, var = function.shape, variable.shape
+    if var == ir.SCALAR:
+        return Kind.DERIVATIVE
+    if out == ir.SCALAR:
+        return Kind.GRADIENT
+    if ir.is_vector_shape(out) and ir.is_column(var):  # a row vector has the Jacobian of its transpose
+        return Kind.JACOBIAN
+    return Kind.TENSOR
+
+
+def check_layout(layout: object) -> Layout:
+    if layout not in ("numerator", "denominator"):
+        raise ParseError(f"layout must be 'numerator' or 'denominator', not {layout!r}")
+    return layout  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class DerivativeSpec:
+    """The derivative asked for: its kind, layout and whether the variable is a symmetric matrix."""
+
+    kind: Kind
+    layout: Layout = "numerator"
+    symmetric: bool = False
+
+    @classmethod
+    def of(cls, function: Expr, variable: Var, layout: Layout = "numerator") -> DerivativeSpec:
+        kind = kind_of(function, variable)
+        if kind is Kind.TENSOR and layout == "denominator":
+            raise UnsupportedError("the denominator layout is defined for the Jacobian of a vector; a tensor has "
+                                   "the output's axes first (docs/conventions.md)")
+        return cls(kind, layout, variable.symmetric)
+
+    @property
+    def form(self) -> Form:
+        return "vec" if self.kind is Kind.TENSOR else "matrix"
+
+    @property
+    def symmetric_gradient(self) -> bool:
+        """The gradient of a scalar w.r.t. a symmetric matrix is sym(G), the gradient on symmetric matrices."""
+        return self.symmetric and self.kind is Kind.GRADIENT
+
+    @property
+    def transposed(self) -> bool:
+        """The denominator layout writes a Jacobian transposed (n x m)."""
+        return self.layout == "denominator" and self.kind is Kind.JACOBIAN
+
+    def sym(self, gradient: Expr) -> Expr:
+        """sym(G) = (G + G^T)/2 where it applies, before simplifying, so that G and G^T meet as like terms."""
+        if not self.symmetric_gradient:
+            return gradient
+        return symmetric_part(gradient)
+
+
+def symmetric_part(e: Expr) -> Expr:
+    """(E + E^T)/2."""
+    return ir.mul(ir.Num(Fraction(1, 2)), ir.add(e, ir.transpose(e)))
+
+
+class Result(Protocol):
+    """What the printers and backends read of a derivative (api.Derivative is one)."""
+
+    function: Expr
+    variable: Var
+    body: Expr
+    kind: Kind
+    layout: Layout
+    form: Form
+    bindings: ir.Bindings
+    program: ir.Bindings
+    steps: tuple[Step, ...]
+
+    @property
+    def expr(self) -> Expr: ...
+
+    @property
+    def definitions(self) -> ir.Bindings: ...
+
+    @property
+    def of(self) -> Expr: ...
+
+    @property
+    def split_axes(self) -> tuple[Axes, Axes]: ...
+
+    @property
+    def shape(self) -> ir.Shape | Axes: ...
