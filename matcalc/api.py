@@ -166,9 +166,7 @@ class Derivative:
     def evaluate(self, values: dict[str, Any], form: Literal["tensor", "vec"] = "tensor") -> Any:
         """NumPy value at `values` (name -> array; a scalar as a float): an array with the output's axes, then the
         variable's (`self.shape`); with form="vec", the Jacobian of the vecs d vec(F) / d vec(X)^T (column-major)."""
-        import numpy as np
-
-        from .backends.interpret import evaluate_numpy, squeeze
+        from .backends.interpret import arrange, evaluate_numpy
 
         names = {**ir.variables(self.function), **ir.variables(self.expr)}
         names.setdefault(self.variable.name, self.variable)
@@ -178,21 +176,7 @@ class Derivative:
                   if name not in names and declaration.kind != "dim"}
         sizes: dict[str, int] = {}
         (value,) = evaluate_numpy([self.expr], values, names, optional=others, symmetric=True, sizes_out=sizes)
-        if form not in ("tensor", "vec"):
-            raise ParseError(f"form must be 'tensor' or 'vec', not {form!r}")
-        if self.form == "matrix" and form == "tensor":
-            return squeeze(value, self.expr.shape)
-        output, variable = self.split_axes
-        axis_sizes = tuple(ir.dim_value(d, sizes) for d in (*output, *variable))
-        if self.form == "vec":  # J[vec index of the output, vec index of X]: column-major over all the axes
-            tensor = np.reshape(value, axis_sizes, order="F")
-        else:
-            matrix = value.T if self.kind == "jacobian" and self.layout == "denominator" else value
-            tensor = np.reshape(squeeze(matrix, matrix.shape), axis_sizes)
-        if form == "vec":  # rows: vec of the output's axes; columns: vec of the variable's (both column-major)
-            rows = int(np.prod(axis_sizes[: len(output)], dtype=int))
-            return np.reshape(tensor, (rows, -1), order="F")
-        return tensor
+        return arrange(value, self, sizes, form)
 
     def verify(self, seed: int = 0, timeout: float | None = None) -> Any:
         """Elementwise proof with SymPy at two sizes; the report is truthy when every entry matches.
@@ -218,45 +202,15 @@ class Derivative:
         variable: dW), `product="vjp"` its transpose applied to a cotangent G of the output's shape: neither builds
         the tensor. For a Hessian, "jvp" is the Hessian-vector product.
         """
-        from .backends.pycode import Output, function_source
-        from .backends.pycode import backend as target
+        from .backends import pycode
 
         name = name or self._code_name(product)
-        if product is not None:
-            return self._product_code(name, product, target(backend))
-        parameters = _parameters(self.function, self.expr, self.variable)
-        axes = (*self.split_axes[0], *self.split_axes[1]) if self.form == "vec" else None
-        docstring = (f"The {self.kind} of {to_text(self.function)} w.r.t. {self.variable.name}:\n\n"
-                     + _indented(str(self))
-                     + "\n\n" + _shapes_doc(parameters, self.shape if axes else axes_of(self.body.shape)))
-        return function_source(name, docstring, parameters, self.definitions, [Output(self.body, axes)],
-                               target(backend))
-
-    def _product_code(self, name: str, product: str, target: Any) -> str:
-        """The JVP (dF for a direction dX: the differential) or the VJP (the adjoint of dF applied to G: the
-        gradient reader with seed G) as code: linear maps, never the tensor."""
-        from .backends.pycode import Output, function_source
-        from .calculus.readers import adjoints_of_linear
-
-        of, variable = self.of, self.variable
-        df = differential(of, variable)
-        taken = {*self.where, *ir.variables(of), *dimension_names(self.where)}
-        if product == "jvp":
-            direction = Var(fresh_name(f"d{variable.name}", taken), variable.shape)
-            result = simplify(ir.substitute(df, {ir.Differential(variable): direction}))
-            what = f"applied to the direction {direction.name} (a JVP: d({to_text(of)}) at d{variable.name} = " \
-                   f"{direction.name})"
-        elif product == "vjp":
-            direction = Var(fresh_name("G", taken), of.shape)
-            parts = adjoints_of_linear(df, direction).get(variable.name, [])
-            result = simplify(ir.add(*parts)) if parts else ir.zeros(variable.shape)
-            what = f"transposed, applied to the cotangent {direction.name} of the output's shape (a VJP)"
-        else:
-            raise ParseError(f"product must be 'jvp' or 'vjp', not {product!r}")
-        parameters = list({v.name: v for v in [*_parameters(of, result, variable), direction]}.values())
-        docstring = (f"The {self.kind} of {to_text(self.function)} w.r.t. {variable.name}, {what}:\n\n"
-                     + _indented(to_text(result)) + "\n\n" + _shapes_doc(parameters, axes_of(result.shape)))
-        return function_source(name, docstring, parameters, (), [Output(result)], target)
+        target = pycode.backend(backend)
+        if product is None:
+            return pycode.derivative_source(self, str(self), name, target)
+        taken = {*self.where, *ir.variables(self.of), *dimension_names(self.where)}
+        direction, result = derive.linear_map(self.of, self.variable, product, taken)
+        return pycode.product_source(self, name, product, direction, result, target)
 
     def compile(self, backend: str = "numpy", product: Product = None) -> Callable[..., Any]:
         """The function of `to_code(backend, product=...)`, ready to call: f(X=..., y=...)."""
@@ -266,7 +220,9 @@ class Derivative:
         return compile_source(self.to_code(backend, name, product), name)
 
     def _code_name(self, product: Product) -> str:
-        base = f"d{_identifier(self._output_name())}_d{self.variable.name}"
+        from .backends.pycode import identifier
+
+        base = f"d{identifier(self._output_name())}_d{self.variable.name}"
         return f"{base}_{product}" if product else base
 
     def _output_name(self) -> str:
@@ -294,32 +250,6 @@ class Derivative:
     def to_json(self) -> dict[str, Any]:
         where = {name: str(decl).split(": ", 1)[1] for name, decl in self.where.items()}
         return render.json_of(self, str(self), where, self._forms_json())
-
-
-def _indented(text: str) -> str:
-    return "\n".join("    " + line for line in text.split("\n"))
-
-
-def _identifier(name: str) -> str:
-    return re.sub(r"\W", "_", name)
-
-
-def _parameters(function: Expr, result: Expr, variable: Var) -> list[Var]:
-    """The inputs of generated code: the function's variables (in their order of appearance), then any other the
-    result holds, and the variable."""
-    found = {**ir.variables(function), **ir.variables(result)}
-    found.setdefault(variable.name, variable)
-    return list(found.values())
-
-
-def _shapes_doc(parameters: list[Var], returned: tuple) -> str:
-    def shape(var: Var) -> str:
-        axes = axes_of(var.shape)
-        return "a scalar" if not axes else f"({', '.join(map(str, axes))}{',' if len(axes) == 1 else ''})"
-
-    inputs = ", ".join(f"{v.name}: {shape(v)}" for v in parameters)
-    out = "a scalar" if not returned else f"({', '.join(map(str, returned))}{',' if len(returned) == 1 else ''})"
-    return f"Inputs: {inputs}. Returns {out}."
 
 
 MAX_FORMS_SIZE = 400  # distinct nodes of the function past which to_json leaves out the index and differential forms
@@ -607,7 +537,7 @@ def codegen(expr: str, wrt: list[str] | tuple[str, ...], where: str | dict | Non
     """The source of one function returning the value of a scalar expression or program and its gradient w.r.t.
     each variable in `wrt`, sharing the forward pass (one backward pass, as `grad`): (value, grad_1, ...). With
     `hessian`, the Hessian w.r.t. each variable follows (a matrix variable's in vec form, as an n-D array)."""
-    from .backends.pycode import Output, function_source
+    from .backends.pycode import Output, function_source, identifier, indented, shapes_doc
     from .backends.pycode import backend as target
 
     prepared = _prepare_scalar(expr, wrt, where)
@@ -635,11 +565,11 @@ def codegen(expr: str, wrt: list[str] | tuple[str, ...], where: str | dict | Non
     names = ", ".join(gradients)
     returned = ["the value", *(f"the gradient w.r.t. {n}" for n in gradients),
                 *(f"the Hessian w.r.t. {n}" for n in gradients if hessian)]
-    function = (f"the program\n\n{_indented(program_text(first.program))}\n\n" if first.program
+    function = (f"the program\n\n{indented(program_text(first.program))}\n\n" if first.program
                 else f"{gradients.output} = {to_text(first.function)}, ")
     docstring = (f"The value of {function}and its gradients w.r.t. {names}, from one backward pass.\n\n"
-                 f"Returns ({', '.join(returned)}).\n\n" + _shapes_doc(parameters, ()).split(" Returns")[0])
-    return function_source(_identifier(name), docstring, parameters, bindings, outputs, target(backend))
+                 f"Returns ({', '.join(returned)}).\n\n" + shapes_doc(parameters, ()).split(" Returns")[0])
+    return function_source(identifier(name), docstring, parameters, bindings, outputs, target(backend))
 
 
 @dataclass(frozen=True)

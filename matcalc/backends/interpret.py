@@ -16,8 +16,9 @@ from fractions import Fraction
 from functools import lru_cache, reduce
 from typing import Any, Protocol
 
+from ..calculus.spec import DerivativeSpec, Result
 from ..core import ir
-from ..core.errors import EvaluationError, abbreviate
+from ..core.errors import EvaluationError, ParseError, abbreviate
 from ..core.functions import FUNCTIONS
 from ..core.ir import (
     Add,
@@ -659,3 +660,25 @@ def squeeze(array: Any, shape: Shape) -> Any:
     if shape[1] == 1 or shape[0] == 1:
         return array.reshape(-1)
     return array
+
+
+def arrange(value: Any, d: Result, sizes: dict[str, int], form: str = "tensor") -> Any:
+    """A derivative's evaluated 2-D value as the user gets it: with form="tensor", an array with the output's axes,
+    then the variable's; with form="vec", the Jacobian of the vecs d vec(F) / d vec(X)^T (both column-major)."""
+    import numpy as np
+
+    if form not in ("tensor", "vec"):
+        raise ParseError(f"form must be 'tensor' or 'vec', not {form!r}")
+    if d.form == "matrix" and form == "tensor":
+        return squeeze(value, d.expr.shape)
+    output, variable = d.split_axes
+    axis_sizes = tuple(ir.dim_value(x, sizes) for x in (*output, *variable))
+    if d.form == "vec":  # J[vec index of the output, vec index of X]: column-major over all the axes
+        tensor = np.reshape(value, axis_sizes, order="F")
+    else:
+        matrix = value.T if DerivativeSpec(d.kind, d.layout).transposed else value
+        tensor = np.reshape(squeeze(matrix, matrix.shape), axis_sizes)
+    if form == "vec":  # rows: vec of the output's axes; columns: vec of the variable's
+        rows = int(np.prod(axis_sizes[: len(output)], dtype=int))
+        return np.reshape(tensor, (rows, -1), order="F")
+    return tensor

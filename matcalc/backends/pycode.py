@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
+from ..calculus.spec import Result, axes_of
 from ..core import ir
 from ..core.functions import FUNCTIONS
 from ..core.ir import (
@@ -43,7 +44,7 @@ from ..core.ir import (
     Transpose,
     Var,
 )
-from ..render.text import dim_text
+from ..render.text import dim_text, to_text
 from .interpret import evaluation_plan
 
 
@@ -508,3 +509,57 @@ def compile_source(source: str, name: str) -> Any:
     namespace: dict[str, Any] = {}
     exec(compile(source, f"<matcalc {name}>", "exec"), namespace)
     return namespace[name]
+
+
+# ---------------------------------------------------------------- a derivative as a function
+
+
+def indented(text: str) -> str:
+    return "\n".join("    " + line for line in text.split("\n"))
+
+
+def identifier(name: str) -> str:
+    return re.sub(r"\W", "_", name)
+
+
+def parameters_of(function: Expr, result: Expr, variable: Var) -> list[Var]:
+    """The inputs of generated code: the function's variables (in their order of appearance), then any other the
+    result holds, and the variable."""
+    found = {**ir.variables(function), **ir.variables(result)}
+    found.setdefault(variable.name, variable)
+    return list(found.values())
+
+
+def shapes_doc(parameters: list[Var], returned: tuple) -> str:
+    def shape(var: Var) -> str:
+        axes = axes_of(var.shape)
+        return "a scalar" if not axes else f"({', '.join(map(str, axes))}{',' if len(axes) == 1 else ''})"
+
+    inputs = ", ".join(f"{v.name}: {shape(v)}" for v in parameters)
+    out = "a scalar" if not returned else f"({', '.join(map(str, returned))}{',' if len(returned) == 1 else ''})"
+    return f"Inputs: {inputs}. Returns {out}."
+
+
+def derivative_source(d: Result, text: str, name: str, target: Backend) -> str:
+    """The function computing derivative `d` (printed as `text`): a parameter per variable, a line per definition,
+    returning what `evaluate` returns (a tensor as its n-D array)."""
+    parameters = parameters_of(d.function, d.expr, d.variable)
+    axes = (*d.split_axes[0], *d.split_axes[1]) if d.form == "vec" else None
+    docstring = (f"The {d.kind} of {to_text(d.function)} w.r.t. {d.variable.name}:\n\n" + indented(text)
+                 + "\n\n" + shapes_doc(parameters, d.shape if axes else axes_of(d.body.shape)))
+    return function_source(name, docstring, parameters, d.definitions, [Output(d.body, axes)], target)
+
+
+def product_source(d: Result, name: str, product: str, direction: Var, result: Expr, target: Backend) -> str:
+    """The JVP (dF at a direction) or the VJP (the adjoint of dF at a cotangent) of `d` as a function: `result`,
+    linear in `direction`, never the tensor."""
+    of, variable = d.of, d.variable
+    if product == "jvp":
+        what = f"applied to the direction {direction.name} (a JVP: d({to_text(of)}) at d{variable.name} = " \
+               f"{direction.name})"
+    else:
+        what = f"transposed, applied to the cotangent {direction.name} of the output's shape (a VJP)"
+    parameters = list({v.name: v for v in [*parameters_of(of, result, variable), direction]}.values())
+    docstring = (f"The {d.kind} of {to_text(d.function)} w.r.t. {variable.name}, {what}:\n\n"
+                 + indented(to_text(result)) + "\n\n" + shapes_doc(parameters, axes_of(result.shape)))
+    return function_source(name, docstring, parameters, (), [Output(result)], target)

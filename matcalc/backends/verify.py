@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
+from ..calculus.spec import DerivativeSpec, Kind
 from ..core import ir
 from ..core.functions import FUNCTIONS
 from ..core.ir import Expr, Var, dimensions, variables
@@ -491,9 +492,10 @@ def _verify_at_point(function: Expr, variable: Var, derivative: Expr, kind: str,
             values[name] = _random_matrix(var, size(var.shape[0]), size(var.shape[1]), rng, sp, points)
 
     expected = _line_derivatives(function, variable, kind, point, values, sizes, deadline)
-    if variable.symmetric and function.shape == (1, 1) and kind not in ("hessian", "tensor"):
+    spec = DerivativeSpec(Kind(kind), layout, variable.symmetric)  # the conventions, as the engine applies them
+    if spec.symmetric_gradient:
         expected = (expected + expected.T) / 2
-    if layout == "denominator" and kind == "jacobian":
+    if spec.transposed:
         expected = expected.T
     got = interpret(derivative, {**values, variable.name: point}, sizes, SympyBackend())
     undefined = (sp.zoo, sp.nan, sp.oo, -sp.oo)

@@ -6,11 +6,11 @@ Each function returns the result with the steps that led to it (the derivation `
 from __future__ import annotations
 
 from ..core import ir
-from ..core.errors import UnsupportedError
+from ..core.errors import ParseError, UnsupportedError
 from ..core.ir import Expr, Var
 from ..rules.simplify import simplify
 from .differential import differential
-from .readers import derivative_from_differential, vec_jacobian
+from .readers import adjoints_of_linear, derivative_from_differential, vec_jacobian
 from .spec import DerivativeSpec, Kind, Step
 
 
@@ -80,3 +80,18 @@ def hessian(function: Expr, variable: Var) -> tuple[Expr, list[Step], bool]:
     result, second = differentiate_vec(first, variable) if matrix else gradient(first, variable)
     steps += [Step(f"Hessian, {s.title}", s.expr, s.rules) for s in second]
     return result, steps, matrix
+
+
+def linear_map(of: Expr, variable: Var, product: str, taken: set[str]) -> tuple[Var, Expr]:
+    """The derivative as a linear map, never the tensor: "jvp", dF at a direction dX (the differential with
+    dX := the direction); "vjp", the adjoint of dF at a cotangent G of the output's shape (the gradient reader
+    seeded with G). Returns (the direction or cotangent, the map's value)."""
+    df = differential(of, variable)
+    if product == "jvp":
+        direction = Var(ir.fresh_name(f"d{variable.name}", taken), variable.shape)
+        return direction, simplify(ir.substitute(df, {ir.Differential(variable): direction}))
+    if product == "vjp":
+        cotangent = Var(ir.fresh_name("G", taken), of.shape)
+        parts = adjoints_of_linear(df, cotangent).get(variable.name, [])
+        return cotangent, simplify(ir.add(*parts)) if parts else ir.zeros(variable.shape)
+    raise ParseError(f"product must be 'jvp' or 'vjp', not {product!r}")
