@@ -24,6 +24,7 @@ from .core.ir import Bindings, Expr, Var, fresh_name
 from .frontend.parse import Declaration, Declarations, dimension_names, parse_declarations
 from .frontend.typecheck import Parsed, ParsedProgram, parse_program
 from .render import derivative as render
+from .render.index import index_latex, index_text
 from .render.naming import name_shared
 from .render.text import latex_name, program_latex, program_text, to_latex, to_text
 from .rules.simplify import simplify
@@ -117,7 +118,7 @@ class Derivative:
         if form == "differential":
             return f"d({to_text(self.of)}) = {to_text(self.differential_form)}"
         if form == "index":
-            return self._index_form().text()
+            return index_text(self._index_form())
         if inline or not self.definitions:
             return to_text(self.expr)
         return program_text(self.definitions, self.body)
@@ -136,7 +137,7 @@ class Derivative:
         if form == "differential":
             return rf"\mathrm{{d}}\left({to_latex(self.of)}\right) = {to_latex(self.differential_form)}"
         if form == "index":
-            return self._index_form().latex()
+            return index_latex(self._index_form())
         return render.equation_latex(self, inline)
 
     def _forms_json(self) -> dict[str, Any]:

@@ -40,7 +40,6 @@ from ..core.ir import (
     Transpose,
     Var,
 )
-from ..render.text import latex_name, number_text, to_latex, to_text
 from ..rules.simplify import simplify
 
 # An index: a name (i, j, k, l, a summed index once named, or a node's placeholder) or, while the form is built,
@@ -300,7 +299,7 @@ def _holding(node: Expr, children: tuple[Expr, ...]) -> int:
     """The position of the one child holding dX; dF is linear in dX, so there is exactly one."""
     positions = [n for n, c in enumerate(children) if ir.contains_differential(c)]
     if len(positions) != 1:
-        raise UnsupportedError(f"no index form for {to_text(node)}: it is not linear in the differential")
+        raise UnsupportedError(f"no index form for {node}: it is not linear in the differential")
     return positions[0]
 
 
@@ -319,7 +318,7 @@ def _sum(node: Add, t: _Templates) -> list[Term]:
         if ir.contains_differential(child):
             terms.extend(t.of(child, row, col))
         elif not ir.is_zero(child):
-            raise UnsupportedError(f"no index form for {to_text(node)}: it is not linear in the differential")
+            raise UnsupportedError(f"no index form for {node}: it is not linear in the differential")
     return terms
 
 
@@ -371,7 +370,7 @@ def _hadamard(node: Hadamard, t: _Templates) -> list[Term]:
 
 def _quotient(node: ElemDiv, t: _Templates) -> list[Term]:
     if _holding(node, node.children) != 0:
-        raise UnsupportedError(f"no index form for {to_text(node)}: it is not linear in the differential")
+        raise UnsupportedError(f"no index form for {node}: it is not linear in the differential")
     row, col = _own(node)
     # the entry of the expression 1 ./ B, printed as such: (1 ./ B)_ij
     coefficient, scalars, factors = _entries(ir.elem_div(ir.ones(node.denominator.shape), node.denominator), row, col)
@@ -451,125 +450,18 @@ SUMMED_NAMES = "pqrstuvwabcdefgh"
 _NAME = re.compile(r"[A-Za-z_]\w*\Z")
 
 
-def _is_call(text: str) -> bool:
-    """name(...), the parenthesis opened after the name closing at the very end: inv(X), not tr(A) + tr(B)."""
-    match = re.match(r"[A-Za-z_]\w*\(", text)
-    if not match or not text.endswith(")"):
-        return False
-    depth = 0
-    for position in range(match.end() - 1, len(text)):
-        depth += {"(": 1, ")": -1}.get(text[position], 0)
-        if depth == 0:
-            return position == len(text) - 1
-    return False
-
-
-def _label_text(e: Expr | str) -> str:
-    """A matrix's name before its indices: bare for a name or a call, else in parentheses."""
-    text = e if isinstance(e, str) else to_text(e)
-    return text if _NAME.match(text) or _is_call(text) else f"({text})"
-
-
-def _label_latex(e: Expr | str) -> str:
-    """A matrix's name before its indices in LaTeX: bare for a single symbol, else in parentheses."""
-    if isinstance(e, str):
-        if _NAME.match(e):
-            e = Var(e, ir.SCALAR)
-        else:
-            return rf"\left({e}\right)"
-    if isinstance(e, Var):
-        symbol = latex_name(e.name)
-        return f"{{{symbol}}}" if "_" in symbol else symbol  # x_{1} takes its indices as {x_{1}}_{ij}
-    return rf"\left({to_latex(e)}\right)"
-
-
-def _scalar_text(e: Expr) -> str:
-    """A constant 1 x 1 factor as itself (det(X)), in parentheses when it is a sum or a product (x^T y)."""
-    return to_text(e) if isinstance(e, Var | Func | ir.Size | ir.Power) else f"({to_text(e)})"
-
-
-def _scalar_latex(e: Expr) -> str:
-    return to_latex(e) if isinstance(e, Var | Func | ir.Size | ir.Power) else rf"\left({to_latex(e)}\right)"
-
-
-def _subscript(indices: tuple[Index | None, ...]) -> str:
-    names = [str(i) for i in indices if i is not None]
-    return ("," if any(len(n) > 1 for n in names) else "").join(names)
-
-
 @dataclass(frozen=True)
 class IndexForm:
-    """∂F_ij / ∂X_kl = Σ of `terms`. `output_indices` and `variable_indices` name F's and X's axes (None for an
-    axis of size 1); each term's summed indices carry the dimension they run over."""
+    """∂F_ij / ∂X_kl = Σ of `terms`. `output` labels F (an expression or a name); `output_indices` and
+    `variable_indices` name F's and X's axes (None for an axis of size 1); each term's summed indices carry the
+    dimension they run over. render/index.py writes it."""
 
-    output_text: str
-    output_latex: str
+    output: Expr | str
     output_shape: ir.Shape
     variable: Var
     output_indices: tuple[str | None, str | None]
     variable_indices: tuple[str | None, str | None]
     terms: tuple[Term, ...]
-
-    def _left(self, latex: bool) -> tuple[str, str]:
-        out, var = _subscript(self.output_indices), _subscript(self.variable_indices)
-        if latex:
-            name = _label_latex(self.variable)
-            return (self.output_latex + (f"_{{{out}}}" if out else ""),
-                    name + (f"_{{{var}}}" if var else ""))
-        return self.output_text + (f"_{out}" if out else ""), self.variable.name + (f"_{var}" if var else "")
-
-    def text(self) -> str:
-        output, variable = self._left(latex=False)
-        return f"∂{output} / ∂{variable} = {self._right(latex=False)}"
-
-    def latex(self) -> str:
-        output, variable = self._left(latex=True)
-        return rf"\frac{{\partial {output}}}{{\partial {variable}}} = {self._right(latex=True)}"
-
-    def _right(self, latex: bool) -> str:
-        if not self.terms:
-            return "0"
-        out = ""
-        for n, term in enumerate(self.terms):
-            body = _term_latex(term) if latex else _term_text(term)
-            if n == 0:
-                out = f"-{body}" if term.coefficient < 0 else body
-            else:
-                out += f" - {body}" if term.coefficient < 0 else f" + {body}"
-        return out
-
-
-def _term_text(term: Term) -> str:
-    """The term without its sign."""
-    pieces: list[str] = []
-    magnitude = abs(term.coefficient)
-    if magnitude != 1:
-        pieces.append(number_text(magnitude))
-    if term.summed:
-        pieces.append("Σ_" + _subscript(tuple(s for s, _ in term.summed)))
-    pieces.extend(_scalar_text(s) for s in term.scalars)
-    for f in term.factors:
-        if isinstance(f, Delta):
-            pieces.append(f"δ_{_subscript((f.a, f.b))}")
-        else:
-            pieces.append(f"{_label_text(f.expr)}_{_subscript((f.row, f.col))}")
-    return " ".join(pieces) or "1"
-
-
-def _term_latex(term: Term) -> str:
-    pieces: list[str] = []
-    magnitude = abs(term.coefficient)
-    if magnitude != 1:
-        pieces.append(to_latex(Num(magnitude)))
-    if term.summed:
-        pieces.append(rf"\sum_{{{_subscript(tuple(s for s, _ in term.summed))}}}")
-    pieces.extend(_scalar_latex(s) for s in term.scalars)
-    for f in term.factors:
-        if isinstance(f, Delta):
-            pieces.append(rf"\delta_{{{_subscript((f.a, f.b))}}}")
-        else:
-            pieces.append(f"{_label_latex(f.expr)}_{{{_subscript((f.row, f.col))}}}")
-    return " ".join(pieces) or "1"
 
 
 def _ordered(term: Term, output: tuple[str | None, str | None], taken: set[str]) -> Term:
@@ -621,9 +513,8 @@ def index_form(df: Expr, variable: Var, output: Expr | str) -> IndexForm:
             t.templates[id(node)] = [c for c in map(_contract, terms) if c.coefficient != 0]
         root = [_simplify_term(term) for term in t.of(df, *out_indices)]
     elif not ir.is_zero(df):
-        raise UnsupportedError(f"no index form for {to_text(df)}: it does not hold the differential")
+        raise UnsupportedError(f"no index form for {df}: it does not hold the differential")
     # summed names never read as a free index or a variable of the expressions printed
     taken = {"i", "j", "k", "l", *ir.variables(df), *(ir.variables(output) if isinstance(output, Expr) else [output])}
     terms = tuple(_ordered(term, out_indices, taken) for term in root if term.coefficient != 0)
-    return IndexForm(_label_text(output), _label_latex(output), df.shape, variable, out_indices,
-                     _variable_indices(variable.shape), terms)
+    return IndexForm(output, df.shape, variable, out_indices, _variable_indices(variable.shape), terms)

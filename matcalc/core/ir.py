@@ -132,9 +132,13 @@ class Expr(metaclass=_Interned):
         return self
 
     def __str__(self) -> str:
-        from ..render.text import to_text
+        return TEXT_PRINTER[0](self)
 
-        return to_text(self)
+
+# str(e) is the input language's text; the printer lives in render/text.py, which installs itself here when it
+# is imported (matcalc's import does), so that core imports nothing above it.
+TEXT_PRINTER: list[Callable[[Expr], str]] = [lambda e: f"<{type(e).__name__}>"]
+RESERVED_NAMES = frozenset({"I", "eye"})  # the identity's names: never a variable's, nor a printed definition's
 
 
 def _hash_part(value: object) -> object:

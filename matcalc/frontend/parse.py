@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 MAX_NESTING = 10_000
 
 KINDS = ("scalar", "vector", "matrix", "symmetric", "dim")
-RESERVED_NAMES = frozenset({"I", "eye"})
+RESERVED_NAMES = ir.RESERVED_NAMES
 # Called like functions, but not functions.py's (they take two or more arguments): reserved as function names are.
 OPERATOR_NAMES = ("kron", "commutation", "identity")
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from ..core import ir
 from ..core.ir import Bindings, Expr, Func, Var, fresh_name
-from ..frontend.parse import RESERVED_NAMES
 from .text import shared_subexpressions
 
 MIN_NAMED_SIZE = 5  # printed tokens: `X^T X` stays inline, `softmax(W x)` is named
@@ -21,7 +20,7 @@ def _base_name(e: Expr) -> str:
     letter = e.name[0] if isinstance(e, Func) else "u"
     rows, cols = e.shape
     name = letter.upper() if rows != 1 and cols != 1 else letter
-    return "U" if name in RESERVED_NAMES else name
+    return "U" if name in ir.RESERVED_NAMES else name
 
 
 def name_shared(e: Expr, taken: set[str], min_size: int = MIN_NAMED_SIZE,

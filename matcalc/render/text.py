@@ -203,6 +203,9 @@ def to_text(e: Expr) -> str:
     return _render(e, _text)
 
 
+ir.TEXT_PRINTER[0] = to_text
+
+
 def _split_divisors(e: MatMul) -> tuple[list[Expr], list[Expr]]:
     """The factors printed before '/', and the reciprocal scalars printed after it (when anything is before)."""
     divisors = [f for f in e.factors if is_reciprocal(f)]
