@@ -594,20 +594,7 @@ class CheckResult:
         return not self.reason and bool(getattr(self.report, "undecided", ""))
 
     def __str__(self) -> str:
-        derivative, candidate = str(self.derivative), to_text(self.candidate)
-        program = ""
-        if "\n" in derivative:  # a program: its lines after the verdict, not run into the sentence
-            derivative, program = "the program below", f"\n{derivative}"
-        if len(candidate) > 200:  # a long inlined program: the verdict need not repeat it
-            candidate = "your candidate"
-        if self.reason:
-            return f"wrong: {self.reason}; the derivative is {derivative}{program}"
-        if self.report:
-            return f"correct: {candidate} equals {derivative} ({self.report}){program}"
-        if self.undecided:
-            return f"{self.report}: {candidate} against {derivative}{program}"
-        return (f"wrong: {candidate} is not the derivative; the derivative is {derivative}{program}\n"
-                f"counterexample:\n{self.report}")
+        return render.verdict_text(self)
 
     def __repr__(self) -> str:
         # the verdict itself, as print() shows it: what a person wants to read in the REPL
@@ -615,15 +602,7 @@ class CheckResult:
 
     def _repr_markdown_(self) -> str:
         """Jupyter: the verdict in bold, expressions as code, the counterexample as the report renders it."""
-        candidate, derivative = to_text(self.candidate), str(self.derivative)
-        if self:
-            return f"**correct**: `{candidate}` equals `{derivative}` ({self.report})"
-        if self.reason:
-            return f"**wrong**: {self.reason}; the derivative is `{derivative}`"
-        if self.undecided:
-            return f"{self.report._repr_markdown_()}: `{candidate}` against `{derivative}`"
-        return (f"**wrong**: `{candidate}` is not the derivative; the derivative is `{derivative}`\n\n"
-                f"counterexample:\n\n{self.report._repr_markdown_()}")
+        return render.verdict_markdown(self)
 
 
 def _shape_text(shape: ir.Shape) -> str:

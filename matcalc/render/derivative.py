@@ -72,3 +72,34 @@ def json_of(d: Result, text: str, where: dict[str, str], forms: dict[str, Any]) 
         "steps": [{"title": s.title, "text": to_text(s.expr), "rules": list(dict.fromkeys(s.rules))}
                   for s in d.steps],
     }
+
+
+def verdict_text(v: Any) -> str:
+    """A check's verdict as a sentence, with the counterexample when the candidate is wrong."""
+    derivative, candidate = str(v.derivative), to_text(v.candidate)
+    program = ""
+    if "\n" in derivative:  # a program: its lines after the verdict, not run into the sentence
+        derivative, program = "the program below", f"\n{derivative}"
+    if len(candidate) > 200:  # a long inlined program: the verdict need not repeat it
+        candidate = "your candidate"
+    if v.reason:
+        return f"wrong: {v.reason}; the derivative is {derivative}{program}"
+    if v.report:
+        return f"correct: {candidate} equals {derivative} ({v.report}){program}"
+    if v.undecided:
+        return f"{v.report}: {candidate} against {derivative}{program}"
+    return (f"wrong: {candidate} is not the derivative; the derivative is {derivative}{program}\n"
+            f"counterexample:\n{v.report}")
+
+
+def verdict_markdown(v: Any) -> str:
+    """Jupyter: the verdict in bold, expressions as code, the counterexample as the report renders it."""
+    candidate, derivative = to_text(v.candidate), str(v.derivative)
+    if v:
+        return f"**correct**: `{candidate}` equals `{derivative}` ({v.report})"
+    if v.reason:
+        return f"**wrong**: {v.reason}; the derivative is `{derivative}`"
+    if v.undecided:
+        return f"{v.report._repr_markdown_()}: `{candidate}` against `{derivative}`"
+    return (f"**wrong**: `{candidate}` is not the derivative; the derivative is `{derivative}`\n\n"
+            f"counterexample:\n\n{v.report._repr_markdown_()}")
