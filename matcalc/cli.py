@@ -191,19 +191,19 @@ def _run_rules() -> int:
     from .calculus.readers import ADJOINT_RULES, VEC_RULES
     from .rules.simplify import SIMPLIFY_RULES
 
-    print("differential rules (matcalc/differentiate.py):")
+    print("differential rules (matcalc/calculus/differential.py):")
     for differential_rule in DIFFERENTIAL_RULES:
         print(f"  {differential_rule.name:22s} {differential_rule.statement}")
     print("element-wise functions:")
     for elementwise_rule in ELEMENTWISE_RULES.values():
         print(f"  {elementwise_rule.name:22s} {elementwise_rule.statement}")
-    print("vec (Kronecker) identities, read children first (matcalc/differentiate.py):")
+    print("vec (Kronecker) identities, read children first (matcalc/calculus/readers.py):")
     for vec_rule in VEC_RULES:
         print(f"  {vec_rule.name:28s} {vec_rule.statement}")
-    print("adjoint identities, read in reverse topological order (matcalc/differentiate.py):")
+    print("adjoint identities, read in reverse topological order (matcalc/calculus/readers.py):")
     for adjoint_rule in ADJOINT_RULES:
         print(f"  {adjoint_rule.name:22s} {adjoint_rule.statement}")
-    print("simplification rules, in the order they are tried (matcalc/simplify.py):")
+    print("simplification rules, in the order they are tried (matcalc/rules/simplify.py):")
     for rewrite_rule in SIMPLIFY_RULES:
         print(f"  {rewrite_rule.name:40s} {rewrite_rule.statement}")
     return 0
