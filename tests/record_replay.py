@@ -82,7 +82,7 @@ def rule_inputs() -> list[tuple[str, str | None]]:
     from matcalc.rules import simplify
 
     found: list[tuple[str, str | None]] = []
-    for rule in simplify.SIMPLIFY_RULES + list(evaluate.STABLE_FORMS):
+    for rule in [*simplify.SIMPLIFY_RULES, *getattr(evaluate, "STABLE_FORMS", ())]:
         found.append((rule.example, rule.where or None))
     for rule in differentiate.DIFFERENTIAL_RULES:
         found.append((rule.example[0], None))

@@ -226,14 +226,14 @@ def test_the_mlp_hessian_wrt_the_input_matches_finite_differences_of_its_gradien
 
 
 def test_a_simplification_rule_fires_only_on_the_node_types_it_declares():
-    # normalize tries a rule only on the types of its `on`: it must never change a node of another type
+    # normalize offers a rule only the nodes of its heads: it must never change a node of another kind
     examples = [matcalc.parse(rule.example, where=rule.where or None) for rule in SIMPLIFY_RULES]
     nodes = {node for example in examples for node in ir.walk(example)}
     f, _, weights = residual(3, "on")
     nodes.update(ir.walk(derivative_from_differential(differential(f, weights[0]), weights[0], f.shape)))
     for rule in SIMPLIFY_RULES:
-        assert rule.on, f"{rule.name} declares no node type"
+        assert rule.heads, f"{rule.name} declares no head"
         for node in nodes:
-            if not isinstance(node, rule.on):
-                out = rule.apply(node)
+            if not rule.matches_head(node):
+                out = rule.build(node)
                 assert out is None or out is node, f"{rule.name} rewrites a {type(node).__name__}: {node}"

@@ -17,9 +17,10 @@ from oracles import finite_difference
 
 import matcalc
 from matcalc import EvaluationError
-from matcalc.backends.interpret import STABLE_FORMS, NumpyBackend, bind_values, evaluate_numpy, interpret, squeeze
+from matcalc.backends.interpret import NumpyBackend, bind_values, evaluate_numpy, interpret, squeeze
 from matcalc.backends.verify import SympyBackend, concrete_sizes
 from matcalc.core.ir import variables
+from matcalc.rules.stable import STABLE_FORMS
 from matcalc.rules.strategy import normalize
 
 DIGITS = 1000  # enough that 1 - sigmoid(700) = e^-700 / (1 + e^-700) keeps 50 digits

@@ -11,7 +11,7 @@ equal ones that do not. The plan is never printed and never seen by SymPy.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Generator, Mapping
 from fractions import Fraction
 from functools import lru_cache, reduce
 from typing import Any, Protocol
@@ -38,7 +38,9 @@ from ..core.ir import (
     Transpose,
     Var,
 )
-from ..rules.strategy import RewriteRule, normalize, rule_table
+from ..rules.rule import Rule
+from ..rules.stable import STABLE_FORMS
+from ..rules.strategy import normalize
 
 
 class Backend(Protocol):
@@ -380,101 +382,6 @@ def _linear_algebra_failure(error: Exception) -> NumericFailure:
 
 # ---------------------------------------------------------------- the evaluation plan: stable forms
 
-STABLE_FORMS: list[RewriteRule] = []
-stable_form = rule_table(STABLE_FORMS)
-MINUS_ONE = Num(Fraction(-1))
-
-
-def _call(e: Expr, name: str) -> Expr | None:
-    """The argument of e when e is name(argument)."""
-    return e.arg if isinstance(e, Func) and e.name == name else None
-
-
-def _one_plus_exp(u: Expr) -> list[Expr]:
-    """1 + exp(u), in both orders of the sum."""
-    one, exp = ir.ones(u.shape), Func("exp", u)
-    return [Add((one, exp)), Add((exp, one))]
-
-
-def _exp_over(e: Expr, denominators: Callable[[Expr], list[Expr]], replace: Callable[[Expr], Expr]) -> Expr | None:
-    """exp(u) / D(u) -> replace(u), as exp(u) ./ D(u) or in a product holding exp(u) and D(u)^-1."""
-    if isinstance(e, ElemDiv):
-        u = _call(e.numerator, "exp")
-        return replace(u) if u is not None and e.denominator in denominators(u) else None
-    if not isinstance(e, MatMul):
-        return None
-    # the divisors by their base: one lookup per exp(u) factor keeps the rule linear in the product's length
-    reciprocals = {f.base: i for i, f in enumerate(e.factors) if ir.is_reciprocal(f) and f.exponent == MINUS_ONE}
-    if not reciprocals:
-        return None
-    for i, factor in enumerate(e.factors):
-        u = _call(factor, "exp")
-        j = next((reciprocals[d] for d in denominators(u) if d in reciprocals), None) if u is not None else None
-        if j is not None:
-            return ir.mul(*[replace(u) if k == i else f for k, f in enumerate(e.factors) if k != j])
-    return None
-
-
-@stable_form("stable one minus sigmoid", "1 - sigmoid(u) -> sigmoid(-u)", "1 - sigmoid(x)")
-def _one_minus_sigmoid(e: Expr) -> Expr | None:
-    if not isinstance(e, Add) or not any(ir.is_ones(t) for t in e.terms):
-        return None
-    for i, term in enumerate(e.terms):
-        if isinstance(term, MatMul) and len(term.factors) == 2 and term.factors[0] == MINUS_ONE:
-            u = _call(term.factors[1], "sigmoid")
-            if u is not None:
-                one = next(k for k, t in enumerate(e.terms) if ir.is_ones(t))
-                rest = [t for k, t in enumerate(e.terms) if k not in (i, one)]
-                return ir.add(ir.func("sigmoid", ir.neg(u)), *rest)
-    return None
-
-
-@stable_form("stable log sigmoid", "log(sigmoid(u)) -> -softplus(-u)", "log(sigmoid(x))")
-def _log_sigmoid(e: Expr) -> Expr | None:
-    u = _call(e, "log")
-    u = _call(u, "sigmoid") if u is not None else None
-    return ir.neg(ir.func("softplus", ir.neg(u))) if u is not None else None
-
-
-@stable_form("stable softplus", "log(1 + exp(u)) -> softplus(u)", "log(1 + exp(x))")
-def _softplus(e: Expr) -> Expr | None:
-    inner = _call(e, "log")
-    if not isinstance(inner, Add) or len(inner.terms) != 2:
-        return None
-    for term in inner.terms:
-        u = _call(term, "exp")
-        if u is not None and inner in _one_plus_exp(u):
-            return ir.func("softplus", u)
-    return None
-
-
-@stable_form("stable sigmoid", "exp(u) / (1 + exp(u)) -> sigmoid(u)", "exp(x) ./ (1 + exp(x))")
-def _sigmoid_of_exp(e: Expr) -> Expr | None:
-    return _exp_over(e, _one_plus_exp, lambda u: ir.func("sigmoid", u))
-
-
-@stable_form("stable softmax", "exp(u) / sum(exp(u)) -> softmax(u)", "exp(x) / sum(exp(x))")
-def _softmax_of_exp(e: Expr) -> Expr | None:
-    return _exp_over(e, lambda u: [Func("sum", Func("exp", u))], lambda u: ir.func("softmax", u))
-
-
-@stable_form("stable logsumexp", "log(sum(exp(u))) -> logsumexp(u)", "log(sum(exp(x)))")
-def _logsumexp_of_exp(e: Expr) -> Expr | None:
-    inner = _call(e, "log")
-    inner = _call(inner, "sum") if inner is not None else None
-    u = _call(inner, "exp") if inner is not None else None
-    return ir.func("logsumexp", u) if u is not None else None
-
-
-@stable_form("stable log softmax", "log(softmax(u)) -> u - logsumexp(u)", "log(softmax(x))")
-def _log_softmax(e: Expr) -> Expr | None:
-    u = _call(e, "log")
-    u = _call(u, "softmax") if u is not None else None
-    if u is None:
-        return None
-    return ir.sub(u, ir.mul(ir.func("logsumexp", u), ir.ones(u.shape)))
-
-
 @lru_cache(maxsize=1024)
 def evaluation_plan(e: Expr) -> Expr:
     """e with STABLE_FORMS applied: equal in exact arithmetic, no worse in float64, for NumPy only.
@@ -483,12 +390,12 @@ def evaluation_plan(e: Expr) -> Expr:
     then), found by one pass over the distinct nodes, without recursion: a deep network with no
     unstable form is evaluated as it is, whatever its depth.
     """
-    if not any(_fires(rule, node) for node in ir.walk(e) for rule in STABLE_FORMS):
+    if not any(_fires(rule, node) for node in ir.walk(e) for rule in STABLE_FORMS.for_node(node)):
         return e
     return normalize(e, STABLE_FORMS)
 
 
-def _fires(rule: RewriteRule, node: Expr) -> bool:
+def _fires(rule: Rule, node: Expr) -> bool:
     """Whether the rule rewrites this node (as normalize decides it)."""
     out = rule.apply(node)
     return out is not None and out != node

@@ -37,11 +37,12 @@ from ..core.ir import (
     power,
     transpose,
 )
-from .strategy import RewriteRule, normalize, rule_table
+from .rule import RuleSet
+from .strategy import normalize
 
 T = TypeVar("T")
-SIMPLIFY_RULES: list[RewriteRule] = []
-rule = rule_table(SIMPLIFY_RULES)
+SIMPLIFY_RULES = RuleSet("simplification rules")
+rule = SIMPLIFY_RULES.rule
 
 
 # ---------------------------------------------------------------- helpers

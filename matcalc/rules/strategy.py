@@ -1,50 +1,22 @@
-"""Rewrite rules as data, and the strategy that applies them (kept apart from the rules).
+"""The strategies that apply rewrite rules (kept apart from the rules, which are data: rule.py).
 
-A rule is named, one-directional (`lhs -> rhs`), and carries an example in the input language
-on which it fires, so that every rule can be printed, tested and cited on its own.
+A rewrite rule's builder takes a node and returns its rewrite, or None where the rule does not apply.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Iterable
 
 from ..core.errors import RewriteCycleError
 from ..core.ir import Expr, walk
+from .rule import Rule, RuleSet
 
 MAX_REWRITES = 5_000
 REWRITES_PER_NODE = 10
 _ENTER, _CHILDREN, _REWRITTEN = range(3)  # the states of a frame of `normalize`
 
 
-@dataclass(frozen=True)
-class RewriteRule:
-    name: str
-    statement: str  # "lhs -> rhs"
-    apply: Callable[[Expr], Expr | None]  # the rewritten node, or None where the rule does not apply
-    example: str  # an input on which the rule fires
-    where: str = ""  # declarations the example needs
-    on: tuple[type, ...] = ()  # the node types it may rewrite (the strategy tries no other); () for any
-
-    def __str__(self) -> str:
-        return f"{self.name}: {self.statement}"
-
-
-def rule_table(table: list[RewriteRule]) -> Callable[..., Callable[[Callable[[Expr], Expr | None]], RewriteRule]]:
-    """A decorator that appends a rule to `table`: @rule(name, statement, example, where=..., on=(node types))."""
-
-    def rule(name: str, statement: str, example: str, where: str = "", on: tuple[type, ...] = ()) -> Callable:
-        def register(apply: Callable[[Expr], Expr | None]) -> RewriteRule:
-            entry = RewriteRule(name, statement, apply, example, where, on)
-            table.append(entry)
-            return entry
-
-        return register
-
-    return rule
-
-
-def apply_once(e: Expr, rule: RewriteRule) -> Expr | None:
+def apply_once(e: Expr, rule: Rule) -> Expr | None:
     """The rule applied at the first node (parents first) where it changes something, or None.
 
     A preorder search with an explicit stack: each entry keeps its parent's entry and its index
@@ -76,7 +48,7 @@ def apply_once(e: Expr, rule: RewriteRule) -> Expr | None:
     return None
 
 
-def normalize(e: Expr, rules: list[RewriteRule], trace: list[str] | None = None,
+def normalize(e: Expr, rules: RuleSet | Iterable[Rule], trace: list[str] | None = None,
               max_rewrites: int | None = None) -> Expr:
     """Innermost strategy to a fixpoint: children first, then the first rule that fires, again.
 
@@ -97,7 +69,7 @@ def normalize(e: Expr, rules: list[RewriteRule], trace: list[str] | None = None,
     kept: list[Expr] = []
     in_progress: set[int] = set()
     count = 0
-    by_type: dict[type, list[RewriteRule]] = {}  # the rules that may rewrite a node of a type, in order
+    table = rules if isinstance(rules, RuleSet) else RuleSet("rules", rules)
     # a frame: (node, state, current); state _ENTER: not started; _CHILDREN: its children were pushed,
     # `current` is the node; _REWRITTEN: a rule rewrote `node` to `current`, which was pushed
     stack: list[tuple[Expr, int, Expr]] = [(e, _ENTER, e)]
@@ -125,12 +97,8 @@ def normalize(e: Expr, rules: list[RewriteRule], trace: list[str] | None = None,
             memo[id(node)] = memo[id(result)] = result
             kept.append(node)
             continue
-        kind = type(current)
-        candidates = by_type.get(kind)
-        if candidates is None:
-            candidates = by_type[kind] = [rule for rule in rules if not rule.on or issubclass(kind, rule.on)]
-        for rule in candidates:
-            out = rule.apply(current)
+        for rule in table.for_node(current):
+            out = rule.build(current) if rule.guard is None or rule.guard(current) else None
             if out is not None and out is not current:
                 count += 1
                 if count > max_rewrites:
