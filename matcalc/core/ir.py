@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, fields
 from fractions import Fraction
+from operator import attrgetter
 from typing import ClassVar, TypeVar
 from weakref import WeakValueDictionary
 
@@ -56,20 +57,26 @@ class _Interned(type):
     Equal expressions are then one object, so equality is identity and a DAG with shared
     subexpressions (a residual network's h_k, used by every later layer) is compared, hashed and
     memoised in O(1) per node, without recursing over its depth. The hash and the shape are
-    computed once, when the node is built, from its children's (already computed) ones.
+    computed once, when the node is built, from its children's (already computed) ones; a product's hash
+    when first asked for, as s ./ s ./ ... ./ s builds a product of each length on its way and uses only the
+    last (its factors are never products but for 1 x 1 sub-products of chains: no deep recursion either).
     """
 
     def __call__(cls, *args: object, **kwargs: object) -> Expr:
+        key: tuple | None = None
         if not kwargs and len(args) == len(cls._field_names):  # the usual call: look up before building
-            found = _INTERNED.get((cls, *map(_identity_part, args)))
+            key = (cls, *map(_identity_part, args))
+            found = _INTERNED.get(key)
             if found is not None:
                 return found
         candidate = super().__call__(*args, **kwargs)
-        key = (cls, *map(_identity_part, candidate._key()))
-        found = _INTERNED.get(key)
-        if found is not None:
-            return found
-        hash(candidate)
+        if key is None:
+            key = (cls, *map(_identity_part, candidate._key()))
+            found = _INTERNED.get(key)
+            if found is not None:
+                return found
+        if cls is not MatMul:  # a product's hash waits until it is asked for (below)
+            hash(candidate)
         candidate.shape  # noqa: B018 (computed now, from the children's: no recursion later)
         _INTERNED[key] = candidate
         _RECENT.append(candidate)
@@ -81,7 +88,7 @@ def _identity_part(value: object) -> object:
     if isinstance(value, Expr):
         return id(value)
     if isinstance(value, tuple) and value and isinstance(value[0], Expr):
-        return tuple(id(item) for item in value)
+        return tuple(map(id, value))  # map, not a generator: a product of k factors is built k times in s ./ s ...
     if isinstance(value, Fraction):  # Fraction(2) and 2 are one value, but keep the type out of the key
         return (value.numerator, value.denominator)
     return value
@@ -151,6 +158,9 @@ def _hash_part(value: object) -> object:
     if isinstance(value, Fraction):
         return (value < 0, abs(value.numerator), value.denominator)
     return value
+
+
+_SHAPE = attrgetter("_shape")  # every node's shape is computed when it is built (_Interned)
 
 
 try:
@@ -325,7 +335,10 @@ class MatMul(Expr):
     factors: tuple[Expr, ...]
 
     def _compute_shape(self) -> Shape:
-        return chain_shape([f for f in self.factors if not f.is_scalar])
+        # the factors' shapes as computed when they were built (read without a call per factor: a long product
+        # of scalars grows one factor at a time)
+        chain = [shape for shape in map(_SHAPE, self.factors) if shape != SCALAR]
+        return (chain[0][0], chain[-1][1]) if chain else SCALAR
 
     @property
     def children(self) -> tuple[Expr, ...]:
