@@ -19,7 +19,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # this checkout's matcalc, and 
 from generate import random_cases  # noqa: E402
 
 import matcalc  # noqa: E402
-from matcalc import ir  # noqa: E402
+from matcalc.core import ir  # noqa: E402
 
 
 def _repeated(term: Callable[[int], str], separator: str, size: int) -> str:

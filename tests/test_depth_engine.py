@@ -12,6 +12,7 @@ import pytest
 
 import matcalc
 from matcalc.backends.interpret import evaluate_numpy
+from matcalc.calculus.backprop import backpropagate
 from matcalc.calculus.differential import differential
 from matcalc.calculus.readers import derivative_from_differential
 from matcalc.core import ir
@@ -149,6 +150,46 @@ def test_the_hessian_of_a_64_layer_mlp_factors_each_layer_in_one_rewrite():
     assert hessian.shape == ("n", "n")
     assert trace.count("common right factor") <= 64
     assert distinct_nodes(hessian) < 16 * 64
+
+
+def residual_bindings(depth: int, prefix: str = "") -> tuple[ir.Bindings, list[Var]]:
+    """The residual network as a program: h_k = h_(k-1) + tanh(W_k h_(k-1)), L = sum(h_L), each h by its name."""
+    h: Expr = Var(f"{prefix}x", ("n", 1))
+    weights = [Var(f"{prefix}W{k}", ("n", "n")) for k in range(1, depth + 1)]
+    bindings: list[tuple[str, Expr]] = []
+    for k, w in enumerate(weights, 1):
+        bindings.append((f"{prefix}h{k}", ir.add(h, ir.func("tanh", ir.mul(w, h)))))
+        h = Var(f"{prefix}h{k}", ("n", 1))
+    bindings.append((f"{prefix}L", ir.func("sum", h)))
+    return tuple(bindings), weights
+
+
+def links(e: Expr) -> int:
+    """The edges of e's DAG (a shared node's children count once)."""
+    return sum(len(node.children) for node in ir.walk(e))
+
+
+def test_an_inlined_residual_program_and_its_gradient_have_links_linear_in_depth():
+    # each h_k is a sum used by the next sum: flattened, the sum of layer k copied the k terms of layer k - 1
+    counts = {}
+    for depth in (64, 256):
+        bindings, weights = residual_bindings(depth, f"i{depth}")
+        function = ir.inline(bindings[:-1], bindings[-1][1])
+        backward = backpropagate(bindings, [weights[0]], {name for name, _ in bindings})
+        gradient = ir.inline((*bindings, *backward.adjoints), backward.gradients[weights[0].name])
+        counts[depth] = (links(function), distinct_nodes(gradient), links(gradient))
+    for measure in range(3):
+        assert counts[256][measure] / counts[64][measure] <= LINEAR, counts
+
+
+def test_a_sum_kept_whole_when_inlined_prints_as_the_flattened_sum():
+    x, y, z = (Var(name, ("n", 1)) for name in ("x", "y", "z"))
+    u, v = Var("u", ("n", 1)), Var("v", ("n", 1))
+    for value in (ir.add(x, y), ir.sub(y, x), ir.add(ir.neg(x), y)):  # a sum that starts with a minus sign too
+        for e in (ir.add(u, z), ir.add(z, u), ir.add(z, u, v), ir.sub(z, u)):
+            values = {u: value, v: ir.add(value, z)}
+            bindings = (("u", value), ("v", ir.add(u, z)))
+            assert str(ir.inline(bindings, e)) == str(ir.substitute(e, values)), (value, e)
 
 
 # ---------------------------------------------------------------- numerically right

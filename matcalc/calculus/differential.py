@@ -46,6 +46,10 @@ from ..core.ir import (
 MAX_DIFFERENTIAL_SIZE = 20_000  # factors written by product rules over several factors holding the variable,
 # beyond four times the input's size
 MAX_MATRIX_POWER = 64  # d(X^k) has k terms
+# Up to this many factors holding the variable, the product rule writes one term per factor (the form every result
+# printed so far has); past it, the factors that are one node and commute (scalars, Hadamard factors) share one
+# term, c times: k copies of s in s ./ s ./ ... ./ s cost 2 terms, not k terms of k factors.
+MAX_LEIBNIZ_TERMS = 8
 
 # ---------------------------------------------------------------- element-wise derivatives
 
@@ -81,12 +85,39 @@ class DifferentialRule:
     example: tuple[str, str]  # (expression, variable) whose derivative uses the rule
 
 
+def _commutes(product: Expr, factor: Expr) -> bool:
+    """Whether the factor may move anywhere in the product: any factor of A .* B, a 1 x 1 factor of A B."""
+    return isinstance(product, Hadamard) or (isinstance(product, MatMul) and factor.is_scalar)
+
+
+def leibniz_terms(e: Expr, ds: tuple[Expr, ...]) -> list[list[int]]:
+    """The terms the product rule writes for the product e with its factors' differentials ds: for each,
+    the positions of the factors it differentiates (the first one is written, once per position).
+
+    One term per factor holding the variable, up to MAX_LEIBNIZ_TERMS of them; past that, a factor that
+    commutes is one term however many times the same node occurs (the product's DAG, not its tree).
+    """
+    varying = [i for i, d in enumerate(ds) if not ir.is_zero(d)]
+    if len(varying) <= MAX_LEIBNIZ_TERMS:
+        return [[i] for i in varying]
+    groups: dict[int, list[int]] = {}  # id of a commuting factor, or minus one more than a position
+    for i in varying:
+        factor = e.children[i]
+        groups.setdefault(id(factor) if _commutes(e, factor) else -1 - i, []).append(i)
+    return list(groups.values())
+
+
 def _leibniz(combine: Callable[..., Expr]) -> Callable[[Expr, tuple[Expr, ...]], Expr]:
-    """d(f1 f2 ... fk) = sum_i f1 ... dfi ... fk, for a product built by `combine`."""
+    """d(f1 f2 ... fk) = sum_i f1 ... dfi ... fk, for a product built by `combine`; c equal commuting
+    factors g give one term c (... dg ...)."""
 
     def rule(e: Expr, ds: tuple[Expr, ...]) -> Expr:
         factors = e.children
-        terms = [combine(*factors[:i], d, *factors[i + 1 :]) for i, d in enumerate(ds) if not ir.is_zero(d)]
+        terms = []
+        for positions in leibniz_terms(e, ds):
+            i = positions[0]
+            term = combine(*factors[:i], ds[i], *factors[i + 1 :])
+            terms.append(term if len(positions) == 1 else mul(num(len(positions)), term))
         return add(*terms) if terms else ir.zeros(e.shape)
 
     return rule
@@ -246,9 +277,10 @@ def differential(e: Expr, variable: Var, used: list[str] | None = None) -> Expr:
         if all(ir.is_zero(cd) for cd in child_ds):
             memo[id(node)] = ir.zeros(node.shape)
             continue
-        varying = sum(not ir.is_zero(cd) for cd in child_ds)
-        if varying > 1 and isinstance(node, MatMul | Hadamard):  # the product rule's k terms of m factors
-            written += varying * len(node.children)
+        if isinstance(node, MatMul | Hadamard):  # the product rule's k terms of m factors
+            terms = len(leibniz_terms(node, child_ds))
+            if terms > 1:
+                written += terms * len(node.children)
         if written > budget:
             raise UnsupportedError(f"the derivative is too large to write: its differential would have more "
                                    f"than {budget:,} factors (a product of many factors "

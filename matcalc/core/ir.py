@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, fields
 from fractions import Fraction
+from operator import attrgetter
 from typing import ClassVar, TypeVar
 from weakref import WeakValueDictionary
 
@@ -56,20 +57,26 @@ class _Interned(type):
     Equal expressions are then one object, so equality is identity and a DAG with shared
     subexpressions (a residual network's h_k, used by every later layer) is compared, hashed and
     memoised in O(1) per node, without recursing over its depth. The hash and the shape are
-    computed once, when the node is built, from its children's (already computed) ones.
+    computed once, when the node is built, from its children's (already computed) ones; a product's hash
+    when first asked for, as s ./ s ./ ... ./ s builds a product of each length on its way and uses only the
+    last (its factors are never products but for 1 x 1 sub-products of chains: no deep recursion either).
     """
 
     def __call__(cls, *args: object, **kwargs: object) -> Expr:
+        key: tuple | None = None
         if not kwargs and len(args) == len(cls._field_names):  # the usual call: look up before building
-            found = _INTERNED.get((cls, *map(_identity_part, args)))
+            key = (cls, *map(_identity_part, args))
+            found = _INTERNED.get(key)
             if found is not None:
                 return found
         candidate = super().__call__(*args, **kwargs)
-        key = (cls, *map(_identity_part, candidate._key()))
-        found = _INTERNED.get(key)
-        if found is not None:
-            return found
-        hash(candidate)
+        if key is None:
+            key = (cls, *map(_identity_part, candidate._key()))
+            found = _INTERNED.get(key)
+            if found is not None:
+                return found
+        if cls is not MatMul:  # a product's hash waits until it is asked for (below)
+            hash(candidate)
         candidate.shape  # noqa: B018 (computed now, from the children's: no recursion later)
         _INTERNED[key] = candidate
         _RECENT.append(candidate)
@@ -81,7 +88,7 @@ def _identity_part(value: object) -> object:
     if isinstance(value, Expr):
         return id(value)
     if isinstance(value, tuple) and value and isinstance(value[0], Expr):
-        return tuple(id(item) for item in value)
+        return tuple(map(id, value))  # map, not a generator: a product of k factors is built k times in s ./ s ...
     if isinstance(value, Fraction):  # Fraction(2) and 2 are one value, but keep the type out of the key
         return (value.numerator, value.denominator)
     return value
@@ -151,6 +158,9 @@ def _hash_part(value: object) -> object:
     if isinstance(value, Fraction):
         return (value < 0, abs(value.numerator), value.denominator)
     return value
+
+
+_SHAPE = attrgetter("_shape")  # every node's shape is computed when it is built (_Interned)
 
 
 try:
@@ -325,7 +335,10 @@ class MatMul(Expr):
     factors: tuple[Expr, ...]
 
     def _compute_shape(self) -> Shape:
-        return chain_shape([f for f in self.factors if not f.is_scalar])
+        # the factors' shapes as computed when they were built (read without a call per factor: a long product
+        # of scalars grows one factor at a time)
+        chain = [shape for shape in map(_SHAPE, self.factors) if shape != SCALAR]
+        return (chain[0][0], chain[-1][1]) if chain else SCALAR
 
     @property
     def children(self) -> tuple[Expr, ...]:
@@ -582,6 +595,51 @@ def mul(*factors: Expr) -> Expr:
     A scalar sub-product with a chain (like a^T x) stays one factor unless it is the only chain
     in the product, because its chain may not compose with the neighbours' (a^T x y).
     """
+    if len(factors) == 2 and isinstance(factors[0], MatMul) and _is_plain_scalar(factors[1]):
+        appended = _append_scalar(factors[0], factors[1])
+        if appended is not None:
+            return appended
+    return general_mul(*factors)
+
+
+def _is_plain_scalar(e: Expr) -> bool:
+    """A 1 x 1 factor that a product keeps as it is: no number, no sub-product."""
+    return e.is_scalar and not isinstance(e, Num | Fill | MatMul)
+
+
+def _first_divisor(product: MatMul) -> int | None:
+    """For a product of plain scalars in normal form (a coefficient, the factors, the divisors last), where its
+    divisors start; None for any other product. Cached on the node, so that a long product grown one factor at
+    a time (s ./ s ./ ... ./ s, read left to right) is not rescanned at each step."""
+    if "_first_divisor" in product.__dict__:
+        return product.__dict__["_first_divisor"]
+    factors = product.factors
+    start = 1 if isinstance(factors[0], Num) and factors[0].value not in (0, 1) else 0
+    first: int | None = None
+    if all(_is_plain_scalar(f) for f in factors[start:]):
+        divisors = [is_reciprocal(f) for f in factors[start:]]
+        count = divisors.index(True) if True in divisors else len(divisors)
+        first = start + count if all(divisors[count:]) else None
+    object.__setattr__(product, "_first_divisor", first)
+    return first
+
+
+def _append_scalar(product: MatMul, factor: Expr) -> Expr | None:
+    """mul(product, factor) for a product of plain scalars and one more plain scalar, in time independent of the
+    product's length (but for copying it): the factor goes after the last factor of its kind, as the sort of
+    general_mul puts it. None when the product is of another kind."""
+    first = _first_divisor(product)
+    if first is None:
+        return None
+    divisor = is_reciprocal(factor)
+    at = len(product.factors) if divisor else first
+    out = MatMul((*product.factors[:at], factor, *product.factors[at:]))
+    object.__setattr__(out, "_first_divisor", first if divisor else first + 1)
+    return out
+
+
+def general_mul(*factors: Expr) -> Expr:
+    """mul for any factors (mul takes a shortcut for one scalar appended to a product of scalars)."""
     coefficient = Fraction(1)
     scalars: list[Expr] = []
     chain: list[Expr] = []
@@ -948,7 +1006,68 @@ def inline(bindings: Bindings, e: Expr) -> Expr:
 
 
 def _with_values(e: Expr, values: dict[str, Expr]) -> Expr:
-    """e with each variable named in `values` replaced by its value."""
+    """e with each variable named in `values` replaced by its value. A value that is a sum stays one term of the
+    sums that use it (h_k = h_(k-1) + tanh(W_k h_(k-1))): flattened, each layer's sum would copy all the terms
+    of the one before, L^2 / 2 links for L layers."""
     if not values:
         return e
-    return map_bottom_up(e, lambda node: values.get(node.name, node) if isinstance(node, Var) else node)
+    mapped: dict[int, Expr] = {}
+    for node in postorder(e):
+        children = node.children
+        new_children = tuple(mapped[id(child)] for child in children)
+        if isinstance(node, Var):
+            mapped[id(node)] = values.get(node.name, node)
+        elif all(n is c for n, c in zip(new_children, children, strict=True)):
+            mapped[id(node)] = node
+        elif isinstance(node, Add):
+            mapped[id(node)] = _sum_of_values(children, new_children)
+        else:
+            mapped[id(node)] = node.rebuild(new_children)
+    return mapped[id(e)]
+
+
+def _sum_of_values(names: tuple[Expr, ...], values: tuple[Expr, ...]) -> Expr:
+    """add(*values), except that a sum standing for a name stays one term. It prints as its terms would (a sum in
+    a sum takes no parentheses) unless, after the first term, its own first term has a minus sign (`+ -x`):
+    then it is flattened, as add does."""
+    terms: list[Expr] = []
+    for name, value in zip(names, values, strict=True):
+        if isinstance(value, Add) and isinstance(name, Var) and not (terms and _has_minus_sign(_first_term(value))):
+            terms.append(value)
+        elif isinstance(value, Add):
+            terms.extend(_flat_front(value))
+        elif not is_zero(value):
+            terms.append(value)
+    if not terms:
+        return zeros(names[0].shape)
+    return terms[0] if len(terms) == 1 else Add(tuple(terms))
+
+
+def _flat_front(e: Add) -> list[Expr]:
+    """The terms of a sum with the sums kept whole at its start flattened, so that its first term is printed first."""
+    rests: list[tuple[Expr, ...]] = []
+    current: Expr = e
+    while isinstance(current, Add):
+        rests.append(current.terms[1:])
+        current = current.terms[0]
+    return [current, *(term for rest in reversed(rests) for term in rest)]
+
+
+def _first_term(e: Add) -> Expr:
+    """The term a sum prints first, through the sums kept whole at its start; cached on each, so that a chain of
+    L nested sums is walked once, not once per sum."""
+    path: list[Expr] = []
+    while isinstance(e, Add) and "_first_term" not in e.__dict__:
+        path.append(e)
+        e = e.terms[0]
+    first = e.__dict__["_first_term"] if isinstance(e, Add) else e
+    for node in path:
+        object.__setattr__(node, "_first_term", first)
+    return first
+
+
+def _has_minus_sign(e: Expr) -> bool:
+    """Printed with a leading minus: a negative number or fill, a product with a negative coefficient."""
+    if isinstance(e, Num | Fill):
+        return e.value < 0
+    return isinstance(e, MatMul) and isinstance(e.factors[0], Num) and e.factors[0].value < 0
