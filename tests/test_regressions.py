@@ -99,3 +99,12 @@ def test_inputs_too_large_to_answer_are_clear_errors(text, error):
 
 def test_a_huge_constant_power_stays_a_power():
     assert str(matcalc.diff("2^100000000 x", "x")) == "2^100000000 I"
+
+
+def test_vec_of_a_constant_rebuilt_by_a_rewrite_is_the_constant_vector():
+    """A ./ exp(A - A): simplification turned vec(dA ./ ...) into vec(matrix(1)), a form the parser writes as
+    vector(1): `diag(vec(matrix(1)))` did not parse back to the same tree (ir.func now keeps vec canonical)."""
+    d = matcalc.diff("(A ./ exp((A - A)))", "A", where="A: matrix(n, n)")
+    assert str(d) == "identity(n n)"
+    assert matcalc.parse(str(d), where=d.where, shape=d.body.shape) == d.expr
+    assert close_to_finite_differences(d, random_values([d.function], seed=0))

@@ -842,10 +842,12 @@ def vec(e: Expr) -> Expr:
         return transpose(e)
     if isinstance(e, Fill):
         return Fill(e.value, (dim_product(*e.shape), 1))
-    return func("vec", e)
+    return Func("vec", e)
 
 
 def func(name: str, arg: Expr) -> Expr:
+    if name == "vec":  # its canonical forms, also when a rewrite rebuilds vec(F) over a new F (vec(matrix(1)))
+        return vec(arg)
     if FUNCTIONS[name].zero_preserving and is_zero(arg):  # sum(matrix(0)) -> 0, diag(vector(0)) -> matrix(0)
         return zeros(function_shape(name, arg.shape))
     return Func(name, arg)
