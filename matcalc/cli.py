@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 import textwrap
@@ -191,7 +192,8 @@ def _run_rules() -> int:
     from .calculus.readers import ADJOINT_RULES, VEC_RULES
     from .rules.simplify import SIMPLIFY_RULES
 
-    print("differential rules (matcalc/calculus/differential.py):")
+    print("differential rules (matcalc/calculus/differential.py; a function's rule is its FunctionSpec's, "
+          "matcalc/core/functions.py):")
     for differential_rule in DIFFERENTIAL_RULES:
         print(f"  {differential_rule.name:22s} {differential_rule.statement}")
     print("element-wise functions:")
@@ -344,6 +346,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         print(f"matcalc: error: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader went away (matcalc rules | head): not an error of matcalc's
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (the interpreter flushes it at exit)
+        return 0
     except Exception as error:  # a bug in matcalc, never the user's fault
         if args.debug:
             traceback.print_exc()

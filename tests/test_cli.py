@@ -167,3 +167,19 @@ def test_check_takes_a_printed_program_as_the_candidate(tmp_path):
 def test_inline_prints_one_expression():
     result = run("diff", "sigmoid(W x + b)", "x", "--inline")
     assert result.stdout == "diag(sigmoid(W x + b) .* (1 - sigmoid(W x + b))) W\n"
+
+
+def test_a_reader_that_stops_early_is_not_an_internal_error(monkeypatch, capsys):
+    """matcalc rules | head -1: a closed pipe ends the listing quietly (it was 'internal error: BrokenPipeError')."""
+    from matcalc.cli import main
+
+    class ClosedPipe:
+        def write(self, text: str) -> int:
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self) -> None:
+            pass
+
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    assert main(["rules"]) == 0
+    assert "internal error" not in capsys.readouterr().err

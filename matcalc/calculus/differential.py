@@ -6,11 +6,10 @@ the shape of its node, so no 3rd-order tensor ever appears. The readers (readers
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from ..core import ir
 from ..core.errors import UnsupportedError
-from ..core.functions import ELEMENTWISE, FUNCTIONS
+from ..core.functions import ELEMENTWISE, FUNCTIONS, FunctionSpec
 from ..core.ir import (
     Add,
     Differential,
@@ -35,10 +34,9 @@ from ..core.ir import (
     neg,
     num,
     power,
-    reciprocal,
-    sub,
     transpose,
 )
+from ..rules.rule import Rule, RuleSet
 
 # The product rule writes k terms of m factors for a product of m factors, k of which hold the
 # variable, so the differential can grow as the square of the input (and a Hessian as the cube).
@@ -51,38 +49,11 @@ MAX_MATRIX_POWER = 64  # d(X^k) has k terms
 # term, c times: k copies of s in s ./ s ./ ... ./ s cost 2 terms, not k terms of k factors.
 MAX_LEIBNIZ_TERMS = 8
 
-# ---------------------------------------------------------------- element-wise derivatives
-
-
-@dataclass(frozen=True)
-class ElementwiseRule:
-    name: str
-    statement: str
-    differential: Callable[[Expr, Expr], Expr]  # (u, du) -> d f(u)
-
-
 def _square(u: Expr) -> Expr:
     return elem_power(u, num(2))
 
 
-ELEMENTWISE_RULES: dict[str, ElementwiseRule] = {  # each element-wise function's rule, as its FunctionSpec gives it
-    spec.name: ElementwiseRule(spec.name, spec.derivative,
-                               lambda u, du, rule=spec.differential: rule(ir, u, du))  # type: ignore[misc]
-    for spec in FUNCTIONS.values() if spec.kind == "elementwise"
-}
-
 # ---------------------------------------------------------------- differential rules
-
-
-@dataclass(frozen=True)
-class DifferentialRule:
-    """d(node) from the node and the differentials of its children (cookbook, section 2)."""
-
-    name: str
-    statement: str
-    applies: Callable[[Expr], bool]
-    rule: Callable[[Expr, tuple[Expr, ...]], Expr]
-    example: tuple[str, str]  # (expression, variable) whose derivative uses the rule
 
 
 def _commutes(product: Expr, factor: Expr) -> bool:
@@ -158,95 +129,44 @@ def _elem_power_rule(e: Expr, ds: tuple[Expr, ...]) -> Expr:
     return add(*terms) if terms else ir.zeros(e.shape)
 
 
+def _rule(name: str, statement: str, head: type, build: Callable[[Expr, tuple[Expr, ...]], Expr],
+          example: tuple[str, str]) -> Rule:
+    """A differential rule: its builder takes the node and its children's differentials, and returns the node's."""
+    return Rule(name, statement, (head,), build, example)
+
+
+def _function_rule(spec: FunctionSpec, name: str) -> Rule:
+    """A function's differential rule, as its FunctionSpec writes it (core/functions.py)."""
+    differential_of = spec.differential
+    assert differential_of is not None, spec.name
+    return Rule(name, spec.derivative, (spec.name,), lambda e, ds: differential_of(e, ds[0]), spec.example)
+
+
 def _elementwise_rule(e: Expr, ds: tuple[Expr, ...]) -> Expr:
     assert isinstance(e, Func)
-    return ELEMENTWISE_RULES[e.name].differential(e.arg, ds[0])
+    return FUNCTIONS[e.name].differential(e, ds[0])  # type: ignore[misc]
 
 
-def _det_rule(e: Expr, ds: tuple[Expr, ...]) -> Expr:
-    assert isinstance(e, Func)
-    return mul(e, func("tr", mul(func("inv", e.arg), ds[0])))
+# each element-wise function's rule, as its FunctionSpec gives it (the derivations cite them all as one rule)
+ELEMENTWISE_RULES: dict[str, Rule] = {name: _function_rule(FUNCTIONS[name], name) for name in FUNCTIONS
+                                      if name in ELEMENTWISE}
 
-
-def _logdet_rule(e: Expr, ds: tuple[Expr, ...]) -> Expr:
-    assert isinstance(e, Func)
-    return func("tr", mul(func("inv", e.arg), ds[0]))
-
-
-def _inv_rule(e: Expr, ds: tuple[Expr, ...]) -> Expr:
-    return neg(mul(e, ds[0], e))
-
-
-def _norm2_rule(e: Expr, ds: tuple[Expr, ...]) -> Expr:
-    assert isinstance(e, Func)
-    u, du = e.arg, ds[0]
-    return mul(ir.inner(u, du), reciprocal(e))
-
-
-def _norm1_rule(e: Expr, ds: tuple[Expr, ...]) -> Expr:
-    assert isinstance(e, Func)
-    return ir.inner(func("sign", e.arg), ds[0])
-
-
-def _softmax_rule(e: Expr, ds: tuple[Expr, ...]) -> Expr:
-    du = ds[0]
-    return sub(hadamard(e, du), mul(e, transpose(e), du))
-
-
-def _logsumexp_rule(e: Expr, ds: tuple[Expr, ...]) -> Expr:
-    assert isinstance(e, Func)
-    return mul(transpose(func("softmax", e.arg)), ds[0])
-
-
-DIFFERENTIAL_RULES: list[DifferentialRule] = [
-    DifferentialRule("sum", "d(A + B) -> dA + dB", lambda e: isinstance(e, Add), lambda e, ds: add(*ds),
-                     ("A x + b", "x")),
-    DifferentialRule("product", "d(A B) -> dA B + A dB", lambda e: isinstance(e, MatMul), _leibniz(mul),
-                     ("x^T A x", "x")),
-    DifferentialRule("transpose", "d(A^T) -> (dA)^T", lambda e: isinstance(e, Transpose),
-                     lambda e, ds: transpose(ds[0]),
-                     ("a^T X^T b", "X")),
-    DifferentialRule("hadamard", "d(A .* B) -> dA .* B + A .* dB", lambda e: isinstance(e, Hadamard),
-                     _leibniz(hadamard),
-                     ("x .* (A x)", "x")),
-    DifferentialRule("quotient", "d(A ./ B) -> dA ./ B - (A ./ B.^2) .* dB", lambda e: isinstance(e, ElemDiv),
-                     _elem_div_rule,
-                     ("x ./ (A x)", "x")),
-    DifferentialRule("power", "d(a^p) -> p a^(p-1) da + a^p log(a) dp;  d(X^k) -> sum_i X^i dX X^(k-1-i)",
-                     lambda e: isinstance(e, Power), _power_rule,
-                     ("(a^T X b)^3 + tr(X^3)", "X")),
-    DifferentialRule("elementwise power", "d(A.^p) -> p A.^(p-1) .* dA + dp A.^p .* log(A)",
-                     lambda e: isinstance(e, ElemPower), _elem_power_rule,
-                     ("sum(x .^ 3)", "x")),
-    DifferentialRule("elementwise function", "d f(A) -> f'(A) .* dA (see ELEMENTWISE_RULES)",
-                     lambda e: isinstance(e, Func) and e.name in ELEMENTWISE, _elementwise_rule,
-                     ("sin(A x)", "x")),
-    DifferentialRule("trace", "d tr(A) -> tr(dA)", ir.is_call("tr"), lambda e, ds: func("tr", ds[0]),
-                     ("tr(A X)", "X")),
-    DifferentialRule("sum of entries", "d sum(A) -> sum(dA)", ir.is_call("sum"), lambda e, ds: func("sum", ds[0]),
-                     ("sum(X)", "X")),
-    DifferentialRule("determinant", "d det(X) -> det(X) tr(inv(X) dX)", ir.is_call("det"), _det_rule,
-                     ("det(X)", "X")),
-    DifferentialRule("log-determinant", "d logdet(X) -> tr(inv(X) dX)", ir.is_call("logdet"), _logdet_rule,
-                     ("logdet(X)", "X")),
-    DifferentialRule("inverse", "d inv(X) -> -inv(X) dX inv(X)", ir.is_call("inv"), _inv_rule,
-                     ("a^T inv(X) b", "X")),
-    DifferentialRule("vec", "d vec(A) -> vec(dA)", ir.is_call("vec"), lambda e, ds: ir.vec(ds[0]),
-                     ("sum(vec(A .* X))", "X")),
-    DifferentialRule("Kronecker product", "d(A ⊗ B) -> dA ⊗ B + A ⊗ dB", lambda e: isinstance(e, ir.Kron),
-                     _leibniz(ir.kron), ("sum(kron(x, A x))", "x")),
-    DifferentialRule("diag", "d diag(A) -> diag(dA)", ir.is_call("diag"), lambda e, ds: func("diag", ds[0]),
-                     ("a^T diag(x) b", "x")),
-    DifferentialRule("norm2", "d norm2(A) -> <A, dA> / norm2(A)", ir.is_call("norm2"), _norm2_rule,
-                     ("norm2(A x - b)", "x")),
-    DifferentialRule("norm1", "d norm1(A) -> <sign(A), dA>", ir.is_call("norm1"), _norm1_rule,
-                     ("norm1(X)", "X")),
-    DifferentialRule("softmax", "d softmax(u) -> s .* du - s s^T du,  s = softmax(u)", ir.is_call("softmax"),
-                     _softmax_rule,
-                     ("softmax(W x)", "x")),
-    DifferentialRule("logsumexp", "d logsumexp(u) -> softmax(u)^T du", ir.is_call("logsumexp"), _logsumexp_rule,
-                     ("logsumexp(W x)", "W")),
-]
+DIFFERENTIAL_RULES = RuleSet("differential rules", [
+    _rule("sum", "d(A + B) -> dA + dB", Add, lambda e, ds: add(*ds), ("A x + b", "x")),
+    _rule("product", "d(A B) -> dA B + A dB", MatMul, _leibniz(mul), ("x^T A x", "x")),
+    _rule("transpose", "d(A^T) -> (dA)^T", Transpose, lambda e, ds: transpose(ds[0]), ("a^T X^T b", "X")),
+    _rule("hadamard", "d(A .* B) -> dA .* B + A .* dB", Hadamard, _leibniz(hadamard), ("x .* (A x)", "x")),
+    _rule("quotient", "d(A ./ B) -> dA ./ B - (A ./ B.^2) .* dB", ElemDiv, _elem_div_rule, ("x ./ (A x)", "x")),
+    _rule("power", "d(a^p) -> p a^(p-1) da + a^p log(a) dp;  d(X^k) -> sum_i X^i dX X^(k-1-i)", Power, _power_rule,
+          ("(a^T X b)^3 + tr(X^3)", "X")),
+    _rule("elementwise power", "d(A.^p) -> p A.^(p-1) .* dA + dp A.^p .* log(A)", ElemPower, _elem_power_rule,
+          ("sum(x .^ 3)", "x")),
+    Rule("elementwise function", "d f(A) -> f'(A) .* dA (see ELEMENTWISE_RULES)", tuple(sorted(ELEMENTWISE)),
+         _elementwise_rule, ("sin(A x)", "x")),
+    *(_function_rule(spec, spec.cited_as) for spec in FUNCTIONS.values()
+      if spec.differential is not None and spec.name not in ELEMENTWISE),  # one rule per function, from its spec
+    _rule("Kronecker product", "d(A ⊗ B) -> dA ⊗ B + A ⊗ dB", ir.Kron, _leibniz(ir.kron), ("sum(kron(x, A x))", "x")),
+])
 
 
 def _leaf_differential(e: Expr, variable: Var) -> Expr | None:
@@ -285,8 +205,9 @@ def differential(e: Expr, variable: Var, used: list[str] | None = None) -> Expr:
             raise UnsupportedError(f"the derivative is too large to write: its differential would have more "
                                    f"than {budget:,} factors (a product of many factors "
                                    f"that all hold {variable.name})")
-        rule = next(r for r in DIFFERENTIAL_RULES if r.applies(node))
+        rule = DIFFERENTIAL_RULES.first(node)
+        assert rule is not None, f"no differential rule for {node!r}"
         if used is not None and rule.name not in used:
             used.append(rule.name)
-        memo[id(node)] = rule.rule(node, child_ds)
+        memo[id(node)] = rule.build(node, child_ds)
     return memo[id(e)]

@@ -1,10 +1,12 @@
 """The named functions of the input language: one table, read by every stage.
 
-Each FunctionSpec says everything a stage needs to know about one function: its kind (how shapes.py
-types a call), the shape of its result (`result`, read by ir.function_shape), whether f(0) = 0 (read by
-ir.func), its NumPy meaning (evaluate.py), its SymPy meaning (verify.py), its LaTeX (printing.py); the
-grammar's FUNC terminal is made of these names (parsing.grammar_text), and an element-wise function's
-differential rule (differentiate.ELEMENTWISE_RULES is read from here).
+Each FunctionSpec says everything a stage needs to know about one function: its kind (how
+frontend/typecheck.py types a call), the shape of its result (`result`, read by ir.function_shape), whether
+f(0) = 0 (read by ir.func), its differential rule (calculus/differential.py makes one rule of the table
+DIFFERENTIAL_RULES from it), its NumPy meaning (backends/interpret.py), its SymPy meaning
+(backends/verify.py), its generated code (backends/pycode.py), its LaTeX (render/text.py); the grammar's FUNC
+terminal is made of these names (frontend/parse.grammar_text). This module builds with the IR; the IR reads
+the shapes and zeros from ir.FUNCTION_FACTS, which this table fills, so there is no import circle.
 
 NumPy and SymPy are imported lazily (`import matcalc` imports neither), so their meanings take the
 module as their first parameter: `numpy(np, a)` maps a 2-D array to a 2-D array (a scalar is 1x1, a
@@ -20,6 +22,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from . import ir
+from .ir import Expr
 
 Kind = Literal["elementwise", "scalar_of_matrix", "square", "vector", "diag", "reshape", "lowered"]
 # The result's shape from the argument's: the same shape, a scalar, diag's (vector <-> square matrix), or vec's
@@ -40,10 +45,13 @@ class FunctionSpec:
     latex: str = ""
     zero_preserving: bool = False  # f(0) = 0, entry by entry for an element-wise function
     result: Result = "scalar"  # the shape of f(u) from u's (ir.function_shape)
-    # An element-wise function's differential rule: its statement, and (ir, u, du) -> d f(u), built with the IR's
-    # smart constructors (passed in: ir imports this table). The other functions' rules are differentiate's.
+    # The differential rule: its statement, and (f(u), du) -> d f(u), built with the IR's smart constructors; the
+    # name under which a derivation cites it, and an example (expression, variable) whose derivative uses it.
+    # The element-wise functions are all cited as "elementwise function" (calculus/differential.py).
     derivative: str = ""
-    differential: Callable[[Any, Any, Any], Any] | None = None
+    differential: Callable[[Expr, Expr], Expr] | None = None
+    cited_as: str = ""
+    example: tuple[str, str] = ("", "")
     # Generated code (codegen.py): a template per backend ("numpy", "jax", "torch") where {m} is the backend's
     # module (np, jnp, torch) and {a} the argument; a backend not listed writes {m}.<name>({a}).
     code: dict[str, str] = field(default_factory=dict)
@@ -54,23 +62,30 @@ def _each(scalar: Callable[[Any], Callable[[Any], Any]]) -> Meaning:
     return lambda sp, a: a.applyfunc(scalar(sp))
 
 
-Differential = Callable[[Any, Any, Any], Any]  # (ir, u, du) -> d f(u)
+Differential = Callable[[Expr, Expr], Expr]  # (u, du) -> d f(u) for an element-wise f
 
 
 def _elementwise(name: str, meaning: str, numpy: Meaning, sympy: Callable[[Any], Callable[[Any], Any]],
                  latex: str, zero_preserving: bool = False, *, derivative: tuple[str, Differential],
                  code: dict[str, str] | None = None) -> FunctionSpec:
-    statement, differential = derivative
+    statement, of_argument = derivative
     return FunctionSpec(name, "elementwise", meaning, numpy, _each(sympy), latex, zero_preserving, result="same",
-                        derivative=statement, differential=differential, code=code or {})
+                        derivative=statement, differential=lambda e, du: of_argument(e.arg, du),  # type: ignore[attr-defined]
+                        cited_as="elementwise function", example=(f"{name}(0.5 x)", "x"), code=code or {})
 
 
-def _square(ir: Any, u: Any) -> Any:
+def _square(u: Expr) -> Expr:
     return ir.elem_power(u, ir.num(2))
 
 
-def _one_minus(ir: Any, u: Any) -> Any:
+def _one_minus(u: Expr) -> Expr:
     return ir.sub(ir.ones(u.shape), u)
+
+
+def _differential(cited_as: str, statement: str, rule: Callable[[Expr, Expr], Expr],
+                  example: tuple[str, str]) -> dict[str, Any]:
+    """The differential fields of a FunctionSpec that is not element-wise."""
+    return {"cited_as": cited_as, "derivative": statement, "differential": rule, "example": example}
 
 
 # ---------------------------------------------------------------- numerically stable NumPy forms
@@ -134,119 +149,142 @@ def _diag_sympy(sp: Any, a: Any) -> Any:
 _SPECS = [
     _elementwise("exp", "e^u, entry by entry", lambda np, a: np.exp(a), lambda sp: sp.exp, r"\exp",
                  derivative=("d exp(u) -> exp(u) .* du",
-                             lambda ir, u, du: ir.hadamard(ir.func("exp", u), du))),
+                             lambda u, du: ir.hadamard(ir.func("exp", u), du))),
     _elementwise("log", "natural logarithm, entry by entry", lambda np, a: np.log(a), lambda sp: sp.log, r"\log",
                  derivative=("d log(u) -> du ./ u",
-                             lambda ir, u, du: ir.elem_div(du, u))),
+                             lambda u, du: ir.elem_div(du, u))),
     _elementwise("sin", "sine, entry by entry", lambda np, a: np.sin(a), lambda sp: sp.sin, r"\sin", True,
                  derivative=("d sin(u) -> cos(u) .* du",
-                             lambda ir, u, du: ir.hadamard(ir.func("cos", u), du))),
+                             lambda u, du: ir.hadamard(ir.func("cos", u), du))),
     _elementwise("cos", "cosine, entry by entry", lambda np, a: np.cos(a), lambda sp: sp.cos, r"\cos",
                  derivative=("d cos(u) -> -sin(u) .* du",
-                             lambda ir, u, du: ir.neg(ir.hadamard(ir.func("sin", u), du)))),
+                             lambda u, du: ir.neg(ir.hadamard(ir.func("sin", u), du)))),
     _elementwise("tan", "tangent, entry by entry", lambda np, a: np.tan(a), lambda sp: sp.tan, r"\tan", True,
                  derivative=("d tan(u) -> du ./ cos(u).^2",
-                             lambda ir, u, du: ir.elem_div(du, _square(ir, ir.func("cos", u))))),
+                             lambda u, du: ir.elem_div(du, _square(ir.func("cos", u))))),
     _elementwise("tanh", "hyperbolic tangent, entry by entry", lambda np, a: np.tanh(a), lambda sp: sp.tanh,
                  r"\tanh", True,
                  derivative=("d tanh(u) -> (1 - tanh(u).^2) .* du",
-                             lambda ir, u, du: ir.hadamard(_one_minus(ir, _square(ir, ir.func("tanh", u))), du))),
+                             lambda u, du: ir.hadamard(_one_minus(_square(ir.func("tanh", u))), du))),
     _elementwise("sigmoid", "logistic function 1 / (1 + e^-u), entry by entry", _sigmoid,
                  lambda sp: (lambda v: 1 / (1 + sp.exp(-v))), r"\sigma",
                  derivative=("d sigmoid(u) -> sigmoid(u) .* (1 - sigmoid(u)) .* du",
-                             lambda ir, u, du: ir.hadamard(ir.func("sigmoid", u),
-                                                           _one_minus(ir, ir.func("sigmoid", u)), du)),
+                             lambda u, du: ir.hadamard(ir.func("sigmoid", u),
+                                                           _one_minus(ir.func("sigmoid", u)), du)),
                  code={"numpy": "np.exp(-np.logaddexp(0.0, -{a}))", "jax": "jax.nn.sigmoid({a})",
                        "torch": "torch.sigmoid({a})"}),
     _elementwise("relu", "max(u, 0), entry by entry", lambda np, a: np.maximum(a, 0.0),
                  lambda sp: (lambda v: sp.Max(0, v)), r"\operatorname{relu}", True,
                  derivative=("d relu(u) -> step(u) .* du",
-                             lambda ir, u, du: ir.hadamard(ir.func("step", u), du)),
+                             lambda u, du: ir.hadamard(ir.func("step", u), du)),
                  code={"numpy": "np.maximum({a}, 0.0)", "jax": "jax.nn.relu({a})", "torch": "torch.relu({a})"}),
     # max(a, 0) + log1p(e^-|a|): stable in both tails
     _elementwise("softplus", "log(1 + e^u), entry by entry", lambda np, a: np.logaddexp(0.0, a),
                  lambda sp: (lambda v: sp.log(1 + sp.exp(v))), r"\operatorname{softplus}",
                  derivative=("d softplus(u) -> sigmoid(u) .* du",
-                             lambda ir, u, du: ir.hadamard(ir.func("sigmoid", u), du)),
+                             lambda u, du: ir.hadamard(ir.func("sigmoid", u), du)),
                  code={"numpy": "np.logaddexp(0.0, {a})", "jax": "jax.nn.softplus({a})",
                        "torch": "torch.nn.functional.softplus({a})"}),
     _elementwise("sqrt", "square root, entry by entry", lambda np, a: np.sqrt(a), lambda sp: sp.sqrt,
                  r"\sqrt{#}", True,
                  derivative=("d sqrt(u) -> du ./ (2 sqrt(u))",
-                             lambda ir, u, du: ir.elem_div(du, ir.mul(ir.num(2), ir.func("sqrt", u))))),
+                             lambda u, du: ir.elem_div(du, ir.mul(ir.num(2), ir.func("sqrt", u))))),
     _elementwise("abs", "absolute value, entry by entry", lambda np, a: np.abs(a), lambda sp: sp.Abs,
                  r"\left| # \right|", True,
                  derivative=("d abs(u) -> sign(u) .* du",
-                             lambda ir, u, du: ir.hadamard(ir.func("sign", u), du))),
+                             lambda u, du: ir.hadamard(ir.func("sign", u), du))),
     # sign(u) = 2 H(u) - 1 with H(0) = 1/2: the same values, and SymPy can differentiate it (sign it cannot)
     _elementwise("sign", "-1, 0 or 1, entry by entry", lambda np, a: np.sign(a),
                  lambda sp: (lambda v: 2 * sp.Heaviside(v, sp.Rational(1, 2)) - 1), r"\operatorname{sign}", True,
                  derivative=("d sign(u) -> 0 (almost everywhere)",
-                             lambda ir, u, du: ir.zeros(u.shape))),
+                             lambda u, du: ir.zeros(u.shape))),
     _elementwise("step", "Heaviside step: 1 where u > 0, else 0 (the derivative of relu)",
                  lambda np, a: (a > 0).astype(float), lambda sp: (lambda v: sp.Heaviside(v, 0)),
                  r"\operatorname{step}",
                  derivative=("d step(u) -> 0 (almost everywhere)",
-                             lambda ir, u, du: ir.zeros(u.shape)),
+                             lambda u, du: ir.zeros(u.shape)),
                  code={"numpy": "np.heaviside({a}, 0.0)", "jax": "jnp.heaviside({a}, 0.0)",
                        "torch": "torch.heaviside({a}, torch.zeros((), dtype={a}.dtype, device={a}.device))"}),
     _elementwise("arcsin", "inverse sine, entry by entry", lambda np, a: np.arcsin(a), lambda sp: sp.asin,
                  r"\arcsin", True,
                  derivative=("d arcsin(u) -> du ./ sqrt(1 - u.^2)",
-                             lambda ir, u, du: ir.elem_div(du, ir.func("sqrt", _one_minus(ir, _square(ir, u)))))),
+                             lambda u, du: ir.elem_div(du, ir.func("sqrt", _one_minus(_square(u)))))),
     _elementwise("arccos", "inverse cosine, entry by entry", lambda np, a: np.arccos(a), lambda sp: sp.acos,
                  r"\arccos",
                  derivative=("d arccos(u) -> -du ./ sqrt(1 - u.^2)",
-                             lambda ir, u, du: ir.neg(ir.elem_div(du, ir.func("sqrt",
-                                                                              _one_minus(ir, _square(ir, u))))))),
+                             lambda u, du: ir.neg(ir.elem_div(du, ir.func("sqrt",
+                                                                              _one_minus(_square(u))))))),
     _elementwise("arctan", "inverse tangent, entry by entry", lambda np, a: np.arctan(a), lambda sp: sp.atan,
                  r"\arctan", True,
                  derivative=("d arctan(u) -> du ./ (1 + u.^2)",
-                             lambda ir, u, du: ir.elem_div(du, ir.add(ir.ones(u.shape), _square(ir, u))))),
+                             lambda u, du: ir.elem_div(du, ir.add(ir.ones(u.shape), _square(u))))),
     FunctionSpec("sum", "scalar_of_matrix", "sum of all entries",
                  lambda np, a: np.array([[a.sum()]]), lambda sp, a: sp.Matrix([[sum(a)]]),
-                 r"\operatorname{sum}", True),
+                 r"\operatorname{sum}", True,
+                 **_differential("sum of entries", "d sum(A) -> sum(dA)", lambda e, du: ir.func("sum", du),
+                                 ("sum(X)", "X"))),
     FunctionSpec("norm1", "scalar_of_matrix", "sum of absolute values of all entries",
                  lambda np, a: np.array([[np.abs(a).sum()]]), lambda sp, a: sp.Matrix([[sum(sp.Abs(v) for v in a)]]),
                  r"\left\lVert # \right\rVert_1", True,
                  code={"numpy": "np.sum(np.abs({a}))",
-                       "jax": "jnp.sum(jnp.abs({a}))", "torch": "torch.sum(torch.abs({a}))"}),
+                       "jax": "jnp.sum(jnp.abs({a}))", "torch": "torch.sum(torch.abs({a}))"},
+                 **_differential("norm1", "d norm1(A) -> <sign(A), dA>",
+                                 lambda e, du: ir.inner(ir.func("sign", e.arg), du), ("norm1(X)", "X"))),
     FunctionSpec("norm2", "scalar_of_matrix", "Euclidean norm of a vector, Frobenius norm of a matrix",
                  lambda np, a: np.array([[np.sqrt((a * a).sum())]]),
                  lambda sp, a: sp.Matrix([[sp.sqrt(sum(v**2 for v in a))]]),
                  r"\left\lVert # \right\rVert_2", True,
                  code={"numpy": "np.linalg.norm({a})",
-                       "jax": "jnp.linalg.norm({a})", "torch": "torch.linalg.norm({a})"}),
+                       "jax": "jnp.linalg.norm({a})", "torch": "torch.linalg.norm({a})"},
+                 **_differential("norm2", "d norm2(A) -> <A, dA> / norm2(A)",
+                                 lambda e, du: ir.mul(ir.inner(e.arg, du), ir.reciprocal(e)), ("norm2(A x - b)", "x"))),
     FunctionSpec("tr", "square", "trace of a square matrix (a scalar)",
                  lambda np, a: np.array([[np.trace(a)]]), lambda sp, a: sp.Matrix([[a.trace()]]),
                  r"\operatorname{tr}", True, code={"numpy": "np.trace({a})", "jax": "jnp.trace({a})",
-                                                   "torch": "torch.trace({a})"}),
+                                                   "torch": "torch.trace({a})"},
+                 **_differential("trace", "d tr(A) -> tr(dA)", lambda e, du: ir.func("tr", du), ("tr(A X)", "X"))),
     FunctionSpec("det", "square", "determinant of a square matrix (a scalar)",
                  lambda np, a: np.array([[np.linalg.det(a)]]),
                  lambda sp, a: sp.Matrix([[a.det(method="berkowitz")]]), r"\det",
-                 code={"numpy": "np.linalg.det({a})", "jax": "jnp.linalg.det({a})", "torch": "torch.linalg.det({a})"}),
+                 code={"numpy": "np.linalg.det({a})", "jax": "jnp.linalg.det({a})", "torch": "torch.linalg.det({a})"},
+                 **_differential("determinant", "d det(X) -> det(X) tr(inv(X) dX)",
+                                 lambda e, du: ir.mul(e, ir.func("tr", ir.mul(ir.func("inv", e.arg), du))),
+                                 ("det(X)", "X"))),
     FunctionSpec("logdet", "square", "log(det(X)) of a square matrix (a scalar)", _logdet,
                  lambda sp, a: sp.Matrix([[sp.log(a.det(method="berkowitz"))]]), r"\log\det",
-                 code={"numpy": "_logdet({a})", "jax": "_logdet({a})", "torch": "_logdet({a})"}),
+                 code={"numpy": "_logdet({a})", "jax": "_logdet({a})", "torch": "_logdet({a})"},
+                 **_differential("log-determinant", "d logdet(X) -> tr(inv(X) dX)",
+                                 lambda e, du: ir.func("tr", ir.mul(ir.func("inv", e.arg), du)), ("logdet(X)", "X"))),
     FunctionSpec("inv", "square", "inverse of a square matrix", lambda np, a: np.linalg.inv(a),
                  lambda sp, a: a.inv(method="ADJ") if a.rows <= 3 else a.inv(), "#^{-1}", result="same",
-                 code={"numpy": "np.linalg.inv({a})", "jax": "jnp.linalg.inv({a})", "torch": "torch.linalg.inv({a})"}),
+                 code={"numpy": "np.linalg.inv({a})", "jax": "jnp.linalg.inv({a})", "torch": "torch.linalg.inv({a})"},
+                 **_differential("inverse", "d inv(X) -> -inv(X) dX inv(X)", lambda e, du: ir.neg(ir.mul(e, du, e)),
+                                 ("a^T inv(X) b", "X"))),
     FunctionSpec("softmax", "vector", "exp(u) / sum(exp(u)) for a vector u", _softmax, _softmax_sympy,
                  r"\operatorname{softmax}", result="same",
                  code={"numpy": "_softmax({a})", "jax": "jax.nn.softmax({a}, axis=0)",
-                       "torch": "torch.softmax({a}, dim=0)"}),
+                       "torch": "torch.softmax({a}, dim=0)"},
+                 **_differential("softmax", "d softmax(u) -> s .* du - s s^T du,  s = softmax(u)",
+                                 lambda e, du: ir.sub(ir.hadamard(e, du), ir.mul(e, ir.transpose(e), du)),
+                                 ("softmax(W x)", "x"))),
     FunctionSpec("logsumexp", "vector", "log(sum(exp(u))) for a vector u (a scalar)", _logsumexp,
                  lambda sp, a: sp.Matrix([[sp.log(sum(a.applyfunc(sp.exp)))]]), r"\operatorname{logsumexp}",
                  code={"numpy": "_logsumexp({a})", "jax": "jax.scipy.special.logsumexp({a})",
-                       "torch": "torch.logsumexp({a}.reshape(-1), dim=0)"}),
+                       "torch": "torch.logsumexp({a}.reshape(-1), dim=0)"},
+                 **_differential("logsumexp", "d logsumexp(u) -> softmax(u)^T du",
+                                 lambda e, du: ir.mul(ir.transpose(ir.func("softmax", e.arg)), du),
+                                 ("logsumexp(W x)", "W"))),
     FunctionSpec("diag", "diag", "vector -> diagonal matrix; square matrix -> vector of its diagonal",
-                 _diag_numpy, _diag_sympy, r"\operatorname{diag}", True, result="diag"),
+                 _diag_numpy, _diag_sympy, r"\operatorname{diag}", True, result="diag",
+                 **_differential("diag", "d diag(A) -> diag(dA)", lambda e, du: ir.func("diag", du),
+                                 ("a^T diag(x) b", "x"))),
     FunctionSpec("vec", "reshape", "the columns of a matrix stacked into one column vector (column-major)",
                  lambda np, a: a.reshape(-1, 1, order="F"),
                  lambda sp, a: sp.Matrix([a[i, j] for j in range(a.cols) for i in range(a.rows)]),
                  r"\operatorname{vec}", True, result="vec",
                  code={"numpy": "{a}.reshape(-1, 1, order='F')", "jax": "{a}.reshape(-1, 1, order='F')",
-                       "torch": "{a}.T.reshape(-1, 1)"}),
+                       "torch": "{a}.T.reshape(-1, 1)"},
+                 **_differential("vec", "d vec(A) -> vec(dA)", lambda e, du: ir.vec(du), ("sum(vec(A .* X))", "X"))),
     FunctionSpec("rows", "lowered", "the number of rows (a scalar): the size of that dimension"),
     FunctionSpec("cols", "lowered", "the number of columns (a scalar): the size of that dimension"),
     FunctionSpec("size", "lowered", "the number of entries (a scalar): rows × columns, the length of a vector"),
@@ -257,3 +295,4 @@ FUNCTIONS: dict[str, FunctionSpec] = {spec.name: spec for spec in _SPECS}
 IR_FUNCTIONS: frozenset[str] = frozenset(s.name for s in _SPECS if s.kind != "lowered")  # the names Func nodes hold
 ELEMENTWISE: frozenset[str] = frozenset(s.name for s in _SPECS if s.kind == "elementwise")
 SCALAR_VALUED: frozenset[str] = frozenset(s.name for s in _SPECS if s.result == "scalar" and s.kind != "lowered")
+ir.FUNCTION_FACTS.update(FUNCTIONS)

@@ -19,10 +19,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, fields
 from fractions import Fraction
 from operator import attrgetter
-from typing import ClassVar, TypeVar
+from typing import ClassVar, Protocol, TypeVar
 from weakref import WeakValueDictionary
-
-from .functions import FUNCTIONS
 
 T = TypeVar("T")
 _INTERNED: WeakValueDictionary[tuple, Expr] = WeakValueDictionary()
@@ -433,7 +431,7 @@ class ElemPower(Expr):
 
 @node
 class Func(Expr):
-    """A named function of functions.FUNCTIONS applied to one argument."""
+    """A named function of functions.FUNCTIONS (FUNCTION_FACTS here) applied to one argument."""
 
     name: str
     arg: Expr
@@ -466,6 +464,19 @@ class Kron(Expr):
         return kron(*children)
 
 
+# ---------------------------------------------------------------- what the IR knows of each function
+
+
+class FunctionFacts(Protocol):
+    result: str  # the shape of f(u) from u's: "same", "scalar", "diag" or "vec" (function_shape)
+    zero_preserving: bool  # f(0) = 0 (func)
+
+
+# Each function's FunctionSpec, by name: filled by core/functions.py, which describes every function and builds
+# its calculus with this module (core/__init__ imports it, so the table is full before anything else runs).
+FUNCTION_FACTS: dict[str, FunctionFacts] = {}
+
+
 # ---------------------------------------------------------------- shape helpers
 
 
@@ -486,7 +497,7 @@ def chain_shape(chain: list[Expr] | tuple[Expr, ...]) -> Shape:
 
 def function_shape(name: str, arg: Shape) -> Shape:
     """The shape of name(u) for u of shape `arg`, by the function's FunctionSpec.result."""
-    result = FUNCTIONS[name].result
+    result = FUNCTION_FACTS[name].result
     if result == "same":
         return arg
     if result == "diag":
@@ -848,7 +859,7 @@ def vec(e: Expr) -> Expr:
 def func(name: str, arg: Expr) -> Expr:
     if name == "vec":  # its canonical forms, also when a rewrite rebuilds vec(F) over a new F (vec(matrix(1)))
         return vec(arg)
-    if FUNCTIONS[name].zero_preserving and is_zero(arg):  # sum(matrix(0)) -> 0, diag(vector(0)) -> matrix(0)
+    if FUNCTION_FACTS[name].zero_preserving and is_zero(arg):  # sum(matrix(0)) -> 0, diag(vector(0)) -> matrix(0)
         return zeros(function_shape(name, arg.shape))
     return Func(name, arg)
 
