@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from ..core import ir
 from ..core.errors import UnsupportedError
@@ -32,6 +31,7 @@ from ..core.ir import (
     ones,
     transpose,
 )
+from ..rules.rule import Rule, RuleSet
 
 # ---------------------------------------------------------------- identification
 
@@ -47,17 +47,11 @@ def _split_linear_product(e: MatMul) -> tuple[int, Expr]:
     return positions[0], e.factors[positions[0]]
 
 
-Seeded = list[tuple[Expr, Expr]]  # (child holding dX, the seed it receives)
 
 
-@dataclass(frozen=True)
-class AdjointRule:
-    """<S, t> = sum_i <S_i, t_i> for a node t linear in its children t_i that hold dX: the seeds S_i."""
-
-    name: str
-    statement: str
-    applies: Callable[[Expr], bool]
-    seeds: Callable[[Expr, Expr], Seeded]  # (t, S) -> [(t_i, S_i)]
+# An adjoint rule's builder: (t, S) -> [(t_i, S_i)], the seeds with <S, t> = sum_i <S_i, t_i> for a node t linear
+# in its children t_i that hold dX. Its example: (function, variable), whose differential's root it applies to.
+Seeded = list[tuple[Expr, Expr]]
 
 
 def _product_seeds(t: Expr, seed: Expr) -> Seeded:
@@ -123,26 +117,38 @@ def _kron_seeds(t: Expr, seed: Expr) -> Seeded:
     return [(inner, unvec(mul(transpose(jacobian), ir.vec(seed)), *inner.shape))]
 
 
-ADJOINT_RULES: list[AdjointRule] = [
-    AdjointRule("sum", "<S, A + B> -> <S, A> + <S, B>", lambda t: isinstance(t, Add),
-                lambda t, seed: [(term, seed) for term in t.children]),
-    AdjointRule("transpose", "<S, A^T> -> <S^T, A>", lambda t: isinstance(t, Transpose),
-                lambda t, seed: [(t.children[0], transpose(seed))]),
-    AdjointRule("product", "<S, c L F R> -> <c L^T S R^T, F>;  <S, f M> -> <<S, M>, f> (f scalar)",
-                lambda t: isinstance(t, MatMul), _product_seeds),
-    AdjointRule("hadamard", "<S, A .* F> -> <S .* A, F>", lambda t: isinstance(t, Hadamard), _hadamard_seeds),
-    AdjointRule("quotient", "<S, F ./ B> -> <S ./ B, F>", lambda t: isinstance(t, ElemDiv), _quotient_seeds),
-    AdjointRule("trace", "<s, tr(F)> -> <s I, F>", ir.is_call("tr"),
-                lambda t, seed: [(t.children[0], mul(seed, ir.identity(t.children[0].shape[0])))]),
-    AdjointRule("sum of entries", "<s, sum(F)> -> <s 1, F>", ir.is_call("sum"),
-                lambda t, seed: [(t.children[0], mul(seed, ones(t.children[0].shape)))]),
-    AdjointRule("diag", "<S, diag(f)> -> <diag(S), f>;  <s, diag(F)> -> <diag(s), F>", ir.is_call("diag"),
-                _diag_seeds),
-    AdjointRule("vec", "<s, vec(F)> -> <unvec(s), F>,  unvec(s) = (vec(I)^T ⊗ I) (I ⊗ s)", ir.is_call("vec"),
-                lambda t, seed: [(t.children[0], unvec(seed, *t.children[0].shape))]),
-    AdjointRule("Kronecker product", "<S, A ⊗ F ⊗ B> -> <unvec(J^T vec(S)), F>,  J vec(F) = vec(A ⊗ F ⊗ B)",
-                lambda t: isinstance(t, ir.Kron), _kron_seeds),
-]
+ADJOINT_RULES = RuleSet("adjoint identities", [
+    Rule("sum", "<S, A + B> -> <S, A> + <S, B>", (Add,),
+         lambda t, seed: [(term, seed) for term in t.children],
+         ("A X + X B", "X"), "A, B, X: matrix(n, n)"),
+    Rule("transpose", "<S, A^T> -> <S^T, A>", (Transpose,),
+         lambda t, seed: [(t.children[0], transpose(seed))],
+         ("X^T", "X"), "X: matrix(m, n)"),
+    Rule("product", "<S, c L F R> -> <c L^T S R^T, F>;  <S, f M> -> <<S, M>, f> (f scalar)", (MatMul,),
+         _product_seeds,
+         ("A X B", "X"), "A: matrix(p, m); X: matrix(m, n); B: matrix(n, q)"),
+    Rule("hadamard", "<S, A .* F> -> <S .* A, F>", (Hadamard,),
+         _hadamard_seeds,
+         ("A .* X", "X"), "A, X: matrix(m, n)"),
+    Rule("quotient", "<S, F ./ B> -> <S ./ B, F>", (ElemDiv,),
+         _quotient_seeds,
+         ("X ./ B", "X"), "B, X: matrix(m, n)"),
+    Rule("trace", "<s, tr(F)> -> <s I, F>", ("tr",),
+         lambda t, seed: [(t.children[0], mul(seed, ir.identity(t.children[0].shape[0])))],
+         ("tr(A X)", "X"), "A, X: matrix(n, n)"),
+    Rule("sum of entries", "<s, sum(F)> -> <s 1, F>", ("sum",),
+         lambda t, seed: [(t.children[0], mul(seed, ones(t.children[0].shape)))],
+         ("sum(A .* X)", "X"), "A, X: matrix(m, n)"),
+    Rule("diag", "<S, diag(f)> -> <diag(S), f>;  <s, diag(F)> -> <diag(s), F>", ("diag",),
+         _diag_seeds,
+         ("diag(A x)", "x"), "A: matrix(n, n); x: vector(n)"),
+    Rule("vec", "<s, vec(F)> -> <unvec(s), F>,  unvec(s) = (vec(I)^T ⊗ I) (I ⊗ s)", ("vec",),
+         lambda t, seed: [(t.children[0], unvec(seed, *t.children[0].shape))],
+         ("vec(A .* X)", "X"), "A, X: matrix(m, n)"),
+    Rule("Kronecker product", "<S, A ⊗ F ⊗ B> -> <unvec(J^T vec(S)), F>,  J vec(F) = vec(A ⊗ F ⊗ B)", (ir.Kron,),
+         _kron_seeds,
+         ("kron(A, X, B)", "X"), "A: matrix(m, n); X: matrix(p, q); B: matrix(n, m)"),
+])
 
 
 def _parents_first(t: Expr) -> list[Expr]:
@@ -177,10 +183,10 @@ def adjoints_of_linear(t: Expr, seed: Expr) -> dict[str, list[Expr]]:
             out.setdefault(node.var.name, []).extend(seeds)
             continue
         total = seeds[0] if len(seeds) == 1 else add(*seeds)
-        rule = next((r for r in ADJOINT_RULES if r.applies(node)), None)
+        rule = ADJOINT_RULES.first(node)
         if rule is None:
             raise _NotLinear(f"no linear rule for {type(node).__name__} {node}")
-        for child, child_seed in rule.seeds(node, total):
+        for child, child_seed in rule.build(node, total):
             if ir.contains_differential(child):
                 pending.setdefault(id(child), []).append(child_seed)
     return out
@@ -575,14 +581,8 @@ def _push_transpose(e: Expr) -> Expr:
 # ---------------------------------------------------------------- the vec (Kronecker) reader, any order
 
 
-@dataclass(frozen=True)
-class VecRule:
-    """vec(t) = J_t vec(dX) for a node t linear in dX, from the J of its child that holds dX (Magnus & Neudecker)."""
-
-    name: str
-    statement: str
-    applies: Callable[[Expr], bool]
-    jacobian: Callable[[Expr, Callable[[Expr], Expr]], Expr]  # (t, J of a child) -> J_t
+# A vec rule's builder: (t, J of a child) -> J_t, with vec(t) = J_t vec(dX) for a node t linear in dX, from the
+# J of its child that holds dX (Magnus & Neudecker). Its example: (function, variable), as the adjoint rules'.
 
 
 def _vec_product(t: Expr, jacobian_of: Callable[[Expr], Expr]) -> Expr:
@@ -657,28 +657,43 @@ def _vec_sum(t: Expr, jacobian_of: Callable[[Expr], Expr]) -> Expr:
     return add(*(jacobian_of(term) for term in t.children if ir.contains_differential(term)))
 
 
-VEC_RULES: list[VecRule] = [
-    VecRule("vec of the differential", "vec(dX) -> I vec(dX)", lambda t: isinstance(t, Differential),
-            lambda t, jacobian_of: ir.identity(ir.dim_product(*t.shape))),
-    VecRule("vec of a sum", "vec(A + B) -> vec(A) + vec(B)", lambda t: isinstance(t, Add), _vec_sum),
-    VecRule("vec of a product", "vec(c L F R) -> c (R^T ⊗ L) vec(F);  vec(f C) -> vec(C) f (f scalar)",
-            lambda t: isinstance(t, MatMul), _vec_product),
-    VecRule("vec of a transpose", "vec(F^T) -> K(m, n) vec(F)  (F m x n)", lambda t: isinstance(t, Transpose),
-            lambda t, jacobian_of: mul(ir.commutation(*t.children[0].shape), jacobian_of(t.children[0]))),
-    VecRule("vec of a Hadamard product", "vec(A .* F) -> diag(vec(A)) vec(F)", lambda t: isinstance(t, Hadamard),
-            _vec_hadamard),
-    VecRule("vec of a quotient", "vec(F ./ B) -> diag(vec(1 ./ B)) vec(F)", lambda t: isinstance(t, ElemDiv),
-            _vec_quotient),
-    VecRule("vec of a trace", "vec(tr(F)) -> vec(I)^T vec(F)", ir.is_call("tr"),
-            lambda t, jacobian_of: mul(transpose(ir.vec(ir.identity(t.arg.shape[0]))), jacobian_of(t.arg))),
-    VecRule("vec of a sum of entries", "vec(sum(F)) -> vector(1)^T vec(F)", ir.is_call("sum"),
-            lambda t, jacobian_of: mul(ones((1, ir.dim_product(*t.arg.shape))), jacobian_of(t.arg))),
-    VecRule("vec of diag", "vec(diag(f)) -> diag(vec(I)) (vector(1) ⊗ I) f;  "
-            "vec(diag(F)) -> (vector(1)^T ⊗ I) diag(vec(I)) vec(F)", ir.is_call("diag"), _vec_diag),
-    VecRule("vec of vec", "vec(vec(F)) -> vec(F)", ir.is_call("vec"), lambda t, jacobian_of: jacobian_of(t.arg)),
-    VecRule("vec of a Kronecker product", "vec(A ⊗ F) -> (I ⊗ K(q, m) ⊗ I) (vec(A) ⊗ I) vec(F);  "
-            "vec(F ⊗ B) -> (I ⊗ K(q, m) ⊗ I) (I ⊗ vec(B)) vec(F)", lambda t: isinstance(t, ir.Kron), _vec_kron),
-]
+VEC_RULES = RuleSet("vec identities", [
+    Rule("vec of the differential", "vec(dX) -> I vec(dX)", (Differential,),
+         lambda t, jacobian_of: ir.identity(ir.dim_product(*t.shape)),
+         ("X", "X"), "X: matrix(m, n)"),
+    Rule("vec of a sum", "vec(A + B) -> vec(A) + vec(B)", (Add,),
+         _vec_sum,
+         ("A X + X B", "X"), "A: matrix(m, m); X: matrix(m, n); B: matrix(n, n)"),
+    Rule("vec of a product", "vec(c L F R) -> c (R^T ⊗ L) vec(F);  vec(f C) -> vec(C) f (f scalar)", (MatMul,),
+         _vec_product,
+         ("alpha A X B", "X"), "A: matrix(p, m); X: matrix(m, n); B: matrix(n, q)"),
+    Rule("vec of a transpose", "vec(F^T) -> K(m, n) vec(F)  (F m x n)", (Transpose,),
+         lambda t, jacobian_of: mul(ir.commutation(*t.children[0].shape), jacobian_of(t.children[0])),
+         ("X^T", "X"), "X: matrix(m, n)"),
+    Rule("vec of a Hadamard product", "vec(A .* F) -> diag(vec(A)) vec(F)", (Hadamard,),
+         _vec_hadamard,
+         ("A .* X", "X"), "A, X: matrix(m, n)"),
+    Rule("vec of a quotient", "vec(F ./ B) -> diag(vec(1 ./ B)) vec(F)", (ElemDiv,),
+         _vec_quotient,
+         ("X ./ B", "X"), "B, X: matrix(m, n)"),
+    Rule("vec of a trace", "vec(tr(F)) -> vec(I)^T vec(F)", ("tr",),
+         lambda t, jacobian_of: mul(transpose(ir.vec(ir.identity(t.arg.shape[0]))), jacobian_of(t.arg)),
+         ("tr(A X)", "X"), "A: matrix(n, m); X: matrix(m, n)"),
+    Rule("vec of a sum of entries", "vec(sum(F)) -> vector(1)^T vec(F)", ("sum",),
+         lambda t, jacobian_of: mul(ones((1, ir.dim_product(*t.arg.shape))), jacobian_of(t.arg)),
+         ("sum(A .* X)", "X"), "A, X: matrix(m, n)"),
+    Rule("vec of diag", "vec(diag(f)) -> diag(vec(I)) (vector(1) ⊗ I) f;  "
+            "vec(diag(F)) -> (vector(1)^T ⊗ I) diag(vec(I)) vec(F)", ("diag",),
+         _vec_diag,
+         ("diag(diag(X))", "X"), "X: matrix(n, n)"),
+    Rule("vec of vec", "vec(vec(F)) -> vec(F)", ("vec",),
+         lambda t, jacobian_of: jacobian_of(t.arg),
+         ("vec(A X)", "X"), "A: matrix(p, m); X: matrix(m, n)"),
+    Rule("vec of a Kronecker product", "vec(A ⊗ F) -> (I ⊗ K(q, m) ⊗ I) (vec(A) ⊗ I) vec(F);  "
+            "vec(F ⊗ B) -> (I ⊗ K(q, m) ⊗ I) (I ⊗ vec(B)) vec(F)", (ir.Kron,),
+         _vec_kron,
+         ("kron(A, X, B)", "X"), "A: matrix(m, n); X: matrix(p, q); B: matrix(n, m)"),
+])
 
 
 def vec_jacobian(t: Expr, variable: Var, used: list[str] | None = None) -> Expr:
@@ -697,12 +712,12 @@ def vec_jacobian(t: Expr, variable: Var, used: list[str] | None = None) -> Expr:
         return memo[id(child)]
 
     for node in ir.postorder(t, lambda n: [c for c in n.children if ir.contains_differential(c)]):
-        rule = next((r for r in VEC_RULES if r.applies(node)), None)
+        rule = VEC_RULES.first(node)
         if rule is None:
             raise UnsupportedError(f"cannot write the derivative of the term {node} in Kronecker form yet")
         if used is not None and rule.name not in used:
             used.append(rule.name)
-        memo[id(node)] = rule.jacobian(node, jacobian_of)
+        memo[id(node)] = rule.build(node, jacobian_of)
     return memo[id(t)]
 
 
