@@ -7,6 +7,8 @@ No walk here recurses over the depth of the tree.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ..core import ir
 from ..core.errors import ParseError
 from .parse import Declaration, Declarations
@@ -16,6 +18,11 @@ from .typed import DimProd, DimTerm, DimVar, SymbolInfo, Typed
 Naming = dict[DimVar, ir.Dim]
 
 _CHAINS = {"add": ("add", "sub"), "sub": ("add", "sub"), "mul": ("mul",), "hadamard": ("hadamard",)}
+# The typed ops whose IR is one smart constructor over the operands' IR (a sub's operands come negated).
+_CONSTRUCTORS: dict[str, Callable[..., ir.Expr]] = {
+    "add": ir.add, "sub": ir.add, "mul": ir.mul, "hadamard": ir.hadamard, "neg": ir.neg, "ediv": ir.elem_div,
+    "power": ir.power, "epower": ir.elem_power, "transpose": ir.transpose, "kron": ir.kron,
+}
 # Of the IR, in operator levels. No stage recurses over it; deeper input is refused only to fail fast on
 # absurd input.
 MAX_DEPTH = 10_000
@@ -74,30 +81,14 @@ def _convert(node: Typed, args: list[ir.Expr], names: Naming) -> ir.Expr:
         return ir.size(dimension(node.payload, names))  # type: ignore[arg-type]
     if op == "fill":
         return ir.fill(node.payload, shape(node, names))  # type: ignore[arg-type]
-    if op in ("add", "sub"):
-        return ir.add(*args)
-    if op == "mul":
-        return ir.mul(*args)
-    if op == "hadamard":
-        return ir.hadamard(*args)
-    if op == "neg":
-        return ir.neg(args[0])
+    if op in _CONSTRUCTORS:
+        return _CONSTRUCTORS[op](*args)
     if op == "div":
         return ir.mul(args[0], ir.reciprocal(args[1]))
-    if op == "ediv":
-        return ir.elem_div(*args)
-    if op == "power":
-        return ir.power(*args)
-    if op == "epower":
-        return ir.elem_power(*args)
-    if op == "transpose":
-        return ir.transpose(args[0])
     if op == "call":
         if node.payload == "vec":  # canonical: a column vector is its own vec, a row vector's its transpose
             return ir.vec(args[0])
         return ir.func(node.payload, args[0])  # type: ignore[arg-type]
-    if op == "kron":
-        return ir.kron(*args)
     if op == "commutation":
         rows, cols = node.payload  # type: ignore[misc]
         return ir.commutation(dimension(rows, names), dimension(cols, names))
