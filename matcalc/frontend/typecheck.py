@@ -1,4 +1,5 @@
-"""Stage 2: syntax tree -> typed IR, inferring every dimension by unification.
+"""Stage 2: syntax tree -> typed tree (typed.py), inferring every dimension by unification; lower.py then
+turns the typed tree and the dimension naming into the IR, and parse_typed / parse_program here do both.
 
 Dimensions are unknowns joined by union-find over the whole expression (in `x^T A x`, A must be
 n x n), or over a whole program (in `h = W x; y = A h`, rows(A) = rows(W)). An unknown is never
@@ -12,13 +13,15 @@ import difflib
 import itertools
 import re
 from collections.abc import Callable, Generator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING, TypeVar
 
 from ..core import ir
 from ..core.errors import MatcalcError, ParseError, ResultShapeError, ShapeError, abbreviate
 from ..core.functions import FUNCTIONS
+from .lower import MAX_DEPTH as MAX_DEPTH  # re-exported: the depth limit of what parse_typed returns
+from .lower import Naming, declared_symbols, dimension, lower
 from .parse import (
     Declaration,
     Declarations,
@@ -29,6 +32,7 @@ from .parse import (
     parse_statements,
     parse_tree,
 )
+from .typed import DimProd, DimTerm, DimVar, SymbolInfo, Typed
 
 if TYPE_CHECKING:
     from lark import Token, Tree
@@ -54,32 +58,6 @@ def default_kind(name: str) -> str:
 
 
 # ---------------------------------------------------------------- dimensions
-
-
-class DimVar:
-    """An unknown dimension; `name` is set when a declaration names it."""
-
-    __slots__ = ("name", "order")
-
-    def __init__(self, order: int, name: str | None = None) -> None:
-        self.order = order
-        self.name = name
-
-
-class DimProd:
-    """A product of dimensions: the rows of vec(X), of A ⊗ B, the size of commutation(m, n).
-
-    Its factors are kept as given and resolved only when compared or named: a factor may be bound later (the
-    product of two unknowns becomes 6 once they are 2 and 3). Compared by identity, as DimVar is.
-    """
-
-    __slots__ = ("factors",)
-
-    def __init__(self, factors: tuple[DimTerm, ...]) -> None:
-        self.factors = factors
-
-
-DimTerm = DimVar | int | DimProd
 
 
 class Dimensions:
@@ -205,7 +183,7 @@ class Dimensions:
         self.parent[a] = b
         return True
 
-    def names(self, avoid: set[str] | frozenset[str] = frozenset()) -> dict[DimVar, ir.Dim]:
+    def names(self, avoid: set[str] | frozenset[str] = frozenset()) -> Naming:
         """Resolved dimension of every root: declared name, integer, or a fresh name by first appearance.
 
         A fresh name is never one in `avoid` (the variables' names): a dimension's name can stand for its size.
@@ -222,53 +200,16 @@ class Dimensions:
                 if root not in out:
                     out[root] = root.name if root.name is not None else next(pool)
                 out[var] = out[root]
-        for var in self.created:  # bound to products, once every root has its name
+        for var in self.created:  # bound to products, once every root has its name (a product of names, m·n)
             if var not in out:
-                out[var] = self.dim(var, out)
+                coefficient, roots = self.expand(var)
+                out[var] = ir.dim_product(coefficient, *(out[root] for root in roots))
         return out
 
-    def dim(self, term: DimTerm, names: dict[DimVar, ir.Dim]) -> ir.Dim:
-        """The IR dimension of a term, given names() (a product of names is an ir.DimProduct, m·n)."""
-        root = self.find(term)
-        if isinstance(root, int):
-            return root
-        if isinstance(root, DimVar):
-            return names[root]
-        coefficient, roots = self.expand(root)
-        return ir.dim_product(coefficient, *(names[var] for var in roots))
-
     def show(self, term: DimTerm) -> str:
-        return str(self.dim(term, self.names(self.avoid)))
+        return str(dimension(term, self.names(self.avoid)))
 
 
-# ---------------------------------------------------------------- typed syntax
-
-
-@dataclass(eq=False)  # compared by identity: a generated __eq__ would recurse over the depth
-class Typed:
-    """A syntax node with its inferred (not yet named) shape and source text."""
-
-    op: str
-    shape: tuple[DimTerm, DimTerm]
-    text: str
-    children: list[Typed] = field(default_factory=list)
-    payload: object = None
-
-    @property
-    def is_scalar(self) -> bool:
-        return self.shape == (1, 1)
-
-
-@dataclass
-class SymbolInfo:
-    kind: str
-    shape: tuple[DimTerm, DimTerm]
-
-
-_CHAINS = {"add": ("add", "sub"), "sub": ("add", "sub"), "mul": ("mul",), "hadamard": ("hadamard",)}
-# Of the IR, in operator levels. No stage recurses over it; deeper input is refused only to fail fast on
-# absurd input.
-MAX_DEPTH = 10_000
 # Literals as large as the exact constants the engine keeps (ir.MAX_CONSTANT_BITS), so that every printed
 # result parses back; a value beyond float64's range is an EvaluationError only when evaluated in floats.
 MAX_NUMBER_DIGITS = 3_000
@@ -690,117 +631,15 @@ class Inference:
             raise ParseError(f"unknown function '{name}'{hint}\n{caret_line(self.text, token.start_pos)}",
                              self.text, token.start_pos)
 
-    # ------------------------------------------------------------ IR
-    def dimension_naming(self) -> dict[DimVar, ir.Dim]:
+    # ------------------------------------------------------------ the naming lower reads
+    def dimension_naming(self) -> Naming:
         """Every dimension's name, once the whole input is typed."""
         return self.dims.names(self.dims.avoid)
 
-    def build(self, root: Typed, names: dict[DimVar, ir.Dim] | None = None) -> ir.Expr:
-        """The IR of a typed tree; `names` (dimension_naming(), computed once for a program's statements)."""
-        names = self.dimension_naming() if names is None else names
-
-        def dim(term: DimTerm) -> ir.Dim:
-            return self.dims.dim(term, names)
-
-        def shape(node: Typed) -> ir.Shape:
-            return (dim(node.shape[0]), dim(node.shape[1]))
-
-        def chain(node: Typed, ops: tuple[str, ...]) -> list[tuple[Typed, bool]]:
-            """The operands of a chain like (a + b) - c, left to right, each with whether it is subtracted.
-
-            The typed tree pairs operands so that errors can name them; walking the chain without
-            recursion keeps a sum of 10,000 terms as shallow as a sum of two.
-            """
-            operands = []
-            while node.op in ops:
-                operands.append((node.children[1], node.op == "sub"))
-                node = node.children[0]
-            operands.append((node, False))
-            return operands[::-1]
-
-        def operands(node: Typed) -> list[tuple[Typed, bool]]:
-            ops = _CHAINS.get(node.op)
-            return chain(node, ops) if ops else [(child, False) for child in node.children]
-
-        def convert(node: Typed, args: list[ir.Expr]) -> ir.Expr:
-            op = node.op
-            if op == "num":
-                return ir.Num(node.payload)  # type: ignore[arg-type]
-            if op == "var":
-                name, symmetric = node.payload  # type: ignore[misc]
-                return ir.Var(name, shape(node), symmetric)
-            if op == "identity":
-                return ir.identity(dim(node.shape[0]))
-            if op == "size":
-                return ir.size(dim(node.payload))  # type: ignore[arg-type]
-            if op == "fill":
-                return ir.fill(node.payload, shape(node))  # type: ignore[arg-type]
-            if op in ("add", "sub"):
-                return ir.add(*args)
-            if op == "mul":
-                return ir.mul(*args)
-            if op == "hadamard":
-                return ir.hadamard(*args)
-            if op == "neg":
-                return ir.neg(args[0])
-            if op == "div":
-                return ir.mul(args[0], ir.reciprocal(args[1]))
-            if op == "ediv":
-                return ir.elem_div(*args)
-            if op == "power":
-                return ir.power(*args)
-            if op == "epower":
-                return ir.elem_power(*args)
-            if op == "transpose":
-                return ir.transpose(args[0])
-            if op == "call":
-                if node.payload == "vec":  # canonical: a column vector is its own vec, a row vector's its transpose
-                    return ir.vec(args[0])
-                return ir.func(node.payload, args[0])  # type: ignore[arg-type]
-            if op == "kron":
-                return ir.kron(*args)
-            if op == "commutation":
-                rows, cols = node.payload  # type: ignore[misc]
-                return ir.commutation(dim(rows), dim(cols))
-            raise AssertionError(f"unknown typed op {op}")
-
-        # children first, with an explicit stack: a long chain like a ./ b ./ c ... needs no recursion
-        done: dict[int, ir.Expr] = {}
-        stack: list[tuple[Typed, bool]] = [(root, False)]
-        while stack:
-            node, ready = stack.pop()
-            if id(node) in done:
-                continue
-            parts = operands(node)
-            if not ready:
-                stack.append((node, True))
-                stack.extend((child, False) for child, _ in parts)
-                continue
-            args = [ir.neg(done[id(child)]) if minus else done[id(child)] for child, minus in parts]
-            done[id(node)] = convert(node, args)
-        result = done[id(root)]
-        if ir.depth(result) > MAX_DEPTH:
-            raise ParseError(f"the expression is nested deeper than {MAX_DEPTH:,} levels "
-                             f"(a chain such as a ./ b ./ c ... counts one level per operator)")
-        return result
-
-    def declared_symbols(self) -> Declarations:
-        """The inferred type and shape of every symbol, as declarations (for messages and round trips)."""
-        names = self.dims.names(self.dims.avoid)
-        out: Declarations = {}
-        for name, info in self.symbols.items():
-            dims = [self.dims.dim(term, names) for term in info.shape]
-            if info.kind == "scalar":
-                out[name] = Declaration(name, "scalar")
-            elif info.kind == "vector":
-                out[name] = Declaration(name, "vector", (dims[0],))
-            elif info.kind == "symmetric":
-                out[name] = Declaration(name, "symmetric", (dims[0],))
-            else:
-                out[name] = Declaration(name, "matrix", tuple(dims))
-        out.update({name: decl for name, decl in self.declarations.items() if decl.kind == "dim"})
-        out.update({name: Declaration(name, "dim") for name in self.implicit_dimensions})
-        return out
+    def dimension_declarations(self) -> Declarations:
+        """The dimensions' declarations: the declared ones, then those named in commutation(m, n)."""
+        return {**{name: decl for name, decl in self.declarations.items() if decl.kind == "dim"},
+                **{name: Declaration(name, "dim") for name in self.implicit_dimensions}}
 
 
 def _span(tree: Tree | Token) -> tuple[int | None, int | None]:
@@ -834,7 +673,8 @@ def parse_typed(text: str, declarations: Declarations, expected_shape: ir.Shape 
                                        lambda inference: _typed_root(inference, tree, expected_shape))
     for name in extra_symbols:
         inference.symbol(name)
-    return Parsed(inference.build(root), inference.declared_symbols())
+    names = inference.dimension_naming()
+    return Parsed(lower(root, names), declared_symbols(inference.symbols, names, inference.dimension_declarations()))
 
 
 @dataclass(frozen=True)
@@ -868,11 +708,11 @@ def parse_program(text: str, declarations: Declarations, extra_symbols: tuple[st
         if name not in defined:
             inference.symbol(name)
     names = inference.dimension_naming()
-    symbols = inference.declared_symbols()
+    symbols = declared_symbols(inference.symbols, names, inference.dimension_declarations())
     last = statements[-1].name
     output = last if last is not None else _output_name(defined | set(symbols) | set(declarations)
                                                         | set(extra_symbols), symbols)
-    bindings = tuple((statement.name or output, inference.build(root, names))
+    bindings = tuple((statement.name or output, lower(root, names))
                      for statement, root in zip(statements, roots, strict=True))
     return ParsedProgram(bindings, output, symbols, bool(defined))
 
