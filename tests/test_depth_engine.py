@@ -13,8 +13,8 @@ import pytest
 import matcalc
 from matcalc.backends.interpret import evaluate_numpy
 from matcalc.calculus.backprop import backpropagate
+from matcalc.calculus.derive import derivative_from_differential
 from matcalc.calculus.differential import differential
-from matcalc.calculus.readers import derivative_from_differential
 from matcalc.core import ir
 from matcalc.core.ir import Expr, Var
 from matcalc.rules.simplify import SIMPLIFY_RULES, commutative_key, is_symmetric, simplify

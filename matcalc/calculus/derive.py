@@ -7,11 +7,27 @@ from __future__ import annotations
 
 from ..core import ir
 from ..core.errors import ParseError, UnsupportedError
-from ..core.ir import Expr, Var
+from ..core.ir import Differential, Expr, Var
 from ..rules.simplify import simplify
 from .differential import differential
-from .readers import adjoints_of_linear, derivative_from_differential, vec_jacobian
+from .jacobian import jacobian_from_differential
+from .readers import adjoints_of_linear, gradient_from_differential, vec_jacobian
 from .spec import DerivativeSpec, Kind, Step
+
+
+def derivative_from_differential(df: Expr, variable: Var, output_shape: ir.Shape) -> Expr:
+    """Read the derivative off df, for every case whose result is a scalar, vector or matrix: substitution for a
+    scalar variable, reverse accumulation for a scalar function, the Jacobian reader for vectors."""
+    if variable.is_scalar:  # df = F dα -> F
+        return ir.substitute(df, {Differential(variable): ir.ONE})
+    if output_shape == ir.SCALAR:
+        return gradient_from_differential(df, variable.shape)
+    if ir.is_column(variable.shape) and ir.is_column(output_shape):
+        return jacobian_from_differential(df, variable.shape[0])
+    if ir.is_column(variable.shape) and ir.is_column((output_shape[1], output_shape[0])):
+        # a row vector has the Jacobian of its transpose (docs/conventions.md): d(f^T) = (df)^T = J dx
+        return jacobian_from_differential(ir.transpose(df), variable.shape[0])
+    raise AssertionError("unsupported derivative shapes must be rejected before identification")
 
 
 def differentiate_vec(function: Expr, variable: Var) -> tuple[Expr, list[Step]]:
