@@ -495,21 +495,31 @@ def chain_shape(chain: list[Expr] | tuple[Expr, ...]) -> Shape:
     return (chain[0].shape[0], chain[-1].shape[1])
 
 
+D = TypeVar("D")
+
+
+def result_shape(result: str, shape: tuple[D, D], product: Callable[..., D]) -> tuple[tuple[D, D], bool]:
+    """The shape of f(u) from u's by f's FunctionSpec.result, and whether u must be square (diag of a matrix).
+
+    Over any dimensions: the IR's (`product` is dim_product) or the type checker's unknowns (its own product),
+    so that the result shapes are written once."""
+    rows, cols = shape
+    if result == "same":
+        return shape, False
+    if result == "vec":
+        return (product(rows, cols), 1), False  # type: ignore[return-value]
+    if result == "scalar" or (rows == 1 and cols == 1):  # a scalar, or diag of a scalar
+        return (1, 1), False  # type: ignore[return-value]
+    if cols == 1:  # diag of a column: a square matrix
+        return (rows, rows), False
+    if rows == 1:  # diag of a row
+        return (cols, cols), False
+    return (rows, 1), True  # the diagonal of a square matrix
+
+
 def function_shape(name: str, arg: Shape) -> Shape:
     """The shape of name(u) for u of shape `arg`, by the function's FunctionSpec.result."""
-    result = FUNCTION_FACTS[name].result
-    if result == "same":
-        return arg
-    if result == "diag":
-        if arg == SCALAR:
-            return SCALAR
-        if is_vector_shape(arg):
-            size = arg[0] if arg[1] == 1 else arg[1]
-            return (size, size)
-        return (arg[0], 1)
-    if result == "vec":
-        return (dim_product(*arg), 1)
-    return SCALAR
+    return result_shape(FUNCTION_FACTS[name].result, arg, dim_product)[0]
 
 
 # ---------------------------------------------------------------- constructors

@@ -582,21 +582,9 @@ class Inference:
                 raise ShapeError(f"{name} needs a square matrix, but `{arg.text}` is {self.fmt(arg)}")
         elif spec.kind == "vector" and (arg.shape[1] != 1 or arg.is_scalar):
             raise ShapeError(f"{name} needs a column vector, but `{arg.text}` is {self.fmt(arg)}")
-        shape: tuple[DimTerm, DimTerm]
-        if spec.result == "vec":  # vec(X), X m x n: m n x 1; a column vector is its own vec, a scalar too
-            shape = (self.dims.product(*arg.shape), 1)
-        elif spec.result == "same":
-            shape = arg.shape
-        elif spec.result == "scalar" or arg.is_scalar:  # a scalar, or diag of a scalar
-            shape = (1, 1)
-        elif arg.shape[1] == 1:  # diag
-            shape = (arg.shape[0], arg.shape[0])
-        elif arg.shape[0] == 1:
-            shape = (arg.shape[1], arg.shape[1])
-        else:
-            if not self.dims.unify(arg.shape[0], arg.shape[1]):
-                raise ShapeError(f"diag of a matrix needs a square matrix, but `{arg.text}` is {self.fmt(arg)}")
-            shape = (arg.shape[0], 1)
+        shape, square = ir.result_shape(spec.result, arg.shape, self.dims.product)
+        if square and not self.dims.unify(arg.shape[0], arg.shape[1]):
+            raise ShapeError(f"diag of a matrix needs a square matrix, but `{arg.text}` is {self.fmt(arg)}")
         return Typed("call", shape, text, [arg], payload=name)
 
     def lowered_call(self, name: str, arg: Typed, text: str) -> Typed:
