@@ -189,25 +189,29 @@ def _options_first(argv: list[str], parser: argparse.ArgumentParser,
 
 def _run_rules() -> int:
     from .calculus.differential import DIFFERENTIAL_RULES, ELEMENTWISE_RULES
+    from .calculus.jacobian import READING_RULES
     from .calculus.readers import ADJOINT_RULES, VEC_RULES
+    from .rules.jacobian import DIAGONAL_FORMS, FACTOR_FORMS
     from .rules.simplify import SIMPLIFY_RULES
+    from .rules.stable import STABLE_FORMS
 
-    print("differential rules (matcalc/calculus/differential.py; a function's rule is its FunctionSpec's, "
-          "matcalc/core/functions.py):")
-    for differential_rule in DIFFERENTIAL_RULES:
-        print(f"  {differential_rule.name:22s} {differential_rule.statement}")
-    print("element-wise functions:")
-    for elementwise_rule in ELEMENTWISE_RULES.values():
-        print(f"  {elementwise_rule.name:22s} {elementwise_rule.statement}")
-    print("vec (Kronecker) identities, read children first (matcalc/calculus/readers.py):")
-    for vec_rule in VEC_RULES:
-        print(f"  {vec_rule.name:28s} {vec_rule.statement}")
-    print("adjoint identities, read in reverse topological order (matcalc/calculus/readers.py):")
-    for adjoint_rule in ADJOINT_RULES:
-        print(f"  {adjoint_rule.name:22s} {adjoint_rule.statement}")
-    print("simplification rules, in the order they are tried (matcalc/rules/simplify.py):")
-    for rewrite_rule in SIMPLIFY_RULES:
-        print(f"  {rewrite_rule.name:40s} {rewrite_rule.statement}")
+    tables = [  # (heading, rules, width of the name column)
+        ("differential rules (matcalc/calculus/differential.py; a function's rule is its FunctionSpec's, "
+         "matcalc/core/functions.py):", DIFFERENTIAL_RULES, 22),
+        ("element-wise functions:", ELEMENTWISE_RULES.values(), 22),
+        ("vec (Kronecker) identities, read children first (matcalc/calculus/readers.py):", VEC_RULES, 28),
+        ("adjoint identities, read in reverse topological order (matcalc/calculus/readers.py):", ADJOINT_RULES, 22),
+        ("simplification rules, in the order they are tried (matcalc/rules/simplify.py):", SIMPLIFY_RULES, 40),
+        ("Jacobian reading rules, one level at a time, in the order they are tried (matcalc/calculus/jacobian.py):",
+         READING_RULES, 36),
+        ("equal forms of a factor holding dx, for the Jacobian reader (matcalc/rules/jacobian.py):", FACTOR_FORMS, 52),
+        ("diagonals as vectors, for the Jacobian reader (matcalc/rules/jacobian.py):", DIAGONAL_FORMS, 52),
+        ("numerically stable forms, for evaluation and generated code (matcalc/rules/stable.py):", STABLE_FORMS, 28),
+    ]
+    for heading, rules, width in tables:
+        print(heading)
+        for listed in rules:
+            print(f"  {listed.name:{width}s} {listed.statement}")
     return 0
 
 

@@ -79,13 +79,17 @@ def test_help_shows_examples():
 
 
 def test_rules_lists_every_rule():
-    from matcalc.calculus.differential import DIFFERENTIAL_RULES
-    from matcalc.calculus.readers import ADJOINT_RULES
+    from matcalc.calculus.differential import DIFFERENTIAL_RULES, ELEMENTWISE_RULES
+    from matcalc.calculus.jacobian import READING_RULES
+    from matcalc.calculus.readers import ADJOINT_RULES, VEC_RULES
+    from matcalc.rules.jacobian import DIAGONAL_FORMS, FACTOR_FORMS
     from matcalc.rules.simplify import SIMPLIFY_RULES
+    from matcalc.rules.stable import STABLE_FORMS
 
     listing = run("rules").stdout
-    for rule in [*DIFFERENTIAL_RULES, *ADJOINT_RULES, *SIMPLIFY_RULES]:
-        assert rule.name in listing and rule.statement in listing
+    for rule in [*DIFFERENTIAL_RULES, *ELEMENTWISE_RULES.values(), *VEC_RULES, *ADJOINT_RULES, *SIMPLIFY_RULES,
+                 *READING_RULES, *FACTOR_FORMS, *DIAGONAL_FORMS, *STABLE_FORMS]:
+        assert f"{rule.name} " in listing and rule.statement in listing, rule.name
 
 
 def _readme_console_examples() -> list[tuple[list[str], list[str]]]:
