@@ -62,7 +62,7 @@ class Delta:
         return (self.a, self.b)
 
     def slots(self) -> tuple[Index | None, ...]:
-        """None: a δ's indices are not slots an entry can be merged through."""
+        """No slots: a δ's indices are not slots two entries can be merged through."""
         return ()
 
     def renamed(self, mapping: dict[Index, Index | None]) -> Delta:
