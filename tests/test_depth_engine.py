@@ -7,6 +7,8 @@ The networks are built with the IR constructors (not parsed), so that these test
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -17,8 +19,9 @@ from matcalc.calculus.derive import derivative_from_differential
 from matcalc.calculus.differential import differential
 from matcalc.core import ir
 from matcalc.core.ir import Expr, Var
+from matcalc.rules.rule import Rule, RuleSet
 from matcalc.rules.simplify import SIMPLIFY_RULES, commutative_key, is_symmetric, simplify
-from matcalc.rules.strategy import apply_once
+from matcalc.rules.strategy import apply_once, normalize
 
 LINEAR = 4.5  # the largest distinct-node ratio taken as linear growth for 4 times the depth
 DEEP = 1_024  # far beyond Python's recursion limit (1,000 frames)
@@ -266,15 +269,50 @@ def test_the_mlp_hessian_wrt_the_input_matches_finite_differences_of_its_gradien
 # ---------------------------------------------------------------- the strategy's dispatch by node type
 
 
-def test_a_simplification_rule_fires_only_on_the_node_types_it_declares():
-    # normalize offers a rule only the nodes of its heads: it must never change a node of another kind
+def _strategy_inputs() -> list[Expr]:
+    """Each rule's example, and a residual network's derivative: inputs with nodes of every kind."""
     examples = [matcalc.parse(rule.example, where=rule.where or None) for rule in SIMPLIFY_RULES]
-    nodes = {node for example in examples for node in ir.walk(example)}
     f, _, weights = residual(3, "on")
-    nodes.update(ir.walk(derivative_from_differential(differential(f, weights[0]), weights[0], f.shape)))
+    return [*examples, derivative_from_differential(differential(f, weights[0]), weights[0], f.shape)]
+
+
+def _of_a_head(rule: Rule, node: Expr) -> bool:
+    """Whether the node is of one of the rule's heads, read off the heads (not by Rule's own test)."""
+    for head in rule.heads:
+        if isinstance(head, type) and isinstance(node, head):
+            return True
+        if isinstance(head, str) and isinstance(node, ir.Func) and node.name == head:
+            return True
+    return False
+
+
+def test_every_simplification_rule_declares_heads_and_for_node_offers_exactly_the_rules_of_a_node_head():
+    nodes = {node for e in _strategy_inputs() for node in ir.walk(e)}
     for rule in SIMPLIFY_RULES:
         assert rule.heads, f"{rule.name} declares no head"
-        for node in nodes:
-            if not rule.matches_head(node):
-                out = rule.build(node)
-                assert out is None or out is node, f"{rule.name} rewrites a {type(node).__name__}: {node}"
+    for node in nodes:
+        expected = [rule.name for rule in SIMPLIFY_RULES if _of_a_head(rule, node)]
+        assert [rule.name for rule in SIMPLIFY_RULES.for_node(node)] == expected, node
+        for rule in SIMPLIFY_RULES:  # apply_once asks every node: a rule of another head answers None
+            if not _of_a_head(rule, node):
+                assert rule.apply(node) is None, f"{rule.name} applies to a {type(node).__name__}: {node}"
+
+
+def test_normalize_calls_a_builder_only_on_nodes_of_its_heads_that_pass_its_guard():
+    # builders assume their head (diag's rules read e.arg without asking whether e is a call of diag)
+    offered: list[tuple[Rule, Expr]] = []
+
+    def watched(rule: Rule) -> Rule:
+        def build(node: Expr) -> Expr | None:
+            offered.append((rule, node))
+            return rule.build(node)
+
+        return dataclasses.replace(rule, build=build)
+
+    table = RuleSet("watched", [watched(rule) for rule in SIMPLIFY_RULES])
+    for e in _strategy_inputs():
+        assert normalize(e, table) is simplify(e)
+    assert len({rule.name for rule, _ in offered}) == len(SIMPLIFY_RULES)  # every rule was offered some node
+    for rule, node in offered:
+        assert _of_a_head(rule, node), f"{rule.name} was offered a {type(node).__name__}: {node}"
+        assert rule.guard is None or rule.guard(node), f"{rule.name} was offered {node}, which its guard refuses"

@@ -20,14 +20,16 @@ from matcalc.calculus.index_form import INDEX_RULES, Delta, IndexForm, index_for
 from matcalc.core import ir
 from matcalc.core.errors import UnsupportedError
 from matcalc.render.index import index_latex, index_text
+from matcalc.rules.rule import Rule
 
 STEP = 1e-6
 
 
-def form_of(text: str, name: str, where: str | dict[str, str] | None = None) -> tuple[ir.Expr, IndexForm]:
+def form_of(text: str, name: str, where: str | dict[str, str] | None = None,
+            trace: list[str] | None = None) -> tuple[ir.Expr, IndexForm]:
     f = matcalc.parse(text, where)
     variable = ir.variables(f)[name]
-    return f, index_form(differential(f, variable), variable, f)
+    return f, index_form(differential(f, variable), variable, f, trace)
 
 
 def _value(e: ir.Expr, values: dict[str, Any], names: dict[str, ir.Var]) -> np.ndarray:
@@ -89,12 +91,16 @@ def assert_index_form(text: str, name: str, expected: str, where: str | dict[str
     unless the derivative is: then the proof is that the terms cancel)."""
     f, form = form_of(text, name, where)
     assert index_text(form) == expected
+    assert_equals_finite_differences(f, form, zero)
+    return form
+
+
+def assert_equals_finite_differences(f: ir.Expr, form: IndexForm, zero: bool = False) -> None:
     sizes = {dim: 2 + n % 2 for n, dim in enumerate(ir.dimensions([f]))}
     values = random_values([f], seed=1, sizes=sizes)
     numeric = finite_differences(f, form.variable, values)
     assert zero or np.abs(numeric).max() > 1e-3  # a proof, not 0 = 0
     np.testing.assert_allclose(index_tensor(form, f, values), numeric, rtol=1e-6, atol=1e-8)
-    return form
 
 
 # ---------------------------------------------------------------- products
@@ -273,7 +279,13 @@ def test_a_differential_deeper_than_the_recursion_limit():
     assert index_text(form).count("(1 ./ B)_ij") == 1200
 
 
-def test_every_rule_is_stated():
-    """The rules are data: each has a name and a statement, and the names are distinct."""
-    names = [name for name, _ in INDEX_RULES]
-    assert len(set(names)) == len(names) and all(statement for _, statement in INDEX_RULES)
+@pytest.mark.parametrize("rule", INDEX_RULES, ids=lambda rule: rule.name)
+def test_each_index_rule_is_read_on_its_example_and_the_form_equals_finite_differences(rule: Rule):
+    """The rules are data: each states what it does, names the kinds of node it is for, and its example's index
+    form reads it and is proven against numbers."""
+    assert "->" in rule.statement and rule.heads
+    expression, variable = rule.example
+    read: list[str] = []
+    f, form = form_of(expression, variable, trace=read)
+    assert rule.name in read, f"{rule.name} is not read on its example {expression}: {read}"
+    assert_equals_finite_differences(f, form)

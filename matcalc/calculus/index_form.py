@@ -3,9 +3,10 @@
 dF is linear in dX, so each entry of dF is a sum over entries of dX: the index form writes that sum with
 Kronecker deltas and entries of constant matrices (∂(A X B)_ij / ∂X_kl = A_ik B_lj). It is read bottom-up:
 each node of dF that holds dX gets a *template*, its index form in terms of placeholders for its own row and
-column indices, built from its children's templates by one rule of INDEX_RULES (no recursion over the depth of
-dF: ir.postorder). The root's template, with the output's indices i, j and the variable's k, l, is then
-simplified term by term by the rules of CONTRACTION_RULES. Nothing is combined across terms.
+column indices, built from its children's templates by the first rule of INDEX_RULES written for its kind of node
+(no recursion over the depth of dF: ir.postorder). The root's template, with the output's indices i, j and the
+variable's k, l, is then simplified term by term by the rules of CONTRACTION_RULES. Nothing is combined across
+terms.
 
 A term prints as its coefficient, Σ over what stays summed, its constant 1 x 1 factors, then its deltas and
 entries ordered by the first output index they hold (i before j before none; a δ before an entry; else as they
@@ -18,10 +19,11 @@ and a scalar none. Summed indices are p, q, r, ... with an explicit Σ when a su
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from itertools import count
+from typing import NoReturn
 
 from ..core import ir
 from ..core.errors import UnsupportedError
@@ -40,6 +42,7 @@ from ..core.ir import (
     Transpose,
     Var,
 )
+from ..rules.rule import RuleSet
 from ..rules.simplify import simplify
 
 # An index: a name (i, j, k, l, a summed index once named, or a node's placeholder) or, while the form is built,
@@ -55,6 +58,18 @@ class Delta:
     a: Index
     b: Index
 
+    def indices(self) -> tuple[Index, ...]:
+        return (self.a, self.b)
+
+    def slots(self) -> tuple[Index | None, ...]:
+        """No slots: a δ's indices are not slots two entries can be merged through."""
+        return ()
+
+    def renamed(self, mapping: dict[Index, Index | None]) -> Delta:
+        if self.a not in mapping and self.b not in mapping:
+            return self
+        return Delta(_mapped(self.a, mapping), _mapped(self.b, mapping))
+
 
 @dataclass(frozen=True)
 class Entry:
@@ -63,6 +78,20 @@ class Entry:
     expr: Expr
     row: Index | None
     col: Index | None
+
+    def indices(self) -> tuple[Index, ...]:
+        return tuple(i for i in (self.row, self.col) if i is not None)
+
+    def slots(self) -> tuple[Index | None, ...]:
+        """(row, col): the indices a summed index may join two entries through."""
+        return (self.row, self.col)
+
+    def renamed(self, mapping: dict[Index, Index | None]) -> Entry:
+        if self.row not in mapping and self.col not in mapping:
+            return self
+        row = None if self.row is None else mapping.get(self.row, self.row)
+        col = None if self.col is None else mapping.get(self.col, self.col)
+        return Entry(self.expr, row, col)
 
 
 Factor = Delta | Entry
@@ -79,23 +108,13 @@ class Term:
     summed: tuple[tuple[Index, Dim], ...] = ()
 
 
-# ---------------------------------------------------------------- the rules, as data
+# ---------------------------------------------------------------- the rules
 
-# The template of each kind of node that holds dX, from its children's; N is the child holding dX. Applied by
-# `_rule_for` (first match) in `index_form`.
-INDEX_RULES: tuple[tuple[str, str], ...] = (
-    ("differential", "∂(dX)_ij -> δ_ik δ_jl (an axis of size 1 has no index, and no δ)"),
-    ("sum", "∂(N1 + N2)_ij -> ∂N1_ij + ∂N2_ij"),
-    ("product", "∂(c s L N R)_ij -> c s Σ_pq L_ip ∂N_pq R_qj (p = i without L, q = j without R)"),
-    ("scalar product", "∂(c s N C)_ij -> c s ∂N C_ij (N a 1 x 1 factor holding dX)"),
-    ("transpose", "∂(N^T)_ij -> ∂N_ji"),
-    ("hadamard", "∂(A .* N)_ij -> A_ij ∂N_ij"),
-    ("quotient", "∂(N ./ B)_ij -> (1 ./ B)_ij ∂N_ij"),
-    ("trace", "∂tr(N) -> Σ_p ∂N_pp"),
-    ("sum of entries", "∂sum(N) -> Σ_pq ∂N_pq"),
-    ("diag of a vector", "∂diag(v)_ij -> δ_ij ∂v_i"),
-    ("diag of a matrix", "∂diag(M)_i -> ∂M_ii"),
-)
+# The template of each kind of node that holds dX, from its children's (N is the child holding dX): a RuleSet whose
+# builders take (node, templates) and return the node's terms, below; `index_form` applies the first that applies.
+# Each example is an (expression, variable) whose index form the rule reads.
+INDEX_RULES = RuleSet("index-form rules")
+index_rule = INDEX_RULES.rule
 
 # How each term is simplified, in this order, until none applies (`_simplify_term`).
 CONTRACTION_RULES: tuple[tuple[str, str], ...] = (
@@ -111,18 +130,6 @@ CONTRACTION_RULES: tuple[tuple[str, str], ...] = (
 # ---------------------------------------------------------------- terms: substitution, entries, contraction
 
 
-def _rename(factor: Factor, mapping: dict[Index, Index | None]) -> Factor:
-    if isinstance(factor, Delta):
-        if factor.a not in mapping and factor.b not in mapping:
-            return factor
-        return Delta(_mapped(factor.a, mapping), _mapped(factor.b, mapping))
-    if factor.row not in mapping and factor.col not in mapping:
-        return factor
-    row = None if factor.row is None else mapping.get(factor.row, factor.row)
-    col = None if factor.col is None else mapping.get(factor.col, factor.col)
-    return Entry(factor.expr, row, col)
-
-
 def _mapped(index: Index, mapping: dict[Index, Index | None]) -> Index:
     new = mapping.get(index, index)
     if new is None:  # a δ's index maps to an axis of size 1 only through a bug in a rule
@@ -131,7 +138,7 @@ def _mapped(index: Index, mapping: dict[Index, Index | None]) -> Index:
 
 
 def _substitute(term: Term, mapping: dict[Index, Index | None]) -> Term:
-    return replace(term, factors=tuple(_rename(f, mapping) for f in term.factors),
+    return replace(term, factors=tuple(f.renamed(mapping) for f in term.factors),
                    summed=tuple((mapping.get(s, s), d) for s, d in term.summed))
 
 
@@ -176,12 +183,6 @@ def _with(term: Term, coefficient: Fraction = Fraction(1), scalars: list[Expr] |
                 (*summed, *term.summed))
 
 
-def _indices_of(factor: Factor) -> tuple[Index, ...]:
-    if isinstance(factor, Delta):
-        return (factor.a, factor.b)
-    return tuple(i for i in (factor.row, factor.col) if i is not None)
-
-
 def _times_constant(coefficient: Fraction, scalars: list[Expr], e: Expr) -> Fraction:
     """Multiply in a constant scalar: a number into the coefficient, anything else into the scalars."""
     if isinstance(e, Num):
@@ -210,8 +211,8 @@ def _contract(term: Term) -> Term:
             continue
         gone, kept = (delta.a, delta.b) if delta.a in summed else (delta.b, delta.a)
         del summed[gone]
-        factors = [_rename(f, {gone: kept}) for f in factors]
-    held = {i for f in factors for i in _indices_of(f)} if summed else set()
+        factors = [f.renamed({gone: kept}) for f in factors]
+    held = {i for f in factors for i in f.indices()} if summed else set()
     for index in [s for s in summed if s not in held]:
         coefficient = _times_constant(coefficient, scalars, ir.size(summed.pop(index)))
     kept_factors: list[Factor] = []
@@ -225,8 +226,8 @@ def _contract(term: Term) -> Term:
 def _merge_once(term: Term) -> Term | None:
     """One summed index held by exactly two entry slots (and no δ) folded into a product or a trace, or None."""
     for index, _ in term.summed:
-        places = [(n, slot) for n, f in enumerate(term.factors) for slot, i in enumerate(_slots(f)) if i == index]
-        if len(places) != 2 or any(isinstance(term.factors[n], Delta) for n, _ in places):
+        places = [(n, slot) for n, f in enumerate(term.factors) for slot, i in enumerate(f.slots()) if i == index]
+        if len(places) != 2:  # (entry slots only: a δ has none)
             continue
         (n1, slot1), (n2, slot2) = places
         first, second = term.factors[n1], term.factors[n2]
@@ -247,11 +248,6 @@ def _merge_once(term: Term) -> Term | None:
         return Term(term.coefficient * coefficient, (*term.scalars, *scalars), (*rest[:at], *factors, *rest[at:]),
                     tuple((s, d) for s, d in term.summed if s != index))
     return None
-
-
-def _slots(factor: Factor) -> tuple[Index | None, ...]:
-    """An entry's (row, col); a δ's indices are not slots an entry can be merged through."""
-    return (factor.row, factor.col) if isinstance(factor, Entry) else ()
 
 
 def _simplify_term(term: Term) -> Term:
@@ -303,6 +299,8 @@ def _holding(node: Expr, children: tuple[Expr, ...]) -> int:
     return positions[0]
 
 
+@index_rule("differential", "∂(dX)_ij -> δ_ik δ_jl (an axis of size 1 has no index, and no δ)", ("X", "X"),
+            on=(Differential,))
 def _differential(node: Differential, t: _Templates) -> list[Term]:
     if node.var is not t.variable:
         raise UnsupportedError(f"no index form for d{node.var.name}: the variable is {t.variable.name}")
@@ -311,6 +309,7 @@ def _differential(node: Differential, t: _Templates) -> list[Term]:
     return [Term(Fraction(1), (), tuple(Delta(a, b) for a, b in pairs if a is not None and b is not None))]
 
 
+@index_rule("sum", "∂(N1 + N2)_ij -> ∂N1_ij + ∂N2_ij", ("X X", "X"), on=(Add,))
 def _sum(node: Add, t: _Templates) -> list[Term]:
     row, col = _own(node)
     terms: list[Term] = []
@@ -322,21 +321,31 @@ def _sum(node: Add, t: _Templates) -> list[Term]:
     return terms
 
 
-def _product(node: MatMul, t: _Templates) -> list[Term]:
-    row, col = _own(node)
+def _holds_in_a_scalar(node: MatMul) -> bool:
+    """Whether a 1 x 1 factor of the product holds dX (then it commutes: the "scalar product" rule)."""
+    return any(factor.is_scalar and ir.contains_differential(factor) for factor in node.factors)
+
+
+def _factors(node: MatMul) -> tuple[Expr, Fraction, list[Expr], list[Expr]]:
+    """(N, c, s, chain): the factor holding dX, the constant 1 x 1 factors as c s, and the other factors in order
+    (N among them unless it is 1 x 1). The 1 x 1 factors commute: only the chain's order matters."""
     held = node.factors[_holding(node, node.factors)]
     coefficient, scalars, chain = Fraction(1), [], []
-    for factor in node.factors:  # the 1 x 1 factors commute: only the chain's order matters
+    for factor in node.factors:
         if factor is held and held.is_scalar:
             continue
         if factor.is_scalar:
             coefficient = _times_constant(coefficient, scalars, factor)
         else:
             chain.append(factor)
-    if held.is_scalar:  # s C: ∂s C_ij
-        after = _entries(ir.mul(*chain), row, col) if chain else (Fraction(1), [], [])
-        return [_with(term, coefficient * after[0], [*scalars, *after[1]], (), after[2])
-                for term in t.of(held, None, None)]
+    return held, coefficient, scalars, chain
+
+
+@index_rule("product", "∂(c s L N R)_ij -> c s Σ_pq L_ip ∂N_pq R_qj (p = i without L, q = j without R)",
+            ("A X B", "X"), on=(MatMul,), guard=lambda node: not _holds_in_a_scalar(node))
+def _product(node: MatMul, t: _Templates) -> list[Term]:
+    row, col = _own(node)
+    held, coefficient, scalars, chain = _factors(node)
     position = chain.index(held)
     left, right = chain[:position], chain[position + 1:]
     p = t.fresh(held.shape[0]) if left else row
@@ -349,11 +358,22 @@ def _product(node: MatMul, t: _Templates) -> list[Term]:
                   summed) for term in t.of(held, p, q)]
 
 
+@index_rule("scalar product", "∂(c s N C)_ij -> c s ∂N C_ij (N a 1 x 1 factor holding dX)", ("(x^T x) A", "x"),
+            on=(MatMul,), guard=_holds_in_a_scalar)
+def _scalar_product(node: MatMul, t: _Templates) -> list[Term]:
+    row, col = _own(node)
+    held, coefficient, scalars, chain = _factors(node)
+    after = _entries(ir.mul(*chain), row, col) if chain else (Fraction(1), [], [])
+    return [_with(term, coefficient * after[0], [*scalars, *after[1]], (), after[2]) for term in t.of(held, None, None)]
+
+
+@index_rule("transpose", "∂(N^T)_ij -> ∂N_ji", ("X^T", "X"), on=(Transpose,))
 def _transpose(node: Transpose, t: _Templates) -> list[Term]:
     row, col = _own(node)
     return t.of(node.arg, col, row)
 
 
+@index_rule("hadamard", "∂(A .* N)_ij -> A_ij ∂N_ij", ("tanh(W x)", "W"), on=(Hadamard,))
 def _hadamard(node: Hadamard, t: _Templates) -> list[Term]:
     row, col = _own(node)
     position = _holding(node, node.factors)
@@ -368,6 +388,7 @@ def _hadamard(node: Hadamard, t: _Templates) -> list[Term]:
     return [_with(term, coefficient, scalars, before, after) for term in t.of(node.factors[position], row, col)]
 
 
+@index_rule("quotient", "∂(N ./ B)_ij -> (1 ./ B)_ij ∂N_ij", ("X ./ B", "X"), on=(ElemDiv,))
 def _quotient(node: ElemDiv, t: _Templates) -> list[Term]:
     if _holding(node, node.children) != 0:
         raise UnsupportedError(f"no index form for {node}: it is not linear in the differential")
@@ -377,12 +398,14 @@ def _quotient(node: ElemDiv, t: _Templates) -> list[Term]:
     return [_with(term, coefficient, scalars, factors) for term in t.of(node.numerator, row, col)]
 
 
+@index_rule("trace", "∂tr(N) -> Σ_p ∂N_pp", ("tr(A X)", "X"), on=("tr",))
 def _trace(node: Func, t: _Templates) -> list[Term]:
     p = t.fresh(node.arg.shape[0])
     return [_with(term, summed=[(p, node.arg.shape[0])] if p is not None else [])
             for term in t.of(node.arg, p, p)]
 
 
+@index_rule("sum of entries", "∂sum(N) -> Σ_pq ∂N_pq", ("sum(X .* A)", "X"), on=("sum",))
 def _sum_of_entries(node: Func, t: _Templates) -> list[Term]:
     rows, cols = node.arg.shape
     p, q = t.fresh(rows), t.fresh(cols)
@@ -390,6 +413,8 @@ def _sum_of_entries(node: Func, t: _Templates) -> list[Term]:
     return [_with(term, summed=summed) for term in t.of(node.arg, p, q)]
 
 
+@index_rule("diag of a vector", "∂diag(v)_ij -> δ_ij ∂v_i", ("diag(x)", "x"), on=("diag",),
+            guard=lambda node: ir.is_vector_shape(node.arg.shape) or node.is_scalar)
 def _diag_of_vector(node: Func, t: _Templates) -> list[Term]:
     row, col = _own(node)
     if row is None or col is None:  # diag of a scalar is itself
@@ -398,33 +423,16 @@ def _diag_of_vector(node: Func, t: _Templates) -> list[Term]:
     return [_with(term, before=[Delta(row, col)]) for term in t.of(node.arg, *on_axis)]
 
 
+@index_rule("diag of a matrix", "∂diag(M)_i -> ∂M_ii", ("diag(X)", "X"), on=("diag",))
 def _diag_of_matrix(node: Func, t: _Templates) -> list[Term]:
     row, _ = _own(node)
     return t.of(node.arg, row, row)
 
 
-def _unsupported(node: Expr, t: _Templates) -> list[Term]:
+def _unsupported(node: Expr) -> NoReturn:
     what = f"{node.name}(...)" if isinstance(node, Func) else type(node).__name__
     raise UnsupportedError(f"no index form for {what} of the differential yet")
 
-
-_RULES: tuple[tuple[str, Callable[[Expr], bool], Callable[..., list[Term]]], ...] = (
-    ("differential", lambda e: isinstance(e, Differential), _differential),
-    ("sum", lambda e: isinstance(e, Add), _sum),
-    ("product", lambda e: isinstance(e, MatMul), _product),  # "scalar product" too: N is then 1 x 1
-    ("transpose", lambda e: isinstance(e, Transpose), _transpose),
-    ("hadamard", lambda e: isinstance(e, Hadamard), _hadamard),
-    ("quotient", lambda e: isinstance(e, ElemDiv), _quotient),
-    ("trace", ir.is_call("tr"), _trace),
-    ("sum of entries", ir.is_call("sum"), _sum_of_entries),
-    ("diag of a vector", lambda e: ir.is_call("diag")(e) and (ir.is_vector_shape(e.arg.shape) or e.is_scalar),
-     _diag_of_vector),
-    ("diag of a matrix", ir.is_call("diag"), _diag_of_matrix),
-)
-
-
-def _rule_for(node: Expr) -> Callable[..., list[Term]]:
-    return next((build for _, applies, build in _RULES if applies(node)), _unsupported)
 
 
 # ---------------------------------------------------------------- the result
@@ -471,12 +479,12 @@ def _ordered(term: Term, output: tuple[str | None, str | None], taken: set[str])
 
     def key(item: tuple[int, Factor]) -> tuple[int, int, int]:
         n, f = item
-        first = min((rank[i] for i in _indices_of(f) if i in rank), default=len(rank))
+        first = min((rank[i] for i in f.indices() if i in rank), default=len(rank))
         return first, 0 if isinstance(f, Delta) else 1, n
 
     factors = [f for _, f in sorted(enumerate(term.factors), key=key)]
     numbers = [s for s, _ in term.summed]
-    read = [i for f in factors for i in _indices_of(f) if i in numbers]
+    read = [i for f in factors for i in f.indices() if i in numbers]
     order = list(dict.fromkeys([*read, *numbers]))
     names: dict[Index, str] = dict(zip(order, _summed_names(len(order), taken), strict=True))
     mapping: dict[Index, Index | None] = dict(names)
@@ -484,7 +492,7 @@ def _ordered(term: Term, output: tuple[str | None, str | None], taken: set[str])
     coefficient, scalars = term.coefficient, []
     for scalar in term.scalars:  # as the printer will show them: s^(2 - 1) is s
         coefficient = _times_constant(coefficient, scalars, simplify(scalar))
-    return Term(coefficient, tuple(scalars), tuple(_rename(f, mapping) for f in factors),
+    return Term(coefficient, tuple(scalars), tuple(f.renamed(mapping) for f in factors),
                 tuple((names[s], dims[s]) for s in order))
 
 
@@ -497,11 +505,12 @@ def _summed_names(n: int, taken: set[str]) -> list[str]:
     return names[:n]
 
 
-def index_form(df: Expr, variable: Var, output: Expr | str) -> IndexForm:
+def index_form(df: Expr, variable: Var, output: Expr | str, trace: list[str] | None = None) -> IndexForm:
     """The index form ∂F_ij / ∂X_kl of the derivative whose differential is `df` (linear in d`variable`).
 
     `output` labels F on the left-hand side: the function's expression, or a name. Raises UnsupportedError for
     what has no index form yet (vec, the Kronecker product) or a df that is not linear in the differential.
+    `trace` collects the names of the INDEX_RULES read, node by node, children first.
     """
     t = _Templates(variable)
     out_indices = _output_indices(df.shape)  # (row, col) of F: None for an axis of size 1
@@ -509,7 +518,12 @@ def index_form(df: Expr, variable: Var, output: Expr | str) -> IndexForm:
     if ir.contains_differential(df):
         # children first, and only the nodes holding dX: a constant has no template
         for node in ir.postorder(df, lambda n: [c for c in n.children if ir.contains_differential(c)]):
-            terms = _rule_for(node)(node, t)
+            rule = INDEX_RULES.first(node)
+            if rule is None:
+                _unsupported(node)
+            if trace is not None:
+                trace.append(rule.name)
+            terms = rule.build(node, t)
             t.templates[id(node)] = [c for c in map(_contract, terms) if c.coefficient != 0]
         root = [_simplify_term(term) for term in t.of(df, *out_indices)]
     elif not ir.is_zero(df):

@@ -37,7 +37,7 @@ from ..core.ir import (
     power,
     transpose,
 )
-from .rule import RuleSet
+from .rule import Head, RuleSet
 from .strategy import normalize
 
 T = TypeVar("T")
@@ -76,8 +76,6 @@ def _split_product(e: Expr) -> tuple[Fraction, list[Expr], list[Expr]]:
 
 def _chain_rewrite(e: Expr, pair_rule: Callable[[Expr, Expr], list[Expr] | None]) -> Expr | None:
     """Apply pair_rule(left, right) -> list | None to the first adjacent pair of a product's chain."""
-    if not isinstance(e, MatMul):
-        return None
     coefficient, scalars, chain = _split_product(e)
     for i in range(len(chain) - 1):
         replacement = pair_rule(chain[i], chain[i + 1])
@@ -87,8 +85,22 @@ def _chain_rewrite(e: Expr, pair_rule: Callable[[Expr, Expr], list[Expr] | None]
     return None
 
 
+# the calls the rules look for below the node they are offered (the node itself is matched by the rule's heads)
+_is_inverse, _is_diag, _is_exp = ir.is_call("inv"), ir.is_call("diag"), ir.is_call("exp")
+
+
 def _is_inv_of(e: Expr, x: Expr) -> bool:
-    return isinstance(e, Func) and e.name == "inv" and e.arg == x
+    return _is_inverse(e) and e.arg == x
+
+
+def _arg_is(*kinds: Head) -> Callable[[Expr], bool]:
+    """A guard: the argument of the node (a transpose, a call) is of one of these kinds, each a node type or a
+    function's name, as a rule's heads are: `on=(Transpose,), guard=_arg_is(MatMul)` is (A B)^T."""
+    types = tuple(kind for kind in kinds if isinstance(kind, type))
+    names = frozenset(kind for kind in kinds if isinstance(kind, str))
+    if not names:
+        return lambda e: isinstance(e.arg, types)
+    return lambda e: isinstance(e.arg, types) or (isinstance(e.arg, Func) and e.arg.name in names)
 
 
 _STRUCTURES: dict[tuple, int] = {}  # the structure of a node, over its children's keys -> its key
@@ -127,22 +139,35 @@ def commutative_key(e: Expr) -> int:
     return e.__dict__["_commutative_key"][1]
 
 
+def _key(child: Expr) -> int:
+    """The key cached on a node, of any generation: keys are never reused."""
+    return child.__dict__["_commutative_key"][1]
+
+
+def _product_structure(e: Expr) -> tuple:
+    coefficient, scalars, chain = _product_parts(e)
+    return ("·", coefficient, tuple(sorted(map(_key, scalars))), tuple(map(_key, chain)))
+
+
+# What a node's key is interned by, for the kinds of node with commutative operands (their keys as a sorted
+# multiset; a product's scalars commute, its chain does not) and for calls (their name); any other node is its
+# type and its children's keys in order, and a leaf is itself.
+_STRUCTURE_OF: dict[type, Callable[[Expr], tuple]] = {
+    Hadamard: lambda e: ("⊙", tuple(sorted(map(_key, e.factors)))),
+    Add: lambda e: ("+", tuple(sorted(map(_key, e.terms)))),
+    MatMul: _product_structure,
+    Func: lambda e: ("Func", e.name, (_key(e.arg),)),
+}
+
+
 def _key_of_structure(e: Expr) -> int:
     """The key of a node whose children all have theirs."""
     global _generation
-
-    def key(child: Expr) -> int:
-        return child.__dict__["_commutative_key"][1]  # of any generation: keys are never reused
-
-    if isinstance(e, Hadamard):
-        structure: tuple = ("⊙", tuple(sorted(key(f) for f in e.factors)))
-    elif isinstance(e, Add):
-        structure = ("+", tuple(sorted(key(t) for t in e.terms)))
-    elif isinstance(e, MatMul):
-        coefficient, scalars, chain = _split_product(e)
-        structure = ("·", coefficient, tuple(sorted(key(s) for s in scalars)), tuple(key(f) for f in chain))
+    structure_of = _STRUCTURE_OF.get(type(e))
+    if structure_of is not None:
+        structure = structure_of(e)
     elif e.children:
-        structure = (type(e).__name__, e.name if isinstance(e, Func) else None, tuple(key(c) for c in e.children))
+        structure = (type(e).__name__, None, tuple(map(_key, e.children)))
     else:
         structure = ("leaf", e)
     if len(_STRUCTURES) > MAX_INTERNED:
@@ -169,47 +194,36 @@ def _split_coefficient(term: Expr) -> tuple[Fraction, Expr]:
 # ---------------------------------------------------------------- transposes
 
 
-@rule("transpose of a product", "(A B)^T -> B^T A^T", "(A B)^T", on=(Transpose,))
-def _transpose_product(e: Expr) -> Expr | None:
-    if isinstance(e, Transpose) and isinstance(e.arg, MatMul):
-        return mul(*[transpose(f) for f in reversed(e.arg.factors)])
-    return None
+@rule("transpose of a product", "(A B)^T -> B^T A^T", "(A B)^T", on=(Transpose,), guard=_arg_is(MatMul))
+def _transpose_product(e: Transpose) -> Expr:
+    return mul(*[transpose(f) for f in reversed(e.arg.factors)])
 
 
-@rule("transpose of a sum", "(A + B)^T -> A^T + B^T", "(A + B)^T", on=(Transpose,))
-def _transpose_sum(e: Expr) -> Expr | None:
-    if isinstance(e, Transpose) and isinstance(e.arg, Add):
-        return add(*[transpose(t) for t in e.arg.terms])
-    return None
+@rule("transpose of a sum", "(A + B)^T -> A^T + B^T", "(A + B)^T", on=(Transpose,), guard=_arg_is(Add))
+def _transpose_sum(e: Transpose) -> Expr:
+    return add(*[transpose(t) for t in e.arg.terms])
 
 
-@rule("transpose of a Hadamard product", "(A .* B)^T -> A^T .* B^T", "(X .* Y)^T", on=(Transpose,))
-def _transpose_hadamard(e: Expr) -> Expr | None:
-    if isinstance(e, Transpose) and isinstance(e.arg, Hadamard):
-        return hadamard(*[transpose(f) for f in e.arg.factors])
-    return None
+@rule("transpose of a Hadamard product", "(A .* B)^T -> A^T .* B^T", "(X .* Y)^T", on=(Transpose,),
+      guard=_arg_is(Hadamard))
+def _transpose_hadamard(e: Transpose) -> Expr:
+    return hadamard(*[transpose(f) for f in e.arg.factors])
 
 
-@rule("transpose of an element-wise quotient", "(A ./ B)^T -> A^T ./ B^T", "(X ./ Y)^T", on=(Transpose,))
-def _transpose_quotient(e: Expr) -> Expr | None:
-    if isinstance(e, Transpose) and isinstance(e.arg, ElemDiv):
-        return elem_div(transpose(e.arg.numerator), transpose(e.arg.denominator))
-    return None
+@rule("transpose of an element-wise quotient", "(A ./ B)^T -> A^T ./ B^T", "(X ./ Y)^T", on=(Transpose,),
+      guard=_arg_is(ElemDiv))
+def _transpose_quotient(e: Transpose) -> Expr:
+    return elem_div(transpose(e.arg.numerator), transpose(e.arg.denominator))
 
 
-@rule("transpose of a diagonal matrix", "diag(v)^T -> diag(v)", "diag(x)^T", on=(Transpose,))
-def _transpose_diag(e: Expr) -> Expr | None:
-    if isinstance(e, Transpose) and isinstance(e.arg, Func) and e.arg.name == "diag" \
-            and ir.is_vector_shape(e.arg.arg.shape):
-        return e.arg
-    return None
+@rule("transpose of a diagonal matrix", "diag(v)^T -> diag(v)", "diag(x)^T", on=(Transpose,), guard=_arg_is("diag"))
+def _transpose_diag(e: Transpose) -> Expr | None:
+    return e.arg if ir.is_vector_shape(e.arg.arg.shape) else None
 
 
-@rule("inverse of a transpose", "inv(A^T) -> inv(A)^T", "inv(X^T)", on=(Func,))
-def _inverse_transpose(e: Expr) -> Expr | None:
-    if isinstance(e, Func) and e.name == "inv" and isinstance(e.arg, Transpose):
-        return transpose(func("inv", e.arg.arg))
-    return None
+@rule("inverse of a transpose", "inv(A^T) -> inv(A)^T", "inv(X^T)", on=("inv",), guard=_arg_is(Transpose))
+def _inverse_transpose(e: Func) -> Expr:
+    return transpose(func("inv", e.arg.arg))
 
 
 def is_symmetric(e: Expr) -> bool:
@@ -236,34 +250,52 @@ def is_symmetric(e: Expr) -> bool:
 def _symmetry(e: Expr) -> bool | list[Expr]:
     """Whether e is structurally symmetric, from the symmetry of its children cached on them; or the
     children whose symmetry decides it and is not known yet. One level: no recursion."""
-    if isinstance(e, Var):
-        return e.symmetric
-    if isinstance(e, Identity):
-        return True
-    if isinstance(e, Fill):
-        return e.shape[0] == e.shape[1]
-    if isinstance(e, Func):
-        if e.name == "diag":
-            return ir.is_vector_shape(e.arg.shape)
-        return _all_symmetric([e.arg]) if e.name == "inv" or e.name in ELEMENTWISE else False
-    if isinstance(e, Power | ElemPower):
-        return _all_symmetric([e.base])
-    if isinstance(e, Hadamard | Kron):
-        return _all_symmetric(e.factors)
-    if isinstance(e, Add):
-        keys = {commutative_key(t) for t in e.terms}
-        return _all_symmetric([t for t in e.terms if commutative_key(_pushed_transpose(t)) not in keys])
-    if isinstance(e, MatMul):
-        _, _, chain = _split_product(e)
-        if not chain or chain[0].shape[0] != chain[-1].shape[1]:
-            return False
-        k = len(chain)
-        mirrored = (commutative_key(chain[i]) == commutative_key(_pushed_transpose(chain[k - 1 - i]))
-                    for i in range(k // 2))
-        if not all(mirrored):
-            return False
-        return True if k % 2 == 0 else _all_symmetric([chain[k // 2]])
-    return False
+    symmetry = _SYMMETRY.get(type(e))
+    return False if symmetry is None else symmetry(e)
+
+
+_KEEP_SYMMETRY = frozenset({"inv", *ELEMENTWISE})  # f(S) is symmetric for a symmetric S: inv(S), exp(S), ...
+
+
+def _call_symmetry(e: Func) -> bool | list[Expr]:
+    if e.name == "diag":
+        return ir.is_vector_shape(e.arg.shape)
+    return _all_symmetric([e.arg]) if e.name in _KEEP_SYMMETRY else False
+
+
+def _sum_symmetry(e: Add) -> bool | list[Expr]:
+    """A + A^T pairs up; the terms left over must each be symmetric."""
+    keys = {commutative_key(t) for t in e.terms}
+    return _all_symmetric([t for t in e.terms if commutative_key(_pushed_transpose(t)) not in keys])
+
+
+def _product_symmetry(e: MatMul) -> bool | list[Expr]:
+    """A S A^T: the chain reads the same transposed from either end, and its middle factor is symmetric."""
+    _, _, chain = _product_parts(e)
+    if not chain or chain[0].shape[0] != chain[-1].shape[1]:
+        return False
+    k = len(chain)
+    mirrored = (commutative_key(chain[i]) == commutative_key(_pushed_transpose(chain[k - 1 - i]))
+                for i in range(k // 2))
+    if not all(mirrored):
+        return False
+    return True if k % 2 == 0 else _all_symmetric([chain[k // 2]])
+
+
+# Whether a node of each kind is symmetric, from its own data or its children's symmetry (any other kind: not
+# structurally symmetric).
+_SYMMETRY: dict[type, Callable[..., bool | list[Expr]]] = {
+    Var: lambda e: e.symmetric,
+    Identity: lambda e: True,
+    Fill: lambda e: e.shape[0] == e.shape[1],
+    Func: _call_symmetry,
+    Power: lambda e: _all_symmetric([e.base]),
+    ElemPower: lambda e: _all_symmetric([e.base]),
+    Hadamard: lambda e: _all_symmetric(e.factors),
+    Kron: lambda e: _all_symmetric(e.factors),
+    Add: _sum_symmetry,
+    MatMul: _product_symmetry,
+}
 
 
 def _all_symmetric(children: list[Expr] | tuple[Expr, ...]) -> bool | list[Expr]:
@@ -282,7 +314,7 @@ def _pushed_transpose(e: Expr) -> Expr:
     """e^T with the transpose moved into products and sums (for symmetry tests only)."""
     t = transpose(e)
     for pusher in (_transpose_product, _transpose_sum):
-        pushed = pusher.apply(t) if isinstance(t, Transpose) else None
+        pushed = pusher.apply(t)  # None where t is not a transpose of a product (a sum)
         if pushed is not None:
             return pushed
     return t
@@ -290,31 +322,25 @@ def _pushed_transpose(e: Expr) -> Expr:
 
 @rule("transpose of a symmetric matrix", "M^T -> M for a symmetric M (S, X^T X, inv(X^T X), A + A^T, ...)",
       "inv(X^T X)^T", on=(Transpose,))
-def _transpose_symmetric(e: Expr) -> Expr | None:
-    if isinstance(e, Transpose) and is_symmetric(e.arg):
-        return e.arg
-    return None
+def _transpose_symmetric(e: Transpose) -> Expr | None:
+    return e.arg if is_symmetric(e.arg) else None
 
 
-@rule("transpose of a power", "(X^k)^T -> (X^T)^k", "(X^2)^T", on=(Transpose,))
-def _transpose_power(e: Expr) -> Expr | None:
-    if isinstance(e, Transpose) and isinstance(e.arg, Power):
-        return power(transpose(e.arg.base), e.arg.exponent)
-    return None
+@rule("transpose of a power", "(X^k)^T -> (X^T)^k", "(X^2)^T", on=(Transpose,), guard=_arg_is(Power))
+def _transpose_power(e: Transpose) -> Expr:
+    return power(transpose(e.arg.base), e.arg.exponent)
 
 
 # ---------------------------------------------------------------- inverses and products
 
 
-@rule("inverse of an inverse", "inv(inv(A)) -> A", "inv(inv(X))", on=(Func,))
-def _inverse_inverse(e: Expr) -> Expr | None:
-    if isinstance(e, Func) and e.name == "inv" and isinstance(e.arg, Func) and e.arg.name == "inv":
-        return e.arg.arg
-    return None
+@rule("inverse of an inverse", "inv(inv(A)) -> A", "inv(inv(X))", on=("inv",), guard=_arg_is("inv"))
+def _inverse_inverse(e: Func) -> Expr:
+    return e.arg.arg
 
 
 @rule("inverse cancels", "A inv(A) -> I;  inv(A) A -> I", "X inv(X) Y", on=(MatMul,))
-def _inverse_cancels(e: Expr) -> Expr | None:
+def _inverse_cancels(e: MatMul) -> Expr | None:
     def pair(left: Expr, right: Expr) -> list[Expr] | None:
         if _is_inv_of(right, left) or _is_inv_of(left, right):
             return [ir.identity(left.shape[0])]
@@ -327,21 +353,18 @@ def _inverse_cancels(e: Expr) -> Expr | None:
 
 
 @rule("product of diagonal matrices", "diag(a) diag(b) -> diag(a .* b)", "diag(x) diag(y)", on=(MatMul,))
-def _diag_product(e: Expr) -> Expr | None:
+def _diag_product(e: MatMul) -> Expr | None:
     def pair(left: Expr, right: Expr) -> list[Expr] | None:
-        if all(isinstance(f, Func) and f.name == "diag" and ir.is_column(f.arg.shape) for f in (left, right)):
-            return [func("diag", hadamard(left.arg, right.arg))]  # type: ignore[attr-defined]
+        if all(_is_diag(f) and ir.is_column(f.arg.shape) for f in (left, right)):
+            return [func("diag", hadamard(left.arg, right.arg))]
         return None
 
     return _chain_rewrite(e, pair)
 
 
 @rule("repeated factor", "A A -> A^2;  A^p A^q -> A^(p + q)", "X X Y", on=(MatMul,))
-def _repeated_factor(e: Expr) -> Expr | None:
+def _repeated_factor(e: MatMul) -> Expr | None:
     # every run of one base is merged in a single pass, so that A A ... A (k times) costs O(k), not O(k^2)
-    if not isinstance(e, MatMul):
-        return None
-
     def base_exponent(f: Expr) -> tuple[Expr, Expr]:
         return (f.base, f.exponent) if isinstance(f, Power) else (f, ir.ONE)
 
@@ -361,7 +384,7 @@ def _repeated_factor(e: Expr) -> Expr | None:
 
 @rule("transposed quotient times its divisor", "b^T (a ./ b) -> sum(a);  (a ./ b)^T b -> sum(a)",
       "y^T (x ./ y)", on=(MatMul,))
-def _quotient_inner_product(e: Expr) -> Expr | None:
+def _quotient_inner_product(e: MatMul) -> Expr | None:
     def pair(left: Expr, right: Expr) -> list[Expr] | None:
         if isinstance(right, ElemDiv) and ir.is_column(right.shape) and left == transpose(right.denominator):
             return [func("sum", right.numerator)]
@@ -373,53 +396,47 @@ def _quotient_inner_product(e: Expr) -> Expr | None:
 
 
 @rule("diagonal matrix times a vector", "diag(a) b -> a .* b", "diag(x) y", on=(MatMul,))
-def _diag_times_vector(e: Expr) -> Expr | None:
+def _diag_times_vector(e: MatMul) -> Expr | None:
     def pair(left: Expr, right: Expr) -> list[Expr] | None:
-        if isinstance(left, Func) and left.name == "diag" and ir.is_column(left.arg.shape) \
-                and ir.is_column(right.shape):
+        if _is_diag(left) and ir.is_column(left.arg.shape) and ir.is_column(right.shape):
             return [hadamard(left.arg, right)]
         return None
 
     return _chain_rewrite(e, pair)
 
 
-@rule("diagonal of an outer product", "diag(a b^T) -> a .* b", "diag(x y^T)", on=(Func,))
-def _diag_outer(e: Expr) -> Expr | None:
-    if isinstance(e, Func) and e.name == "diag" and isinstance(e.arg, MatMul) and not ir.is_vector_shape(e.arg.shape):
+@rule("diagonal of an outer product", "diag(a b^T) -> a .* b", "diag(x y^T)", on=("diag",), guard=_arg_is(MatMul))
+def _diag_outer(e: Func) -> Expr | None:
+    if not ir.is_vector_shape(e.arg.shape):
         coefficient, scalars, chain = _split_product(e.arg)
         if len(chain) == 2 and ir.is_column(chain[0].shape) and chain[1].shape[0] == 1:
             return mul(Num(coefficient), *scalars, hadamard(chain[0], transpose(chain[1])))
     return None
 
 
-@rule("diagonal of a diagonal matrix", "diag(diag(v)) -> v for a vector v", "diag(diag(x))", on=(Func,))
-def _diag_diag(e: Expr) -> Expr | None:
-    if isinstance(e, Func) and e.name == "diag" and isinstance(e.arg, Func) and e.arg.name == "diag" \
-            and ir.is_column(e.arg.arg.shape):
-        return e.arg.arg
+@rule("diagonal of a diagonal matrix", "diag(diag(v)) -> v for a vector v", "diag(diag(x))", on=("diag",),
+      guard=_arg_is("diag"))
+def _diag_diag(e: Func) -> Expr | None:
+    return e.arg.arg if ir.is_column(e.arg.arg.shape) else None
+
+
+@rule("scalars out of diag", "diag(c A) -> c diag(A)", "diag(2 alpha x)", on=("diag",), guard=_arg_is(MatMul))
+def _diag_scalars_out(e: Func) -> Expr | None:
+    coefficient, scalars, chain = _split_product(e.arg)
+    if chain and (coefficient != 1 or scalars):
+        return mul(Num(coefficient), *scalars, func("diag", mul(*chain)))
     return None
 
 
-@rule("scalars out of diag", "diag(c A) -> c diag(A)", "diag(2 alpha x)", on=(Func,))
-def _diag_scalars_out(e: Expr) -> Expr | None:
-    if isinstance(e, Func) and e.name == "diag" and isinstance(e.arg, MatMul):
-        coefficient, scalars, chain = _split_product(e.arg)
-        if chain and (coefficient != 1 or scalars):
-            return mul(Num(coefficient), *scalars, func("diag", mul(*chain)))
-    return None
-
-
-@rule("diagonal of ones", "diag(vector(1)) -> I", "diag(vector(1)) A", on=(Func,))
-def _diag_ones(e: Expr) -> Expr | None:
-    if isinstance(e, Func) and e.name == "diag" and ir.is_ones(e.arg) and ir.is_column(e.arg.shape):
+@rule("diagonal of ones", "diag(vector(1)) -> I", "diag(vector(1)) A", on=("diag",))
+def _diag_ones(e: Func) -> Expr | None:
+    if ir.is_ones(e.arg) and ir.is_column(e.arg.shape):
         return ir.identity(e.arg.shape[0])
     return None
 
 
 @rule("ones times a vector", "vector(1)^T a -> sum(a);  a^T vector(1) -> sum(a)", "vector(1)^T x", on=(MatMul,))
-def _ones_times_vector(e: Expr) -> Expr | None:
-    if not isinstance(e, MatMul):
-        return None
+def _ones_times_vector(e: MatMul) -> Expr | None:
     coefficient, scalars, chain = _split_product(e)
     if len(chain) != 2 or e.shape != ir.SCALAR:
         return None
@@ -432,9 +449,7 @@ def _ones_times_vector(e: Expr) -> Expr | None:
 
 
 @rule("collect scalar powers", "a^p a^q -> a^(p + q)", "alpha^2 alpha^3 x", on=(MatMul,))
-def _collect_powers(e: Expr) -> Expr | None:
-    if not isinstance(e, MatMul):
-        return None
+def _collect_powers(e: MatMul) -> Expr | None:
     coefficient, scalars, chain = _split_product(e)
     bases: dict[Expr, list[Expr]] = {}
     for s in scalars:
@@ -448,16 +463,16 @@ def _collect_powers(e: Expr) -> Expr | None:
 
 
 @rule("power of a power", "(a^p)^q -> a^(p q) for a whole number q", "(alpha^2)^3", on=(Power,))
-def _power_of_power(e: Expr) -> Expr | None:
-    if isinstance(e, Power) and isinstance(e.base, Power) and e.is_scalar and isinstance(e.exponent, Num) \
+def _power_of_power(e: Power) -> Expr | None:
+    if isinstance(e.base, Power) and e.is_scalar and isinstance(e.exponent, Num) \
             and e.exponent.value.denominator == 1:
         return power(e.base.base, mul(e.base.exponent, e.exponent))
     return None
 
 
 @rule("power of a scalar product", "(c a)^k -> c^k a^k for a whole number k", "(2 alpha)^-1 x", on=(Power,))
-def _power_of_product(e: Expr) -> Expr | None:
-    if isinstance(e, Power) and e.is_scalar and isinstance(e.base, MatMul) and isinstance(e.exponent, Num) \
+def _power_of_product(e: Power) -> Expr | None:
+    if e.is_scalar and isinstance(e.base, MatMul) and isinstance(e.exponent, Num) \
             and e.exponent.value.denominator == 1:
         coefficient, scalars, chain = _split_product(e.base)
         parts = [*scalars, mul(*chain)] if chain else scalars
@@ -468,36 +483,30 @@ def _power_of_product(e: Expr) -> Expr | None:
 
 
 @rule("zeroth power", "a^0 -> 1", "alpha^0 x", on=(Power,))
-def _zeroth_power(e: Expr) -> Expr | None:
-    if isinstance(e, Power) and e.exponent == ir.ZERO and e.is_scalar:
+def _zeroth_power(e: Power) -> Expr | None:
+    if e.exponent == ir.ZERO and e.is_scalar:
         return ir.ONE
     return None
 
 
 @rule("sum of numbers", "2 + 3 -> 5 (also in constant fills)", "x + 1 + 2", on=(Add,))
-def _fold_constants(e: Expr) -> Expr | None:
-    if not isinstance(e, Add):
-        return None
+def _fold_constants(e: Add) -> Expr | None:
     constants = [t for t in e.terms if isinstance(t, Num | Fill)]
     if len(constants) < 2:
         return None
-    total = sum((t.value for t in constants), Fraction(0))  # type: ignore[attr-defined]
+    total = sum((t.value for t in constants), Fraction(0))
     others = [t for t in e.terms if not isinstance(t, Num | Fill)]
     return add(*others, ir.fill(total, e.shape)) if others else ir.fill(total, e.shape)
 
 
-@rule("trace of a scalar", "tr(a) -> a", "tr(x^T y)", on=(Func,))
-def _trace_scalar(e: Expr) -> Expr | None:
-    if isinstance(e, Func) and e.name in ("tr", "det") and e.arg.is_scalar:
-        return e.arg
-    return None
+@rule("trace of a scalar", "tr(a) -> a", "tr(x^T y)", on=("tr", "det"))
+def _trace_scalar(e: Func) -> Expr | None:
+    return e.arg if e.arg.is_scalar else None
 
 
-@rule("log of exp", "log(exp(u)) -> u", "log(exp(x))", on=(Func,))
-def _log_exp(e: Expr) -> Expr | None:
-    if isinstance(e, Func) and e.name == "log" and isinstance(e.arg, Func) and e.arg.name == "exp":
-        return e.arg.arg
-    return None
+@rule("log of exp", "log(exp(u)) -> u", "log(exp(x))", on=("log",), guard=_arg_is("exp"))
+def _log_exp(e: Func) -> Expr:
+    return e.arg.arg
 
 
 # ---------------------------------------------------------------- constants and sizes
@@ -510,35 +519,26 @@ def _entries(shape: ir.Shape) -> Expr:
     return mul(ir.size(shape[0]), ir.size(shape[1]))
 
 
-def _is_identity_or_fill(e: Expr) -> bool:
-    return isinstance(e, Identity | Fill)
-
-
 @rule("scalars out of a trace or sum", "tr(c A) -> c tr(A);  sum(c A) -> c sum(A)", "tr(alpha A) + sum(beta x)",
-      on=(Func,))
-def _trace_sum_scalars_out(e: Expr) -> Expr | None:
-    if isinstance(e, Func) and e.name in ("tr", "sum") and isinstance(e.arg, MatMul):
-        coefficient, scalars, chain = _split_product(e.arg)
-        if chain and (coefficient != 1 or scalars):
-            return mul(Num(coefficient), *scalars, func(e.name, mul(*chain)))
+      on=("tr", "sum"), guard=_arg_is(MatMul))
+def _trace_sum_scalars_out(e: Func) -> Expr | None:
+    coefficient, scalars, chain = _split_product(e.arg)
+    if chain and (coefficient != 1 or scalars):
+        return mul(Num(coefficient), *scalars, func(e.name, mul(*chain)))
     return None
 
 
 @rule("trace or sum of a constant", "tr(I) -> n;  sum(I) -> n;  tr(matrix(c)) -> c n;  sum(matrix(c)) -> c m n",
-      "tr(I) + sum(vector(2)) + x^T x", on=(Func,))
-def _trace_sum_constant(e: Expr) -> Expr | None:
-    if not (isinstance(e, Func) and e.name in ("tr", "sum") and _is_identity_or_fill(e.arg)):
-        return None
+      "tr(I) + sum(vector(2)) + x^T x", on=("tr", "sum"), guard=_arg_is(Identity, Fill))
+def _trace_sum_constant(e: Func) -> Expr:
     if isinstance(e.arg, Identity):
         return ir.size(e.arg.size)
     count = ir.size(e.arg.shape[0]) if e.name == "tr" else _entries(e.arg.shape)
-    return mul(Num(e.arg.value), count)  # type: ignore[attr-defined]
+    return mul(Num(e.arg.value), count)
 
 
-@rule("inverse of a scaled matrix", "inv(c A) -> inv(A) / c;  inv(I) -> I", "inv(alpha X)", on=(Func,))
-def _inverse_scaled(e: Expr) -> Expr | None:
-    if not (isinstance(e, Func) and e.name == "inv"):
-        return None
+@rule("inverse of a scaled matrix", "inv(c A) -> inv(A) / c;  inv(I) -> I", "inv(alpha X)", on=("inv",))
+def _inverse_scaled(e: Func) -> Expr | None:
     if isinstance(e.arg, Identity):
         return e.arg
     if isinstance(e.arg, MatMul):
@@ -549,32 +549,30 @@ def _inverse_scaled(e: Expr) -> Expr | None:
 
 
 @rule("determinant of a constant", "det(I) -> 1;  logdet(I) -> 0;  det(matrix(c)) -> 0", "det(I) + logdet(I) x^T x",
-      on=(Func,))
-def _determinant_constant(e: Expr) -> Expr | None:
-    if isinstance(e, Func) and e.name in ("det", "logdet") and isinstance(e.arg, Identity):
+      on=("det", "logdet"), guard=_arg_is(Identity, Fill))
+def _determinant_constant(e: Func) -> Expr | None:
+    if isinstance(e.arg, Identity):
         return ir.ONE if e.name == "det" else ir.ZERO
-    if isinstance(e, Func) and e.name == "det" and isinstance(e.arg, Fill):  # rank 1: every size is at least 2
+    if e.name == "det":  # of a fill: rank 1, and every size is at least 2
         return ir.ZERO
     return None
+
+
+# f(matrix(c)) of each function below, from c and the shape, as the statement of the rule below writes it
+_OF_A_CONSTANT: dict[str, Callable[[Fraction, ir.Shape], Expr]] = {
+    "logsumexp": lambda c, shape: add(Num(c), func("log", ir.size(shape[0]))),
+    "softmax": lambda c, shape: mul(ir.reciprocal(ir.size(shape[0])), ir.ones(shape)),
+    "norm2": lambda c, shape: mul(Num(abs(c)), func("sqrt", _entries(shape))),
+    "norm1": lambda c, shape: mul(Num(abs(c)), _entries(shape)),
+}
 
 
 @rule("functions of a constant vector",
       "logsumexp(vector(c)) -> c + log(n);  softmax(vector(c)) -> vector(1) / n;  "
       "norm2(matrix(c)) -> |c| sqrt(m n);  norm1(matrix(c)) -> |c| m n",
-      "logsumexp(vector(1)) + x^T x", on=(Func,))
-def _functions_of_constant(e: Expr) -> Expr | None:
-    if not (isinstance(e, Func) and isinstance(e.arg, Fill)):
-        return None
-    value, shape = e.arg.value, e.arg.shape
-    if e.name == "logsumexp":
-        return add(Num(value), func("log", ir.size(shape[0])))
-    if e.name == "softmax":
-        return mul(ir.reciprocal(ir.size(shape[0])), ir.ones(shape))
-    if e.name == "norm2":
-        return mul(Num(abs(value)), func("sqrt", _entries(shape)))
-    if e.name == "norm1":
-        return mul(Num(abs(value)), _entries(shape))
-    return None
+      "logsumexp(vector(1)) + x^T x", on=tuple(_OF_A_CONSTANT), guard=_arg_is(Fill))
+def _functions_of_constant(e: Func) -> Expr:
+    return _OF_A_CONSTANT[e.name](e.arg.value, e.arg.shape)
 
 
 _EXACT_VALUES: dict[tuple[str, Fraction], Fraction] = {
@@ -592,10 +590,8 @@ def _exact_value(name: str, value: Fraction) -> Fraction | None:
 
 
 @rule("element-wise function of a constant", "f(vector(c)) -> f(c) vector(1);  exp(0) -> 1, sign(-2) -> -1, ...",
-      "exp(vector(0)) + sin(vector(2)) + x", on=(Func,))
-def _elementwise_of_constant(e: Expr) -> Expr | None:
-    if not (isinstance(e, Func) and e.name in ELEMENTWISE and isinstance(e.arg, Num | Fill)):
-        return None
+      "exp(vector(0)) + sin(vector(2)) + x", on=tuple(sorted(ELEMENTWISE)), guard=_arg_is(Num, Fill))
+def _elementwise_of_constant(e: Func) -> Expr | None:
     exact = _exact_value(e.name, e.arg.value)
     if exact is not None:
         return ir.fill(exact, e.shape)
@@ -608,29 +604,26 @@ def _elementwise_of_constant(e: Expr) -> Expr | None:
 
 
 @rule("Hadamard product with a constant", "A .* vector(c) -> c A", "x .* vector(2)", on=(Hadamard,))
-def _hadamard_constant(e: Expr) -> Expr | None:
-    if isinstance(e, Hadamard):
-        constants = [f for f in e.factors if isinstance(f, Fill)]
-        if constants:
-            rest = [f for f in e.factors if not isinstance(f, Fill)]
-            scale = Fraction(1)
-            for c in constants:
-                scale *= c.value  # type: ignore[attr-defined]
-            return mul(Num(scale), hadamard(*rest)) if rest else ir.fill(scale, e.shape)
-    return None
+def _hadamard_constant(e: Hadamard) -> Expr | None:
+    constants = [f for f in e.factors if isinstance(f, Fill)]
+    if not constants:
+        return None
+    rest = [f for f in e.factors if not isinstance(f, Fill)]
+    scale = Fraction(1)
+    for c in constants:
+        scale *= c.value
+    return mul(Num(scale), hadamard(*rest)) if rest else ir.fill(scale, e.shape)
 
 
 @rule("division by a constant", "A ./ vector(c) -> (1/c) A", "x ./ vector(2)", on=(ElemDiv,))
-def _divide_constant(e: Expr) -> Expr | None:
-    if isinstance(e, ElemDiv) and isinstance(e.denominator, Fill) and e.denominator.value != 0:
+def _divide_constant(e: ElemDiv) -> Expr | None:
+    if isinstance(e.denominator, Fill) and e.denominator.value != 0:
         return mul(Num(1 / e.denominator.value), e.numerator)
     return None
 
 
 @rule("scalars out of a Hadamard product", "(c A) .* B -> c (A .* B)", "(2 alpha x) .* y", on=(Hadamard,))
-def _hadamard_scalars_out(e: Expr) -> Expr | None:
-    if not isinstance(e, Hadamard):
-        return None
+def _hadamard_scalars_out(e: Hadamard) -> Expr | None:
     pulled: list[Expr] = []
     factors = []
     for f in e.factors:
@@ -645,9 +638,7 @@ def _hadamard_scalars_out(e: Expr) -> Expr | None:
 
 @rule("scalars out of an element-wise quotient", "(c A) ./ (d B) -> (c/d) (A ./ B)", "(2 x) ./ (alpha y)",
       on=(ElemDiv,))
-def _quotient_scalars_out(e: Expr) -> Expr | None:
-    if not isinstance(e, ElemDiv):
-        return None
+def _quotient_scalars_out(e: ElemDiv) -> Expr | None:
     top_c, top_s, top_chain = _split_product(e.numerator)
     bottom_c, bottom_s, bottom_chain = _split_product(e.denominator)
     pull_top = isinstance(e.numerator, MatMul) and top_chain and (top_c != 1 or top_s)
@@ -665,9 +656,7 @@ def _quotient_scalars_out(e: Expr) -> Expr | None:
 
 
 @rule("quotient cancels", "(a ./ b) .* b -> a", "(x ./ y) .* y", on=(Hadamard,))
-def _quotient_cancels(e: Expr) -> Expr | None:
-    if not isinstance(e, Hadamard):
-        return None
+def _quotient_cancels(e: Hadamard) -> Expr | None:
     for i, f in enumerate(e.factors):
         if isinstance(f, ElemDiv) and f.denominator in e.factors:
             rest = list(e.factors[:i] + e.factors[i + 1 :])
@@ -677,8 +666,8 @@ def _quotient_cancels(e: Expr) -> Expr | None:
 
 
 @rule("constant over a divisor", "c (vector(v) ./ B) -> vector(c v) ./ B", "2 (1 ./ x)", on=(MatMul,))
-def _constant_quotient(e: Expr) -> Expr | None:
-    if isinstance(e, MatMul) and len(e.factors) == 2 and isinstance(e.factors[0], Num) \
+def _constant_quotient(e: MatMul) -> Expr | None:
+    if len(e.factors) == 2 and isinstance(e.factors[0], Num) \
             and isinstance(e.factors[1], ElemDiv) and isinstance(e.factors[1].numerator, Fill):
         quotient = e.factors[1]
         return elem_div(ir.fill(e.factors[0].value * quotient.numerator.value, quotient.shape), quotient.denominator)
@@ -686,9 +675,7 @@ def _constant_quotient(e: Expr) -> Expr | None:
 
 
 @rule("product with a reciprocal", "A .* (1 ./ B) -> A ./ B", "x .* (1 ./ y)", on=(Hadamard,))
-def _times_reciprocal(e: Expr) -> Expr | None:
-    if not isinstance(e, Hadamard):
-        return None
+def _times_reciprocal(e: Hadamard) -> Expr | None:
     for i, f in enumerate(e.factors):
         if isinstance(f, ElemDiv) and ir.is_ones(f.numerator):
             rest = e.factors[:i] + e.factors[i + 1 :]
@@ -702,35 +689,34 @@ def _is_exp_plus_one(denominator: Expr, u: Expr) -> bool:
 
 
 @rule("logistic sigmoid", "exp(u) ./ (exp(u) + 1) -> sigmoid(u)", "exp(x) ./ (exp(x) + 1)", on=(ElemDiv, MatMul))
-def _sigmoid(e: Expr) -> Expr | None:
-    if isinstance(e, ElemDiv) and isinstance(e.numerator, Func) and e.numerator.name == "exp" \
-            and _is_exp_plus_one(e.denominator, e.numerator.arg):
-        return func("sigmoid", e.numerator.arg)
+def _sigmoid(e: ElemDiv | MatMul) -> Expr | None:
     if isinstance(e, MatMul):  # the scalar form exp(u) (exp(u) + 1)^-1
         for index, f in enumerate(e.factors):
-            if isinstance(f, Func) and f.name == "exp":
+            if _is_exp(f):
                 reciprocal = ir.reciprocal(add(f, ir.ONE))
                 if reciprocal in e.factors:  # by position: equal factors may be one shared object
                     rest = [g for i, g in enumerate(e.factors) if i != index and g != reciprocal]
                     return mul(*rest, func("sigmoid", f.arg))
+        return None
+    if _is_exp(e.numerator) and _is_exp_plus_one(e.denominator, e.numerator.arg):
+        return func("sigmoid", e.numerator.arg)
     return None
 
 
-@rule("sum of a Hadamard product", "sum(a .* b) -> a^T b for vectors", "sum(x .* y)", on=(Func,))
-def _sum_hadamard(e: Expr) -> Expr | None:
-    if isinstance(e, Func) and e.name == "sum" and isinstance(e.arg, Hadamard) and ir.is_column(e.arg.shape):
-        first, *rest = e.arg.factors
-        return mul(transpose(first), hadamard(*rest))
-    return None
+@rule("sum of a Hadamard product", "sum(a .* b) -> a^T b for vectors", "sum(x .* y)", on=("sum",),
+      guard=_arg_is(Hadamard))
+def _sum_hadamard(e: Func) -> Expr | None:
+    if not ir.is_column(e.arg.shape):
+        return None
+    first, *rest = e.arg.factors
+    return mul(transpose(first), hadamard(*rest))
 
 
 # ---------------------------------------------------------------- sums
 
 
 @rule("like terms", "c1 T + c2 T -> (c1 + c2) T", "A x + 2 A x", on=(Add,))
-def _like_terms(e: Expr) -> Expr | None:
-    if not isinstance(e, Add):
-        return None
+def _like_terms(e: Add) -> Expr | None:
     parts = [_coefficient_and_body(term) for term in e.terms]
     keys = [commutative_key(body) for _, body in parts]
     if len(set(keys)) == len(keys):
@@ -741,7 +727,7 @@ def _like_terms(e: Expr) -> Expr | None:
     return add(*[mul(Num(c), body) for c, body in groups.values()])
 
 
-def _factor_side(e: Expr, side: int) -> Expr | None:
+def _factor_side(e: Add, side: int) -> Expr | None:
     """Factor the outermost chain factor (side -1: last, 0: first) shared by two or more terms.
 
     Every such group is factored in one pass, in the order of the terms, as rewriting one group at a
@@ -753,8 +739,6 @@ def _factor_side(e: Expr, side: int) -> Expr | None:
     rewrites of O(k) each. (On the left, the rest of a chain may start with a 1 x 1 block, which becomes
     a scalar and changes what the next step sees: one factor at a time.)
     """
-    if not isinstance(e, Add):
-        return None
     groups: dict[object, list[int]] = {}
     for index, term in enumerate(e.terms):
         chain = _product_parts(term)[2]
@@ -803,19 +787,17 @@ def _shared_run(chains: list[tuple[Expr, ...]]) -> int:
 
 
 @rule("common right factor", "A C + B C -> (A + B) C", "A x + B x", on=(Add,))
-def _factor_right(e: Expr) -> Expr | None:
+def _factor_right(e: Add) -> Expr | None:
     return _factor_side(e, -1)
 
 
 @rule("common left factor", "A B + A C -> A (B + C)", "A x + A y", on=(Add,))
-def _factor_left(e: Expr) -> Expr | None:
+def _factor_left(e: Add) -> Expr | None:
     return _factor_side(e, 0)
 
 
 @rule("common scalar factor", "c A - c B + D -> c (A - B) + D", "2 A x - 2 B y + z", on=(Add,))
-def _common_scalar(e: Expr) -> Expr | None:
-    if not isinstance(e, Add):
-        return None
+def _common_scalar(e: Add) -> Expr | None:
     candidates = [_cached_on(t, "_common_candidates", _common_candidates) for t in e.terms]
     holders: dict[Expr, list[int]] = {}  # factor -> the terms holding it: one pass, not one per term
     for j, held in enumerate(candidates):
@@ -852,26 +834,23 @@ def _common_candidates(term: Expr) -> tuple[Expr, ...]:
 
 
 @rule("transpose of a Kronecker product", "(A ⊗ B)^T -> A^T ⊗ B^T", "(A ⊗ B)^T", where="A, B: matrix(m, n)",
-      on=(Transpose,))
-def _transpose_kron(e: Expr) -> Expr | None:
-    if isinstance(e, Transpose) and isinstance(e.arg, Kron):
-        return ir.kron(*map(transpose, e.arg.factors))
-    return None
+      on=(Transpose,), guard=_arg_is(Kron))
+def _transpose_kron(e: Transpose) -> Expr:
+    return ir.kron(*map(transpose, e.arg.factors))
 
 
 @rule("inverse of a Kronecker product", "inv(A ⊗ B) -> inv(A) ⊗ inv(B)", "inv(X ⊗ Y)", where="X, Y: matrix(n, n)",
-      on=(Func,))
-def _inverse_kron(e: Expr) -> Expr | None:
-    if isinstance(e, Func) and e.name == "inv" and isinstance(e.arg, Kron) \
-            and all(f.shape[0] == f.shape[1] for f in e.arg.factors):
+      on=("inv",), guard=_arg_is(Kron))
+def _inverse_kron(e: Func) -> Expr | None:
+    if all(f.shape[0] == f.shape[1] for f in e.arg.factors):
         return ir.kron(*(func("inv", f) for f in e.arg.factors))
     return None
 
 
 @rule("scalars out of a Kronecker product", "(c A) ⊗ B -> c (A ⊗ B)", "(2 alpha A) ⊗ B", where="A, B: matrix(m, n)",
       on=(Kron,))
-def _kron_scalars_out(e: Expr) -> Expr | None:
-    if not isinstance(e, Kron) or not any(isinstance(f, MatMul) and f.factors[0].is_scalar for f in e.factors):
+def _kron_scalars_out(e: Kron) -> Expr | None:
+    if not any(isinstance(f, MatMul) and f.factors[0].is_scalar for f in e.factors):
         return None
     scalars: list[Expr] = []
     bare: list[Expr] = []
@@ -883,9 +862,7 @@ def _kron_scalars_out(e: Expr) -> Expr | None:
 
 
 @rule("Kronecker product of identities", "I ⊗ I -> I", "A ⊗ I ⊗ I", where="A: matrix(n, n)", on=(Kron,))
-def _kron_identities(e: Expr) -> Expr | None:
-    if not isinstance(e, Kron):
-        return None
+def _kron_identities(e: Kron) -> Expr | None:
     factors = list(e.factors)
     for i in range(len(factors) - 1):
         if isinstance(factors[i], Identity) and isinstance(factors[i + 1], Identity):
@@ -905,15 +882,15 @@ def _mixed_product(left: Expr, right: Expr) -> list[Expr] | None:
 
 @rule("mixed product", "(A ⊗ B) (C ⊗ D) -> (A C) ⊗ (B D)", "(A ⊗ B) (C ⊗ D)", where="A, B, C, D: matrix(n, n)",
       on=(MatMul,))
-def _kron_mixed_product(e: Expr) -> Expr | None:
-    if not isinstance(e, MatMul) or sum(isinstance(f, Kron) for f in e.factors) < 2:
+def _kron_mixed_product(e: MatMul) -> Expr | None:
+    if sum(isinstance(f, Kron) for f in e.factors) < 2:
         return None  # the usual product: no pair to look at
     return _chain_rewrite(e, _mixed_product)
 
 
-def _factor_kron(e: Expr, side: int) -> Expr | None:
+def _factor_kron(e: Add, side: int) -> Expr | None:
     """Terms c_i (A_i ⊗ C) sharing the factor C on one side (side -1: last, 0: first) -> (sum c_i A_i) ⊗ C."""
-    if not isinstance(e, Add) or sum(isinstance(t, Kron) or (isinstance(t, MatMul) and isinstance(t.factors[-1], Kron))
+    if sum(isinstance(t, Kron) or (isinstance(t, MatMul) and isinstance(t.factors[-1], Kron))
                                      for t in e.terms) < 2:
         return None  # the usual sum: fewer than two Kronecker terms
     groups: dict[int, list[int]] = {}
@@ -939,22 +916,22 @@ def _factor_kron(e: Expr, side: int) -> Expr | None:
 
 @rule("common right Kronecker factor", "A ⊗ C + B ⊗ C -> (A + B) ⊗ C", "A ⊗ X + B ⊗ X", where="A, B, X: matrix(n, n)",
       on=(Add,))
-def _kron_factor_right(e: Expr) -> Expr | None:
+def _kron_factor_right(e: Add) -> Expr | None:
     return _factor_kron(e, -1)
 
 
 @rule("common left Kronecker factor", "A ⊗ B + A ⊗ C -> A ⊗ (B + C)", "I ⊗ A + I ⊗ A^T", where="A: matrix(n, n)",
       on=(Add,))
-def _kron_factor_left(e: Expr) -> Expr | None:
+def _kron_factor_left(e: Add) -> Expr | None:
     return _factor_kron(e, 0)
 
 
 @rule("Kronecker product with a vector", "a^T ⊗ B -> B (a^T ⊗ I);  a ⊗ B -> (a ⊗ I) B",
       "x^T ⊗ (A + B)", where="A, B: matrix(n, n); x: vector(m)", on=(Kron,))
-def _kron_vector_out(e: Expr) -> Expr | None:
+def _kron_vector_out(e: Kron) -> Expr | None:
     """The matrix factor moves out of a Kronecker product with a vector, so that the linear layer's Jacobian
     x^T ⊗ I stands alone (the chain rule's form: (diag(s) - s s^T) (x^T ⊗ I), not a sum of two Kronecker forms)."""
-    if not isinstance(e, Kron) or len(e.factors) != 2 or isinstance(e.factors[1], Identity):
+    if len(e.factors) != 2 or isinstance(e.factors[1], Identity):
         return None
     vector, matrix = e.factors
     if vector.shape[0] == 1 and vector.shape[1] != 1:
@@ -964,12 +941,11 @@ def _kron_vector_out(e: Expr) -> Expr | None:
     return None
 
 
-@rule("vec of an outer product", "vec(a b^T) -> b ⊗ a", "vec(x y^T)", on=(Func,))
-def _vec_outer(e: Expr) -> Expr | None:
-    if isinstance(e, Func) and e.name == "vec" and isinstance(e.arg, MatMul):
-        coefficient, scalars, chain = _split_product(e.arg)
-        if len(chain) == 2 and ir.is_column(chain[0].shape) and chain[1].shape[0] == 1:
-            return mul(Num(coefficient), *scalars, ir.kron(transpose(chain[1]), chain[0]))
+@rule("vec of an outer product", "vec(a b^T) -> b ⊗ a", "vec(x y^T)", on=("vec",), guard=_arg_is(MatMul))
+def _vec_outer(e: Func) -> Expr | None:
+    coefficient, scalars, chain = _split_product(e.arg)
+    if len(chain) == 2 and ir.is_column(chain[0].shape) and chain[1].shape[0] == 1:
+        return mul(Num(coefficient), *scalars, ir.kron(transpose(chain[1]), chain[0]))
     return None
 
 
