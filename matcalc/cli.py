@@ -189,6 +189,7 @@ def _options_first(argv: list[str], parser: argparse.ArgumentParser,
 
 def _run_rules() -> int:
     from .calculus.differential import DIFFERENTIAL_RULES, ELEMENTWISE_RULES
+    from .calculus.index_form import INDEX_RULES
     from .calculus.jacobian import READING_RULES
     from .calculus.readers import ADJOINT_RULES, VEC_RULES
     from .rules.jacobian import DIAGONAL_FORMS, FACTOR_FORMS
@@ -207,6 +208,7 @@ def _run_rules() -> int:
         ("equal forms of a factor holding dx, for the Jacobian reader (matcalc/rules/jacobian.py):", FACTOR_FORMS, 52),
         ("diagonals as vectors, for the Jacobian reader (matcalc/rules/jacobian.py):", DIAGONAL_FORMS, 52),
         ("numerically stable forms, for evaluation and generated code (matcalc/rules/stable.py):", STABLE_FORMS, 28),
+        ("index-form rules, entry by entry (matcalc/calculus/index_form.py):", INDEX_RULES, 22),
     ]
     for heading, rules, width in tables:
         print(heading)

@@ -80,6 +80,7 @@ def test_help_shows_examples():
 
 def test_rules_lists_every_rule():
     from matcalc.calculus.differential import DIFFERENTIAL_RULES, ELEMENTWISE_RULES
+    from matcalc.calculus.index_form import INDEX_RULES
     from matcalc.calculus.jacobian import READING_RULES
     from matcalc.calculus.readers import ADJOINT_RULES, VEC_RULES
     from matcalc.rules.jacobian import DIAGONAL_FORMS, FACTOR_FORMS
@@ -88,7 +89,7 @@ def test_rules_lists_every_rule():
 
     listing = run("rules").stdout
     for rule in [*DIFFERENTIAL_RULES, *ELEMENTWISE_RULES.values(), *VEC_RULES, *ADJOINT_RULES, *SIMPLIFY_RULES,
-                 *READING_RULES, *FACTOR_FORMS, *DIAGONAL_FORMS, *STABLE_FORMS]:
+                 *READING_RULES, *FACTOR_FORMS, *DIAGONAL_FORMS, *STABLE_FORMS, *INDEX_RULES]:
         assert f"{rule.name} " in listing and rule.statement in listing, rule.name
 
 
