@@ -250,7 +250,7 @@ class ExpressionGenerator:
         return f"({self.positive(SCALAR, depth)})^{exponent}"
 
     def _number(self, shape: Shape, depth: int) -> str:
-        return self.number()
+        return self.choose.choice(["2", "3", "0.5", "1.5", "-1", "pi"])  # a number, or a named constant
 
     def _inverse(self, shape: Shape, depth: int) -> str:
         return f"inv({self.well_conditioned(shape[0], depth)})"

@@ -25,6 +25,7 @@ from typing import Any
 
 from ..calculus.spec import Result, axes_of
 from ..core import ir
+from ..core.constants import CONSTANTS
 from ..core.functions import FUNCTIONS
 from ..core.ir import (
     Add,
@@ -210,6 +211,8 @@ class _Emitter:
             return Code(text, not text.startswith("-"))
         if isinstance(e, Size):
             return Code(e.dim, True)
+        if isinstance(e, ir.Constant):
+            return Code(CONSTANTS[e.name].code.get(b.name, "{m}." + e.name).format(m=m), True)
         if isinstance(e, Fill):
             shape = f"({_dim(e.shape[0])}, {_dim(e.shape[1])})"
             return Code(b.constant.format(shape=shape, value=_number(e.value)), True)
