@@ -55,6 +55,9 @@ class FunctionSpec:
     # Generated code (codegen.py): a template per backend ("numpy", "jax", "torch") where {m} is the backend's
     # module (np, jnp, torch) and {a} the argument; a backend not listed writes {m}.<name>({a}).
     code: dict[str, str] = field(default_factory=dict)
+    # The source of `_<name>`, a function the generated code calls, per backend (NumPy has no softmax): written
+    # once, before the generated function, where its code uses it.
+    helpers: dict[str, str] = field(default_factory=dict)
 
 
 def _each(scalar: Callable[[Any], Callable[[Any], Any]]) -> Meaning:
@@ -144,6 +147,25 @@ def _diag_sympy(sp: Any, a: Any) -> Any:
     if a.cols == 1 or a.rows == 1:
         return sp.diag(*list(a))
     return sp.Matrix([[a[i, i]] for i in range(a.rows)])
+
+
+# ---------------------------------------------------------------- helpers of the generated code
+
+_SOFTMAX_NUMPY = '''def _softmax(a):
+    e = np.exp(a - np.max(a))
+    return e / np.sum(e)'''
+_LOGSUMEXP_NUMPY = '''def _logsumexp(a):
+    top = np.max(a)
+    return top + np.log(np.sum(np.exp(a - top)))'''
+_LOGDET_NUMPY = '''def _logdet(a):
+    sign, value = np.linalg.slogdet(a)
+    return value if sign > 0 else np.nan'''
+_LOGDET_JAX = '''def _logdet(a):
+    sign, value = jnp.linalg.slogdet(a)
+    return jnp.where(sign > 0, value, jnp.nan)'''
+_LOGDET_TORCH = '''def _logdet(a):
+    sign, value = torch.linalg.slogdet(a)
+    return torch.where(sign > 0, value, torch.full_like(value, float("nan")))'''
 
 
 _SPECS = [
@@ -253,6 +275,7 @@ _SPECS = [
     FunctionSpec("logdet", "square", "log(det(X)) of a square matrix (a scalar)", _logdet,
                  lambda sp, a: sp.Matrix([[sp.log(a.det(method="berkowitz"))]]), r"\log\det",
                  code={"numpy": "_logdet({a})", "jax": "_logdet({a})", "torch": "_logdet({a})"},
+                 helpers={"numpy": _LOGDET_NUMPY, "jax": _LOGDET_JAX, "torch": _LOGDET_TORCH},
                  **_differential("log-determinant", "d logdet(X) -> tr(inv(X) dX)",
                                  lambda e, du: ir.func("tr", ir.mul(ir.func("inv", e.arg), du)), ("logdet(X)", "X"))),
     FunctionSpec("inv", "square", "inverse of a square matrix", lambda np, a: np.linalg.inv(a),
@@ -263,14 +286,14 @@ _SPECS = [
     FunctionSpec("softmax", "vector", "exp(u) / sum(exp(u)) for a vector u", _softmax, _softmax_sympy,
                  r"\operatorname{softmax}", result="same",
                  code={"numpy": "_softmax({a})", "jax": "jax.nn.softmax({a}, axis=0)",
-                       "torch": "torch.softmax({a}, dim=0)"},
+                       "torch": "torch.softmax({a}, dim=0)"}, helpers={"numpy": _SOFTMAX_NUMPY},
                  **_differential("softmax", "d softmax(u) -> s .* du - s s^T du,  s = softmax(u)",
                                  lambda e, du: ir.sub(ir.hadamard(e, du), ir.mul(e, ir.transpose(e), du)),
                                  ("softmax(W x)", "x"))),
     FunctionSpec("logsumexp", "vector", "log(sum(exp(u))) for a vector u (a scalar)", _logsumexp,
                  lambda sp, a: sp.Matrix([[sp.log(sum(a.applyfunc(sp.exp)))]]), r"\operatorname{logsumexp}",
                  code={"numpy": "_logsumexp({a})", "jax": "jax.scipy.special.logsumexp({a})",
-                       "torch": "torch.logsumexp({a}.reshape(-1), dim=0)"},
+                       "torch": "torch.logsumexp({a}.reshape(-1), dim=0)"}, helpers={"numpy": _LOGSUMEXP_NUMPY},
                  **_differential("logsumexp", "d logsumexp(u) -> softmax(u)^T du",
                                  lambda e, du: ir.mul(ir.transpose(ir.func("softmax", e.arg)), du),
                                  ("logsumexp(W x)", "W"))),
