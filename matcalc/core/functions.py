@@ -19,6 +19,7 @@ is the size of a dimension, `mean(u)` is `sum(u) / size(u)`), so they have no me
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -70,11 +71,12 @@ Differential = Callable[[Expr, Expr], Expr]  # (u, du) -> d f(u) for an element-
 
 def _elementwise(name: str, meaning: str, numpy: Meaning, sympy: Callable[[Any], Callable[[Any], Any]],
                  latex: str, zero_preserving: bool = False, *, derivative: tuple[str, Differential],
-                 code: dict[str, str] | None = None) -> FunctionSpec:
+                 code: dict[str, str] | None = None, helpers: dict[str, str] | None = None) -> FunctionSpec:
     statement, of_argument = derivative
     return FunctionSpec(name, "elementwise", meaning, numpy, _each(sympy), latex, zero_preserving, result="same",
                         derivative=statement, differential=lambda e, du: of_argument(e.arg, du),  # type: ignore[attr-defined]
-                        cited_as="elementwise function", example=(f"{name}(0.5 x)", "x"), code=code or {})
+                        cited_as="elementwise function", example=(f"{name}(0.5 x)", "x"), code=code or {},
+                        helpers=helpers or {})
 
 
 def _square(u: Expr) -> Expr:
@@ -124,6 +126,11 @@ def _logdet(np: Any, a: Any) -> Any:
     return np.array([[logabs if sign > 0 else np.nan]])
 
 
+def _erf(np: Any, a: Any) -> Any:
+    """NumPy has no erf (and SciPy is not a dependency): math.erf, entry by entry, in float64."""
+    return np.vectorize(math.erf, otypes=[float])(a)
+
+
 def _diag_numpy(np: Any, a: Any) -> Any:
     if a.shape == (1, 1):
         return a
@@ -163,6 +170,9 @@ _LOGDET_NUMPY = '''def _logdet(a):
 _LOGDET_JAX = '''def _logdet(a):
     sign, value = jnp.linalg.slogdet(a)
     return jnp.where(sign > 0, value, jnp.nan)'''
+_ERF_NUMPY = '''def _erf(a):
+    from math import erf
+    return np.vectorize(erf, otypes=[float])(a)'''
 _LOGDET_TORCH = '''def _logdet(a):
     sign, value = torch.linalg.slogdet(a)
     return torch.where(sign > 0, value, torch.full_like(value, float("nan")))'''
@@ -240,6 +250,13 @@ _SPECS = [
                  r"\arctan", True,
                  derivative=("d arctan(u) -> du ./ (1 + u.^2)",
                              lambda u, du: ir.elem_div(du, ir.add(ir.ones(u.shape), _square(u))))),
+    _elementwise("erf", "error function (2 / sqrt(pi)) ∫_0^u e^(-t^2) dt, entry by entry", _erf, lambda sp: sp.erf,
+                 r"\operatorname{erf}", True,
+                 derivative=("d erf(u) -> 2 exp(-u.^2) .* du / sqrt(pi)",
+                             lambda u, du: ir.mul(ir.num(2), ir.reciprocal(ir.func("sqrt", ir.Constant("pi"))),
+                                                  ir.hadamard(ir.func("exp", ir.neg(_square(u))), du))),
+                 code={"numpy": "_erf({a})", "jax": "jax.scipy.special.erf({a})", "torch": "torch.erf({a})"},
+                 helpers={"numpy": _ERF_NUMPY}),
     FunctionSpec("sum", "scalar_of_matrix", "sum of all entries",
                  lambda np, a: np.array([[a.sum()]]), lambda sp, a: sp.Matrix([[sum(a)]]),
                  r"\operatorname{sum}", True,
