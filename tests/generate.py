@@ -29,7 +29,7 @@ SCALAR: Shape = (1, 1)
 
 # unbounded element-wise functions, and those needing a restricted argument
 FREE_FUNCTIONS = ("exp", "sin", "cos", "tanh", "sigmoid", "relu", "softplus", "abs", "sign", "step", "arctan",
-                  "erf")
+                  "erf", "gelu")
 POSITIVE_FUNCTIONS = ("log", "sqrt")
 HALF_FUNCTIONS = ("arcsin", "arccos", "tan")
 BOUNDED_FUNCTIONS = ("tanh", "sin", "cos")

@@ -1,7 +1,8 @@
-"""The functions added as one FunctionSpec entry each (core/functions.py), here erf: each derivative through them
+"""The functions added as one FunctionSpec entry each (core/functions.py), erf and gelu: each derivative through them
 matches central finite differences and is proven by SymPy with the exact function, prints and parses back to the
 same tree, and generated NumPy and JAX code (PyTorch where installed) computes what `evaluate` computes; the
-function's differential rule is in the rule tables, its NumPy meaning is right in both tails."""
+function's differential rule is in the rule tables, its NumPy meaning is right in both tails. gelu is the exact one,
+u Phi(u) through erf."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ if HAVE_JAX:
 
     jax.config.update("jax_enable_x64", True)
 
-NEW_FUNCTIONS = ["erf"]
+NEW_FUNCTIONS = ["erf", "gelu"]
 
 # (expression, variable, its derivative as printed, or None)
 CASES = [
@@ -40,6 +41,13 @@ CASES = [
     ("erf(W x)", "W", None),  # a 3rd-order tensor, in vec form
     ("norm2(erf(W x) - y)^2", "W", None),
     ("erf(erf(alpha) x)", "alpha", None),
+    ("gelu(x)", "x", "diag(0.5 (1 + erf(x / sqrt(2))) + (x .* exp(-0.5 x.^2)) / sqrt(2 pi))"),
+    ("gelu(alpha)", "alpha", "0.5 (1 + erf(alpha / sqrt(2))) + alpha exp(-0.5 alpha^2) / sqrt(2 pi)"),
+    ("sum(gelu(W x + b))", "W", None),
+    ("norm2(V gelu(W x) - y)^2", "W", None),  # a two-layer GELU network's loss
+    ("sum(gelu(X))", "X", "0.5 (1 + erf(X / sqrt(2))) + (X .* exp(-0.5 X.^2)) / sqrt(2 pi)"),
+    ("gelu(W x)", "W", None),
+    ("gelu(gelu(alpha) x)", "alpha", None),
 ]
 IDS = [f"d({e})/d{v}" for e, v, _ in CASES]
 
@@ -110,3 +118,35 @@ def test_erf_has_its_own_numpy_helper_in_generated_code():
     value, gradient = f(W=W, x=x)
     np.testing.assert_allclose(value, sum(math.erf(v) for v in W @ x), rtol=1e-14)
     np.testing.assert_allclose(gradient, np.outer(2 * np.exp(-(W @ x) ** 2) / math.sqrt(math.pi), x), rtol=1e-13)
+
+
+def test_gelu_in_numpy_is_u_phi_of_u_and_keeps_its_precision_far_in_the_negative_tail():
+    import sympy as sp
+
+    points = [-40.0, -12.0, -5.0, -1.0, -1e-8, 0.0, 1e-8, 0.5, 3.0, 40.0]
+    got = FUNCTIONS["gelu"].numpy(np, np.array([points]))[0]
+    u = sp.Symbol("u")
+    # 1 + erf(u / sqrt(2)) = erfc(-u / sqrt(2)), which SymPy evaluates without cancelling, to 50 digits
+    exact = [float((u * sp.erfc(-u / sp.sqrt(2)) / 2).subs(u, sp.Rational(v)).evalf(50)) for v in points]
+    np.testing.assert_allclose(got, exact, rtol=1e-13, atol=0)  # relative: 1 + erf would cancel to 0 below -8
+    assert got[1] < 0 and got[5] == 0.0 and got[-1] == 40.0  # gelu(-12) is -2.1e-32, not 0
+
+
+@pytest.mark.skipif(not HAVE_JAX, reason="jax is not installed")
+def test_gelu_is_jax_s_exact_gelu():
+    u = np.linspace(-6, 6, 25).reshape(-1, 1)
+    np.testing.assert_allclose(FUNCTIONS["gelu"].numpy(np, u), np.asarray(jax.nn.gelu(u, approximate=False)),
+                               rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.skipif(not HAVE_TORCH, reason="torch is not installed")
+def test_gelu_is_torch_s_exact_gelu():
+    import torch
+
+    u = np.linspace(-6, 6, 25).reshape(-1, 1)
+    np.testing.assert_allclose(FUNCTIONS["gelu"].numpy(np, u),
+                               torch.nn.functional.gelu(torch.as_tensor(u)).numpy(), rtol=1e-13, atol=1e-15)
+
+
+def test_gelu_prints_in_latex_as_an_operator():
+    assert r"\operatorname{gelu}\left(W \, x\right)" in matcalc.diff("sum(gelu(W x))", "W").latex()

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any, Literal
 
 from . import ir
@@ -87,6 +88,17 @@ def _one_minus(u: Expr) -> Expr:
     return ir.sub(ir.ones(u.shape), u)
 
 
+def _gelu_differential(u: Expr, du: Expr) -> Expr:
+    """d gelu(u) = (Phi(u) + u .* phi(u)) .* du: Phi(u) = (1 + erf(u / sqrt(2))) / 2 the normal distribution,
+    phi(u) = exp(-u.^2 / 2) / sqrt(2 pi) its density."""
+    half = ir.num(Fraction(1, 2))
+    distribution = ir.mul(half, ir.add(ir.ones(u.shape), ir.func("erf", ir.mul(u, ir.reciprocal(
+        ir.func("sqrt", ir.num(2)))))))
+    density = ir.mul(ir.reciprocal(ir.func("sqrt", ir.mul(ir.num(2), ir.Constant("pi")))),
+                     ir.func("exp", ir.neg(ir.mul(half, _square(u)))))
+    return ir.hadamard(ir.add(distribution, ir.hadamard(u, density)), du)
+
+
 def _differential(cited_as: str, statement: str, rule: Callable[[Expr, Expr], Expr],
                   example: tuple[str, str]) -> dict[str, Any]:
     """The differential fields of a FunctionSpec that is not element-wise."""
@@ -131,6 +143,11 @@ def _erf(np: Any, a: Any) -> Any:
     return np.vectorize(math.erf, otypes=[float])(a)
 
 
+def _gelu(np: Any, a: Any) -> Any:
+    """u Phi(u) with Phi(u) = erfc(-u / sqrt(2)) / 2: no 1 + erf(..) cancelling far in the negative tail."""
+    return a * np.vectorize(math.erfc, otypes=[float])(-a / math.sqrt(2.0)) / 2
+
+
 def _diag_numpy(np: Any, a: Any) -> Any:
     if a.shape == (1, 1):
         return a
@@ -173,6 +190,9 @@ _LOGDET_JAX = '''def _logdet(a):
 _ERF_NUMPY = '''def _erf(a):
     from math import erf
     return np.vectorize(erf, otypes=[float])(a)'''
+_GELU_NUMPY = '''def _gelu(a):
+    from math import erfc, sqrt
+    return a * np.vectorize(erfc, otypes=[float])(-a / sqrt(2.0)) / 2'''
 _LOGDET_TORCH = '''def _logdet(a):
     sign, value = torch.linalg.slogdet(a)
     return torch.where(sign > 0, value, torch.full_like(value, float("nan")))'''
@@ -257,6 +277,14 @@ _SPECS = [
                                                   ir.hadamard(ir.func("exp", ir.neg(_square(u))), du))),
                  code={"numpy": "_erf({a})", "jax": "jax.scipy.special.erf({a})", "torch": "torch.erf({a})"},
                  helpers={"numpy": _ERF_NUMPY}),
+    # the exact GELU, through erf (not the tanh approximation)
+    _elementwise("gelu", "Gaussian error linear unit u Phi(u) = u (1 + erf(u / sqrt(2))) / 2, entry by entry", _gelu,
+                 lambda sp: (lambda v: v * (1 + sp.erf(v / sp.sqrt(2))) / 2), r"\operatorname{gelu}", True,
+                 derivative=("d gelu(u) -> ((1 + erf(u / sqrt(2))) / 2 + u .* exp(-u.^2 / 2) / sqrt(2 pi)) .* du",
+                             _gelu_differential),
+                 code={"numpy": "_gelu({a})", "jax": "jax.nn.gelu({a}, approximate=False)",
+                       "torch": "torch.nn.functional.gelu({a})"},
+                 helpers={"numpy": _GELU_NUMPY}),
     FunctionSpec("sum", "scalar_of_matrix", "sum of all entries",
                  lambda np, a: np.array([[a.sum()]]), lambda sp, a: sp.Matrix([[sum(a)]]),
                  r"\operatorname{sum}", True,
