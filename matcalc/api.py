@@ -312,8 +312,10 @@ def _with_dimensions(where: Declarations, exprs: list[Expr]) -> Declarations:
 def _check_variable_name(wrt: object) -> str:
     if not isinstance(wrt, str) or not _NAME.match(wrt):
         raise ParseError(f"not a variable name: {wrt!r}")
-    if wrt in ("I", "eye"):
+    if wrt in ir.IDENTITY_NAMES:
         raise ParseError(f"'{wrt}' is the identity matrix, not a variable")
+    if wrt in ir.RESERVED_NAMES:
+        raise ParseError(f"'{wrt}' is a constant, not a variable")
     return wrt
 
 

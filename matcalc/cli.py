@@ -43,16 +43,17 @@ decide within --timeout seconds, 1 internal error.
 
 
 def _language_summary() -> str:
-    """The language in one paragraph, its functions listed from the one table of functions."""
+    """The language in one paragraph, its functions and named constants listed from their tables."""
+    from .core.constants import CONSTANTS
     from .core.functions import FUNCTIONS
 
     sizes = [name for name, spec in FUNCTIONS.items() if spec.kind == "lowered" and name != "mean"]
     functions = [name for name in FUNCTIONS if name not in sizes]
     text = (f"language: products by juxtaposition or *, transpose ^T ' or ᵀ, powers ^k, element-wise .* ./ .^ "
             f"(or ⊙ ⊘), functions {' '.join(functions)}, sizes {' '.join(sizes)} (and a declared dimension's "
-            f"name, n), constants vector(c) matrix(c) I eye. Capitals are matrices, Greek names scalars, other "
-            f'names vectors; override with --where "c: scalar; X: matrix(m, n); y: vector(m); S: symmetric; '
-            f'n: dim". Reference: docs/language.md.')
+            f"name, n), constants vector(c) matrix(c) I eye {' '.join(CONSTANTS)}. Capitals are matrices, Greek "
+            f'names scalars, other names vectors; override with --where "c: scalar; X: matrix(m, n); y: vector(m); '
+            f'S: symmetric; n: dim". Reference: docs/language.md.')
     return textwrap.fill(text, width=100, break_on_hyphens=False, break_long_words=False)
 
 

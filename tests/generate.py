@@ -28,7 +28,8 @@ Shape = tuple[Dim, Dim]
 SCALAR: Shape = (1, 1)
 
 # unbounded element-wise functions, and those needing a restricted argument
-FREE_FUNCTIONS = ("exp", "sin", "cos", "tanh", "sigmoid", "relu", "softplus", "abs", "sign", "step", "arctan")
+FREE_FUNCTIONS = ("exp", "sin", "cos", "tanh", "sigmoid", "relu", "softplus", "abs", "sign", "step", "arctan",
+                  "erf", "gelu")
 POSITIVE_FUNCTIONS = ("log", "sqrt")
 HALF_FUNCTIONS = ("arcsin", "arccos", "tan")
 BOUNDED_FUNCTIONS = ("tanh", "sin", "cos")
@@ -250,7 +251,7 @@ class ExpressionGenerator:
         return f"({self.positive(SCALAR, depth)})^{exponent}"
 
     def _number(self, shape: Shape, depth: int) -> str:
-        return self.number()
+        return self.choose.choice(["2", "3", "0.5", "1.5", "-1", "pi"])  # a number, or a named constant
 
     def _inverse(self, shape: Shape, depth: int) -> str:
         return f"inv({self.well_conditioned(shape[0], depth)})"

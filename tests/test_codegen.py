@@ -61,6 +61,21 @@ def call(f, values: dict):
     return f(**{python_name(name): value for name, value in values.items() if python_name(name) in wanted})
 
 
+INSTALLED_BACKENDS = ["numpy", *(["jax"] if HAVE_JAX else []), *(["torch"] if HAVE_TORCH else [])]
+
+
+def generated_value(d: matcalc.Derivative, backend_name: str, values: dict) -> np.ndarray:
+    """What the code generated for d computes at `values`: JAX's under jit, torch's on tensors."""
+    f = d.compile(backend_name)
+    if backend_name == "torch":
+        import torch
+
+        return call(f, {k: torch.as_tensor(np.asarray(v, dtype=float)) for k, v in values.items()}).numpy()
+    if backend_name == "jax":
+        return np.asarray(call(jax.jit(f), values))
+    return call(f, values)
+
+
 @pytest.mark.parametrize(("expr", "var", "where", "hessian"), ACCEPTANCE,
                          ids=[f"{'H' if h else 'd'}({e})/d{v}" for e, v, _, h in ACCEPTANCE])
 def test_generated_numpy_computes_what_evaluate_computes(expr, var, where, hessian):

@@ -100,3 +100,13 @@ def test_the_cli_help_lists_every_function():
     listed = re.search(r"functions (.*?), sizes (.*?) \(", " ".join(EXAMPLES.split()))
     assert listed is not None
     assert sorted(listed.group(1).split() + listed.group(2).split()) == sorted(FUNCTIONS)
+
+
+def test_each_helper_of_generated_code_is_its_functions_own():
+    for spec in IR_SPECS:
+        for backend, source in spec.helpers.items():
+            assert backend in ("numpy", "jax", "torch"), spec.name
+            assert source.startswith(f"def _{spec.name}(a):\n"), spec.name
+        for backend, template in spec.code.items():  # a helper the code calls is the spec's, for that backend
+            called = set(re.findall(r"\b(_\w+)\(", template))
+            assert called <= ({f"_{spec.name}"} if backend in spec.helpers else set()), (spec.name, backend)

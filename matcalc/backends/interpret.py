@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from ..calculus.spec import DerivativeSpec, Result
 from ..core import ir
+from ..core.constants import CONSTANTS
 from ..core.errors import EvaluationError, ParseError, abbreviate
 from ..core.functions import FUNCTIONS
 from ..core.ir import (
@@ -45,6 +46,7 @@ from ..rules.strategy import normalize
 
 class Backend(Protocol):
     def constant(self, value: Fraction, rows: int, cols: int) -> Any: ...
+    def named_constant(self, name: str) -> Any: ...  # pi, as 1 x 1 (constants.CONSTANTS)
     def identity(self, size: int) -> Any: ...
     def matmul(self, a: Any, b: Any) -> Any: ...
     def scale(self, scalar: Any, a: Any) -> Any: ...
@@ -148,6 +150,8 @@ def interpret(e: Expr, values: dict[str, Any], sizes: dict[str, int], backend: B
             return backend.identity(size(node.size))
         if isinstance(node, Size):
             return backend.constant(Fraction(size(node.dim)), 1, 1)
+        if isinstance(node, ir.Constant):
+            return backend.named_constant(node.name)
         if isinstance(node, ir.Commutation):
             return backend.commutation(size(node.rows), size(node.cols))
         raise EvaluationError(f"cannot evaluate {node} (a {type(node).__name__})")
@@ -301,6 +305,9 @@ class NumpyBackend:
             raise EvaluationError(f"a constant of {_magnitude(value)} in this expression is beyond the range of "
                                   f"float64 (about {FLOAT_MAX:.1e}): it cannot be evaluated numerically") from None
         return self.np.full((rows, cols), number)
+
+    def named_constant(self, name: str) -> Any:
+        return self.np.full((1, 1), CONSTANTS[name].value)
 
     def identity(self, size: int) -> Any:
         return self.np.eye(size)

@@ -25,6 +25,7 @@ from typing import Any
 
 from ..calculus.spec import Result, axes_of
 from ..core import ir
+from ..core.constants import CONSTANTS
 from ..core.functions import FUNCTIONS
 from ..core.ir import (
     Add,
@@ -61,39 +62,31 @@ class Backend:
     matrix_power: str  # {a}, {k}
 
 
-_NUMPY_HELPERS = {
-    "_softmax": '''def _softmax(a):
-    e = np.exp(a - np.max(a))
-    return e / np.sum(e)''',
-    "_logsumexp": '''def _logsumexp(a):
-    top = np.max(a)
-    return top + np.log(np.sum(np.exp(a - top)))''',
-    "_logdet": '''def _logdet(a):
-    sign, value = np.linalg.slogdet(a)
-    return value if sign > 0 else np.nan''',
+def _with_function_helpers(backend_name: str, helpers: dict[str, str]) -> dict[str, str]:
+    """The helpers the generated code may call, by name: the nodes' (below), and each function's `_<name>`, which
+    its FunctionSpec writes (functions.py: a NumPy softmax, a logdet that is nan off its domain)."""
+    found = {f"_{spec.name}": spec.helpers[backend_name] for spec in FUNCTIONS.values() if backend_name in spec.helpers}
+    return {**found, **helpers}
+
+
+_NUMPY_HELPERS = _with_function_helpers("numpy", {
     "_commutation": '''def _commutation(m, n):
     return np.eye(m * n)[[i + m * j for i in range(m) for j in range(n)]]''',
     "_reshape_f": '''def _reshape_f(a, shape):
     return np.reshape(a, shape, order="F")''',
-}
-_JAX_HELPERS = {
-    "_logdet": '''def _logdet(a):
-    sign, value = jnp.linalg.slogdet(a)
-    return jnp.where(sign > 0, value, jnp.nan)''',
+})
+_JAX_HELPERS = _with_function_helpers("jax", {
     "_commutation": '''def _commutation(m, n):
     return jnp.eye(m * n)[jnp.array([i + m * j for i in range(m) for j in range(n)])]''',
     "_reshape_f": '''def _reshape_f(a, shape):
     return jnp.reshape(a, shape, order="F")''',
-}
-_TORCH_HELPERS = {
-    "_logdet": '''def _logdet(a):
-    sign, value = torch.linalg.slogdet(a)
-    return torch.where(sign > 0, value, torch.full_like(value, float("nan")))''',
+})
+_TORCH_HELPERS = _with_function_helpers("torch", {
     "_commutation": '''def _commutation(m, n, like):
     return torch.eye(m * n, dtype=like.dtype, device=like.device)[[i + m * j for i in range(m) for j in range(n)]]''',
     "_reshape_f": '''def _reshape_f(a, shape):
     return a.T.reshape(tuple(reversed(shape))).permute(*reversed(range(len(shape))))''',
-}
+})
 
 BACKENDS: dict[str, Backend] = {
     "numpy": Backend("numpy", "np", "import numpy as np", "\n\n\n".join(_NUMPY_HELPERS.values()),
@@ -210,6 +203,8 @@ class _Emitter:
             return Code(text, not text.startswith("-"))
         if isinstance(e, Size):
             return Code(e.dim, True)
+        if isinstance(e, ir.Constant):
+            return Code(CONSTANTS[e.name].code.get(b.name, "{m}." + e.name).format(m=m), True)
         if isinstance(e, Fill):
             shape = f"({_dim(e.shape[0])}, {_dim(e.shape[1])})"
             return Code(b.constant.format(shape=shape, value=_number(e.value)), True)

@@ -27,6 +27,7 @@ from typing import Any
 
 from ..calculus.spec import DerivativeSpec, Kind
 from ..core import ir
+from ..core.constants import CONSTANTS
 from ..core.functions import FUNCTIONS
 from ..core.ir import Expr, Var, dimensions, variables
 from .interpret import interpret
@@ -40,6 +41,9 @@ class SympyBackend:
 
     def constant(self, value: Fraction, rows: int, cols: int) -> Any:
         return self.sp.Matrix(rows, cols, lambda i, j: self.sp.Rational(value.numerator, value.denominator))
+
+    def named_constant(self, name: str) -> Any:
+        return self.sp.Matrix([[CONSTANTS[name].sympy(self.sp)]])
 
     def identity(self, size: int) -> Any:
         return self.sp.eye(size)

@@ -173,7 +173,7 @@ def _leaf_differential(e: Expr, variable: Var) -> Expr | None:
     """Leaves: dX for the variable, 0 for every other leaf."""
     if isinstance(e, Var):
         return Differential(variable) if e.name == variable.name else ir.zeros(e.shape)
-    if isinstance(e, Num | Fill | Identity | ir.Size | ir.Commutation):
+    if isinstance(e, Num | Fill | Identity | ir.Size | ir.Commutation | ir.Constant):
         return ir.zeros(e.shape)
     return None
 

@@ -19,8 +19,10 @@ is the size of a dimension, `mean(u)` is `sum(u) / size(u)`), so they have no me
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any, Literal
 
 from . import ir
@@ -55,6 +57,9 @@ class FunctionSpec:
     # Generated code (codegen.py): a template per backend ("numpy", "jax", "torch") where {m} is the backend's
     # module (np, jnp, torch) and {a} the argument; a backend not listed writes {m}.<name>({a}).
     code: dict[str, str] = field(default_factory=dict)
+    # The source of `_<name>`, a function the generated code calls, per backend (NumPy has no softmax): written
+    # once, before the generated function, where its code uses it.
+    helpers: dict[str, str] = field(default_factory=dict)
 
 
 def _each(scalar: Callable[[Any], Callable[[Any], Any]]) -> Meaning:
@@ -67,11 +72,12 @@ Differential = Callable[[Expr, Expr], Expr]  # (u, du) -> d f(u) for an element-
 
 def _elementwise(name: str, meaning: str, numpy: Meaning, sympy: Callable[[Any], Callable[[Any], Any]],
                  latex: str, zero_preserving: bool = False, *, derivative: tuple[str, Differential],
-                 code: dict[str, str] | None = None) -> FunctionSpec:
+                 code: dict[str, str] | None = None, helpers: dict[str, str] | None = None) -> FunctionSpec:
     statement, of_argument = derivative
     return FunctionSpec(name, "elementwise", meaning, numpy, _each(sympy), latex, zero_preserving, result="same",
                         derivative=statement, differential=lambda e, du: of_argument(e.arg, du),  # type: ignore[attr-defined]
-                        cited_as="elementwise function", example=(f"{name}(0.5 x)", "x"), code=code or {})
+                        cited_as="elementwise function", example=(f"{name}(0.5 x)", "x"), code=code or {},
+                        helpers=helpers or {})
 
 
 def _square(u: Expr) -> Expr:
@@ -80,6 +86,17 @@ def _square(u: Expr) -> Expr:
 
 def _one_minus(u: Expr) -> Expr:
     return ir.sub(ir.ones(u.shape), u)
+
+
+def _gelu_differential(u: Expr, du: Expr) -> Expr:
+    """d gelu(u) = (Phi(u) + u .* phi(u)) .* du: Phi(u) = (1 + erf(u / sqrt(2))) / 2 the normal distribution,
+    phi(u) = exp(-u.^2 / 2) / sqrt(2 pi) its density."""
+    half = ir.num(Fraction(1, 2))
+    distribution = ir.mul(half, ir.add(ir.ones(u.shape), ir.func("erf", ir.mul(u, ir.reciprocal(
+        ir.func("sqrt", ir.num(2)))))))
+    density = ir.mul(ir.reciprocal(ir.func("sqrt", ir.mul(ir.num(2), ir.Constant("pi")))),
+                     ir.func("exp", ir.neg(ir.mul(half, _square(u)))))
+    return ir.hadamard(ir.add(distribution, ir.hadamard(u, density)), du)
 
 
 def _differential(cited_as: str, statement: str, rule: Callable[[Expr, Expr], Expr],
@@ -121,6 +138,16 @@ def _logdet(np: Any, a: Any) -> Any:
     return np.array([[logabs if sign > 0 else np.nan]])
 
 
+def _erf(np: Any, a: Any) -> Any:
+    """NumPy has no erf (and SciPy is not a dependency): math.erf, entry by entry, in float64."""
+    return np.vectorize(math.erf, otypes=[float])(a)
+
+
+def _gelu(np: Any, a: Any) -> Any:
+    """u Phi(u) with Phi(u) = erfc(-u / sqrt(2)) / 2: no 1 + erf(..) cancelling far in the negative tail."""
+    return a * np.vectorize(math.erfc, otypes=[float])(-a / math.sqrt(2.0)) / 2
+
+
 def _diag_numpy(np: Any, a: Any) -> Any:
     if a.shape == (1, 1):
         return a
@@ -144,6 +171,31 @@ def _diag_sympy(sp: Any, a: Any) -> Any:
     if a.cols == 1 or a.rows == 1:
         return sp.diag(*list(a))
     return sp.Matrix([[a[i, i]] for i in range(a.rows)])
+
+
+# ---------------------------------------------------------------- helpers of the generated code
+
+_SOFTMAX_NUMPY = '''def _softmax(a):
+    e = np.exp(a - np.max(a))
+    return e / np.sum(e)'''
+_LOGSUMEXP_NUMPY = '''def _logsumexp(a):
+    top = np.max(a)
+    return top + np.log(np.sum(np.exp(a - top)))'''
+_LOGDET_NUMPY = '''def _logdet(a):
+    sign, value = np.linalg.slogdet(a)
+    return value if sign > 0 else np.nan'''
+_LOGDET_JAX = '''def _logdet(a):
+    sign, value = jnp.linalg.slogdet(a)
+    return jnp.where(sign > 0, value, jnp.nan)'''
+_ERF_NUMPY = '''def _erf(a):
+    from math import erf
+    return np.vectorize(erf, otypes=[float])(a)'''
+_GELU_NUMPY = '''def _gelu(a):
+    from math import erfc, sqrt
+    return a * np.vectorize(erfc, otypes=[float])(-a / sqrt(2.0)) / 2'''
+_LOGDET_TORCH = '''def _logdet(a):
+    sign, value = torch.linalg.slogdet(a)
+    return torch.where(sign > 0, value, torch.full_like(value, float("nan")))'''
 
 
 _SPECS = [
@@ -218,6 +270,21 @@ _SPECS = [
                  r"\arctan", True,
                  derivative=("d arctan(u) -> du ./ (1 + u.^2)",
                              lambda u, du: ir.elem_div(du, ir.add(ir.ones(u.shape), _square(u))))),
+    _elementwise("erf", "error function (2 / sqrt(pi)) ∫_0^u e^(-t^2) dt, entry by entry", _erf, lambda sp: sp.erf,
+                 r"\operatorname{erf}", True,
+                 derivative=("d erf(u) -> 2 exp(-u.^2) .* du / sqrt(pi)",
+                             lambda u, du: ir.mul(ir.num(2), ir.reciprocal(ir.func("sqrt", ir.Constant("pi"))),
+                                                  ir.hadamard(ir.func("exp", ir.neg(_square(u))), du))),
+                 code={"numpy": "_erf({a})", "jax": "jax.scipy.special.erf({a})", "torch": "torch.erf({a})"},
+                 helpers={"numpy": _ERF_NUMPY}),
+    # the exact GELU, through erf (not the tanh approximation)
+    _elementwise("gelu", "Gaussian error linear unit u Phi(u) = u (1 + erf(u / sqrt(2))) / 2, entry by entry", _gelu,
+                 lambda sp: (lambda v: v * (1 + sp.erf(v / sp.sqrt(2))) / 2), r"\operatorname{gelu}", True,
+                 derivative=("d gelu(u) -> ((1 + erf(u / sqrt(2))) / 2 + u .* exp(-u.^2 / 2) / sqrt(2 pi)) .* du",
+                             _gelu_differential),
+                 code={"numpy": "_gelu({a})", "jax": "jax.nn.gelu({a}, approximate=False)",
+                       "torch": "torch.nn.functional.gelu({a})"},
+                 helpers={"numpy": _GELU_NUMPY}),
     FunctionSpec("sum", "scalar_of_matrix", "sum of all entries",
                  lambda np, a: np.array([[a.sum()]]), lambda sp, a: sp.Matrix([[sum(a)]]),
                  r"\operatorname{sum}", True,
@@ -253,6 +320,7 @@ _SPECS = [
     FunctionSpec("logdet", "square", "log(det(X)) of a square matrix (a scalar)", _logdet,
                  lambda sp, a: sp.Matrix([[sp.log(a.det(method="berkowitz"))]]), r"\log\det",
                  code={"numpy": "_logdet({a})", "jax": "_logdet({a})", "torch": "_logdet({a})"},
+                 helpers={"numpy": _LOGDET_NUMPY, "jax": _LOGDET_JAX, "torch": _LOGDET_TORCH},
                  **_differential("log-determinant", "d logdet(X) -> tr(inv(X) dX)",
                                  lambda e, du: ir.func("tr", ir.mul(ir.func("inv", e.arg), du)), ("logdet(X)", "X"))),
     FunctionSpec("inv", "square", "inverse of a square matrix", lambda np, a: np.linalg.inv(a),
@@ -263,14 +331,14 @@ _SPECS = [
     FunctionSpec("softmax", "vector", "exp(u) / sum(exp(u)) for a vector u", _softmax, _softmax_sympy,
                  r"\operatorname{softmax}", result="same",
                  code={"numpy": "_softmax({a})", "jax": "jax.nn.softmax({a}, axis=0)",
-                       "torch": "torch.softmax({a}, dim=0)"},
+                       "torch": "torch.softmax({a}, dim=0)"}, helpers={"numpy": _SOFTMAX_NUMPY},
                  **_differential("softmax", "d softmax(u) -> s .* du - s s^T du,  s = softmax(u)",
                                  lambda e, du: ir.sub(ir.hadamard(e, du), ir.mul(e, ir.transpose(e), du)),
                                  ("softmax(W x)", "x"))),
     FunctionSpec("logsumexp", "vector", "log(sum(exp(u))) for a vector u (a scalar)", _logsumexp,
                  lambda sp, a: sp.Matrix([[sp.log(sum(a.applyfunc(sp.exp)))]]), r"\operatorname{logsumexp}",
                  code={"numpy": "_logsumexp({a})", "jax": "jax.scipy.special.logsumexp({a})",
-                       "torch": "torch.logsumexp({a}.reshape(-1), dim=0)"},
+                       "torch": "torch.logsumexp({a}.reshape(-1), dim=0)"}, helpers={"numpy": _LOGSUMEXP_NUMPY},
                  **_differential("logsumexp", "d logsumexp(u) -> softmax(u)^T du",
                                  lambda e, du: ir.mul(ir.transpose(ir.func("softmax", e.arg)), du),
                                  ("logsumexp(W x)", "W"))),

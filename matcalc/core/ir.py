@@ -22,6 +22,8 @@ from operator import attrgetter
 from typing import ClassVar, Protocol, TypeVar
 from weakref import WeakValueDictionary
 
+from .constants import CONSTANTS
+
 T = TypeVar("T")
 _INTERNED: WeakValueDictionary[tuple, Expr] = WeakValueDictionary()
 # The most recently built nodes stay alive, with what is cached on them (simplified forms, keys, shapes), so that
@@ -143,7 +145,9 @@ class Expr(metaclass=_Interned):
 # str(e) is the input language's text; the printer lives in render/text.py, which installs itself here when it
 # is imported (matcalc's import does), so that core imports nothing above it.
 TEXT_PRINTER: list[Callable[[Expr], str]] = [lambda e: f"<{type(e).__name__}>"]
-RESERVED_NAMES = frozenset({"I", "eye"})  # the identity's names: never a variable's, nor a printed definition's
+IDENTITY_NAMES = frozenset({"I", "eye"})
+# The identity's names and the named constants' (pi): never a variable's, a declaration's, nor a definition's.
+RESERVED_NAMES = IDENTITY_NAMES | frozenset(CONSTANTS)
 
 
 def _hash_part(value: object) -> object:
@@ -286,6 +290,16 @@ class Commutation(Expr):
     def _compute_shape(self) -> Shape:
         size = dim_product(self.rows, self.cols)
         return (size, size)
+
+
+@node
+class Constant(Expr):
+    """A named real constant of constants.CONSTANTS (pi): a scalar leaf, whose meanings each stage reads there."""
+
+    name: str
+
+    def _compute_shape(self) -> Shape:
+        return SCALAR
 
 
 @node

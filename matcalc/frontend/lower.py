@@ -75,6 +75,8 @@ def _convert(node: Typed, args: list[ir.Expr], names: Naming) -> ir.Expr:
     if op == "var":
         name, symmetric = node.payload  # type: ignore[misc]
         return ir.Var(name, shape(node, names), symmetric)
+    if op == "constant":
+        return ir.Constant(node.payload)  # type: ignore[arg-type]
     if op == "identity":
         return ir.identity(dimension(node.shape[0], names))
     if op == "size":

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..core import ir
+from ..core.constants import CONSTANTS
 from ..core.errors import DeclarationError, ParseError
 from ..core.functions import FUNCTIONS
 
@@ -305,10 +306,17 @@ def program_error(text: str, position: int, problem: str) -> ParseError:
 _DEFINED_NAME = re.compile(r"(?:^|;)[ \t\f\r\n]*([A-Za-z_\u0370-\u03ff][A-Za-z0-9_\u0370-\u03ff]*)[ \t\f\r\n]*=")
 
 
+def reserved_because(name: str) -> str:
+    """What a reserved name (ir.RESERVED_NAMES) stands for, as an error says it."""
+    if name in CONSTANTS:
+        return f"is reserved for the constant {name}"
+    return "is reserved for the identity matrix"
+
+
 def _reserved_because(name: str, dimensions: set[str]) -> str | None:
     """Why `name` cannot be defined, or None."""
     if name in RESERVED_NAMES:
-        return "is reserved for the identity matrix"
+        return reserved_because(name)
     if name in ("vector", "matrix"):
         return f"is the constant {name}(c)"
     if name in FUNCTIONS or name in OPERATOR_NAMES:
@@ -405,7 +413,7 @@ def _declaration_from_tree(declaration: Tree, text: str) -> list[Declaration]:
     out = []
     for variable in variables:
         if variable in RESERVED_NAMES:
-            raise DeclarationError(f"'{variable}' is reserved for the identity matrix and cannot be declared")
+            raise DeclarationError(f"'{variable}' {reserved_because(variable)} and cannot be declared")
         out.append(Declaration(variable, kind, tuple(dims)))
     return out
 

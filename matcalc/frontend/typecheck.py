@@ -18,6 +18,7 @@ from fractions import Fraction
 from typing import TYPE_CHECKING, TypeVar
 
 from ..core import ir
+from ..core.constants import CONSTANTS
 from ..core.errors import MatcalcError, ParseError, ResultShapeError, ShapeError, abbreviate
 from ..core.functions import FUNCTIONS
 from .lower import MAX_DEPTH as MAX_DEPTH  # re-exported: the depth limit of what parse_typed returns
@@ -334,9 +335,11 @@ class Inference:
         name = str(tree.children[0])
         if name in self.definitions:  # a defined name stands for its definition, an opaque leaf of its shape
             return Typed("var", self.definitions[name], name, payload=(name, False))
-        if name in ("I", "eye") and name not in self.declarations:
+        if name in ir.IDENTITY_NAMES and name not in self.declarations:
             size = self.dims.fresh()
             return Typed("identity", (size, size), name)
+        if name in CONSTANTS and name not in self.declarations:  # pi: a scalar leaf of its own
+            return Typed("constant", (1, 1), name, payload=name)
         if name in self.dimension_names:  # a declared dimension's name stands for its size
             return Typed("size", (1, 1), name, payload=self.dims.fresh(name))
         info = self.symbol(name)
@@ -541,7 +544,7 @@ class Inference:
                 continue
             name = str(item.children[0])
             if name in self.declarations or name in self.definitions or name in self.symbols \
-                    or name in self.dimension_names or name in ("I", "eye"):
+                    or name in self.dimension_names or name in ir.RESERVED_NAMES:
                 continue
             self.dimension_names.add(name)
             self.implicit_dimensions.append(name)
@@ -609,8 +612,8 @@ class Inference:
                 continue
             token = item.children[0]
             name = str(token)
-            if len(name) < 2 or name in self.declarations or name in self.definitions \
-                    or token.end_pos >= len(self.text):
+            if len(name) < 2 or name in self.declarations or name in self.definitions or name in CONSTANTS \
+                    or token.end_pos >= len(self.text):  # pi(x + 1) is pi times x + 1
                 continue
             if self.text[token.end_pos] != "(":
                 continue

@@ -44,13 +44,16 @@ def _label_latex(e: Expr | str) -> str:
     return rf"\left({to_latex(e)}\right)"
 
 
+_BARE_SCALARS = (Var, ir.Constant, Func, ir.Size, ir.Power)  # written without parentheses before indices
+
+
 def _scalar_text(e: Expr) -> str:
     """A constant 1 x 1 factor as itself (det(X)), in parentheses when it is a sum or a product (x^T y)."""
-    return to_text(e) if isinstance(e, Var | Func | ir.Size | ir.Power) else f"({to_text(e)})"
+    return to_text(e) if isinstance(e, _BARE_SCALARS) else f"({to_text(e)})"
 
 
 def _scalar_latex(e: Expr) -> str:
-    return to_latex(e) if isinstance(e, Var | Func | ir.Size | ir.Power) else rf"\left({to_latex(e)}\right)"
+    return to_latex(e) if isinstance(e, _BARE_SCALARS) else rf"\left({to_latex(e)}\right)"
 
 
 def _subscript(indices: tuple[Index | None, ...]) -> str:

@@ -14,10 +14,12 @@ from collections.abc import Callable, Iterable, Sequence
 from fractions import Fraction
 
 from ..core import ir
+from ..core.constants import CONSTANTS
 from ..core.functions import FUNCTIONS
 from ..core.ir import (
     Add,
     Commutation,
+    Constant,
     Differential,
     ElemDiv,
     ElemPower,
@@ -158,7 +160,8 @@ def _is_postfix_level(e: Expr) -> bool:
         return _is_atom_number(e.value)
     if isinstance(e, Fill):
         return True
-    return isinstance(e, Var | Size | Identity | Commutation | Func | Transpose | Power | ElemPower | Differential)
+    return isinstance(e, Var | Constant | Size | Identity | Commutation | Func | Transpose | Power | ElemPower
+                      | Differential)
 
 
 def _is_atom_level(e: Expr) -> bool:
@@ -237,7 +240,7 @@ def _exponent(e: Expr) -> list[Piece]:
     if isinstance(e, Num):
         text = number_text(e.value)
         return [text if "/" not in text else f"({text})"]
-    if isinstance(e, Var):
+    if isinstance(e, Var | Constant):
         return [e.name]
     return _paren(e)
 
@@ -265,7 +268,7 @@ def _term(t: Expr) -> list[Piece]:
 
 def _text(e: Expr) -> list[Piece]:
     """The template of e's text."""
-    if isinstance(e, Var):
+    if isinstance(e, Var | Constant):
         return [e.name]
     if isinstance(e, Size):
         return [e.dim]
@@ -369,7 +372,7 @@ def _latex_operand(e: Expr) -> list[Piece]:
 
 
 def _latex_base(e: Expr) -> list[Piece]:
-    if isinstance(e, Var | Size | Identity | Commutation | Num) and not (isinstance(e, Num) and e.value < 0):
+    if isinstance(e, Var | Constant | Size | Identity | Commutation | Num) and not (isinstance(e, Num) and e.value < 0):
         return [e]
     template = FUNCTIONS[e.name].latex if isinstance(e, Func) else ""
     if "#" in template and not template.startswith("#"):  # norms, abs, sqrt have their own brackets
@@ -381,6 +384,8 @@ def _latex(e: Expr) -> list[Piece]:
     """The template of e's LaTeX."""
     if isinstance(e, Var):
         return [latex_name(e.name)]
+    if isinstance(e, Constant):
+        return [CONSTANTS[e.name].latex]
     if isinstance(e, Size):
         return [latex_name(e.dim)]
     if isinstance(e, Num):
