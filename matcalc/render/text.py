@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from fractions import Fraction
+from typing import Any
 
 from ..core import ir
 from ..core.constants import CONSTANTS
@@ -266,59 +267,57 @@ def _term(t: Expr) -> list[Piece]:
     return [number_text(t.value)] if isinstance(t, Fill) and _is_atom_number(abs(t.value)) else [t]
 
 
+def _text_of_product(e: MatMul) -> list[Piece]:
+    factors, divisors = _split_divisors(e)
+    prefix = ""
+    if isinstance(factors[0], Num):
+        coefficient = factors.pop(0).value
+        if not factors:
+            prefix = number_text(coefficient)
+        elif coefficient == -1:
+            prefix = "-"
+            # -(a .* b) prints as -a .* b: unary minus applies to the whole product
+            if len(factors) == 1 and isinstance(factors[0], Hadamard | ElemDiv) and not divisors:
+                return [prefix, factors[0]]
+        elif coefficient < 0:
+            prefix = f"-{number_text(-coefficient)} "
+        else:
+            prefix = f"{number_text(coefficient)} "
+    pieces: list[Piece] = [prefix, *_joined(" ", map(_operand, factors))]
+    for d in divisors:
+        pieces += [" / ", *_operand(_divisor(d))]
+    return pieces
+
+
+# The template of each kind of node's text, by node type (the node classes are final: no subclass to look up).
+_TEXT: dict[type, Callable[[Any], list[Piece]]] = {
+    Var: lambda e: [e.name],
+    Constant: lambda e: [e.name],
+    Size: lambda e: [e.dim],
+    Num: lambda e: [number_text(e.value)],
+    Fill: lambda e: [_fill_text(e, bare=False)],
+    # an identity of a product size, which no neighbour may tell, is explicit
+    Identity: lambda e: [f"identity({dim_text(e.size)})"] if isinstance(e.size, ir.DimProduct) else ["I"],
+    Differential: lambda e: [f"d{e.var.name}" if len(e.var.name) == 1 else f"d({e.var.name})"],
+    Add: lambda e: _join_terms(e, _term, _paren),
+    MatMul: _text_of_product,
+    Hadamard: lambda e: _joined(" .* ", map(_operand, e.factors)),
+    ElemDiv: lambda e: [*_operand(e.numerator, bare_fill=True), " ./ ", *_operand(e.denominator)],
+    Transpose: lambda e: [*_base(e.arg), "^T"],
+    Power: lambda e: [*_base(e.base), "^", *_exponent(e.exponent)],
+    ElemPower: lambda e: [*_base(e.base), ".^", *_exponent(e.exponent)],
+    Func: lambda e: [f"{e.name}(", e.arg, ")"],
+    Kron: lambda e: _joined(" ⊗ ", map(_kron_operand, e.factors)),
+    Commutation: lambda e: [f"commutation({dim_text(e.rows)}, {dim_text(e.cols)})"],
+}
+
+
 def _text(e: Expr) -> list[Piece]:
     """The template of e's text."""
-    if isinstance(e, Var | Constant):
-        return [e.name]
-    if isinstance(e, Size):
-        return [e.dim]
-    if isinstance(e, Num):
-        return [number_text(e.value)]
-    if isinstance(e, Fill):
-        return [_fill_text(e, bare=False)]
-    if isinstance(e, Identity):  # of a product size, which no neighbour may tell: explicit
-        return [f"identity({dim_text(e.size)})"] if isinstance(e.size, ir.DimProduct) else ["I"]
-    if isinstance(e, Differential):
-        return [f"d{e.var.name}" if len(e.var.name) == 1 else f"d({e.var.name})"]
-    if isinstance(e, Add):
-        return _join_terms(e, _term, _paren)
-    if isinstance(e, MatMul):
-        factors, divisors = _split_divisors(e)
-        prefix = ""
-        if isinstance(factors[0], Num):
-            coefficient = factors.pop(0).value
-            if not factors:
-                prefix = number_text(coefficient)
-            elif coefficient == -1:
-                prefix = "-"
-                # -(a .* b) prints as -a .* b: unary minus applies to the whole product
-                if len(factors) == 1 and isinstance(factors[0], Hadamard | ElemDiv) and not divisors:
-                    return [prefix, factors[0]]
-            elif coefficient < 0:
-                prefix = f"-{number_text(-coefficient)} "
-            else:
-                prefix = f"{number_text(coefficient)} "
-        pieces: list[Piece] = [prefix, *_joined(" ", map(_operand, factors))]
-        for d in divisors:
-            pieces += [" / ", *_operand(_divisor(d))]
-        return pieces
-    if isinstance(e, Hadamard):
-        return _joined(" .* ", map(_operand, e.factors))
-    if isinstance(e, ElemDiv):
-        return [*_operand(e.numerator, bare_fill=True), " ./ ", *_operand(e.denominator)]
-    if isinstance(e, Transpose):
-        return [*_base(e.arg), "^T"]
-    if isinstance(e, Power):
-        return [*_base(e.base), "^", *_exponent(e.exponent)]
-    if isinstance(e, ElemPower):
-        return [*_base(e.base), ".^", *_exponent(e.exponent)]
-    if isinstance(e, Func):
-        return [f"{e.name}(", e.arg, ")"]
-    if isinstance(e, Kron):
-        return _joined(" ⊗ ", map(_kron_operand, e.factors))
-    if isinstance(e, Commutation):
-        return [f"commutation({dim_text(e.rows)}, {dim_text(e.cols)})"]
-    raise TypeError(f"cannot print {type(e).__name__}")
+    template = _TEXT.get(type(e))
+    if template is None:
+        raise TypeError(f"cannot print {type(e).__name__}")
+    return template(e)
 
 
 # ---------------------------------------------------------------- LaTeX
@@ -380,71 +379,78 @@ def _latex_base(e: Expr) -> list[Piece]:
     return _latex_paren(e)
 
 
+def _latex_of_fill(e: Fill) -> list[Piece]:
+    # the coefficient stands apart from the bold 1, so that 2·1 never reads as "21"
+    if e.value in (0, 1):
+        body = rf"\mathbf{{{e.value}}}"
+    elif e.value == -1:
+        body = r"-\mathbf{1}"
+    else:
+        body = rf"{_latex_number(e.value)} \cdot \mathbf{{1}}"
+    return [body + r"^\top" if e.shape[0] == 1 else body]
+
+
+def _latex_of_product(e: MatMul) -> list[Piece]:
+    factors, divisors = _split_divisors(e)
+    prefix = ""
+    if isinstance(factors[0], Num) and len(factors) > 1:
+        coefficient = factors.pop(0).value
+        prefix = "-" if coefficient == -1 else (_latex_number(coefficient) + " " if coefficient != 1 else "")
+    body: list[Piece]
+    if prefix == "-" and len(factors) == 1 and isinstance(factors[0], Hadamard | ElemDiv):
+        body = [factors[0]]  # -a ⊙ b: the sign applies to the whole product
+    else:
+        body = _joined(r" \, ", map(_latex_operand, factors))
+    if divisors:
+        body = [r"\frac{", *body, "}{", *_joined(r" \, ", (_latex_operand(_divisor(d)) for d in divisors)), "}"]
+    return [prefix, *body]
+
+
+def _latex_of_transpose(e: Transpose) -> list[Piece]:
+    if isinstance(e.arg, Func) and e.arg.name == "inv":
+        return [*_latex_base(e.arg.arg), r"^{-\top}"]
+    return [*_latex_base(e.arg), r"^\top"]
+
+
+def _latex_of_call(e: Func) -> list[Piece]:
+    latex = FUNCTIONS[e.name].latex
+    if "#" not in latex:
+        return [rf"{latex}\left(", e.arg, r"\right)"]
+    before, after = latex.split("#")
+    if not before:  # postfix, as inv: X^{-1}
+        return [*_latex_base(e.arg), after]
+    return [before, e.arg, after]
+
+
+# The template of each kind of node's LaTeX, by node type.
+_LATEX: dict[type, Callable[[Any], list[Piece]]] = {
+    Var: lambda e: [latex_name(e.name)],
+    Constant: lambda e: [CONSTANTS[e.name].latex],
+    Size: lambda e: [latex_name(e.dim)],
+    Num: lambda e: [_latex_number(e.value)],
+    Fill: _latex_of_fill,
+    Identity: lambda e: [rf"I_{{{_latex_dim(e.size)}}}"] if isinstance(e.size, ir.DimProduct) else ["I"],
+    Differential: lambda e: [rf"\mathrm{{d}}{latex_name(e.var.name)}"],
+    Add: lambda e: _join_terms(e, lambda term: [term], _latex_paren),
+    MatMul: _latex_of_product,
+    Hadamard: lambda e: _joined(r" \odot ", map(_latex_operand, e.factors)),
+    ElemDiv: lambda e: [*_latex_operand(e.numerator), r" \oslash ", *_latex_operand(e.denominator)],
+    Transpose: _latex_of_transpose,
+    Power: lambda e: [*_latex_base(e.base), "^{", e.exponent, "}"],
+    ElemPower: lambda e: [*_latex_base(e.base), r"^{\circ ", e.exponent, "}"],
+    Func: _latex_of_call,
+    Kron: lambda e: _joined(r" \otimes ", (_latex_paren(f) if isinstance(f, Add | Kron) or _is_negative(f) else [f]
+                                            for f in e.factors)),
+    Commutation: lambda e: [rf"K_{{{_latex_dim(e.rows)},{_latex_dim(e.cols)}}}"],
+}
+
+
 def _latex(e: Expr) -> list[Piece]:
     """The template of e's LaTeX."""
-    if isinstance(e, Var):
-        return [latex_name(e.name)]
-    if isinstance(e, Constant):
-        return [CONSTANTS[e.name].latex]
-    if isinstance(e, Size):
-        return [latex_name(e.dim)]
-    if isinstance(e, Num):
-        return [_latex_number(e.value)]
-    if isinstance(e, Fill):
-        # the coefficient stands apart from the bold 1, so that 2·1 never reads as "21"
-        if e.value in (0, 1):
-            body = rf"\mathbf{{{e.value}}}"
-        elif e.value == -1:
-            body = r"-\mathbf{1}"
-        else:
-            body = rf"{_latex_number(e.value)} \cdot \mathbf{{1}}"
-        return [body + r"^\top" if e.shape[0] == 1 else body]
-    if isinstance(e, Identity):
-        return [rf"I_{{{_latex_dim(e.size)}}}"] if isinstance(e.size, ir.DimProduct) else ["I"]
-    if isinstance(e, Differential):
-        return [rf"\mathrm{{d}}{latex_name(e.var.name)}"]
-    if isinstance(e, Add):
-        return _join_terms(e, lambda term: [term], _latex_paren)
-    if isinstance(e, MatMul):
-        factors, divisors = _split_divisors(e)
-        prefix = ""
-        if isinstance(factors[0], Num) and len(factors) > 1:
-            coefficient = factors.pop(0).value
-            prefix = "-" if coefficient == -1 else (_latex_number(coefficient) + " " if coefficient != 1 else "")
-        body: list[Piece]
-        if prefix == "-" and len(factors) == 1 and isinstance(factors[0], Hadamard | ElemDiv):
-            body = [factors[0]]  # -a ⊙ b: the sign applies to the whole product
-        else:
-            body = _joined(r" \, ", map(_latex_operand, factors))
-        if divisors:
-            body = [r"\frac{", *body, "}{", *_joined(r" \, ", (_latex_operand(_divisor(d)) for d in divisors)), "}"]
-        return [prefix, *body]
-    if isinstance(e, Hadamard):
-        return _joined(r" \odot ", map(_latex_operand, e.factors))
-    if isinstance(e, ElemDiv):
-        return [*_latex_operand(e.numerator), r" \oslash ", *_latex_operand(e.denominator)]
-    if isinstance(e, Transpose):
-        if isinstance(e.arg, Func) and e.arg.name == "inv":
-            return [*_latex_base(e.arg.arg), r"^{-\top}"]
-        return [*_latex_base(e.arg), r"^\top"]
-    if isinstance(e, Power):
-        return [*_latex_base(e.base), "^{", e.exponent, "}"]
-    if isinstance(e, ElemPower):
-        return [*_latex_base(e.base), r"^{\circ ", e.exponent, "}"]
-    if isinstance(e, Func):
-        latex = FUNCTIONS[e.name].latex
-        if "#" not in latex:
-            return [rf"{latex}\left(", e.arg, r"\right)"]
-        before, after = latex.split("#")
-        if not before:  # postfix, as inv: X^{-1}
-            return [*_latex_base(e.arg), after]
-        return [before, e.arg, after]
-    if isinstance(e, Kron):
-        return _joined(r" \otimes ", (_latex_paren(f) if isinstance(f, Add | Kron) or _is_negative(f) else [f]
-                                       for f in e.factors))
-    if isinstance(e, Commutation):
-        return [rf"K_{{{_latex_dim(e.rows)},{_latex_dim(e.cols)}}}"]
-    raise TypeError(f"cannot render {type(e).__name__}")
+    template = _LATEX.get(type(e))
+    if template is None:
+        raise TypeError(f"cannot render {type(e).__name__}")
+    return template(e)
 
 
 def _latex_dim(dim: ir.Dim) -> str:
