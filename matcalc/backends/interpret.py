@@ -11,7 +11,8 @@ equal ones that do not. The plan is never printed and never seen by SymPy.
 from __future__ import annotations
 
 import math
-from collections.abc import Generator, Mapping
+from collections.abc import Callable, Generator, Mapping
+from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache, reduce
 from typing import Any, Protocol
@@ -123,6 +124,132 @@ def _chain_product(chain: list[tuple[Any, bool]], backend: Backend, from_the_rig
     return acc
 
 
+@dataclass(frozen=True)
+class _Point:
+    """Where an expression is evaluated: the variables' values, the dimensions' sizes, and the backend."""
+
+    values: dict[str, Any]
+    sizes: dict[str, int]
+    backend: Backend
+
+    def size(self, dim: Dim) -> int:
+        return ir.dim_value(dim, self.sizes)
+
+    def concrete(self, shape: Shape) -> tuple[int, int]:
+        return self.size(shape[0]), self.size(shape[1])
+
+
+# A leaf's value, by node type.
+_LEAVES: dict[type, Callable[[Any, _Point], Any]] = {
+    Var: lambda node, at: at.values[node.name],
+    Num: lambda node, at: at.backend.constant(node.value, 1, 1),
+    Fill: lambda node, at: at.backend.constant(node.value, *at.concrete(node.shape)),
+    Identity: lambda node, at: at.backend.identity(at.size(node.size)),
+    Size: lambda node, at: at.backend.constant(Fraction(at.size(node.dim)), 1, 1),
+    ir.Constant: lambda node, at: at.backend.named_constant(node.name),
+    ir.Commutation: lambda node, at: at.backend.commutation(at.size(node.rows), at.size(node.cols)),
+}
+
+
+def _folded(combine: str) -> Callable[[Any, _Point], Evaluation]:
+    """The evaluation of a node whose value folds its children's with one backend operation (a sum, .*, ⊗)."""
+
+    def evaluation(node: Expr, at: _Point) -> Evaluation:
+        children = node.children
+        total = yield children[0]
+        for child in children[1:]:
+            total = getattr(at.backend, combine)(total, (yield child))
+        return total
+
+    return evaluation
+
+
+def _transposed(node: Transpose, at: _Point) -> Evaluation:
+    return at.backend.transpose((yield node.arg))
+
+
+def _quotient(node: ElemDiv, at: _Point) -> Evaluation:
+    numerator = yield node.numerator
+    return at.backend.divide(numerator, (yield node.denominator))
+
+
+def _power(node: Power, at: _Point) -> Evaluation:
+    if node.base.is_scalar:
+        base = yield node.base
+        return at.backend.scalar_power(base, (yield node.exponent))
+    return at.backend.matrix_power((yield node.base), int(node.exponent.value))  # type: ignore[attr-defined]
+
+
+def _elem_power(node: ElemPower, at: _Point) -> Evaluation:
+    base = yield node.base
+    return at.backend.elem_power(base, (yield node.exponent))
+
+
+def _call(node: Func, at: _Point) -> Evaluation:
+    return at.backend.function(node.name, (yield node.arg))
+
+
+def _product(node: MatMul, at: _Point) -> Evaluation:
+    """A product; det(X)^k ... inv(X) in it is det(X)^(k-1) ... adj(X), which is defined where X is singular."""
+    scalar_factors = [f for f in node.factors if f.is_scalar]
+    dets: dict[Expr, list[int]] = {}  # X -> the positions of det(X)^k among scalar_factors
+    det_of: dict[int, Expr] = {}  # position -> X
+    remaining: dict[int, int] = {}  # position -> the power of det(X) not yet used by an inverse
+    for position, factor in enumerate(scalar_factors):
+        found = _det_power(factor)
+        if found is not None:
+            dets.setdefault(found[0], []).append(position)
+            det_of[position], remaining[position] = found
+    chain = []  # (value, is the column v of a diag(v) factor)
+    for factor in node.factors:
+        if factor.is_scalar:
+            continue
+        if isinstance(factor, Func) and factor.name == "diag" and ir.is_vector_shape(factor.arg.shape):
+            vector = yield factor.arg  # diag(v) A is v .* A: the diagonal matrix is never built
+            chain.append((vector if ir.is_column(factor.arg.shape) else at.backend.transpose(vector), True))
+            continue
+        transposed = isinstance(factor, Transpose)
+        inverse = factor.arg if transposed else factor
+        holders = dets.get(inverse.arg) if isinstance(inverse, Func) and inverse.name == "inv" else None
+        if not holders:
+            chain.append(((yield factor), False))
+            continue
+        position = holders[-1]
+        remaining[position] -= 1
+        if remaining[position] == 0:
+            holders.pop()
+        matrix = yield inverse.arg
+        try:
+            adjugate = at.backend.adjugate(matrix)
+        except NumericFailure as failure:
+            raise _failure(factor, inverse.arg, failure) from None
+        chain.append((at.backend.transpose(adjugate) if transposed else adjugate, False))
+    scalars = []
+    for position, factor in enumerate(scalar_factors):
+        if position not in remaining:
+            scalars.append((yield factor))
+        elif remaining[position] > 0:  # det(X)^k unused is the same node as factor: memoised
+            scalars.append((yield ir.power(ir.func("det", det_of[position]), Num(Fraction(remaining[position])))))
+    ends_in_vector = bool(chain) and node.factors[-1].shape[1] == 1 and not node.factors[-1].is_scalar
+    product = _chain_product(chain, at.backend, ends_in_vector) if chain else scalars.pop()
+    return reduce(lambda value, scalar: at.backend.scale(scalar, value), scalars, product)
+
+
+# A compound node's evaluation, by node type: a generator that yields each node whose value it needs, and is
+# sent that value.
+_STEPS: dict[type, Callable[[Any, _Point], Evaluation]] = {
+    Add: _folded("add"),
+    MatMul: _product,
+    Transpose: _transposed,
+    Hadamard: _folded("hadamard"),
+    ElemDiv: _quotient,
+    Power: _power,
+    ElemPower: _elem_power,
+    Func: _call,
+    ir.Kron: _folded("kron"),
+}
+
+
 def interpret(e: Expr, values: dict[str, Any], sizes: dict[str, int], backend: Backend) -> Any:
     """The value of e: `values` maps variable names to 2-D backend arrays, `sizes` dimension names to ints.
 
@@ -132,110 +259,7 @@ def interpret(e: Expr, values: dict[str, Any], sizes: dict[str, int], backend: B
     would take (so the same failure is reported first).
     """
     memo: dict[Expr, Any] = {}
-
-    def size(dim: Dim) -> int:
-        return ir.dim_value(dim, sizes)
-
-    def concrete(shape: Shape) -> tuple[int, int]:
-        return size(shape[0]), size(shape[1])
-
-    def leaf(node: Expr) -> Any:
-        if isinstance(node, Var):
-            return values[node.name]
-        if isinstance(node, Num):
-            return backend.constant(node.value, 1, 1)
-        if isinstance(node, Fill):
-            return backend.constant(node.value, *concrete(node.shape))
-        if isinstance(node, Identity):
-            return backend.identity(size(node.size))
-        if isinstance(node, Size):
-            return backend.constant(Fraction(size(node.dim)), 1, 1)
-        if isinstance(node, ir.Constant):
-            return backend.named_constant(node.name)
-        if isinstance(node, ir.Commutation):
-            return backend.commutation(size(node.rows), size(node.cols))
-        raise EvaluationError(f"cannot evaluate {node} (a {type(node).__name__})")
-
-    def product(node: MatMul) -> Evaluation:
-        """A product; det(X)^k ... inv(X) in it is det(X)^(k-1) ... adj(X), which is defined where X is singular."""
-        scalar_factors = [f for f in node.factors if f.is_scalar]
-        dets: dict[Expr, list[int]] = {}  # X -> the positions of det(X)^k among scalar_factors
-        det_of: dict[int, Expr] = {}  # position -> X
-        remaining: dict[int, int] = {}  # position -> the power of det(X) not yet used by an inverse
-        for position, factor in enumerate(scalar_factors):
-            found = _det_power(factor)
-            if found is not None:
-                dets.setdefault(found[0], []).append(position)
-                det_of[position], remaining[position] = found
-        chain = []  # (value, is the column v of a diag(v) factor)
-        for factor in node.factors:
-            if factor.is_scalar:
-                continue
-            if isinstance(factor, Func) and factor.name == "diag" and ir.is_vector_shape(factor.arg.shape):
-                vector = yield factor.arg  # diag(v) A is v .* A: the diagonal matrix is never built
-                chain.append((vector if ir.is_column(factor.arg.shape) else backend.transpose(vector), True))
-                continue
-            transposed = isinstance(factor, Transpose)
-            inverse = factor.arg if transposed else factor
-            holders = dets.get(inverse.arg) if isinstance(inverse, Func) and inverse.name == "inv" else None
-            if not holders:
-                chain.append(((yield factor), False))
-                continue
-            position = holders[-1]
-            remaining[position] -= 1
-            if remaining[position] == 0:
-                holders.pop()
-            matrix = yield inverse.arg
-            try:
-                adjugate = backend.adjugate(matrix)
-            except NumericFailure as failure:
-                raise _failure(factor, inverse.arg, failure) from None
-            chain.append((backend.transpose(adjugate) if transposed else adjugate, False))
-        scalars = []
-        for position, factor in enumerate(scalar_factors):
-            if position not in remaining:
-                scalars.append((yield factor))
-            elif remaining[position] > 0:  # det(X)^k unused is the same node as factor: memoised
-                scalars.append((yield ir.power(ir.func("det", det_of[position]), Num(Fraction(remaining[position])))))
-        ends_in_vector = bool(chain) and node.factors[-1].shape[1] == 1 and not node.factors[-1].is_scalar
-        product = _chain_product(chain, backend, ends_in_vector) if chain else scalars.pop()
-        return reduce(lambda value, scalar: backend.scale(scalar, value), scalars, product)
-
-    def step(node: Expr) -> Evaluation:
-        """A compound node's value: yields each node whose value it needs, and is sent that value."""
-        if isinstance(node, Add):
-            total = yield node.terms[0]
-            for term in node.terms[1:]:
-                total = backend.add(total, (yield term))
-            return total
-        if isinstance(node, MatMul):
-            return (yield from product(node))
-        if isinstance(node, Transpose):
-            return backend.transpose((yield node.arg))
-        if isinstance(node, Hadamard):
-            total = yield node.factors[0]
-            for factor in node.factors[1:]:
-                total = backend.hadamard(total, (yield factor))
-            return total
-        if isinstance(node, ElemDiv):
-            numerator = yield node.numerator
-            return backend.divide(numerator, (yield node.denominator))
-        if isinstance(node, Power):
-            if node.base.is_scalar:
-                base = yield node.base
-                return backend.scalar_power(base, (yield node.exponent))
-            return backend.matrix_power((yield node.base), int(node.exponent.value))  # type: ignore[attr-defined]
-        if isinstance(node, ElemPower):
-            base = yield node.base
-            return backend.elem_power(base, (yield node.exponent))
-        if isinstance(node, Func):
-            return backend.function(node.name, (yield node.arg))
-        if isinstance(node, ir.Kron):
-            total = yield node.factors[0]
-            for factor in node.factors[1:]:
-                total = backend.kron(total, (yield factor))
-            return total
-        raise EvaluationError(f"cannot evaluate {node} (a {type(node).__name__})")
+    at = _Point(values, sizes, backend)
 
     def failure(node: Expr, problem: NumericFailure) -> EvaluationError:
         """A failure raised by the backend at this very node: inv(X), X^-k."""
@@ -243,10 +267,13 @@ def interpret(e: Expr, values: dict[str, Any], sizes: dict[str, int], backend: B
 
     def start(node: Expr) -> Evaluation | None:
         """The evaluation of a node: stored at once for a leaf (None), else a generator to drive."""
+        kind = _STEPS.get(type(node)) if node.children else _LEAVES.get(type(node))
+        if kind is None:
+            raise EvaluationError(f"cannot evaluate {node} (a {type(node).__name__})")
         if node.children:
-            return step(node)
+            return kind(node, at)
         try:
-            memo[node] = leaf(node)
+            memo[node] = kind(node, at)
         except NumericFailure as problem:
             raise failure(node, problem) from None
         return None
