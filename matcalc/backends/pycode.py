@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import keyword
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -195,56 +195,68 @@ class _Emitter:
 
     # ------------------------------------------------------------ one node from its children's code
     def _node(self, e: Expr) -> Code:
-        m, b = self.m, self.backend
-        if isinstance(e, Var):
-            return Code(python_name(e.name), True)
-        if isinstance(e, Num):
-            text = _number(e.value)
-            return Code(text, not text.startswith("-"))
-        if isinstance(e, Size):
-            return Code(e.dim, True)
-        if isinstance(e, ir.Constant):
-            return Code(CONSTANTS[e.name].code.get(b.name, "{m}." + e.name).format(m=m), True)
-        if isinstance(e, Fill):
-            shape = f"({_dim(e.shape[0])}, {_dim(e.shape[1])})"
-            return Code(b.constant.format(shape=shape, value=_number(e.value)), True)
-        if isinstance(e, Identity):
-            return Code(b.eye.format(n=_dim(e.size)), True)
-        if isinstance(e, Commutation):
-            extra = ", _like" if b.name == "torch" else ""
-            return Code(f"{self.helper('_commutation')}({_dim(e.rows)}, {_dim(e.cols)}{extra})", True)
-        if isinstance(e, Add):  # a constant term is a number, broadcast (1 - s)
-            text = self._broadcast(e.terms[0]).text
-            for term in e.terms[1:]:
-                code = self._broadcast(term).text
-                text += f" - {code[1:]}" if code.startswith("-") else f" + {code}"
-            return Code(text, False)
-        if isinstance(e, MatMul):
-            return self._product(e)
-        if isinstance(e, Transpose):
-            return Code(f"{self.of(e.arg).operand()}.T", True)
-        if isinstance(e, Hadamard):
-            return Code(" * ".join(self.of(f).operand() for f in e.factors), False)
-        if isinstance(e, ElemDiv):
-            return Code(f"{self._broadcast(e.numerator).operand()} / {self.of(e.denominator).operand()}", False)
-        if isinstance(e, Power):
-            if e.base.is_scalar:
-                return Code(f"{self.of(e.base).operand()} ** {self._exponent(e.exponent)}", False)
-            k = int(e.exponent.value)  # type: ignore[attr-defined]
-            return Code(b.matrix_power.format(a=self.of(e.base).text, k=k), True)
-        if isinstance(e, ElemPower):
+        write = _NODE_CODE.get(type(e))
+        if write is None:
+            raise TypeError(f"no code for {type(e).__name__}")
+        return write(self, e)
+
+    def _var(self, e: Var) -> Code:
+        return Code(python_name(e.name), True)
+
+    def _num(self, e: Num) -> Code:
+        text = _number(e.value)
+        return Code(text, not text.startswith("-"))
+
+    def _size(self, e: Size) -> Code:
+        return Code(e.dim, True)
+
+    def _constant(self, e: ir.Constant) -> Code:
+        return Code(CONSTANTS[e.name].code.get(self.backend.name, "{m}." + e.name).format(m=self.m), True)
+
+    def _fill(self, e: Fill) -> Code:
+        shape = f"({_dim(e.shape[0])}, {_dim(e.shape[1])})"
+        return Code(self.backend.constant.format(shape=shape, value=_number(e.value)), True)
+
+    def _identity(self, e: Identity) -> Code:
+        return Code(self.backend.eye.format(n=_dim(e.size)), True)
+
+    def _commutation(self, e: Commutation) -> Code:
+        extra = ", _like" if self.backend.name == "torch" else ""
+        return Code(f"{self.helper('_commutation')}({_dim(e.rows)}, {_dim(e.cols)}{extra})", True)
+
+    def _sum(self, e: Add) -> Code:  # a constant term is a number, broadcast (1 - s)
+        text = self._broadcast(e.terms[0]).text
+        for term in e.terms[1:]:
+            code = self._broadcast(term).text
+            text += f" - {code[1:]}" if code.startswith("-") else f" + {code}"
+        return Code(text, False)
+
+    def _transpose(self, e: Transpose) -> Code:
+        return Code(f"{self.of(e.arg).operand()}.T", True)
+
+    def _hadamard(self, e: Hadamard) -> Code:
+        return Code(" * ".join(self.of(f).operand() for f in e.factors), False)
+
+    def _quotient(self, e: ElemDiv) -> Code:
+        return Code(f"{self._broadcast(e.numerator).operand()} / {self.of(e.denominator).operand()}", False)
+
+    def _power(self, e: Power) -> Code:
+        if e.base.is_scalar:
             return Code(f"{self.of(e.base).operand()} ** {self._exponent(e.exponent)}", False)
-        if isinstance(e, Kron):
-            # torch.kron views its arguments: a transposed one must be made contiguous first
-            arguments = [f"{self.of(f).operand()}.contiguous()" if b.name == "torch" else self.of(f).text
-                         for f in e.factors]
-            text = arguments[0]
-            for argument in arguments[1:]:
-                text = f"{m}.kron({text}, {argument})"
-            return Code(text, True)
-        if isinstance(e, Func):
-            return self._call(e)
-        raise TypeError(f"no code for {type(e).__name__}")
+        k = int(e.exponent.value)  # type: ignore[attr-defined]
+        return Code(self.backend.matrix_power.format(a=self.of(e.base).text, k=k), True)
+
+    def _elem_power(self, e: ElemPower) -> Code:
+        return Code(f"{self.of(e.base).operand()} ** {self._exponent(e.exponent)}", False)
+
+    def _kron(self, e: Kron) -> Code:
+        # torch.kron views its arguments: a transposed one must be made contiguous first
+        arguments = [f"{self.of(f).operand()}.contiguous()" if self.backend.name == "torch" else self.of(f).text
+                     for f in e.factors]
+        text = arguments[0]
+        for argument in arguments[1:]:
+            text = f"{self.m}.kron({text}, {argument})"
+        return Code(text, True)
 
     def _exponent(self, e: Expr) -> str:
         if isinstance(e, Num) and e.value.denominator == 1:  # x ** 2, not x ** 2.0
@@ -367,6 +379,27 @@ class _Emitter:
         if acc is None:
             return f"{self.m}.diag({pending}[:, 0])"
         return acc
+
+
+# The code of one node from its children's, by node type.
+_NODE_CODE: dict[type, Callable[[_Emitter, Any], Code]] = {
+    Var: _Emitter._var,
+    Num: _Emitter._num,
+    Size: _Emitter._size,
+    ir.Constant: _Emitter._constant,
+    Fill: _Emitter._fill,
+    Identity: _Emitter._identity,
+    Commutation: _Emitter._commutation,
+    Add: _Emitter._sum,
+    MatMul: _Emitter._product,
+    Transpose: _Emitter._transpose,
+    Hadamard: _Emitter._hadamard,
+    ElemDiv: _Emitter._quotient,
+    Power: _Emitter._power,
+    ElemPower: _Emitter._elem_power,
+    Kron: _Emitter._kron,
+    Func: _Emitter._call,
+}
 
 
 def _is_name(text: str) -> bool:
