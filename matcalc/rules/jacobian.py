@@ -13,6 +13,8 @@ means containing the differential.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ..core import ir
 from ..core.errors import UnsupportedError
 from ..core.ir import (
@@ -32,7 +34,7 @@ from ..core.ir import (
     ones,
     transpose,
 )
-from .rule import RuleSet
+from .rule import Head, RuleSet, arg_is
 from .simplify import SIMPLIFY_RULES
 
 TRANSPOSE_FORMS = RuleSet("transposes pushed down", [SIMPLIFY_RULES.named(name) for name in (
@@ -154,7 +156,7 @@ def diagonal_factor(f: Expr) -> Expr | None:
 def first_form(table: RuleSet, e: Expr) -> Expr | None:
     """The form the first rule of the table that applies gives e, or None."""
     for rule in table.for_node(e):
-        out = rule.build(e)
+        out = rule.build(e) if rule.guard is None or rule.guard(e) else None
         if out is not None:
             return out
     return None
@@ -255,48 +257,52 @@ def _square_argument(e: Expr) -> Expr | None:
     return None if ir.is_vector_shape(e.arg.shape) else e.arg  # type: ignore[attr-defined]
 
 
-@diagonal_form("diagonal of a sum", "diag(A + B) -> diag(A) + diag(B)", ("diag(x y^T + x z^T)", "x"), on=("diag",))
+def _square(*kinds: Head) -> Callable[[Expr], bool]:
+    """A guard: e = diag(M) of a square M of one of these kinds (as arg_is reads them)."""
+    of_kind = arg_is(*kinds)
+    return lambda e: not ir.is_vector_shape(e.arg.shape) and of_kind(e)  # type: ignore[attr-defined]
+
+
+@diagonal_form("diagonal of a sum", "diag(A + B) -> diag(A) + diag(B)", ("diag(x y^T + x z^T)", "x"), on=("diag",),
+               guard=_square(Add))
 def _diagonal_of_a_sum(e: Expr) -> Expr | None:
-    m = _square_argument(e)
-    return add(*[func("diag", term) for term in m.terms]) if isinstance(m, Add) else None
+    return add(*[func("diag", term) for term in e.arg.children])  # type: ignore[attr-defined]
 
 
 @diagonal_form("diagonal of a diagonal matrix", "diag(diag(u)) -> u;  diag(diag(u^T)) -> u",
-               ("diag(diag(x) + X)", "x"), on=("diag",))
+               ("diag(diag(x) + X)", "x"), on=("diag",), guard=_square("diag"))
 def _diagonal_of_diag(e: Expr) -> Expr | None:
-    m = _square_argument(e)
-    if isinstance(m, Func) and m.name == "diag" and ir.is_vector_shape(m.arg.shape):
-        return m.arg if ir.is_column(m.arg.shape) else transpose(m.arg)
+    u = e.arg.arg  # type: ignore[attr-defined]
+    if ir.is_vector_shape(u.shape):
+        return u if ir.is_column(u.shape) else transpose(u)
     return None
 
 
-@diagonal_form("diagonal of a transpose", "diag(M^T) -> diag(M)", ("diag((A .* (x y^T))^T)", "x"), on=("diag",))
+@diagonal_form("diagonal of a transpose", "diag(M^T) -> diag(M)", ("diag((A .* (x y^T))^T)", "x"), on=("diag",),
+               guard=_square(Transpose))
 def _diagonal_of_a_transpose(e: Expr) -> Expr | None:
-    m = _square_argument(e)
-    return func("diag", m.arg) if isinstance(m, Transpose) else None
+    return func("diag", e.arg.arg)  # type: ignore[attr-defined]
 
 
 @diagonal_form("diagonal of an element-wise product", "diag(A .* B) -> diag(A) .* diag(B)",
-               ("diag(A .* (x y^T))", "x"), on=("diag",))
+               ("diag(A .* (x y^T))", "x"), on=("diag",), guard=_square(Hadamard))
 def _diagonal_of_a_hadamard(e: Expr) -> Expr | None:
-    m = _square_argument(e)
-    return hadamard(*[func("diag", f) for f in m.factors]) if isinstance(m, Hadamard) else None
+    return hadamard(*[func("diag", f) for f in e.arg.children])  # type: ignore[attr-defined]
 
 
 @diagonal_form("diagonal of an element-wise quotient", "diag(A ./ B) -> diag(A) ./ diag(B)",
-               ("diag((x y^T) ./ A)", "x"), on=("diag",))
+               ("diag((x y^T) ./ A)", "x"), on=("diag",), guard=_square(ElemDiv))
 def _diagonal_of_a_quotient(e: Expr) -> Expr | None:
-    m = _square_argument(e)
-    if isinstance(m, ElemDiv) and not ir.contains_differential(m.denominator):
-        return elem_div(func("diag", m.numerator), func("diag", m.denominator))
-    return None
+    m = e.arg  # type: ignore[attr-defined]
+    if ir.contains_differential(m.denominator):
+        return None
+    return elem_div(func("diag", m.numerator), func("diag", m.denominator))
 
 
 @diagonal_form("diagonal of an outer product", "diag(P u v^T Q) -> (P u) .* (Q^T v)", ("diag(x y^T)", "x"),
-               on=("diag",))
+               on=("diag",), guard=_square(MatMul))
 def _diagonal_of_an_outer_product(e: Expr) -> Expr | None:
-    m = _square_argument(e)
-    outer = is_outer(m) if isinstance(m, MatMul) else None
+    outer = is_outer(e.arg)  # type: ignore[attr-defined]
     return hadamard(*outer) if outer is not None else None
 
 

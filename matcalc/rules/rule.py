@@ -118,3 +118,13 @@ class RuleSet:
 
     def __repr__(self) -> str:
         return f"RuleSet({self.title!r}, {len(self._rules)} rules)"
+
+
+def arg_is(*kinds: Head) -> Callable[[Expr], bool]:
+    """A guard: the argument of the node (a transpose, a call) is of one of these kinds, each a node type or a
+    function's name, as a rule's heads are: `on=(Transpose,), guard=arg_is(MatMul)` is (A B)^T."""
+    types = tuple(kind for kind in kinds if isinstance(kind, type))
+    names = frozenset(kind for kind in kinds if isinstance(kind, str))
+    if not names:
+        return lambda e: isinstance(e.arg, types)
+    return lambda e: isinstance(e.arg, types) or (isinstance(e.arg, Func) and e.arg.name in names)

@@ -37,7 +37,7 @@ from ..core.ir import (
     power,
     transpose,
 )
-from .rule import Head, RuleSet
+from .rule import RuleSet, arg_is
 from .strategy import normalize
 
 T = TypeVar("T")
@@ -91,16 +91,6 @@ _is_inverse, _is_diag, _is_exp = ir.is_call("inv"), ir.is_call("diag"), ir.is_ca
 
 def _is_inv_of(e: Expr, x: Expr) -> bool:
     return _is_inverse(e) and e.arg == x
-
-
-def _arg_is(*kinds: Head) -> Callable[[Expr], bool]:
-    """A guard: the argument of the node (a transpose, a call) is of one of these kinds, each a node type or a
-    function's name, as a rule's heads are: `on=(Transpose,), guard=_arg_is(MatMul)` is (A B)^T."""
-    types = tuple(kind for kind in kinds if isinstance(kind, type))
-    names = frozenset(kind for kind in kinds if isinstance(kind, str))
-    if not names:
-        return lambda e: isinstance(e.arg, types)
-    return lambda e: isinstance(e.arg, types) or (isinstance(e.arg, Func) and e.arg.name in names)
 
 
 _STRUCTURES: dict[tuple, int] = {}  # the structure of a node, over its children's keys -> its key
@@ -194,34 +184,34 @@ def _split_coefficient(term: Expr) -> tuple[Fraction, Expr]:
 # ---------------------------------------------------------------- transposes
 
 
-@rule("transpose of a product", "(A B)^T -> B^T A^T", "(A B)^T", on=(Transpose,), guard=_arg_is(MatMul))
+@rule("transpose of a product", "(A B)^T -> B^T A^T", "(A B)^T", on=(Transpose,), guard=arg_is(MatMul))
 def _transpose_product(e: Transpose) -> Expr:
     return mul(*[transpose(f) for f in reversed(e.arg.factors)])
 
 
-@rule("transpose of a sum", "(A + B)^T -> A^T + B^T", "(A + B)^T", on=(Transpose,), guard=_arg_is(Add))
+@rule("transpose of a sum", "(A + B)^T -> A^T + B^T", "(A + B)^T", on=(Transpose,), guard=arg_is(Add))
 def _transpose_sum(e: Transpose) -> Expr:
     return add(*[transpose(t) for t in e.arg.terms])
 
 
 @rule("transpose of a Hadamard product", "(A .* B)^T -> A^T .* B^T", "(X .* Y)^T", on=(Transpose,),
-      guard=_arg_is(Hadamard))
+      guard=arg_is(Hadamard))
 def _transpose_hadamard(e: Transpose) -> Expr:
     return hadamard(*[transpose(f) for f in e.arg.factors])
 
 
 @rule("transpose of an element-wise quotient", "(A ./ B)^T -> A^T ./ B^T", "(X ./ Y)^T", on=(Transpose,),
-      guard=_arg_is(ElemDiv))
+      guard=arg_is(ElemDiv))
 def _transpose_quotient(e: Transpose) -> Expr:
     return elem_div(transpose(e.arg.numerator), transpose(e.arg.denominator))
 
 
-@rule("transpose of a diagonal matrix", "diag(v)^T -> diag(v)", "diag(x)^T", on=(Transpose,), guard=_arg_is("diag"))
+@rule("transpose of a diagonal matrix", "diag(v)^T -> diag(v)", "diag(x)^T", on=(Transpose,), guard=arg_is("diag"))
 def _transpose_diag(e: Transpose) -> Expr | None:
     return e.arg if ir.is_vector_shape(e.arg.arg.shape) else None
 
 
-@rule("inverse of a transpose", "inv(A^T) -> inv(A)^T", "inv(X^T)", on=("inv",), guard=_arg_is(Transpose))
+@rule("inverse of a transpose", "inv(A^T) -> inv(A)^T", "inv(X^T)", on=("inv",), guard=arg_is(Transpose))
 def _inverse_transpose(e: Func) -> Expr:
     return transpose(func("inv", e.arg.arg))
 
@@ -326,7 +316,7 @@ def _transpose_symmetric(e: Transpose) -> Expr | None:
     return e.arg if is_symmetric(e.arg) else None
 
 
-@rule("transpose of a power", "(X^k)^T -> (X^T)^k", "(X^2)^T", on=(Transpose,), guard=_arg_is(Power))
+@rule("transpose of a power", "(X^k)^T -> (X^T)^k", "(X^2)^T", on=(Transpose,), guard=arg_is(Power))
 def _transpose_power(e: Transpose) -> Expr:
     return power(transpose(e.arg.base), e.arg.exponent)
 
@@ -334,7 +324,7 @@ def _transpose_power(e: Transpose) -> Expr:
 # ---------------------------------------------------------------- inverses and products
 
 
-@rule("inverse of an inverse", "inv(inv(A)) -> A", "inv(inv(X))", on=("inv",), guard=_arg_is("inv"))
+@rule("inverse of an inverse", "inv(inv(A)) -> A", "inv(inv(X))", on=("inv",), guard=arg_is("inv"))
 def _inverse_inverse(e: Func) -> Expr:
     return e.arg.arg
 
@@ -405,7 +395,7 @@ def _diag_times_vector(e: MatMul) -> Expr | None:
     return _chain_rewrite(e, pair)
 
 
-@rule("diagonal of an outer product", "diag(a b^T) -> a .* b", "diag(x y^T)", on=("diag",), guard=_arg_is(MatMul))
+@rule("diagonal of an outer product", "diag(a b^T) -> a .* b", "diag(x y^T)", on=("diag",), guard=arg_is(MatMul))
 def _diag_outer(e: Func) -> Expr | None:
     if not ir.is_vector_shape(e.arg.shape):
         coefficient, scalars, chain = _split_product(e.arg)
@@ -415,12 +405,12 @@ def _diag_outer(e: Func) -> Expr | None:
 
 
 @rule("diagonal of a diagonal matrix", "diag(diag(v)) -> v for a vector v", "diag(diag(x))", on=("diag",),
-      guard=_arg_is("diag"))
+      guard=arg_is("diag"))
 def _diag_diag(e: Func) -> Expr | None:
     return e.arg.arg if ir.is_column(e.arg.arg.shape) else None
 
 
-@rule("scalars out of diag", "diag(c A) -> c diag(A)", "diag(2 alpha x)", on=("diag",), guard=_arg_is(MatMul))
+@rule("scalars out of diag", "diag(c A) -> c diag(A)", "diag(2 alpha x)", on=("diag",), guard=arg_is(MatMul))
 def _diag_scalars_out(e: Func) -> Expr | None:
     coefficient, scalars, chain = _split_product(e.arg)
     if chain and (coefficient != 1 or scalars):
@@ -504,7 +494,7 @@ def _trace_scalar(e: Func) -> Expr | None:
     return e.arg if e.arg.is_scalar else None
 
 
-@rule("log of exp", "log(exp(u)) -> u", "log(exp(x))", on=("log",), guard=_arg_is("exp"))
+@rule("log of exp", "log(exp(u)) -> u", "log(exp(x))", on=("log",), guard=arg_is("exp"))
 def _log_exp(e: Func) -> Expr:
     return e.arg.arg
 
@@ -520,7 +510,7 @@ def _entries(shape: ir.Shape) -> Expr:
 
 
 @rule("scalars out of a trace or sum", "tr(c A) -> c tr(A);  sum(c A) -> c sum(A)", "tr(alpha A) + sum(beta x)",
-      on=("tr", "sum"), guard=_arg_is(MatMul))
+      on=("tr", "sum"), guard=arg_is(MatMul))
 def _trace_sum_scalars_out(e: Func) -> Expr | None:
     coefficient, scalars, chain = _split_product(e.arg)
     if chain and (coefficient != 1 or scalars):
@@ -529,7 +519,7 @@ def _trace_sum_scalars_out(e: Func) -> Expr | None:
 
 
 @rule("trace or sum of a constant", "tr(I) -> n;  sum(I) -> n;  tr(matrix(c)) -> c n;  sum(matrix(c)) -> c m n",
-      "tr(I) + sum(vector(2)) + x^T x", on=("tr", "sum"), guard=_arg_is(Identity, Fill))
+      "tr(I) + sum(vector(2)) + x^T x", on=("tr", "sum"), guard=arg_is(Identity, Fill))
 def _trace_sum_constant(e: Func) -> Expr:
     if isinstance(e.arg, Identity):
         return ir.size(e.arg.size)
@@ -549,7 +539,7 @@ def _inverse_scaled(e: Func) -> Expr | None:
 
 
 @rule("determinant of a constant", "det(I) -> 1;  logdet(I) -> 0;  det(matrix(c)) -> 0", "det(I) + logdet(I) x^T x",
-      on=("det", "logdet"), guard=_arg_is(Identity, Fill))
+      on=("det", "logdet"), guard=arg_is(Identity, Fill))
 def _determinant_constant(e: Func) -> Expr | None:
     if isinstance(e.arg, Identity):
         return ir.ONE if e.name == "det" else ir.ZERO
@@ -570,7 +560,7 @@ _OF_A_CONSTANT: dict[str, Callable[[Fraction, ir.Shape], Expr]] = {
 @rule("functions of a constant vector",
       "logsumexp(vector(c)) -> c + log(n);  softmax(vector(c)) -> vector(1) / n;  "
       "norm2(matrix(c)) -> |c| sqrt(m n);  norm1(matrix(c)) -> |c| m n",
-      "logsumexp(vector(1)) + x^T x", on=tuple(_OF_A_CONSTANT), guard=_arg_is(Fill))
+      "logsumexp(vector(1)) + x^T x", on=tuple(_OF_A_CONSTANT), guard=arg_is(Fill))
 def _functions_of_constant(e: Func) -> Expr:
     return _OF_A_CONSTANT[e.name](e.arg.value, e.arg.shape)
 
@@ -590,7 +580,7 @@ def _exact_value(name: str, value: Fraction) -> Fraction | None:
 
 
 @rule("element-wise function of a constant", "f(vector(c)) -> f(c) vector(1);  exp(0) -> 1, sign(-2) -> -1, ...",
-      "exp(vector(0)) + sin(vector(2)) + x", on=tuple(sorted(ELEMENTWISE)), guard=_arg_is(Num, Fill))
+      "exp(vector(0)) + sin(vector(2)) + x", on=tuple(sorted(ELEMENTWISE)), guard=arg_is(Num, Fill))
 def _elementwise_of_constant(e: Func) -> Expr | None:
     exact = _exact_value(e.name, e.arg.value)
     if exact is not None:
@@ -704,7 +694,7 @@ def _sigmoid(e: ElemDiv | MatMul) -> Expr | None:
 
 
 @rule("sum of a Hadamard product", "sum(a .* b) -> a^T b for vectors", "sum(x .* y)", on=("sum",),
-      guard=_arg_is(Hadamard))
+      guard=arg_is(Hadamard))
 def _sum_hadamard(e: Func) -> Expr | None:
     if not ir.is_column(e.arg.shape):
         return None
@@ -834,13 +824,13 @@ def _common_candidates(term: Expr) -> tuple[Expr, ...]:
 
 
 @rule("transpose of a Kronecker product", "(A ⊗ B)^T -> A^T ⊗ B^T", "(A ⊗ B)^T", where="A, B: matrix(m, n)",
-      on=(Transpose,), guard=_arg_is(Kron))
+      on=(Transpose,), guard=arg_is(Kron))
 def _transpose_kron(e: Transpose) -> Expr:
     return ir.kron(*map(transpose, e.arg.factors))
 
 
 @rule("inverse of a Kronecker product", "inv(A ⊗ B) -> inv(A) ⊗ inv(B)", "inv(X ⊗ Y)", where="X, Y: matrix(n, n)",
-      on=("inv",), guard=_arg_is(Kron))
+      on=("inv",), guard=arg_is(Kron))
 def _inverse_kron(e: Func) -> Expr | None:
     if all(f.shape[0] == f.shape[1] for f in e.arg.factors):
         return ir.kron(*(func("inv", f) for f in e.arg.factors))
@@ -941,7 +931,7 @@ def _kron_vector_out(e: Kron) -> Expr | None:
     return None
 
 
-@rule("vec of an outer product", "vec(a b^T) -> b ⊗ a", "vec(x y^T)", on=("vec",), guard=_arg_is(MatMul))
+@rule("vec of an outer product", "vec(a b^T) -> b ⊗ a", "vec(x y^T)", on=("vec",), guard=arg_is(MatMul))
 def _vec_outer(e: Func) -> Expr | None:
     coefficient, scalars, chain = _split_product(e.arg)
     if len(chain) == 2 and ir.is_column(chain[0].shape) and chain[1].shape[0] == 1:
