@@ -10,15 +10,27 @@ a random direction put for dx.
 
 from __future__ import annotations
 
+import random
+
 import numpy as np
 import pytest
-from oracles import assert_matches_finite_differences, evaluate_expr, random_values
+from generate import RandomChooser, declaration_of, instantiate
+from oracles import (
+    assert_matches_finite_differences,
+    close_to_finite_differences,
+    evaluate_expr,
+    random_values,
+    well_defined,
+)
+from tally import TALLY
 
 import matcalc
 from matcalc.calculus.differential import differential
 from matcalc.calculus.jacobian import READING_RULES, jacobian_from_differential
 from matcalc.core import ir
+from matcalc.core.errors import DeclarationError, ShapeError, UnsupportedError
 from matcalc.core.ir import Differential, Var
+from matcalc.render.text import to_text
 from matcalc.rules.jacobian import DIAGONAL_FORMS, FACTOR_FORMS
 
 
@@ -67,3 +79,61 @@ def test_equal_form_fires_on_its_example_keeps_values_and_the_jacobian_matches(r
 def test_every_rule_of_the_reader_is_named_once():
     names = [rule.name for rule in [*READING_RULES, *FACTOR_FORMS, *DIAGONAL_FORMS]]
     assert len(names) == len(set(names))
+
+
+# ---------------------------------------------------------------- random instances
+
+INSTANCES = 12
+
+
+def _fires_in(rule, df) -> bool:
+    """Whether an equal form fires at a node of df that holds dx (where the reader asks it)."""
+    return any(rule.apply(node) is not None for node in ir.walk(df) if ir.contains_differential(node))
+
+
+def check_jacobian_rule_on_random_instances(rule, count: int) -> int:
+    """The rule's example with every other variable replaced by a random expression of its shape: wherever the
+    reader uses the rule, the Jacobian must match central finite differences."""
+    text, name = rule.example
+    pattern = matcalc.parse(text, where=rule.where or None)
+    if name not in ir.variables(pattern):
+        return 0
+    var = ir.variables(pattern)[name]
+    reading = rule in list(READING_RULES)
+    checked = 0
+    for seed in range(count):
+        drawn = instantiate(pattern, RandomChooser(random.Random(seed)), keep=frozenset({name}))
+        where = drawn.where if name in drawn.names else "; ".join(filter(None, [drawn.where, declaration_of(var)]))
+        try:
+            d = matcalc.diff(to_text(drawn.expr), name, where=where)
+        except (DeclarationError, ShapeError, UnsupportedError):
+            continue  # the random part uses the name with another shape, or leaves the reader's reach
+        f = d.function
+        variable = ir.variables(f).get(name)
+        if variable is None or not ir.is_column(f.shape) or not ir.is_column(variable.shape):
+            continue
+        df = differential(f, variable)
+        used: list[str] = []
+        jacobian_from_differential(df, variable.shape[0], used)
+        if not (rule.name in used if reading else _fires_in(rule, df)):
+            continue
+        values = random_values([f], seed=seed, sizes=drawn.sizes)
+        if not well_defined(f, values):
+            continue
+        checked += 1
+        with np.errstate(all="ignore"):
+            assert close_to_finite_differences(d, values), f"{rule.name}: d/d{name} {f} = {d}"
+    return checked
+
+
+@pytest.mark.parametrize("rule", [*READING_RULES, *FACTOR_FORMS, *DIAGONAL_FORMS], ids=lambda rule: rule.name)
+def test_jacobian_rule_matches_finite_differences_on_random_instances(rule):
+    checked = check_jacobian_rule_on_random_instances(rule, INSTANCES)
+    TALLY["random Jacobian-reader rule instances checked"] += checked
+    if rule.name not in ONLY_ON_THEIR_EXAMPLE:
+        assert checked >= INSTANCES // 3, f"{rule.name} was used on only {checked} of {INSTANCES} random instances"
+
+
+# The reader meets these only where diff does not send it: a function free of its variable, a 1 x 1 function
+# (read by the gradient reader); their examples call the reader directly (above).
+ONLY_ON_THEIR_EXAMPLE = {"free of dx", "scalar"}

@@ -216,7 +216,7 @@ def _outer_product_form(f: Expr) -> Expr | None:
 
 
 @factor_form("transpose in an element-wise product", "B .* F^T -> B .* (F^T one level down)",
-             ("A (B .* (C x y^T)^T) b", "x"), on=ELEMENTWISE)
+             ("A (B .* (C x y^T)^T) b", "x"), "A, B, C: matrix(n, n); b, x, y: vector(n)", on=ELEMENTWISE)
 def _transpose_inside(f: Expr) -> Expr | None:
     split = elementwise_split(f)
     if split is None or not isinstance(split[1], Transpose):
