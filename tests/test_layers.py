@@ -15,8 +15,9 @@ ALLOWED = {
     "calculus": {"core", "rules"},
     "render": {"core", "calculus"},
     "backends": {"core", "rules", "calculus", "render"},
-    "api": {"core", "frontend", "rules", "calculus", "render", "backends"},
-    "cli": {"core", "frontend", "rules", "calculus", "render", "backends", "api", "__init__"},
+    "results": {"core", "frontend", "rules", "calculus", "render", "backends"},
+    "api": {"core", "frontend", "rules", "calculus", "render", "backends", "results"},
+    "cli": {"core", "frontend", "rules", "calculus", "render", "backends", "results", "api", "__init__"},
 }
 
 

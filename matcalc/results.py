@@ -1,0 +1,381 @@
+"""The results the API returns: records that print, render, evaluate, prove and generate code by delegating to
+the rooms (render, backends, calculus). api.py composes the pipeline that makes them."""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from .calculus import derive
+from .calculus.backprop import needed_bindings
+from .calculus.differential import differential
+from .calculus.spec import Axes, DerivativeSpec, Kind, Layout, Step, axes_of, kind_of
+from .core import ir
+from .core.errors import ParseError, UnsupportedError
+from .core.ir import Bindings, Expr, Var, fresh_name
+from .frontend.parse import Declaration, Declarations, dimension_names
+from .render import derivative as render
+from .render.index import index_latex, index_text
+from .render.naming import name_shared
+from .render.text import latex_name, program_latex, program_text, to_latex, to_text
+from .rules.simplify import simplify
+
+Form = Literal["matrix", "vec", "index", "differential"]
+Product = Literal["jvp", "vjp"] | None
+_NAME = re.compile(r"[A-Za-z_\u0370-\u03ff][A-Za-z0-9_\u0370-\u03ff]*\Z")
+
+
+@dataclass(frozen=True)
+class Derivative:
+    """A derivative in matrix notation: print it, render it, evaluate it, prove it.
+
+    `body` is the result in terms of named definitions: the forward values of a program and its adjoints
+    `g_h`, or a single expression's repeated subexpressions. `bindings` may hold more definitions than the
+    body uses (the gradients of one backward pass share them all); `definitions` are those it uses, and
+    `expr` is the result as one expression (a DAG: nothing is copied), computed when first asked for.
+    """
+
+    function: Expr
+    variable: Var
+    body: Expr
+    kind: Kind
+    layout: Layout
+    where: Declarations
+    steps: tuple[Step, ...]
+    bindings: Bindings = ()
+    program: Bindings = ()  # the function as the program it was given as, when it was one
+    inline_result: Expr | None = None  # `expr`, when it is known already
+    # "vec": the result is the Jacobian of the vecs, d vec(F) / d vec(X)^T (a tensor of order 3 or more, or a
+    # Hessian w.r.t. a matrix); "matrix": the cookbook's matrix (gradient, Jacobian, Hessian of a vector)
+    form: Literal["matrix", "vec"] = "matrix"
+    axes: tuple[Axes, Axes] | None = None  # (output's axes, variable's axes) of the tensor; None: from the shapes
+
+    @functools.cached_property
+    def definitions(self) -> Bindings:
+        return needed_bindings(self.bindings, [self.body]) if self.bindings else ()
+
+    @functools.cached_property
+    def expr(self) -> Expr:
+        if self.inline_result is not None:
+            return self.inline_result
+        return ir.inline(self.definitions, self.body)
+
+    @property
+    def split_axes(self) -> tuple[Axes, Axes]:
+        """(the output's axes, the variable's axes): the tensor ∂F/∂X has them all, output first; an axis of size 1
+        (a vector's second, a scalar's both) is not an axis."""
+        if self.axes is not None:
+            return self.axes
+        if self.kind == "hessian":
+            return axes_of(self.variable.shape), axes_of(self.variable.shape)
+        return axes_of(self.function.shape), axes_of(self.variable.shape)
+
+    @property
+    def shape(self) -> ir.Shape | Axes:
+        """A matrix result's 2-D shape (a vector's is (n, 1)); a tensor's axes, output first (docs/conventions.md)."""
+        if self.form == "matrix":
+            return self.body.shape
+        output, variable = self.split_axes
+        return (*output, *variable)
+
+    @property
+    def matrix_shape(self) -> ir.Shape:
+        """The 2-D shape of the printed result: for a tensor, that of its vec form d vec(F) / d vec(X)^T."""
+        return self.body.shape
+
+    @property
+    def order(self) -> int:
+        """The number of axes of the derivative as a tensor: 0 for a scalar, 2 for a Jacobian, 4 for a matrix
+        w.r.t. a matrix."""
+        output, variable = self.split_axes
+        return len(output) + len(variable)
+
+    @functools.cached_property
+    def of(self) -> Expr:
+        """The expression differentiated in the last step: the function, or the gradient for a Hessian."""
+        if self.kind == "hessian":
+            return derive.gradient(self.function, self.variable)[0]  # as hessian() computed it
+        return self.function
+
+    def __str__(self) -> str:
+        return self.text()
+
+    def text(self, inline: bool = False, form: Form | None = None) -> str:
+        """The result in the input language: named (one line per definition, then the result) or inline.
+
+        `form`: "vec" or "matrix" (the default: the form the result is held in; a tensor is held in vec form), or
+        "differential" (`d(F) = ...`, linear in dX) or "index" (`∂F_ij / ∂X_kl = ...`).
+        """
+        if form == "differential":
+            return f"d({to_text(self.of)}) = {to_text(self.differential_form)}"
+        if form == "index":
+            return index_text(self._index_form())
+        if inline or not self.definitions:
+            return to_text(self.expr)
+        return program_text(self.definitions, self.body)
+
+    @functools.cached_property
+    def differential_form(self) -> Expr:
+        """dF, linear in dX: the compact form the engine derives first; apply it to any direction dX."""
+        return simplify(differential(self.of, self.variable))
+
+    def _index_form(self) -> Any:
+        from .calculus.index_form import index_form
+
+        return index_form(differential(self.of, self.variable), self.variable, self.of)
+
+    def latex(self, inline: bool = False, form: Form | None = None) -> str:
+        if form == "differential":
+            return rf"\mathrm{{d}}\left({to_latex(self.of)}\right) = {to_latex(self.differential_form)}"
+        if form == "index":
+            return index_latex(self._index_form())
+        return render.equation_latex(self, inline)
+
+    def _forms_json(self) -> dict[str, Any]:
+        """The three forms (the held one, index, differential), each as text and LaTeX; an index form that cannot
+        be written (a Kronecker product in the function) is null."""
+        forms: dict[str, Any] = {self.form: {"text": self.text(), "latex": self.latex()}}
+        if sum(1 for _ in ir.walk(self.of)) > MAX_FORMS_SIZE:  # a deep network: the written forms would be huge
+            return {**forms, "index": None, "differential": None}
+        for form in ("index", "differential"):
+            try:
+                forms[form] = {"text": self.text(form=form), "latex": self.latex(form=form)}  # type: ignore[arg-type]
+            except UnsupportedError:
+                forms[form] = None
+        return forms
+
+    def __repr__(self) -> str:
+        # the result in the input language: the REPL shows Derivative('(A + A^T) x'), not the IR
+        return f"{type(self).__name__}({str(self)!r})"
+
+    def _repr_latex_(self) -> str:
+        return f"$${self.latex()}$$"
+
+    def derivation(self, latex: bool = False) -> str:
+        """The steps, one per line: `title: expression   [rules]`; with `latex`, a LaTeX `aligned` block."""
+        return render.derivation(self.steps, latex)
+
+    def evaluate(self, values: dict[str, Any], form: Literal["tensor", "vec"] = "tensor") -> Any:
+        """NumPy value at `values` (name -> array; a scalar as a float): an array with the output's axes, then the
+        variable's (`self.shape`); with form="vec", the Jacobian of the vecs d vec(F) / d vec(X)^T (column-major)."""
+        from .backends.interpret import arrange, evaluate_numpy
+
+        names = {**ir.variables(self.function), **ir.variables(self.expr)}
+        names.setdefault(self.variable.name, self.variable)
+        # Symbols that simplification removed (A in alpha A^0 -> I) may still be given: they bind sizes.
+        # _variable looks in an expression first: the bare variable, which holds none of them, so each costs O(1).
+        others = {name: _variable(name, self.where, self.variable) for name, declaration in self.where.items()
+                  if name not in names and declaration.kind != "dim"}
+        sizes: dict[str, int] = {}
+        (value,) = evaluate_numpy([self.expr], values, names, optional=others, symmetric=True, sizes_out=sizes)
+        return arrange(value, self, sizes, form)
+
+    def verify(self, seed: int = 0, timeout: float | None = None) -> Any:
+        """Elementwise proof with SymPy at two sizes; the report is truthy when every entry matches.
+
+        Past `timeout` seconds (default verify.DEFAULT_TIMEOUT) the report is falsy and says "undecided".
+        """
+        from .backends.verify import DEFAULT_TIMEOUT, verify_derivative
+
+        return verify_derivative(self.function, self.variable, self.expr, self._verified_kind, self.layout, seed,
+                                 DEFAULT_TIMEOUT if timeout is None else timeout)
+
+    @property
+    def _verified_kind(self) -> str:
+        """The kind verify checks against: the Jacobian of the vecs for a tensor held in vec form."""
+        return "tensor" if self.form == "vec" and self.kind != "hessian" else self.kind
+
+    def to_code(self, backend: str = "numpy", name: str | None = None, product: Product = None) -> str:
+        """The source of a Python function computing this derivative with NumPy, JAX or PyTorch: a parameter per
+        variable (by keyword), a line per definition and shared subexpression; it returns what `evaluate` returns
+        (a tensor as its n-D array). Only running it needs the backend.
+
+        `product="jvp"` computes the derivative applied to a direction dX instead (a parameter named after the
+        variable: dW), `product="vjp"` its transpose applied to a cotangent G of the output's shape: neither builds
+        the tensor. For a Hessian, "jvp" is the Hessian-vector product.
+        """
+        from .backends import pycode
+
+        name = name or self._code_name(product)
+        target = pycode.backend(backend)
+        if product is None:
+            return pycode.derivative_source(self, str(self), name, target)
+        taken = {*self.where, *ir.variables(self.of), *dimension_names(self.where)}
+        direction, result = derive.linear_map(self.of, self.variable, product, taken)
+        return pycode.product_source(self, name, product, direction, result, target)
+
+    def compile(self, backend: str = "numpy", product: Product = None) -> Callable[..., Any]:
+        """The function of `to_code(backend, product=...)`, ready to call: f(X=..., y=...)."""
+        from .backends.pycode import compile_source
+
+        name = self._code_name(product)
+        return compile_source(self.to_code(backend, name, product), name)
+
+    def _code_name(self, product: Product) -> str:
+        from .backends.pycode import identifier
+
+        base = f"d{identifier(self._output_name())}_d{self.variable.name}"
+        return f"{base}_{product}" if product else base
+
+    def _output_name(self) -> str:
+        return self.program[-1][0] if self.program else "f"
+
+    def diff(self, wrt: str) -> Derivative:
+        """This derivative differentiated again w.r.t. `wrt` (a mixed or higher derivative): a tensor with this one's
+        axes, then wrt's. Held as a matrix while it has two axes or fewer, else in vec form."""
+        variable = _variable(_check_variable_name(wrt), self.where, {**ir.variables(self.function),
+                                                                    **ir.variables(self.expr)})
+        function = self.expr
+        output = (*self.split_axes[0], *self.split_axes[1]) if self.form == "vec" else axes_of(function.shape)
+        kind = kind_of(function, variable)
+        if self.form == "vec" or len(output) + len(axes_of(variable.shape)) > 2:
+            kind = Kind.TENSOR
+        result, steps = derive.derivative(function, variable, DerivativeSpec(kind))
+        steps.insert(0, Step(f"the derivative w.r.t. {self.variable.name}", function))
+        taken = {*self.where, *(name for name, _ in self.bindings), *dimension_names(self.where)}
+        bindings, body = name_shared(result, taken)
+        where = _with_dimensions(self.where, [function, result])
+        return Derivative(function, variable, body, kind, "numerator", where, tuple(steps), bindings, (), result,
+                          "vec" if kind == "tensor" else "matrix", (output, axes_of(variable.shape)))
+
+
+    def to_json(self) -> dict[str, Any]:
+        where = {name: str(decl).split(": ", 1)[1] for name, decl in self.where.items()}
+        return render.json_of(self, str(self), where, self._forms_json())
+
+
+MAX_FORMS_SIZE = 400  # distinct nodes of the function past which to_json leaves out the index and differential forms
+
+
+def _variable(name: str, symbols: Declarations, parsed: Expr | dict[str, Var]) -> Var:
+    """The variable `name` as the expression has it (`parsed`: the expression, or its variables), else as declared."""
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ParseError(f"not a variable name: {name!r}")
+    found = (parsed if isinstance(parsed, dict) else ir.variables(parsed)).get(name)
+    if found is not None:
+        return found
+    declaration = symbols[name]  # typed by parse_typed(extra_symbols=...)
+    dims = declaration.dims
+    if declaration.kind == "scalar":
+        shape: ir.Shape = ir.SCALAR
+    elif declaration.kind == "vector":
+        shape = (dims[0], 1)
+    else:
+        shape = (dims[0], dims[-1])
+    return Var(name, shape, declaration.kind == "symmetric")
+
+
+def _with_dimensions(where: Declarations, exprs: list[Expr]) -> Declarations:
+    """`where` and a `n: dim` declaration for every dimension the expressions use that no declaration
+    names (the size of an I in tr(alpha I)), so that a result's text parses back with `where`."""
+    named = dimension_names(where)
+    missing = {d: Declaration(d, "dim") for d in ir.dimensions(exprs) if d not in named}
+    return {**where, **missing} if missing else where
+
+
+def _check_variable_name(wrt: object) -> str:
+    if not isinstance(wrt, str) or not _NAME.match(wrt):
+        raise ParseError(f"not a variable name: {wrt!r}")
+    if wrt in ir.IDENTITY_NAMES:
+        raise ParseError(f"'{wrt}' is the identity matrix, not a variable")
+    if wrt in ir.RESERVED_NAMES:
+        raise ParseError(f"'{wrt}' is a constant, not a variable")
+    return wrt
+
+
+class Gradients(dict):
+    """The gradients of one backward pass, by variable name; prints as one program: the definitions they
+    use, once, then a line `dL_dW = ...` per variable (L the output's name)."""
+
+    def __init__(self, derivatives: dict[str, Derivative], output: str) -> None:
+        super().__init__(derivatives)
+        self.output = output
+
+    def _lines(self) -> tuple[Bindings, list[tuple[str, Expr]]]:
+        first = next(iter(self.values()))
+        bodies = [d.body for d in self.values()]
+        taken = {*first.where, *(name for name, _ in first.bindings)}
+        results = []
+        for name, d in self.items():
+            label = fresh_name(f"d{self.output}_d{name}", taken)
+            taken.add(label)
+            results.append((label, d.body))
+        return needed_bindings(first.bindings, bodies), results
+
+    def __str__(self) -> str:
+        definitions, results = self._lines()
+        return program_text((*definitions, *results))
+
+    def latex(self) -> str:
+        definitions, results = self._lines()
+        return program_latex((*definitions, *results))
+
+
+class BlockHessian(dict):
+    """The Hessian of a scalar w.r.t. several variables: block (a, b) is d vec(grad_a f) / d vec(b)^T (a Derivative),
+    for every pair. Prints the blocks a <= b (in the order given; block (b, a) is the transpose of (a, b));
+    evaluates to the whole symmetric matrix over the vecs of the variables, in that order."""
+
+    def __init__(self, blocks: dict[tuple[str, str], Derivative], names: list[str], output: str) -> None:
+        super().__init__(blocks)
+        self.names = names
+        self.output = output
+
+    def _upper(self) -> list[tuple[str, Derivative]]:
+        return [(f"d2{self.output}_d{a}_d{b}", self[a, b])
+                for i, a in enumerate(self.names) for b in self.names[i:]]
+
+    def __str__(self) -> str:
+        return "\n".join(f"{label} = {d.text(inline=True)}" for label, d in self._upper())
+
+    def latex(self) -> str:
+        rows = [rf"{latex_name(label)} &= {to_latex(d.expr)}" for label, d in self._upper()]
+        return "\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}"
+
+    def evaluate(self, values: dict[str, Any]) -> Any:
+        import numpy as np
+
+        return np.block([[self[a, b].evaluate(values, form="vec") for b in self.names] for a in self.names])
+
+    def verify(self, seed: int = 0, timeout: float | None = None) -> bool:
+        """Each block proven (the blocks below the diagonal too): truthy when all are."""
+        return all(d.verify(seed, timeout) for d in self.values())
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The verdict on a user's candidate derivative; truthy only when it is proven right.
+
+    `reason` says why a candidate is wrong before any entry is compared (its shape); `report` is the
+    entrywise verification, which may also be undecided (a time limit): undecided is never truthy.
+    """
+
+    derivative: Derivative
+    candidate: Expr
+    report: Any
+    reason: str = ""
+
+    def __bool__(self) -> bool:
+        return not self.reason and bool(self.report)
+
+    @property
+    def undecided(self) -> bool:
+        return not self.reason and bool(getattr(self.report, "undecided", ""))
+
+    def __str__(self) -> str:
+        return render.verdict_text(self)
+
+    def __repr__(self) -> str:
+        # the verdict itself, as print() shows it: what a person wants to read in the REPL
+        return str(self)
+
+    def _repr_markdown_(self) -> str:
+        """Jupyter: the verdict in bold, expressions as code, the counterexample as the report renders it."""
+        return render.verdict_markdown(self)
+
+
+def _shape_text(shape: ir.Shape) -> str:
+    return f"{shape[0]}×{shape[1]}"
