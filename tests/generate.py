@@ -16,7 +16,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from hypothesis import strategies as st
 
@@ -397,3 +397,21 @@ def instantiate(pattern: Expr, chooser: Chooser, max_depth: int = 2, keep: froze
     mapping: dict[Expr, Expr] = {var: parse(text, where=where, shape=var.shape) for var, text in texts.items()}
     sizes = {d: chooser.integer(2, 4) for d in dims}
     return Instance(substitute(pattern, mapping), where or "", frozenset(generator.used), sizes)
+
+
+def derivative_of_an_instance(pattern: Expr, name: str, seed: int,
+                              refusals: tuple[type[Exception], ...] = ()) -> tuple[Any, Instance] | None:
+    """The derivative w.r.t. `name` of `pattern` with every other variable replaced by a random expression (seeded),
+    and the instance; None where the random part uses the name with another shape (or `diff` raises one of
+    `refusals`)."""
+    import matcalc
+    from matcalc.core.ir import variables
+    from matcalc.render.text import to_text
+
+    drawn = instantiate(pattern, RandomChooser(random.Random(seed)), keep=frozenset({name}))
+    declared = drawn.where if name in drawn.names else "; ".join(
+        filter(None, [drawn.where, declaration_of(variables(pattern)[name])]))
+    try:
+        return matcalc.diff(to_text(drawn.expr), name, where=declared), drawn
+    except (matcalc.DeclarationError, matcalc.ShapeError, *refusals):
+        return None
