@@ -179,3 +179,8 @@ def close_to_finite_differences(d: Derivative, values: dict[str, Any], rtol: flo
         if np.allclose(got, expected, rtol=rtol, atol=rtol * scale):
             return True
     return False
+
+
+def refuted(verdict: Any) -> bool:
+    """A check's verdict says the candidate is wrong, as decided (not merely out of time: undecided is falsy too)."""
+    return not verdict and not verdict.undecided
