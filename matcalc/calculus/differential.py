@@ -94,15 +94,13 @@ def _leibniz(combine: Callable[..., Expr]) -> Callable[[Expr, tuple[Expr, ...]],
     return rule
 
 
-def _elem_div_rule(e: Expr, ds: tuple[Expr, ...]) -> Expr:
-    assert isinstance(e, ElemDiv)
+def _elem_div_rule(e: ElemDiv, ds: tuple[Expr, ...]) -> Expr:
     d_numerator, d_denominator = ds
     a, b = e.numerator, e.denominator
     return add(elem_div(d_numerator, b), neg(hadamard(elem_div(a, _square(b)), d_denominator)))
 
 
-def _power_rule(e: Expr, ds: tuple[Expr, ...]) -> Expr:
-    assert isinstance(e, Power)
+def _power_rule(e: Power, ds: tuple[Expr, ...]) -> Expr:
     d_base, d_exponent = ds
     a, p = e.base, e.exponent
     if not a.is_scalar:  # integer power of a square matrix: sum_i X^i dX X^(k-1-i)
@@ -119,8 +117,7 @@ def _power_rule(e: Expr, ds: tuple[Expr, ...]) -> Expr:
     return add(*terms)
 
 
-def _elem_power_rule(e: Expr, ds: tuple[Expr, ...]) -> Expr:
-    assert isinstance(e, ElemPower)
+def _elem_power_rule(e: ElemPower, ds: tuple[Expr, ...]) -> Expr:
     d_base, d_exponent = ds
     a, p = e.base, e.exponent
     terms = [] if ir.is_zero(d_base) else [mul(p, hadamard(elem_power(a, add(p, num(-1))), d_base))]
@@ -142,8 +139,7 @@ def _function_rule(spec: FunctionSpec, name: str) -> Rule:
     return Rule(name, spec.derivative, (spec.name,), lambda e, ds: differential_of(e, ds[0]), spec.example)
 
 
-def _elementwise_rule(e: Expr, ds: tuple[Expr, ...]) -> Expr:
-    assert isinstance(e, Func)
+def _elementwise_rule(e: Func, ds: tuple[Expr, ...]) -> Expr:
     return FUNCTIONS[e.name].differential(e, ds[0])  # type: ignore[misc]
 
 

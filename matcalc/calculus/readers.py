@@ -53,8 +53,7 @@ def _split_linear_product(e: MatMul) -> tuple[int, Expr]:
 Seeded = list[tuple[Expr, Expr]]
 
 
-def _product_seeds(t: Expr, seed: Expr) -> Seeded:
-    assert isinstance(t, MatMul)
+def _product_seeds(t: MatMul, seed: Expr) -> Seeded:
     position, inner = _split_linear_product(t)
     others = t.factors[:position] + t.factors[position + 1 :]
     if inner.is_scalar:  # <S, f M> = f <S, M>
@@ -67,22 +66,19 @@ def _product_seeds(t: Expr, seed: Expr) -> Seeded:
     return [(inner, mul(*scalars, *left, seed, *right))]
 
 
-def _hadamard_seeds(t: Expr, seed: Expr) -> Seeded:
-    assert isinstance(t, Hadamard)
+def _hadamard_seeds(t: Hadamard, seed: Expr) -> Seeded:
     position = next(i for i, f in enumerate(t.factors) if ir.contains_differential(f))
     others = t.factors[:position] + t.factors[position + 1 :]
     return [(t.factors[position], hadamard(seed, *others))]
 
 
-def _quotient_seeds(t: Expr, seed: Expr) -> Seeded:
-    assert isinstance(t, ElemDiv)
+def _quotient_seeds(t: ElemDiv, seed: Expr) -> Seeded:
     if ir.contains_differential(t.denominator):
         raise _NotLinear(f"differential in a denominator: {t}")
     return [(t.numerator, elem_div(seed, t.denominator))]
 
 
-def _diag_seeds(t: Expr, seed: Expr) -> Seeded:
-    assert isinstance(t, Func)
+def _diag_seeds(t: Func, seed: Expr) -> Seeded:
     arg_shape = t.arg.shape
     if arg_shape == ir.SCALAR:
         return [(t.arg, seed)]
@@ -106,10 +102,9 @@ def kron_vec_permutation(a: ir.Shape, b: ir.Shape) -> Expr:
     return ir.kron(ir.identity(n), ir.commutation(q, m), ir.identity(p))
 
 
-def _kron_seeds(t: Expr, seed: Expr) -> Seeded:
+def _kron_seeds(t: ir.Kron, seed: Expr) -> Seeded:
     """<S, A ⊗ F ⊗ B> through vec: vec(A ⊗ F ⊗ B) = J vec(F) with J from vec_jacobian's rule, so the seed of F
     is unvec(J^T vec(S))."""
-    assert isinstance(t, ir.Kron)
     position = next(i for i, f in enumerate(t.factors) if ir.contains_differential(f))
     inner = t.factors[position]
     jacobian = _kron_jacobian(t, position, ir.identity(ir.dim_product(*inner.shape)))
@@ -204,8 +199,7 @@ def gradient_from_differential(df: Expr, variable_shape: ir.Shape) -> Expr:
 # J of its child that holds dX (Magnus & Neudecker). Its example: (function, variable), as the adjoint rules'.
 
 
-def _vec_product(t: Expr, jacobian_of: Callable[[Expr], Expr]) -> Expr:
-    assert isinstance(t, MatMul)
+def _vec_product(t: MatMul, jacobian_of: Callable[[Expr], Expr]) -> Expr:
     position, inner = _split_linear_product(t)
     others = t.factors[:position] + t.factors[position + 1 :]
     if inner.is_scalar:  # vec(s C) = vec(C) s
@@ -218,22 +212,19 @@ def _vec_product(t: Expr, jacobian_of: Callable[[Expr], Expr]) -> Expr:
     return mul(*scalars, ir.kron(right, left), jacobian_of(inner))
 
 
-def _vec_hadamard(t: Expr, jacobian_of: Callable[[Expr], Expr]) -> Expr:
-    assert isinstance(t, Hadamard)
+def _vec_hadamard(t: Hadamard, jacobian_of: Callable[[Expr], Expr]) -> Expr:
     position = next(i for i, f in enumerate(t.factors) if ir.contains_differential(f))
     others = hadamard(*t.factors[:position], *t.factors[position + 1 :])
     return mul(func("diag", ir.vec(others)), jacobian_of(t.factors[position]))
 
 
-def _vec_quotient(t: Expr, jacobian_of: Callable[[Expr], Expr]) -> Expr:
-    assert isinstance(t, ElemDiv)
+def _vec_quotient(t: ElemDiv, jacobian_of: Callable[[Expr], Expr]) -> Expr:
     if ir.contains_differential(t.denominator):
         raise _NotLinear(f"differential in a denominator: {t}")
     return mul(func("diag", ir.vec(elem_div(ones(t.shape), t.denominator))), jacobian_of(t.numerator))
 
 
-def _vec_diag(t: Expr, jacobian_of: Callable[[Expr], Expr]) -> Expr:
-    assert isinstance(t, Func)
+def _vec_diag(t: Func, jacobian_of: Callable[[Expr], Expr]) -> Expr:
     arg = t.arg
     if arg.is_scalar:
         return jacobian_of(arg)
@@ -246,10 +237,9 @@ def _vec_diag(t: Expr, jacobian_of: Callable[[Expr], Expr]) -> Expr:
     return mul(gather, func("diag", ir.vec(ir.identity(n))), jacobian_of(arg))
 
 
-def _kron_jacobian(t: Expr, position: int, inner_jacobian: Expr) -> Expr:
+def _kron_jacobian(t: ir.Kron, position: int, inner_jacobian: Expr) -> Expr:
     """J with vec(A ⊗ F ⊗ B) = J vec(F), F the factor at `position`, from F's J: two steps of
     vec(A ⊗ B) = P (vec(A) ⊗ vec(B)) (kron_vec_permutation), A and B free of dX."""
-    assert isinstance(t, ir.Kron)
     factors = t.factors
     inner = factors[position]
     jacobian = inner_jacobian
@@ -266,8 +256,7 @@ def _kron_jacobian(t: Expr, position: int, inner_jacobian: Expr) -> Expr:
     return jacobian
 
 
-def _vec_kron(t: Expr, jacobian_of: Callable[[Expr], Expr]) -> Expr:
-    assert isinstance(t, ir.Kron)
+def _vec_kron(t: ir.Kron, jacobian_of: Callable[[Expr], Expr]) -> Expr:
     position = next(i for i, f in enumerate(t.factors) if ir.contains_differential(f))
     return _kron_jacobian(t, position, jacobian_of(t.factors[position]))
 
