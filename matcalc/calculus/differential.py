@@ -49,6 +49,7 @@ MAX_MATRIX_POWER = 64  # d(X^k) has k terms
 # term, c times: k copies of s in s ./ s ./ ... ./ s cost 2 terms, not k terms of k factors.
 MAX_LEIBNIZ_TERMS = 8
 
+
 def _square(u: Expr) -> Expr:
     return elem_power(u, num(2))
 

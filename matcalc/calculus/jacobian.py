@@ -181,12 +181,10 @@ def _read(t: Expr, n: ir.Dim, used: list[str] | None) -> tuple[list[Expr], Expr 
     terms that hold dx), with the Jacobian of t = mul(*left, J(t_1) + J(t_2) + ...). A loop, no recursion."""
     left: list[Expr] = []  # the Jacobian is mul(*left, J(t))
     while True:
-        for rule in READING_RULES.for_node(t):
-            step = rule.build(t, n)
-            if step is not None:
-                break
-        else:
+        found = READING_RULES.first_result(t, n)
+        if found is None:
             raise _cannot_write(t)
+        rule, step = found
         if used is not None and rule.name not in used:
             used.append(rule.name)
         left.extend(step.left)

@@ -44,10 +44,9 @@ TRANSPOSE_FORMS = RuleSet("transposes pushed down", [SIMPLIFY_RULES.named(name) 
 
 def push_transpose(e: Expr) -> Expr:
     """e = F^T with the transpose moved one level down; an UnsupportedError where no rule moves it."""
-    for rule in TRANSPOSE_FORMS.for_node(e):
-        out = rule.apply(e)
-        if out is not None:
-            return out
+    found = TRANSPOSE_FORMS.first_result(e)
+    if found is not None:
+        return found[1]
     raise UnsupportedError(f"cannot write the Jacobian in matrix form yet: transposed term {e}")
 
 
@@ -155,11 +154,8 @@ def diagonal_factor(f: Expr) -> Expr | None:
 
 def first_form(table: RuleSet, e: Expr) -> Expr | None:
     """The form the first rule of the table that applies gives e, or None."""
-    for rule in table.for_node(e):
-        out = rule.build(e) if rule.guard is None or rule.guard(e) else None
-        if out is not None:
-            return out
-    return None
+    found = table.first_result(e)
+    return found[1] if found is not None else None
 
 
 # ---------------------------------------------------------------- a factor F holding dx in c L F R
@@ -359,9 +355,7 @@ def _elementwise_at_an_end(e: Expr) -> Expr | None:
     parts = _product_parts(e)
     if parts is None or not (parts[1] or parts[3]) or (parts[1] and parts[3]):
         return None
-    scale, p, inner, q = parts
-    if _diag_vector(inner) is not None or rewrite_factor(inner) is not None:
-        return None
+    scale, p, inner, q = parts  # tried after the rules before it (an equal form of F first): no need to ask again
     split = elementwise_split(inner)
     if split is None:
         return None

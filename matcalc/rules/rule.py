@@ -98,6 +98,16 @@ class RuleSet:
                 return rule
         return None
 
+    def first_result(self, node: Expr, *given: Any) -> tuple[Rule, Any] | None:
+        """(rule, result) for the first rule whose head and guard fit the node and whose builder, given the node and
+        `given`, returns something (not None): the strategy of the tables whose builders may decline."""
+        for rule in self.for_node(node):
+            if rule.guard is None or rule.guard(node):
+                result = rule.build(node, *given)
+                if result is not None:
+                    return rule, result
+        return None
+
     def named(self, name: str) -> Rule:
         for rule in self._rules:
             if rule.name == name:
