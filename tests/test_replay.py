@@ -11,7 +11,7 @@ The normal run replays one call in SAMPLE; `-m slow` replays them all.
 from __future__ import annotations
 
 import pytest
-from replay import key, load_accepted, load_record, run
+from replay import comparable, key, load_accepted, load_record, run
 
 SAMPLE = 10
 RECORD = load_record()
@@ -28,7 +28,7 @@ def _replay(entries: list[dict]) -> None:
         call, recorded = entry["call"], entry["output"]
         now = run(call)
         expected = ACCEPTED.get(key(call), {}).get("output", recorded)
-        if now != expected:
+        if comparable(now) != comparable(expected):
             changed.append(f"{_short(key(call))}\n  recorded: {_short(expected)}\n  now:      {_short(now)}")
     assert not changed, f"{len(changed)} of {len(entries)} calls print something else:\n" + "\n".join(changed[:20])
 

@@ -138,6 +138,36 @@ class Expr(metaclass=_Interned):
         """The same node over new children, through the smart constructors."""
         return self
 
+    # What each kind of node knows of itself, so that the constructors, the rules and the printers ask the node
+    # instead of testing its type.
+
+    symmetric: ClassVar[bool] = False  # A^T = A for every value (a variable declared symmetric, an identity)
+
+    @property
+    def constant(self) -> Fraction | None:
+        """The value of every entry, for a number or a constant fill; None for any other node."""
+        return None
+
+    @property
+    def coefficient(self) -> Fraction:
+        """The numeric factor in front (-2 of -2 A, the value of a number), 1 where there is none."""
+        return Fraction(1)
+
+    @property
+    def numeric_exponent(self) -> Fraction | None:
+        """p, for a power b^p with a number p; None for any other node."""
+        return None
+
+    def own_transpose(self) -> Expr | None:
+        """e^T where a node of this kind writes it without a Transpose node (A^T^T = A, K(m, n)^T = K(n, m)),
+        else None."""
+        return self if self.symmetric else None
+
+    def operands_of(self, kind: type[Expr]) -> tuple[Expr, ...]:
+        """The operands of this node as an operand of a flattened `kind` (a sum, a Hadamard or Kronecker
+        product): its children if it is one, else itself."""
+        return self.children if type(self) is kind else (self,)
+
     def __str__(self) -> str:
         return TEXT_PRINTER[0](self)
 
@@ -257,6 +287,14 @@ class Num(Expr):
     def _compute_shape(self) -> Shape:
         return SCALAR
 
+    @property
+    def constant(self) -> Fraction:
+        return self.value
+
+    @property
+    def coefficient(self) -> Fraction:
+        return self.value
+
 
 @node
 class Fill(Expr):
@@ -271,10 +309,18 @@ class Fill(Expr):
     def _compute_shape(self) -> Shape:
         return self.fill_shape
 
+    @property
+    def constant(self) -> Fraction:
+        return self.value
+
+    def own_transpose(self) -> Expr:
+        return Fill(self.value, (self.fill_shape[1], self.fill_shape[0]))
+
 
 @node
 class Identity(Expr):
     size: Dim
+    symmetric: ClassVar[bool] = True
 
     def _compute_shape(self) -> Shape:
         return (self.size, self.size)
@@ -290,6 +336,9 @@ class Commutation(Expr):
     def _compute_shape(self) -> Shape:
         size = dim_product(self.rows, self.cols)
         return (size, size)
+
+    def own_transpose(self) -> Expr:
+        return Commutation(self.cols, self.rows)  # K(m, n)^T = K(n, m)
 
 
 @node
@@ -359,6 +408,11 @@ class MatMul(Expr):
     def rebuild(self, children: tuple[Expr, ...]) -> Expr:
         return mul(*children)
 
+    @property
+    def coefficient(self) -> Fraction:
+        first = self.factors[0]  # in normal form, the coefficient is the first factor, and the only number
+        return first.coefficient if first.is_scalar and first.constant is not None else Fraction(1)
+
 
 @node
 class Transpose(Expr):
@@ -374,6 +428,9 @@ class Transpose(Expr):
 
     def rebuild(self, children: tuple[Expr, ...]) -> Expr:
         return transpose(children[0])
+
+    def own_transpose(self) -> Expr:
+        return self.arg
 
 
 @node
@@ -423,6 +480,10 @@ class Power(Expr):
 
     def rebuild(self, children: tuple[Expr, ...]) -> Expr:
         return power(*children)
+
+    @property
+    def numeric_exponent(self) -> Fraction | None:
+        return self.exponent.constant  # a scalar: a number, or not a constant
 
 
 @node
@@ -574,15 +635,22 @@ def identity(size: Dim) -> Expr:
 
 def is_reciprocal(e: Expr) -> bool:
     """A scalar power with a negative numeric exponent: printed after '/'."""
-    return isinstance(e, Power) and isinstance(e.exponent, Num) and e.exponent.value < 0 and e.is_scalar
+    exponent = e.numeric_exponent
+    return exponent is not None and exponent < 0 and e.is_scalar
 
 
 def is_zero(e: Expr) -> bool:
-    return isinstance(e, Num | Fill) and e.value == 0
+    return e.constant == 0
 
 
 def is_ones(e: Expr) -> bool:
-    return isinstance(e, Num | Fill) and e.value == 1
+    return e.constant == 1
+
+
+def has_minus_sign(e: Expr) -> bool:
+    """Printed with a leading minus: a negative number or fill, a product with a negative coefficient."""
+    value = e.constant
+    return (value if value is not None else e.coefficient) < 0
 
 
 def add(*terms: Expr) -> Expr:
@@ -592,10 +660,7 @@ def add(*terms: Expr) -> Expr:
     shape = terms[0].shape
     flat: list[Expr] = []
     for term in terms:
-        if isinstance(term, Add):
-            flat.extend(term.terms)
-        elif not is_zero(term):
-            flat.append(term)
+        flat.extend(t for t in term.operands_of(Add) if not is_zero(t))
     if not flat:
         return zeros(shape)
     if len(flat) == 1:
@@ -649,7 +714,7 @@ def _first_divisor(product: MatMul) -> int | None:
     if "_first_divisor" in product.__dict__:
         return product.__dict__["_first_divisor"]
     factors = product.factors
-    start = 1 if isinstance(factors[0], Num) and factors[0].value not in (0, 1) else 0
+    start = 0 if product.coefficient == 1 else 1
     first: int | None = None
     if all(_is_plain_scalar(f) for f in factors[start:]):
         divisors = [is_reciprocal(f) for f in factors[start:]]
@@ -703,12 +768,13 @@ def general_mul(*factors: Expr) -> Expr:
         # a 1x1 chain beside other scalar sub-products is one of them: (a^T x) y^T z has units (a^T x), (y^T z)
         scalars.append(MatMul(tuple(chain)))
         chain = []
-    if len(chain) == 1 and isinstance(chain[0], Fill) and chain[0].value != 0:
+    fill_value = chain[0].constant if len(chain) == 1 else None  # a lone chain factor that is a fill
+    if fill_value:
         if not scalars:  # c vector(v) -> vector(c v)
-            return fill(coefficient * chain[0].value, chain[0].fill_shape)
+            return fill(coefficient * fill_value, chain[0].shape)
         # s vector(v) -> v s vector(1): one form for a scaled fill, whichever way it was built
-        coefficient *= chain[0].value
-        chain = [fill(Fraction(1), chain[0].fill_shape)]
+        coefficient *= fill_value
+        chain = [fill(Fraction(1), chain[0].shape)]
     # Canonical order whatever the association: plain scalars, then scalar sub-products (a^T x) in a
     # canonical order of their own, then divisors (printed after '/'); plain scalars and divisors keep
     # the order they were written in, which no association changes.
@@ -779,22 +845,17 @@ def sub(a: Expr, b: Expr) -> Expr:
 
 def transpose(e: Expr) -> Expr:
     """Transpose; absorbed by scalars, symmetric variables, identities and constant fills."""
-    if isinstance(e, Transpose):
-        return e.arg
-    if e.is_scalar or isinstance(e, Identity) or (isinstance(e, Var) and e.symmetric):
+    if e.is_scalar:
         return e
-    if isinstance(e, Fill):
-        return Fill(e.value, (e.fill_shape[1], e.fill_shape[0]))
-    if isinstance(e, Commutation):  # K(m, n)^T = K(n, m)
-        return Commutation(e.cols, e.rows)
-    return Transpose(e)
+    own = e.own_transpose()
+    return own if own is not None else Transpose(e)
 
 
 def hadamard(*factors: Expr) -> Expr:
     """Element-wise product, flattened; between scalars it is the ordinary product."""
     flat: list[Expr] = []
     for factor in factors:
-        flat.extend(factor.factors if isinstance(factor, Hadamard) else (factor,))
+        flat.extend(factor.operands_of(Hadamard))
     if all(f.is_scalar for f in flat):
         return mul(*flat)
     if any(is_zero(f) for f in flat):
@@ -807,10 +868,10 @@ def hadamard(*factors: Expr) -> Expr:
 def power(base: Expr, exponent: Expr) -> Expr:
     if exponent == ONE:
         return base
-    whole_number_power = isinstance(exponent, Num) and exponent.value.denominator == 1
-    if isinstance(base, Num) and whole_number_power and (base.value != 0 or exponent.value > 0) \
-            and _small_power(base.value, int(exponent.value)):
-        return Num(base.value ** int(exponent.value))
+    p, b = exponent.constant, base.constant
+    if p is not None and p.denominator == 1 and b is not None and base.is_scalar and (b != 0 or p > 0) \
+            and _small_power(b, int(p)):
+        return Num(b ** int(p))
     return Power(base, exponent)
 
 
@@ -824,8 +885,9 @@ def _small_power(value: Fraction, k: int) -> bool:
 
 def reciprocal(e: Expr) -> Expr:
     """1 / e for a scalar e; 1 / b^p is b^-p, as the printer writes b^-p after '/'."""
-    if isinstance(e, Power) and isinstance(e.exponent, Num) and e.is_scalar:
-        return power(e.base, Num(-e.exponent.value))
+    exponent = e.numeric_exponent
+    if exponent is not None and e.is_scalar:
+        return power(e.base, Num(-exponent))  # type: ignore[attr-defined]
     return power(e, Num(Fraction(-1)))
 
 
@@ -851,7 +913,7 @@ def kron(*factors: Expr) -> Expr:
     flat: list[Expr] = []
     scalars: list[Expr] = []
     for factor in factors:
-        for f in factor.factors if isinstance(factor, Kron) else (factor,):
+        for f in factor.operands_of(Kron):
             (scalars if f.is_scalar else flat).append(f)
     rows = dim_product(*(f.shape[0] for f in flat))
     cols = dim_product(*(f.shape[1] for f in flat))
@@ -1069,7 +1131,7 @@ def _sum_of_values(names: tuple[Expr, ...], values: tuple[Expr, ...]) -> Expr:
     then it is flattened, as add does."""
     terms: list[Expr] = []
     for name, value in zip(names, values, strict=True):
-        if isinstance(value, Add) and isinstance(name, Var) and not (terms and _has_minus_sign(_first_term(value))):
+        if isinstance(value, Add) and isinstance(name, Var) and not (terms and has_minus_sign(_first_term(value))):
             terms.append(value)
         elif isinstance(value, Add):
             terms.extend(_flat_front(value))
@@ -1102,9 +1164,3 @@ def _first_term(e: Add) -> Expr:
         object.__setattr__(node, "_first_term", first)
     return first
 
-
-def _has_minus_sign(e: Expr) -> bool:
-    """Printed with a leading minus: a negative number or fill, a product with a negative coefficient."""
-    if isinstance(e, Num | Fill):
-        return e.value < 0
-    return isinstance(e, MatMul) and isinstance(e.factors[0], Num) and e.factors[0].value < 0

@@ -36,6 +36,7 @@ from ..core.ir import (
     Size,
     Transpose,
     Var,
+    has_minus_sign,
     is_reciprocal,
     neg,
     power,
@@ -155,38 +156,46 @@ def _joined(separator: str, parts: Iterable[list[Piece]]) -> list[Piece]:
 # ---------------------------------------------------------------- text
 
 
+# How tightly each kind of node's text binds: an ATOM may be the base of a postfix operator (^T, ^2) without
+# parentheses, a POSTFIX node an operand of juxtaposition (A B) or of .* and ./; any other node takes parentheses
+# there. A number binds as an atom when it prints as one (2, not -2 or 1/2); a fill as an atom unless it is a
+# row, vector(c)^T.
+ATOM, POSTFIX, LOOSE = 2, 1, 0
+_BINDING: dict[type, int] = {
+    Var: ATOM, Constant: ATOM, Size: ATOM, Identity: ATOM, Commutation: ATOM, Func: ATOM, Differential: ATOM,
+    Transpose: POSTFIX, Power: POSTFIX, ElemPower: POSTFIX,
+    Add: LOOSE, MatMul: LOOSE, Hadamard: LOOSE, ElemDiv: LOOSE, Kron: LOOSE,
+}
+
+
+def _binding(e: Expr) -> int:
+    value = e.constant
+    if value is None:
+        return _BINDING[type(e)]
+    if e.is_scalar:
+        return ATOM if _is_atom_number(value) else LOOSE
+    return POSTFIX if e.shape[0] == 1 else ATOM
+
+
 def _is_postfix_level(e: Expr) -> bool:
     """Printable as an operand of juxtaposition without parentheses."""
-    if isinstance(e, Num):
-        return _is_atom_number(e.value)
-    if isinstance(e, Fill):
-        return True
-    return isinstance(e, Var | Constant | Size | Identity | Commutation | Func | Transpose | Power | ElemPower
-                      | Differential)
+    return _binding(e) >= POSTFIX
 
 
 def _is_atom_level(e: Expr) -> bool:
     """Printable as the base of a postfix operator without parentheses."""
-    if isinstance(e, Fill):
-        return e.shape[0] != 1  # a row fill prints as vector(c)^T
-    return _is_postfix_level(e) and not isinstance(e, Transpose | Power | ElemPower)
+    return _binding(e) == ATOM
 
 
 def _paren(e: Expr) -> list[Piece]:
     return ["(", e, ")"]
 
 
-def _is_negative(e: Expr) -> bool:
-    if isinstance(e, Num | Fill):
-        return e.value < 0
-    return isinstance(e, MatMul) and isinstance(e.factors[0], Num) and e.factors[0].value < 0
-
-
 def _join_terms(e: Add, render: Callable[[Expr], list[Piece]], paren: Callable[[Expr], list[Piece]]) -> list[Piece]:
     """a + b - c: every term after the first with its sign pulled out; a - (b + c) keeps its parentheses."""
     pieces = render(e.terms[0])
     for term in e.terms[1:]:
-        if not _is_negative(term):
+        if not has_minus_sign(term):
             pieces += [" + ", *render(term)]
             continue
         negated = neg(term)
@@ -221,14 +230,15 @@ def _split_divisors(e: MatMul) -> tuple[list[Expr], list[Expr]]:
 
 def _divisor(e: Expr) -> Expr:
     """b^-k -> b^k, the expression written after '/'."""
-    assert isinstance(e, Power) and isinstance(e.exponent, Num)
-    return power(e.base, Num(-e.exponent.value))
+    exponent = e.numeric_exponent
+    assert exponent is not None
+    return power(e.base, Num(-exponent))  # type: ignore[attr-defined]
 
 
 def _operand(e: Expr, bare_fill: bool = False) -> list[Piece]:
     """An operand of a product-level operator."""
-    if isinstance(e, Fill) and bare_fill:
-        text = number_text(e.value)
+    if bare_fill and e.constant is not None:
+        text = number_text(e.constant)
         return [text if _is_atom_number(e.value) else f"({text})"]
     return [e] if _is_postfix_level(e) else _paren(e)
 
@@ -238,20 +248,22 @@ def _base(e: Expr) -> list[Piece]:
 
 
 def _exponent(e: Expr) -> list[Piece]:
-    if isinstance(e, Num):
-        text = number_text(e.value)
+    if e.constant is not None:
+        text = number_text(e.constant)
         return [text if "/" not in text else f"({text})"]
     if isinstance(e, Var | Constant):
         return [e.name]
     return _paren(e)
 
 
-def _kron_operand(e: Expr) -> list[Piece]:
+def _kron_operand_takes_parentheses(e: Expr) -> bool:
     """An operand of ⊗, which binds less tightly than a product: a sum, a Kronecker product (it is kept flat) and a
     negated product take parentheses."""
-    if isinstance(e, Add | Kron) or _is_negative(e):
-        return _paren(e)
-    return [e]
+    return isinstance(e, Add | Kron) or has_minus_sign(e)
+
+
+def _kron_operand(e: Expr) -> list[Piece]:
+    return _paren(e) if _kron_operand_takes_parentheses(e) else [e]
 
 
 def dim_text(dim: ir.Dim) -> str:
@@ -264,7 +276,8 @@ def dim_text(dim: ir.Dim) -> str:
 def _term(t: Expr) -> list[Piece]:
     """A term of a sum: a constant term prints as a bare number where the parser broadcasts it back (1 - x),
     else as vector(1/3)."""
-    return [number_text(t.value)] if isinstance(t, Fill) and _is_atom_number(abs(t.value)) else [t]
+    value = t.constant  # a number prints as itself either way
+    return [number_text(value)] if value is not None and _is_atom_number(abs(value)) else [t]
 
 
 def _text_of_product(e: MatMul) -> list[Piece]:
@@ -363,15 +376,19 @@ def _latex_paren(e: Expr) -> list[Piece]:
 
 
 def _latex_operand(e: Expr) -> list[Piece]:
-    if isinstance(e, Add | Hadamard | ElemDiv | Kron) or (isinstance(e, MatMul) and not _is_postfix_level(e)):
-        return _latex_paren(e)
-    if isinstance(e, Num | Fill) and e.value < 0:
-        return _latex_paren(e)
-    return [e]
+    """An operand of juxtaposition, ⊙ or ⊘: a compound node that binds loosely, or a negative constant, takes
+    parentheses (LaTeX writes 1/2 as a fraction, which needs none)."""
+    value = e.constant
+    loose = value < 0 if value is not None else _binding(e) == LOOSE
+    return _latex_paren(e) if loose else [e]
+
+
+_LATEX_ATOMS = frozenset({Var, Constant, Size, Identity, Commutation})  # the base of ^ as they are
 
 
 def _latex_base(e: Expr) -> list[Piece]:
-    if isinstance(e, Var | Constant | Size | Identity | Commutation | Num) and not (isinstance(e, Num) and e.value < 0):
+    value = e.constant
+    if type(e) in _LATEX_ATOMS or (value is not None and value >= 0 and e.is_scalar):
         return [e]
     template = FUNCTIONS[e.name].latex if isinstance(e, Func) else ""
     if "#" in template and not template.startswith("#"):  # norms, abs, sqrt have their own brackets
@@ -406,8 +423,11 @@ def _latex_of_product(e: MatMul) -> list[Piece]:
     return [prefix, *body]
 
 
+_is_inverse = ir.is_call("inv")
+
+
 def _latex_of_transpose(e: Transpose) -> list[Piece]:
-    if isinstance(e.arg, Func) and e.arg.name == "inv":
+    if _is_inverse(e.arg):
         return [*_latex_base(e.arg.arg), r"^{-\top}"]
     return [*_latex_base(e.arg), r"^\top"]
 
@@ -439,7 +459,7 @@ _LATEX: dict[type, Callable[[Any], list[Piece]]] = {
     Power: lambda e: [*_latex_base(e.base), "^{", e.exponent, "}"],
     ElemPower: lambda e: [*_latex_base(e.base), r"^{\circ ", e.exponent, "}"],
     Func: _latex_of_call,
-    Kron: lambda e: _joined(r" \otimes ", (_latex_paren(f) if isinstance(f, Add | Kron) or _is_negative(f) else [f]
+    Kron: lambda e: _joined(r" \otimes ", (_latex_paren(f) if _kron_operand_takes_parentheses(f) else [f]
                                             for f in e.factors)),
     Commutation: lambda e: [rf"K_{{{_latex_dim(e.rows)},{_latex_dim(e.cols)}}}"],
 }
@@ -532,7 +552,7 @@ def _nameable(node: Expr, parents: list[Expr]) -> bool:
     if not node.children or (isinstance(node, Transpose) and not node.arg.children):
         return False  # a leaf, x^T: as short as a name
     for parent in parents:
-        if isinstance(parent, Add) and _is_negative(node):
+        if isinstance(parent, Add) and has_minus_sign(node):
             return False  # printed as ' - ' and its negation
         if isinstance(parent, MatMul) and is_reciprocal(node):
             return False  # printed as its base after ' / '

@@ -352,19 +352,21 @@ def _diag_product(e: MatMul) -> Expr | None:
     return _chain_rewrite(e, pair)
 
 
+def _base_and_exponent(f: Expr) -> tuple[Expr, Expr]:
+    """(b, p) with f = b^p: a power's, or (f, 1)."""
+    return (f.base, f.exponent) if isinstance(f, Power) else (f, ir.ONE)
+
+
 @rule("repeated factor", "A A -> A^2;  A^p A^q -> A^(p + q)", "X X Y", on=(MatMul,))
 def _repeated_factor(e: MatMul) -> Expr | None:
     # every run of one base is merged in a single pass, so that A A ... A (k times) costs O(k), not O(k^2)
-    def base_exponent(f: Expr) -> tuple[Expr, Expr]:
-        return (f.base, f.exponent) if isinstance(f, Power) else (f, ir.ONE)
-
     coefficient, scalars, chain = _split_product(e)
     merged: list[Expr] = []
     for factor in chain:
         if merged:
-            (a, p), (b, q) = base_exponent(merged[-1]), base_exponent(factor)
-            if a == b and a.shape[0] == a.shape[1] and isinstance(p, Num) and isinstance(q, Num):
-                merged[-1] = power(a, num(p.value + q.value))
+            (a, p), (b, q) = _base_and_exponent(merged[-1]), _base_and_exponent(factor)
+            if a == b and a.shape[0] == a.shape[1] and p.constant is not None and q.constant is not None:
+                merged[-1] = power(a, num(p.constant + q.constant))
                 continue
         merged.append(factor)
     if len(merged) == len(chain):
@@ -443,27 +445,27 @@ def _collect_powers(e: MatMul) -> Expr | None:
     coefficient, scalars, chain = _split_product(e)
     bases: dict[Expr, list[Expr]] = {}
     for s in scalars:
-        base, exponent = (s.base, s.exponent) if isinstance(s, Power) else (s, ir.ONE)
+        base, exponent = _base_and_exponent(s)
         bases.setdefault(base, []).append(exponent)
     if all(len(exponents) == 1 for exponents in bases.values()):
         return None
     merged = [power(base, add(*exponents)) for base, exponents in bases.items()]
-    merged = [m for m in merged if not (isinstance(m, Power) and m.exponent == ir.ZERO)]
+    merged = [m for m in merged if m.numeric_exponent != 0]
     return mul(Num(coefficient), *merged, *chain)
 
 
 @rule("power of a power", "(a^p)^q -> a^(p q) for a whole number q", "(alpha^2)^3", on=(Power,))
 def _power_of_power(e: Power) -> Expr | None:
-    if isinstance(e.base, Power) and e.is_scalar and isinstance(e.exponent, Num) \
-            and e.exponent.value.denominator == 1:
+    exponent = e.numeric_exponent
+    if isinstance(e.base, Power) and e.is_scalar and exponent is not None and exponent.denominator == 1:
         return power(e.base.base, mul(e.base.exponent, e.exponent))
     return None
 
 
 @rule("power of a scalar product", "(c a)^k -> c^k a^k for a whole number k", "(2 alpha)^-1 x", on=(Power,))
 def _power_of_product(e: Power) -> Expr | None:
-    if e.is_scalar and isinstance(e.base, MatMul) and isinstance(e.exponent, Num) \
-            and e.exponent.value.denominator == 1:
+    exponent = e.numeric_exponent
+    if e.is_scalar and isinstance(e.base, MatMul) and exponent is not None and exponent.denominator == 1:
         coefficient, scalars, chain = _split_product(e.base)
         parts = [*scalars, mul(*chain)] if chain else scalars
         if len(parts) + (coefficient != 1) < 2:
@@ -481,11 +483,11 @@ def _zeroth_power(e: Power) -> Expr | None:
 
 @rule("sum of numbers", "2 + 3 -> 5 (also in constant fills)", "x + 1 + 2", on=(Add,))
 def _fold_constants(e: Add) -> Expr | None:
-    constants = [t for t in e.terms if isinstance(t, Num | Fill)]
+    constants = [t.constant for t in e.terms if t.constant is not None]
     if len(constants) < 2:
         return None
-    total = sum((t.value for t in constants), Fraction(0))
-    others = [t for t in e.terms if not isinstance(t, Num | Fill)]
+    total = sum(constants, Fraction(0))
+    others = [t for t in e.terms if t.constant is None]
     return add(*others, ir.fill(total, e.shape)) if others else ir.fill(total, e.shape)
 
 
@@ -607,8 +609,9 @@ def _hadamard_constant(e: Hadamard) -> Expr | None:
 
 @rule("division by a constant", "A ./ vector(c) -> (1/c) A", "x ./ vector(2)", on=(ElemDiv,))
 def _divide_constant(e: ElemDiv) -> Expr | None:
-    if isinstance(e.denominator, Fill) and e.denominator.value != 0:
-        return mul(Num(1 / e.denominator.value), e.numerator)
+    value = e.denominator.constant  # a fill: a scalar divisor is a product with its reciprocal
+    if value:
+        return mul(Num(1 / value), e.numerator)
     return None
 
 
@@ -657,10 +660,10 @@ def _quotient_cancels(e: Hadamard) -> Expr | None:
 
 @rule("constant over a divisor", "c (vector(v) ./ B) -> vector(c v) ./ B", "2 (1 ./ x)", on=(MatMul,))
 def _constant_quotient(e: MatMul) -> Expr | None:
-    if len(e.factors) == 2 and isinstance(e.factors[0], Num) \
-            and isinstance(e.factors[1], ElemDiv) and isinstance(e.factors[1].numerator, Fill):
-        quotient = e.factors[1]
-        return elem_div(ir.fill(e.factors[0].value * quotient.numerator.value, quotient.shape), quotient.denominator)
+    quotient = e.factors[-1]
+    if len(e.factors) == 2 and e.coefficient != 1 and isinstance(quotient, ElemDiv) \
+            and quotient.numerator.constant is not None:
+        return elem_div(ir.fill(e.coefficient * quotient.numerator.constant, quotient.shape), quotient.denominator)
     return None
 
 
