@@ -173,15 +173,22 @@ class Derivative:
         (value,) = evaluate_numpy([self.expr], values, names, optional=others, symmetric=True, sizes_out=sizes)
         return arrange(value, self, sizes, form)
 
-    def verify(self, seed: int = 0, timeout: float | None = None) -> Any:
+    def verify(self, seed: int = 0, timeout: float | None = None,
+               method: Literal["auto", "exact", "lines"] = "auto") -> Any:
         """Elementwise proof with SymPy at two sizes; the report is truthy when every entry matches.
 
         Past `timeout` seconds (default verify.DEFAULT_TIMEOUT) the report is falsy and says "undecided".
+        `method`: "exact" proves each entry with exact SymPy values; "lines" evaluates the function line by line
+        at high precision (fast on networks, to 40 digits); "auto" (the default) picks by the expression
+        (verify.proof_method).
         """
         from .backends.verify import DEFAULT_TIMEOUT, verify_derivative
 
+        if method not in ("auto", "exact", "lines"):
+            raise UnsupportedError(f"method must be 'auto', 'exact' or 'lines', not {method!r}")
         return verify_derivative(self.function, self.variable, self.expr, self._verified_kind, self.layout, seed,
-                                 DEFAULT_TIMEOUT if timeout is None else timeout)
+                                 DEFAULT_TIMEOUT if timeout is None else timeout,
+                                 None if method == "auto" else method)
 
     @property
     def _verified_kind(self) -> str:

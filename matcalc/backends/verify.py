@@ -96,6 +96,212 @@ class SympyBackend:
         return FUNCTIONS[name].sympy(self.sp, a)  # every function of the IR has its SymPy meaning
 
 
+class PreciseBackend:
+    """Every operation over mpmath numbers of the working precision (mpmath.mp.dps), each result perturbed by a
+    random relative amount of the size of its last digits (stochastic arithmetic): two runs with other
+    perturbations differ by about the error their roundings carry, so a cancellation (1 - tanh(60)^2) shows as
+    disagreement instead of passing for digits. A program is evaluated line by line, each node once (interpret
+    walks the DAG): a network costs what its definitions cost, where one exact SymPy value of the inlined network
+    grows exponentially with its depth.
+
+    SymPy stays the oracle of every function's meaning: an element-wise function is its SymPy meaning on one entry,
+    compiled to mpmath (lambdify); any other is its SymPy meaning applied to the matrix of Floats. A non-smooth
+    function (relu, abs, sign) applied at or next to its kink makes the point prove nothing."""
+
+    def __init__(self, rng: random.Random, kink_distance: Any = 0) -> None:
+        import mpmath
+        import sympy
+
+        self.mp, self.sp, self.rng = mpmath, sympy, rng
+        self.noise = mpmath.mpf(10) ** (3 - mpmath.mp.dps)
+        self.kink_distance = kink_distance
+
+    def _perturbed(self, x: Any) -> Any:
+        if isinstance(x, self.mp.mpc):
+            if abs(x.imag) > abs(x.real) * self.noise * 100:
+                raise _Undefined  # a log of a negative number: this point proves nothing
+            x = x.real
+        if not self.mp.isfinite(x):
+            raise _Undefined  # a pole, an overflow: this point proves nothing
+        return x * (1 + self.noise * self.rng.uniform(-1, 1))
+
+    def _each(self, a: Any, f: Any) -> Any:
+        out = self.mp.matrix(a.rows, a.cols)
+        for i in range(a.rows):
+            for j in range(a.cols):
+                out[i, j] = self._perturbed(f(a[i, j]))
+        return out
+
+    def _pairs(self, a: Any, b: Any, f: Any) -> Any:
+        out = self.mp.matrix(a.rows, a.cols)
+        for i in range(a.rows):
+            for j in range(a.cols):
+                out[i, j] = self._perturbed(f(a[i, j], b[i, j]))
+        return out
+
+    def settle(self, a: Any) -> Any:
+        return self._each(a, lambda v: v)
+
+    def from_sympy(self, m: Any) -> Any:
+        out = self.mp.matrix(m.rows, m.cols)
+        for i in range(m.rows):
+            for j in range(m.cols):
+                out[i, j] = self.mp.mpf(m[i, j].p) / m[i, j].q if m[i, j].is_Rational else self.mp.mpf(m[i, j])
+        return out
+
+    def to_sympy(self, a: Any) -> Any:
+        sp = self.sp
+        return sp.Matrix(a.rows, a.cols, lambda i, j: sp.Float(a[i, j], self.mp.mp.dps))
+
+    def constant(self, value: Fraction, rows: int, cols: int) -> Any:
+        return self.mp.matrix(rows, cols) + self.mp.mpf(value.numerator) / value.denominator
+
+    def named_constant(self, name: str) -> Any:
+        return self.mp.matrix([[self.mp.mpf(CONSTANTS[name].sympy(self.sp).evalf(self.mp.mp.dps))]])
+
+    def identity(self, size: int) -> Any:
+        return self.mp.eye(size)
+
+    def matmul(self, a: Any, b: Any) -> Any:
+        return self.settle(a * b)
+
+    def scale(self, scalar: Any, a: Any) -> Any:
+        return self.settle(scalar[0, 0] * a)
+
+    def add(self, a: Any, b: Any) -> Any:
+        return self.settle(a + b)
+
+    def hadamard(self, a: Any, b: Any) -> Any:
+        return self._pairs(a, b, lambda x, y: x * y)
+
+    def divide(self, a: Any, b: Any) -> Any:
+        return self._pairs(a, b, lambda x, y: x / y)
+
+    def transpose(self, a: Any) -> Any:
+        return a.T
+
+    def scalar_power(self, a: Any, p: Any) -> Any:
+        return self._each(a, lambda x: self.mp.power(x, p[0, 0]))
+
+    def matrix_power(self, a: Any, k: int) -> Any:
+        return self.settle(a**k)
+
+    def elem_power(self, a: Any, p: Any) -> Any:
+        return self._each(a, lambda x: self.mp.power(x, p[0, 0]))
+
+    def adjugate(self, a: Any) -> Any:
+        return self.settle(self.from_sympy(self.to_sympy(a).adjugate()))
+
+    def kron(self, a: Any, b: Any) -> Any:
+        out = self.mp.matrix(a.rows * b.rows, a.cols * b.cols)
+        for i in range(out.rows):
+            for j in range(out.cols):
+                out[i, j] = a[i // b.rows, j // b.cols] * b[i % b.rows, j % b.cols]
+        return self.settle(out)
+
+    def scale_rows(self, v: Any, a: Any) -> Any:
+        return self.settle(self.mp.diag([v[i, 0] for i in range(v.rows)]) * a)
+
+    def scale_columns(self, a: Any, v: Any) -> Any:
+        return self.settle(a * self.mp.diag([v[i, 0] for i in range(v.rows)]))
+
+    def commutation(self, rows: int, cols: int) -> Any:
+        from .interpret import commutation_permutation
+
+        out = self.mp.matrix(rows * cols, rows * cols)
+        for i, j in enumerate(commutation_permutation(rows, cols)):
+            out[i, j] = 1
+        return out
+
+    def function(self, name: str, a: Any) -> Any:
+        if _is_non_smooth(name) and any(abs(a[i, j]) <= self.kink_distance
+                                        for i in range(a.rows) for j in range(a.cols)):
+            raise _Undefined  # at or within a step of the kink (at 0) of relu, abs, sign, step, norm1
+        if FUNCTIONS[name].kind == "elementwise":
+            return self._each(a, _entrywise(name))
+        compiled = _compiled(name, a.rows, a.cols)
+        if compiled is not None:
+            out = compiled(*(a[i, j] for j in range(a.cols) for i in range(a.rows)))
+            return self.settle(self.mp.matrix(out if isinstance(out, list) else [[out]]))
+        value = FUNCTIONS[name].sympy(self.sp, self.to_sympy(a)).evalf(self.mp.mp.dps)
+        if any(not entry.is_Float and not entry.is_Rational for entry in value):
+            raise _Undefined  # complex, or not a number: this point proves nothing
+        return self.settle(self.from_sympy(value))
+
+
+_ENTRYWISE: dict[str, Any] = {}
+_COMPILED: dict[tuple[str, int, int], Any] = {}
+_LINEAR_SIZE: dict[str, bool] = {}
+
+
+def _compiled(name: str, rows: int, cols: int) -> Any:
+    """A function's SymPy meaning on a matrix of symbols of this shape, compiled to mpmath once; None for a
+    function whose meaning grows faster than its argument (det, inv: SymPy computes those on the numbers)."""
+    import sympy as sp
+
+    def meaning(r: int, c: int) -> Any:
+        entries = sp.symbols(f"u:{r * c}", real=True)
+        return entries, FUNCTIONS[name].sympy(sp, sp.Matrix(c, r, entries).T)  # column-major, as vec
+
+    if name not in _LINEAR_SIZE:
+        try:
+            small, larger = (meaning(2, 2)[1], meaning(3, 3)[1]) if rows > 1 and cols > 1 else \
+                (meaning(2, 1)[1], meaning(4, 1)[1]) if cols == 1 else (meaning(1, 2)[1], meaning(1, 4)[1])
+            grows = sp.count_ops(list(larger)) <= 3 * max(sp.count_ops(list(small)), 1)
+        except (ValueError, TypeError):
+            grows = False
+        _LINEAR_SIZE[name] = grows
+    if not _LINEAR_SIZE[name]:
+        return None
+    key = (name, rows, cols)
+    if key not in _COMPILED:
+        entries, value = meaning(rows, cols)
+        _COMPILED[key] = sp.lambdify(entries, value.tolist(), "mpmath")
+    return _COMPILED[key]
+
+
+def _entrywise(name: str) -> Any:
+    """An element-wise function's SymPy meaning on one entry, compiled to mpmath once."""
+    if name not in _ENTRYWISE:
+        import sympy as sp
+
+        u = sp.Symbol("u", real=True)
+        _ENTRYWISE[name] = sp.lambdify(u, FUNCTIONS[name].sympy(sp, sp.Matrix([[u]]))[0, 0], "mpmath")
+    return _ENTRYWISE[name]
+
+
+_NON_SMOOTH: dict[str, bool] = {}
+
+
+def _is_non_smooth(name: str) -> bool:
+    """Whether a function's SymPy meaning has a kink (Heaviside, Max, Abs, sign): decided once per function."""
+    if name not in _NON_SMOOTH:
+        import sympy as sp
+
+        try:
+            meaning = FUNCTIONS[name].sympy(sp, sp.Matrix(2, 2, sp.symbols("u:4", real=True)))
+        except (ValueError, TypeError):  # a function of a vector only: try one
+            meaning = FUNCTIONS[name].sympy(sp, sp.Matrix(2, 1, sp.symbols("u:2", real=True)))
+        _NON_SMOOTH[name] = any(entry.has(sp.Heaviside, sp.Max, sp.Min, sp.Abs, sp.sign, sp.Piecewise)
+                                for entry in meaning)
+    return _NON_SMOOTH[name]
+
+
+def _refuse_kinks(e: Any, symbols: list[Any], sp: Any) -> None:
+    """A point on a kink of a non-smooth function (relu at 0, abs at 0, a max of two equal values) proves
+    nothing: the one-sided derivatives differ there, and SymPy's Heaviside(0) = 1/2 is not matcalc's convention."""
+    at_zero = dict.fromkeys(symbols, 0)
+    for atom in e.atoms(sp.Heaviside, sp.DiracDelta, sp.Abs, sp.sign, sp.Max, sp.Min):
+        if not any(atom.has(x) for x in symbols):
+            continue
+        if isinstance(atom, sp.Max | sp.Min):
+            values = [arg.subs(at_zero) for arg in atom.args]
+            if any(a - b == 0 for i, a in enumerate(values) for b in values[i + 1 :]):
+                raise _Undefined
+        elif atom.args[0].subs(at_zero) == 0:
+            raise _Undefined
+
+
 @dataclass
 class Mismatch:
     index: tuple[int, ...]
@@ -115,6 +321,7 @@ class VerificationReport:
     point: dict[str, Any] = field(default_factory=dict)
     numerically_only: int = 0  # entries equal to 40 digits whose difference did not expand to 0
     undecided: str = ""
+    directions: int = 0  # where a large derivative was compared along random directions: how many
 
     def __bool__(self) -> bool:
         return self.ok
@@ -126,10 +333,13 @@ class VerificationReport:
     def __str__(self) -> str:
         sizes = self._sizes_text()
         if self.ok:
-            exact = self.entries - self.numerically_only
+            exact = self.entries + self.directions - self.numerically_only
             how = "exactly" if not self.numerically_only else "to 40 digits" if not exact else \
                 f"({exact} exactly, {self.numerically_only} to 40 digits)"
-            return f"verified: all {self.entries} entries match SymPy {how} (sizes {sizes})"
+            compared = [f"{self.entries} entries"] if self.entries or not self.directions else []
+            if self.directions:  # a large variable, checked along random directions
+                compared.append(f"{self.directions} derivatives along random directions")
+            return f"verified: all {' and '.join(compared)} match SymPy {how} (sizes {sizes})"
         if self.undecided:
             return f"undecided: {self.undecided} (sizes {sizes})"
         lines = [f"NOT verified: {len(self.mismatches)} of {self.entries} entries differ (sizes {sizes})"]
@@ -247,8 +457,54 @@ class _Undefined(Exception):
     """The function or the derivative is undefined at this point (a singular matrix, a log of a negative)."""
 
 
+Method = str  # "exact": one SymPy value per entry, proven exactly where it can; "lines": line by line (programs)
+
+
+EXACT_TRANSCENDENTALS = 1  # an exact proof of more transcendental calls than this grows too fast
+
+
+def proof_method(function: Expr, derivative: Expr) -> Method:
+    """How to prove: exactly where the function and the derivative apply at most one transcendental function
+    (tanh, exp, log, norm2: one that does not keep rationals rational) to the variables (`tr(A X B X^T)`,
+    `logdet(X)`, `tanh(W x)`): their values are exact, and so is the proof. More of them (a network's layers,
+    gelu through erf and exp) make exact values grow with the expression, exponentially with a network's depth:
+    then line by line at high precision (PreciseBackend), each definition once, to 40 digits."""
+    calls = _transcendental_calls(function) | _transcendental_calls(derivative)
+    return "lines" if len(calls) > EXACT_TRANSCENDENTALS else "exact"
+
+
+def _transcendental_calls(e: Expr) -> set[Expr]:
+    """The distinct calls in e of functions that do not keep rationals rational, applied to a variable."""
+    ir.cached_bottom_up(e, "_holds_variable", lambda node: isinstance(node, Var) or any(
+        child.__dict__["_holds_variable"] for child in node.children))
+    return {node for node in ir.walk(e) if isinstance(node, ir.Func) and node.__dict__["_holds_variable"]
+            and not _keeps_rationals(node.name)}
+
+
+_RATIONAL: dict[str, bool] = {}
+
+
+def _keeps_rationals(name: str) -> bool:
+    """Whether a function's SymPy meaning maps rational values to rational values (tr, det, inv, abs, relu), tried
+    on a rational vector or matrix once per function."""
+    if name not in _RATIONAL and FUNCTIONS[name].sympy is None:  # a size (rows, cols): read off the shapes
+        _RATIONAL[name] = True
+    if name not in _RATIONAL:
+        import sympy as sp
+
+        q = sp.Rational
+        matrix, column = sp.Matrix([[q(5, 2), q(1, 3)], [q(1, 2), q(3)]]), sp.Matrix([q(5, 2), q(-1, 3)])
+        try:
+            value = FUNCTIONS[name].sympy(sp, matrix)
+        except (ValueError, TypeError):
+            value = FUNCTIONS[name].sympy(sp, column)
+        _RATIONAL[name] = all(entry.is_Rational for entry in value)
+    return _RATIONAL[name]
+
+
 def verify_derivative(function: Expr, variable: Var, derivative: Expr, kind: str, layout: str = "numerator",
-                      seed: int = 0, timeout: float = DEFAULT_TIMEOUT) -> VerificationReport:
+                      seed: int = 0, timeout: float = DEFAULT_TIMEOUT,
+                      method: Method | None = None) -> VerificationReport:
     """Check `derivative` of `function` w.r.t. `variable` entry by entry against SymPy, at two sizes.
 
     The oracle never differentiates symbolically in many variables: for each entry of the variable it
@@ -258,14 +514,17 @@ def verify_derivative(function: Expr, variable: Var, derivative: Expr, kind: str
     are tried, and past ATTEMPTS or the time limit the report says "undecided", never "verified".
     """
     deadline = _Deadline(timeout)
+    method = method or proof_method(function, derivative)
     assignments = size_assignments([function, derivative, variable])
     total = VerificationReport(True, assignments, 0)
     try:
         with deadline.enforced():
             for sizes in assignments:
-                report = _verify_at_sizes(function, variable, derivative, kind, layout, seed, sizes, deadline)
+                report = _verify_at_sizes(function, variable, derivative, kind, layout, seed, sizes, deadline,
+                                          method)
                 total.entries += report.entries
                 total.numerically_only += report.numerically_only
+                total.directions += report.directions
                 if not report:  # the sizes it names are those of the counterexample
                     return report
     except VerificationTimeout:
@@ -275,7 +534,7 @@ def verify_derivative(function: Expr, variable: Var, derivative: Expr, kind: str
 
 
 def _verify_at_sizes(function: Expr, variable: Var, derivative: Expr, kind: str, layout: str, seed: int,
-                     sizes: dict[str, int], deadline: _Deadline) -> VerificationReport:
+                     sizes: dict[str, int], deadline: _Deadline, method: Method) -> VerificationReport:
     """The proof at one assignment of sizes, at POINTS_PER_SIZE points of different kinds where the values
     are defined, one of them at least where the derivative is not all zero: at a single point a relu can
     be off, and then twice the derivative matches it. Points of further kinds are tried until then."""
@@ -286,7 +545,7 @@ def _verify_at_sizes(function: Expr, variable: Var, derivative: Expr, kind: str,
         rng = random.Random(seed * 7919 + attempt + 31 * sum(sizes.values()))
         try:
             report, nonzero = _verify_at_point(function, variable, derivative, kind, layout, sizes, rng, attempt,
-                                               deadline)
+                                               deadline, method)
         except (_Undefined, ZeroDivisionError, ValueError, TypeError, _non_invertible_error()):
             continue  # SymPy refuses a value outside a function's domain (Heaviside of a complex number)
         if not report:
@@ -297,13 +556,16 @@ def _verify_at_sizes(function: Expr, variable: Var, derivative: Expr, kind: str,
             break
     if not passed:
         return VerificationReport(False, [sizes], 0, undecided=f"the values are undefined at {ATTEMPTS} random points")
-    return VerificationReport(True, [sizes], passed[0].entries,
+    return VerificationReport(True, [sizes], passed[0].entries, directions=passed[0].directions,
                               numerically_only=max(report.numerically_only for report in passed))
 
 
 # The kinds of random points, tried in turn: positive (log and sqrt are defined, square matrices are
 # diagonally dominant so det > 0), signed, small positive (arcsin and arccos are defined), small signed.
 POINTS = ("positive", "signed", "small", "small signed")
+# Line by line, small points first: a network's layers then stay off their saturation (tanh(500), erf(50)), where
+# a difference quotient resolves a derivative like exp(-2500) only at thousands of digits.
+LINE_POINTS = ("small", "small signed", "positive", "signed")
 ATTEMPTS = len(POINTS)
 POINTS_PER_SIZE = 2
 
@@ -328,62 +590,131 @@ def _random_matrix(var: Var, rows: int, cols: int, rng: random.Random, sp: Any, 
     return m
 
 
-def _line_derivatives(function: Expr, variable: Var, kind: str, point: Any, values: dict[str, Any],
-                      sizes: dict[str, int], deadline: _Deadline) -> Any:
-    """The expected derivative by SymPy along lines through the point, in the engine's layout (numerator)."""
-    import sympy as sp
+S, T = "s", "t"  # the parameters of the lines through the point
 
-    backend = SympyBackend()
-    s, t = sp.Symbol("s", real=True), sp.Symbol("t", real=True)
-    rows, cols = point.shape
 
-    def unit(c: int) -> Any:
+class _Lines:
+    """The derivatives of the function along lines through the point, exactly: SymPy differentiates f(X0 + t E)
+    in t at t = 0 (d2/ds dt for a Hessian)."""
+
+    def __init__(self, function: Expr, variable: Var, point: Any, values: dict[str, Any], sizes: dict[str, int],
+                 deadline: _Deadline, backend: SympyBackend) -> None:
+        import sympy as sp
+
+        self.sp, self.function, self.variable, self.point = sp, function, variable, point
+        self.values, self.sizes, self.deadline, self.backend = values, sizes, deadline, backend
+        self.s, self.t = sp.Symbol(S, real=True), sp.Symbol(T, real=True)
+
+    def unit(self, c: int) -> Any:
         """The unit direction at column-major position c of the variable (the entry vec(X)[c])."""
-        e = sp.zeros(rows, cols)
+        rows = self.point.rows
+        e = self.sp.zeros(rows, self.point.cols)
         e[c % rows, c // rows] = 1
         return e
 
-    def along(direction: Any) -> Any:
-        deadline.check()
-        f = interpret(function, {**values, variable.name: point + direction}, sizes, backend)
+    def along(self, direction: Any) -> Any:
+        self.deadline.check()
+        sp = self.sp
+        f = interpret(self.function, {**self.values, self.variable.name: self.point + direction}, self.sizes,
+                      self.backend)
         if any(value.has(sp.zoo, sp.nan, sp.oo, -sp.oo) for value in f):  # logdet of a singular matrix:
             raise _Undefined  # f is -oo near the point, and its derivative along the line a meaningless 0
         return f
 
-    def at_zero(expr: Any, *symbols: Any) -> Any:
-        value = sp.diff(expr, *symbols).subs({s: 0, t: 0})
+    def first(self, c: int) -> Any:
+        """d/dt F(X0 + t E_c) at t = 0, every entry of F."""
+        return self.along(self.t * self.unit(c)).applyfunc(lambda v: self._at_zero(v, self.t))
+
+    def second(self, i: int, j: int) -> Any:
+        """d2/ds dt f(X0 + s E_i + t E_j) at 0, for a scalar f; for i = j it is f'' along E_i."""
+        return self._at_zero(self.along(self.s * self.unit(i) + self.t * self.unit(j))[0, 0], self.s, self.t)
+
+    def _at_zero(self, expr: Any, *symbols: Any) -> Any:
+        sp = self.sp
+        _refuse_kinks(expr, [x for x in (self.s, self.t) if expr.has(x)], sp)
+        value = sp.diff(expr, *symbols).subs({self.s: 0, self.t: 0})
         if value.has(sp.DiracDelta):  # the derivative of a step: 0 away from its kink, undefined at it
             value = value.replace(lambda e: isinstance(e, sp.DiracDelta), _delta_away_from_zero)
         if value.has(sp.Derivative, sp.Subs):  # SymPy could not differentiate it: nothing can be proven here
             raise _Undefined
         return value
 
+
+class _PreciseLines(_Lines):
+    """The derivatives along lines by central differences of the function's values at high precision
+    (PreciseBackend): f evaluated line by line at X0 +- h E, each definition once. With d digits and a step
+    h = 10^(-d / 4), the truncation error (h^2) and the rounding error (10^-d / h^2) both stay near 10^(-d / 2),
+    far below the 40 digits compared; two runs with other perturbations and steps measure it."""
+
+    def __init__(self, *args: Any, step: Any) -> None:
+        super().__init__(*args)
+        backend = self.backend
+        assert isinstance(backend, PreciseBackend)
+        self.precise = backend
+        self.h = step
+        self.mp_point = backend.from_sympy(self.point)
+        self.mp_values = {name: backend.from_sympy(value) for name, value in self.values.items()}
+        self.largest = backend.mp.mpf(0)  # the largest value of the function seen
+        self.second_order = False
+
+    def along(self, direction: Any) -> Any:
+        self.deadline.check()
+        f = interpret(self.function, {**self.mp_values, self.variable.name: self.mp_point + direction},
+                      self.sizes, self.precise)  # type: ignore[arg-type]
+        self.largest = max([self.largest, *(abs(f[i, j]) for i in range(f.rows) for j in range(f.cols))])
+        return f
+
+    def error_floor(self) -> Any:
+        """A bound on the error the roundings of the values put in a difference quotient: their relative error
+        times the values' size, over h (over h^2 for a second difference), with a wide margin."""
+        return 100 * self.precise.noise * self.largest / (self.h**2 if self.second_order else self.h)
+
+    def unit(self, c: int) -> Any:
+        rows = self.point.rows
+        e = self.precise.mp.matrix(rows, self.point.cols)
+        e[c % rows, c // rows] = 1
+        return e
+
+    def first(self, c: int) -> Any:
+        e = self.unit(c) * self.h
+        return self.precise.to_sympy((self.along(e) - self.along(-e)) / (2 * self.h))
+
+    def second(self, i: int, j: int) -> Any:
+        self.second_order = True
+        a, b = self.unit(i) * self.h, self.unit(j) * self.h
+        corners = [self.along(a * p + b * q)[0, 0] * p * q for p in (1, -1) for q in (1, -1)]
+        return self.precise.sp.Float(sum(corners) / (4 * self.h**2), self.precise.mp.mp.dps)
+
+
+def _line_derivatives(lines: _Lines, kind: str) -> Any:
+    """The expected derivative from the derivatives along lines through the point, in the engine's layout
+    (numerator)."""
+    sp = lines.sp
+    rows, cols = lines.point.shape
     if kind == "hessian":
         n = rows * cols
         hessian = sp.zeros(n, n)
         for i in range(n):
             for j in range(i, n):
-                f = along(t * unit(i)) if i == j else along(s * unit(i) + t * unit(j))
-                value = at_zero(f[0, 0], t, t) if i == j else at_zero(f[0, 0], s, t)
-                hessian[i, j] = hessian[j, i] = value
+                hessian[i, j] = hessian[j, i] = lines.second(i, j)
         return hessian
     if kind == "tensor":  # the Jacobian of the vecs: column c is d/dt vec(F(X + t E_c))
         columns = []
         for c in range(rows * cols):
-            f = along(t * unit(c))
-            columns.append([at_zero(f[i, j], t) for j in range(f.cols) for i in range(f.rows)])
+            f = lines.first(c)
+            columns.append([f[i, j] for j in range(f.cols) for i in range(f.rows)])
         return sp.Matrix(len(columns[0]), len(columns), lambda i, c: columns[c][i])
-    if variable.shape == (1, 1):
-        return along(t * unit(0)).applyfunc(lambda v: at_zero(v, t))
-    if function.shape == (1, 1):
+    if lines.variable.shape == (1, 1):
+        return lines.first(0)
+    if lines.function.shape == (1, 1):
         gradient = sp.zeros(rows, cols)
         for i in range(rows):
             for j in range(cols):
-                gradient[i, j] = at_zero(along(t * unit(i + rows * j))[0, 0], t)
+                gradient[i, j] = lines.first(i + rows * j)[0, 0]
         return gradient
     # a vector function of a vector: column j of the Jacobian is d/dt f(x + t e_j); a row vector
     # function has the Jacobian of its transpose
-    columns = [[at_zero(v, t) for v in along(t * unit(j))] for j in range(rows)]
+    columns = [list(lines.first(j)) for j in range(rows)]
     return sp.Matrix(len(columns[0]), rows, lambda i, j: columns[j][i])
 
 
@@ -480,14 +811,14 @@ def _compare(expected: Any, got: Any, sp: Any, deadline: _Deadline) -> tuple[boo
 
 def _verify_at_point(function: Expr, variable: Var, derivative: Expr, kind: str, layout: str,
                      sizes: dict[str, int], rng: random.Random, attempt: int,
-                     deadline: _Deadline) -> tuple[VerificationReport, bool]:
+                     deadline: _Deadline, method: Method = "exact") -> tuple[VerificationReport, bool]:
     """The report at one random point, and whether the expected derivative is not all zero there."""
     import sympy as sp
 
     def size(d: Any) -> int:
         return ir.dim_value(d, sizes)
 
-    points = POINTS[attempt]
+    points = (LINE_POINTS if method == "lines" else POINTS)[attempt]
     rows, cols = size(variable.shape[0]), size(variable.shape[1])
     point = _random_matrix(variable, rows, cols, rng, sp, points)
     values: dict[str, Any] = {}
@@ -495,12 +826,18 @@ def _verify_at_point(function: Expr, variable: Var, derivative: Expr, kind: str,
         if name != variable.name:
             values[name] = _random_matrix(var, size(var.shape[0]), size(var.shape[1]), rng, sp, points)
 
-    expected = _line_derivatives(function, variable, kind, point, values, sizes, deadline)
     spec = DerivativeSpec(Kind(kind), layout, variable.symmetric)  # the conventions, as the engine applies them
-    if spec.symmetric_gradient:
-        expected = (expected + expected.T) / 2
-    if spec.transposed:
-        expected = expected.T
+
+    def in_convention(expected: Any) -> Any:
+        if spec.symmetric_gradient:
+            expected = (expected + expected.T) / 2
+        return expected.T if spec.transposed else expected
+
+    if method == "lines":
+        return _verify_by_lines(function, variable, derivative, kind, in_convention, spec.transposed, point, values,
+                                sizes, rng.randrange(1 << 30), deadline)
+    lines = _Lines(function, variable, point, values, sizes, deadline, SympyBackend())
+    expected = in_convention(_line_derivatives(lines, kind))
     got = interpret(derivative, {**values, variable.name: point}, sizes, SympyBackend())
     undefined = (sp.zoo, sp.nan, sp.oo, -sp.oo)
     if any(value.has(*undefined) for value in (*expected, *got)):
@@ -521,3 +858,128 @@ def _verify_at_point(function: Expr, variable: Var, derivative: Expr, kind: str,
     if not report.ok:
         report.point = {variable.name: point.tolist(), **{k: v.tolist() for k, v in values.items()}}
     return report, any(value != 0 for value in expected)
+
+
+LINE_DIGITS = (60, 240, 960)  # the precisions of the line-by-line proof, tried in turn until every entry resolves
+AGREEMENT = 10  # how many times the disagreement of two perturbed runs bounds an entry's rounding error
+
+
+def _verify_by_lines(function: Expr, variable: Var, derivative: Expr, kind: str, in_convention: Any,
+                     transposed: bool, point: Any,
+                     values: dict[str, Any], sizes: dict[str, int], seed: int,
+                     deadline: _Deadline) -> tuple[VerificationReport, bool]:
+    """The report at one point, with the function and the derivative evaluated line by line (PreciseBackend),
+    twice with different perturbations at each precision of LINE_DIGITS: an entry is equal where the two agree
+    with each other better than 40 digits and the runs agree with themselves; exact where nothing was rounded.
+    An entry no precision resolves (a cancellation beyond them) makes the point prove nothing."""
+    import mpmath
+    import sympy as sp
+
+    directions: list[Any] = []
+    if point.rows * point.cols > DIRECT_ENTRIES:  # a large variable: along random directions, not entry by entry
+        direction_rng = random.Random(seed)
+        count = 2 * DIRECTIONS if kind == "hessian" else DIRECTIONS
+        directions = [_random_matrix(variable, point.rows, point.cols, direction_rng, sp, "signed") for _ in
+                      range(count)]
+    for level, digits in enumerate(LINE_DIGITS):
+        runs = []
+        with mpmath.workdps(digits):
+            for run in range(2):
+                rng = random.Random(seed * 31 + run)
+                # the step: 10^(-digits/4), a little different in each run, so that the runs measure its error too
+                step = mpmath.mpf(10) ** (-(digits // 4)) * (5 + run) / 5
+                backend = PreciseBackend(rng, kink_distance=step * 10**6)  # far more than a step moves an argument
+                lines = _PreciseLines(function, variable, point, values, sizes, deadline, backend, step=step)
+                got_value = interpret(derivative, {**lines.mp_values, variable.name: lines.mp_point}, sizes,
+                                      backend)  # type: ignore[arg-type]
+                if directions:
+                    expected, got = _along_directions(lines, kind, got_value, transposed, directions)
+                else:
+                    expected, got = in_convention(_line_derivatives(lines, kind)), backend.to_sympy(got_value)
+                runs.append((expected, got, sp.Float(lines.error_floor(), digits)))
+        (expected, got, floor), (expected_2, got_2, floor_2) = runs
+        along = len(directions) // (2 if kind == "hessian" else 1)
+        report = VerificationReport(True, [sizes], 0 if along else expected.rows * expected.cols, directions=along)
+        if got.shape != expected.shape:
+            report.ok = False
+            report.mismatches.append(Mismatch((), f"shape {expected.shape}", f"shape {got.shape}"))
+            return report, True
+        last = level == len(LINE_DIGITS) - 1
+        verdicts = {(i, j): _agreement(expected[i, j], expected_2[i, j], got[i, j], got_2[i, j],
+                                       max(floor, floor_2), level, sp)
+                    for i in range(expected.rows) for j in range(expected.cols)}
+        if "unresolved" in verdicts.values():
+            if last:
+                raise _Undefined
+            continue
+        for (i, j), verdict in verdicts.items():
+            if verdict == "differ":
+                report.ok = False
+                report.mismatches.append(Mismatch((i, j), _short(expected[i, j], sp), _short(got[i, j], sp)))
+            elif verdict == "numerically":
+                report.numerically_only += 1
+        if along:  # a direction counts once, however many entries its derivative has
+            report.numerically_only = along if report.numerically_only else 0
+        if not report.ok:
+            report.point = {variable.name: point.tolist(), **{k: v.tolist() for k, v in values.items()}}
+        return report, any(value != 0 for value in expected)
+    raise _Undefined  # not reached: the last level decides or raises
+
+
+DIRECT_ENTRIES = 16  # a variable with more entries is checked along random directions (each a full derivative)
+DIRECTIONS = 3  # random directions per point
+
+
+def _along_directions(lines: _PreciseLines, kind: str, derivative: Any, transposed: bool,
+                      directions: list[Any]) -> tuple[Any, Any]:
+    """(expected, got): the directional derivatives of the function along each direction E (central differences
+    of its values), and the derivative applied to E: <G, E> for a gradient, J vec(E) for a Jacobian or a tensor
+    in vec form, vec(E1)^T H vec(E2) for a Hessian (directions in pairs). One column, direction after direction;
+    a symmetric variable's directions are symmetric, so sym(G) and G give the same <G, E>."""
+    backend = lines.precise
+    mp, sp = backend.mp, backend.sp
+    derivative = derivative.T if transposed else derivative  # back to the numerator layout
+    expected: list[Any] = []
+    got: list[Any] = []
+
+    def vec(m: Any) -> Any:
+        return mp.matrix([m[i, j] for j in range(m.cols) for i in range(m.rows)])
+
+    mp_directions = [backend.from_sympy(d) for d in directions]
+    if kind == "hessian":
+        lines.second_order = True
+        for first, second in zip(mp_directions[::2], mp_directions[1::2], strict=True):
+            a, b, h = first * lines.h, second * lines.h, lines.h
+            corners = [lines.along(a * p + b * q)[0, 0] * p * q for p in (1, -1) for q in (1, -1)]
+            expected.append(sum(corners) / (4 * h**2))
+            got.append((vec(first).T * derivative * vec(second))[0, 0])
+    else:
+        for direction in mp_directions:
+            step = direction * lines.h
+            change = (lines.along(step) - lines.along(-step)) / (2 * lines.h)
+            expected.extend(vec(change))
+            if lines.function.shape == (1, 1) and kind != "tensor":  # a gradient: <G, E>
+                got.append(sum(derivative[i, j] * direction[i, j] for i in range(direction.rows)
+                               for j in range(direction.cols)))
+            else:  # a Jacobian (numerator layout) or the Jacobian of the vecs: J vec(E)
+                got.extend(derivative * vec(direction))
+    dps = mp.mp.dps
+    return (sp.Matrix(len(expected), 1, [sp.Float(v, dps) for v in expected]),
+            sp.Matrix(len(got), 1, [sp.Float(v, dps) for v in got]))
+
+
+def _agreement(a: Any, a_2: Any, b: Any, b_2: Any, floor: Any, level: int, sp: Any) -> str:
+    """Whether the expected entry a and the derivative's b are equal "numerically" (to 40 digits), "differ", or are
+    "unresolved" at this precision (`level`, its index in LINE_DIGITS). a_2 and b_2 are the same entries from a
+    second run with other perturbations: their disagreement measures the rounding error of each; `floor` bounds
+    the error the difference quotient's roundings put in a, whatever the runs show."""
+    error_a, error_b = max(AGREEMENT * abs(a - a_2), floor), AGREEMENT * abs(b - b_2)
+    scale = max(abs(a), abs(b))
+    tolerance = sp.Float(TOLERANCE)
+    if bool(abs(a - b) > error_a + error_b + tolerance * scale):
+        return "differ"
+    if bool(abs(a) <= error_a) and bool(abs(b) <= error_b):  # both zero to within what this precision resolves:
+        return "numerically" if level else "unresolved"  # once more at a higher one (exp(-x^2) stays below both)
+    if bool(error_a + error_b > tolerance * scale):
+        return "unresolved"
+    return "numerically"
