@@ -3,9 +3,10 @@ machine meets many times over."""
 
 from __future__ import annotations
 
+from networks import mlp_program
+
 import matcalc
 from matcalc.backends import verify
-from networks import mlp_program
 
 README_PROGRAM = "h1 = tanh(W1 x); h2 = tanh(W2 h1); L = sum(h2)"
 GENEROUS = 600.0  # seconds: the proofs below take about one on a quiet machine
