@@ -3,6 +3,7 @@ the rooms (render, backends, calculus). api.py composes the pipeline that makes 
 
 from __future__ import annotations
 
+import difflib
 import functools
 import re
 from collections.abc import Callable
@@ -14,9 +15,10 @@ from .calculus.backprop import needed_bindings
 from .calculus.differential import differential
 from .calculus.spec import Axes, DerivativeSpec, Kind, Layout, Step, axes_of, kind_of
 from .core import ir
-from .core.errors import ParseError, UnsupportedError
+from .core.errors import ParseError, UnsupportedError, where_hint
 from .core.ir import Bindings, Expr, Var, fresh_name
 from .frontend.parse import Declaration, Declarations, dimension_names
+from .frontend.typecheck import default_kind
 from .render import derivative as render
 from .render.index import index_latex, index_text
 from .render.naming import name_shared
@@ -254,10 +256,13 @@ def _variable(name: str, symbols: Declarations, parsed: Expr | dict[str, Var]) -
     """The variable `name` as the expression has it (`parsed`: the expression, or its variables), else as declared."""
     if not isinstance(name, str) or not _NAME.match(name):
         raise ParseError(f"not a variable name: {name!r}")
-    found = (parsed if isinstance(parsed, dict) else ir.variables(parsed)).get(name)
+    present = parsed if isinstance(parsed, dict) else ir.variables(parsed)
+    found = present.get(name)
     if found is not None:
         return found
-    declaration = symbols[name]  # typed by parse_typed(extra_symbols=...)
+    declaration = symbols.get(name)  # typed by parse_typed(extra_symbols=...)
+    if declaration is None or declaration.kind == "dim":
+        raise _absent_variable(name, set(present), dimension_names(symbols))
     dims = declaration.dims
     if declaration.kind == "scalar":
         shape: ir.Shape = ir.SCALAR
@@ -274,6 +279,24 @@ def _with_dimensions(where: Declarations, exprs: list[Expr]) -> Declarations:
     named = dimension_names(where)
     missing = {d: Declaration(d, "dim") for d in ir.dimensions(exprs) if d not in named}
     return {**where, **missing} if missing else where
+
+
+def _absent_variable(name: str, occurring: set[str], dimensions: set[str]) -> ParseError:
+    """A derivative w.r.t. a name the function does not use, nor `where` declares: most likely a typo (w1 for W1),
+    whose derivative would be a silent zero. The zero is the answer only for a declared variable."""
+    if name in dimensions:
+        return ParseError(f"'{name}' is a dimension (it stands for a size), not a variable of the expression")
+    by_case = [other for other in sorted(occurring) if other.lower() == name.lower()]
+    close = by_case or difflib.get_close_matches(name, sorted(occurring), n=1)
+    if close:
+        hint = f"; did you mean {close[0]}?"
+    elif occurring:
+        hint = f"; its variables are {', '.join(sorted(occurring))}"
+    else:
+        hint = " (it has no variables)"
+    declaration = where_hint(f"{name}: {default_kind(name)}")
+    return ParseError(f"'{name}' does not occur in the expression{hint}\n(a derivative w.r.t. a variable it does "
+                      f"not use is zero: declare the variable to get that zero, {declaration})")
 
 
 def _check_variable_name(wrt: object) -> str:
