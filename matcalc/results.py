@@ -28,6 +28,14 @@ from .rules.simplify import simplify
 Form = Literal["matrix", "vec", "index", "differential"]
 Product = Literal["jvp", "vjp"] | None
 _NAME = re.compile(r"[A-Za-z_\u0370-\u03ff][A-Za-z0-9_\u0370-\u03ff]*\Z")
+FORMS = ("matrix", "vec", "index", "differential")
+
+
+def _one_of(value: object, allowed: tuple[str, ...], what: str) -> None:
+    """A keyword argument that names one of a few choices (or None): anything else is a ParseError, not the
+    TypeError of a comparison with an array or of an unhashable dict key."""
+    if value is not None and not (isinstance(value, str) and value in allowed):
+        raise ParseError(f"{what} must be one of {', '.join(map(repr, allowed))}, not {value!r}"[:300])
 
 
 @dataclass(frozen=True)
@@ -111,6 +119,7 @@ class Derivative:
         `form`: "vec" or "matrix" (the default: the form the result is held in; a tensor is held in vec form), or
         "differential" (`d(F) = ...`, linear in dX) or "index" (`∂F_ij / ∂X_kl = ...`).
         """
+        _one_of(form, FORMS, "form")
         if form == "differential":
             return f"d({to_text(self.of)}) = {to_text(self.differential_form)}"
         if form == "index":
@@ -130,6 +139,7 @@ class Derivative:
         return index_form(differential(self.of, self.variable), self.variable, self.of)
 
     def latex(self, inline: bool = False, form: Form | None = None) -> str:
+        _one_of(form, FORMS, "form")
         if form == "differential":
             return rf"\mathrm{{d}}\left({to_latex(self.of)}\right) = {to_latex(self.differential_form)}"
         if form == "index":
@@ -201,6 +211,10 @@ class Derivative:
         """
         from .backends import pycode
 
+        _one_of(product, ("jvp", "vjp"), "product")
+        _one_of(backend, tuple(pycode.BACKENDS), "backend")
+        if name is not None and not isinstance(name, str):
+            raise ParseError(f"the function's name must be text, not {name!r}")
         name = name or self._code_name(product)
         target = pycode.backend(backend)
         if product is None:
