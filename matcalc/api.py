@@ -31,7 +31,9 @@ from .results import (
     Gradients,
     _absent_variable,
     _check_variable_name,
+    _flag,
     _shape_text,
+    _timeout,
     _variable,
     _with_dimensions,
 )
@@ -171,7 +173,7 @@ def diff(expr: str, wrt: str, where: str | dict | None = None, layout: Layout = 
     The gradient of a program with a scalar output comes from a backward pass over its definitions.
     The result prints with its shared subexpressions named (one definition per line), or `inline`.
     """
-    return _diff(_prepare(expr, [wrt], where), check_layout(layout), inline)
+    return _diff(_prepare(expr, [wrt], where), check_layout(layout), _flag(inline, "inline"))
 
 
 def _diff(prepared: _Prepared, layout: Layout, inline: bool, variable: Var | None = None) -> Derivative:
@@ -190,7 +192,7 @@ def _diff(prepared: _Prepared, layout: Layout, inline: bool, variable: Var | Non
 def grad(expr: str, wrt: list[str] | tuple[str, ...], where: str | dict | None = None,
          inline: bool = False) -> Gradients:
     """The gradients of a scalar expression or program w.r.t. several variables, by name, from one backward pass."""
-    return _backward(_prepare_scalar(expr, wrt, where), inline)
+    return _backward(_prepare_scalar(expr, wrt, where), _flag(inline, "inline"))
 
 
 def _names(wrt: object, what: str) -> list[str]:
@@ -222,6 +224,7 @@ def hessian(expr: str, wrt: str | list[str] | tuple[str, ...], where: str | dict
     """The Hessian of a scalar expression or program: w.r.t. a vector, the n x n matrix; w.r.t. a scalar, the second
     derivative; w.r.t. a matrix X, d vec(G) / d vec(X)^T (4th order, in vec form). Given a list of variables, the
     block Hessian: a block per pair, each the Jacobian of one gradient w.r.t. the other variable."""
+    inline = _flag(inline, "inline")
     if isinstance(wrt, list | tuple):
         return _block_hessian(expr, _names(wrt, "hessian"), where, inline)
     return _hessian(_prepare(expr, [wrt], where), inline)
@@ -262,6 +265,9 @@ def codegen(expr: str, wrt: list[str] | tuple[str, ...], where: str | dict | Non
     from .backends.pycode import Output, function_source, identifier, indented, shapes_doc
     from .backends.pycode import backend as target
 
+    hessian = _flag(hessian, "hessian")
+    if not isinstance(name, str):
+        raise ParseError(f"the function's name must be text, not {abbreviate(repr(name))}")
     prepared = _prepare_scalar(expr, wrt, where, "codegen")
     gradients = _backward(prepared, False)
     first = next(iter(gradients.values()))
@@ -323,7 +329,8 @@ def check(expr: str, wrt: str, candidate: str, where: str | dict | None = None, 
     """
     from .backends.verify import DEFAULT_TIMEOUT, VerificationReport, verify_derivative
 
-    derivative = hessian(expr, wrt, where) if hessian_of else diff(expr, wrt, where, layout)
+    timeout = _timeout(timeout)
+    derivative = hessian(expr, wrt, where) if _flag(hessian_of, "hessian_of") else diff(expr, wrt, where, layout)
     try:
         parsed = _candidate(candidate, derivative.where, derivative.body.shape)
     except ResultShapeError:

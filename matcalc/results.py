@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import difflib
 import functools
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from .calculus import derive
 from .calculus.backprop import needed_bindings
@@ -28,7 +29,7 @@ from .rules.simplify import simplify
 Form = Literal["matrix", "vec", "index", "differential"]
 Product = Literal["jvp", "vjp"] | None
 _NAME = re.compile(r"[A-Za-z_\u0370-\u03ff][A-Za-z0-9_\u0370-\u03ff]*\Z")
-FORMS = ("matrix", "vec", "index", "differential")
+FORMS: tuple[str, ...] = get_args(Form)
 
 
 def _one_of(value: object, allowed: tuple[str, ...], what: str) -> None:
@@ -36,6 +37,25 @@ def _one_of(value: object, allowed: tuple[str, ...], what: str) -> None:
     TypeError of a comparison with an array or of an unhashable dict key."""
     if value is not None and not (isinstance(value, str) and value in allowed):
         raise ParseError(f"{what} must be one of {', '.join(map(repr, allowed))}, not {value!r}"[:300])
+
+
+FLOAT_MAX = 1.7976931348623157e308
+
+
+def _flag(value: object, what: str) -> bool:
+    """A yes/no keyword argument: True or False (or 0 and 1), not an array whose truth is ambiguous."""
+    if not isinstance(value, bool | int):
+        raise ParseError(f"{what} must be True or False, not {value!r}"[:300])
+    return bool(value)
+
+
+def _timeout(value: object) -> float | None:
+    """A time limit in seconds, or None for the default."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:  # nan is not equal to itself
+        raise ParseError(f"timeout must be a number of seconds, not {value!r}"[:300])
+    return math.inf if value > FLOAT_MAX else float(value)  # an int past float64's range: no limit
 
 
 @dataclass(frozen=True)
@@ -192,6 +212,9 @@ class Derivative:
         """
         from .backends.verify import DEFAULT_TIMEOUT, verify_derivative
 
+        timeout = _timeout(timeout)
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ParseError(f"seed must be a whole number, not {seed!r}"[:300])
         return verify_derivative(self.function, self.variable, self.expr, self._verified_kind, self.layout, seed,
                                  DEFAULT_TIMEOUT if timeout is None else timeout)
 

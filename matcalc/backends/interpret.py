@@ -638,7 +638,7 @@ def arrange(value: Any, d: Result, sizes: dict[str, int], form: str = "tensor") 
     then the variable's; with form="vec", the Jacobian of the vecs d vec(F) / d vec(X)^T (both column-major)."""
     import numpy as np
 
-    if form not in ("tensor", "vec"):
+    if not isinstance(form, str) or form not in ("tensor", "vec"):
         raise ParseError(f"form must be 'tensor' or 'vec', not {form!r}")
     if d.form == "matrix" and form == "tensor":
         return squeeze(value, d.expr.shape)

@@ -210,11 +210,6 @@ def _check_nesting(tree: Tree, text: str, with_line: bool = False) -> None:
         stack.extend((child, depth + 1) for child in current.children if isinstance(child, Tree))
 
 
-# A name written right before '(' (no space): the grammar reads the known functions' names as FUNC, so every NAME
-# found here is a call of something that is not a function. `a (b + c)` and `a*(b + c)` are products.
-_NAME_BEFORE_PAREN = re.compile(r"(?<![\w\u0370-\u03ff])[A-Za-z_\u0370-\u03ff][A-Za-z0-9_\u0370-\u03ff]*(?=\()")
-
-
 def _parenthesized(text: str, start: int) -> str:
     """The text of the parenthesis opening at `start`, to its matching ')' (or the end of the line)."""
     depth = 0
@@ -250,18 +245,18 @@ def call_problem(name: str, argument: str) -> str:
 
 
 def _check_calls(tree: Tree, code: str, shown: str, with_line: bool = False) -> None:
-    """Refuse a name written right before '(': `σ(W x + b)` is not σ times (W x + b), nor `A pinv(X)` A times pinv
-    times X. `code` is the text parsed (positions hold in `shown`, the text as the user wrote it)."""
-    candidates = {match.end(): match.start() for match in _NAME_BEFORE_PAREN.finditer(code)}
-    if not candidates:
+    """Refuse a name written right before '(' (no space): `σ(W x + b)` is not σ times (W x + b), nor `A pinv(X)` A
+    times pinv times X. The grammar reads the functions' names as FUNC, so a NAME token right before '(' is a call of
+    something that is not a function; `a (b + c)` and `a*(b + c)` are products. `code` is the text parsed (its
+    positions hold in `shown`, the text as the user wrote it)."""
+    if "(" not in code:
         return
-    ends = {node.children[0].end_pos for node in tree.iter_subtrees_topdown() if node.data == "name"}
-    calls = sorted(candidates[end] for end in ends if end in candidates)
+    calls = [token for node in tree.iter_subtrees_topdown() if node.data == "name"
+             for token in node.children[:1] if code[token.end_pos:token.end_pos + 1] == "("]
     if calls:
-        start = calls[0]
-        name = code[start:code.index("(", start)]
-        problem = call_problem(name, _parenthesized(shown, start + len(name)))
-        raise syntax_error(shown, start, problem, with_line=with_line)
+        token = min(calls, key=lambda token: token.start_pos)
+        problem = call_problem(str(token), _parenthesized(shown, token.end_pos))
+        raise syntax_error(shown, token.start_pos, problem, with_line=with_line)
 
 
 _BRACKETS = {"(": ")", "{": "}"}
