@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import difflib
 import functools
-import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,7 +38,7 @@ def _one_of(value: object, allowed: tuple[str, ...], what: str) -> None:
         raise ParseError(f"{what} must be one of {', '.join(map(repr, allowed))}, not {value!r}"[:300])
 
 
-FLOAT_MAX = 1.7976931348623157e308
+MAX_TIMEOUT = 10**7  # seconds (116 days): inf, or an int past float64's range, means no limit
 
 
 def _flag(value: object, what: str) -> bool:
@@ -55,7 +54,7 @@ def _timeout(value: object) -> float | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float) or value != value:  # nan is not equal to itself
         raise ParseError(f"timeout must be a number of seconds, not {value!r}"[:300])
-    return math.inf if value > FLOAT_MAX else float(value)  # an int past float64's range: no limit
+    return float(min(value, MAX_TIMEOUT))  # longer is no limit in practice, and an OS timer takes it
 
 
 @dataclass(frozen=True)

@@ -213,6 +213,24 @@ def test_grad_refuses_variables_that_are_not_a_list_of_names(wrt):
     error_of(lambda: matcalc.grad("x^T x", wrt), ParseError)
 
 
+def test_codegen_refuses_a_function_name_that_is_not_text():
+    assert "name must be text" in str(error_of(lambda: matcalc.codegen("x^T x", ["x"], name=3), ParseError))
+
+
+@pytest.mark.parametrize("timeout", [[1], math.nan, "1", True])
+def test_check_refuses_a_timeout_that_is_not_a_number(timeout):
+    error_of(lambda: matcalc.check("x^T x", "x", "2 x", timeout=timeout), ParseError)
+
+
+def test_a_huge_whole_number_timeout_is_no_limit():
+    assert matcalc.check("x^T x", "x", "2 x", timeout=10**400)
+
+
+def test_a_flag_whose_truth_is_ambiguous_is_refused():
+    """inline=np.ones(2) raised NumPy's "truth value of an array is ambiguous"."""
+    error_of(lambda: matcalc.diff("x^T x", "x", inline=np.ones(2)), ParseError)
+
+
 def test_evaluating_an_identity_too_large_to_hold_is_refused_naming_its_size():
     """d x / d x of a 10^6-vector is a 10^6 x 10^6 identity (7.3 TiB): refused before it is allocated."""
     error = error_of(lambda: matcalc.diff("x", "x").evaluate({"x": np.ones(10**6)}), EvaluationError)
@@ -316,5 +334,5 @@ def test_hostile_arguments_to_every_entry_point_raise_only_matcalc_errors(deriva
 
 @pytest.mark.slow
 def test_a_long_run_of_hostile_arguments_raises_only_matcalc_errors(derivatives):
-    foreign = foreign_exceptions(20_000, seed=2026, derivatives=derivatives)
+    foreign = foreign_exceptions(100_000, seed=2026, derivatives=derivatives)
     assert not foreign, f"{len(foreign)} foreign exceptions:\n" + "\n".join(foreign[:20])
