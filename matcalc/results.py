@@ -234,7 +234,6 @@ class Derivative:
         from .backends import pycode
 
         _one_of(product, ("jvp", "vjp"), "product")
-        _one_of(backend, tuple(pycode.BACKENDS), "backend")
         if name is not None and not isinstance(name, str):
             raise ParseError(f"the function's name must be text, not {name!r}")
         name = name or self._code_name(product)
