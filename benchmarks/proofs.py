@@ -45,7 +45,7 @@ def main() -> None:
         seconds, report = _timed(lambda d=d: d.verify(timeout=args.timeout))
         print(f"{name}: verify {seconds:.1f} s: {str(report).splitlines()[0][:90]}")
         candidate = str(d)
-        seconds, result = _timed(lambda p=program, c=candidate: matcalc.check(p, wrt, c, timeout=args.timeout))
+        seconds, result = _timed(lambda p=program, w=wrt, c=candidate: matcalc.check(p, w, c, timeout=args.timeout))
         print(f"{name}: check of the printed program {seconds:.1f} s: {str(result).split(':')[0]}")
     if args.quick:
         return

@@ -17,19 +17,23 @@ from .calculus import derive
 from .calculus.backprop import backpropagate, needed_bindings
 from .calculus.spec import DerivativeSpec, Kind, Layout, Step, check_layout
 from .core import ir
-from .core.errors import ParseError, ResultShapeError, ShapeError
+from .core.errors import ParseError, ResultShapeError, ShapeError, abbreviate
 from .core.ir import Expr, Var
 from .frontend.parse import Declarations, dimension_names, parse_declarations
 from .frontend.typecheck import Parsed, ParsedProgram, parse_program
 from .render.naming import name_shared
 from .render.text import program_text, to_text
 from .results import (
+    _NAME,
     BlockHessian,
     CheckResult,
     Derivative,
     Gradients,
+    _absent_variable,
     _check_variable_name,
+    _flag,
     _shape_text,
+    _timeout,
     _variable,
     _with_dimensions,
 )
@@ -59,7 +63,24 @@ def _without_cycle_collection(entry: Callable) -> Callable:
 def parse(text: str, where: str | dict | None = None, shape: ir.Shape | None = None) -> Expr:
     """The typed IR of an expression, or of a program's output with its definitions inlined (a DAG: nothing is
     copied). `shape` pins the shape of the whole expression."""
-    return _candidate(text, parse_declarations(where), shape).expr
+    return _candidate(text, parse_declarations(where), _checked_shape(shape)).expr
+
+
+def _checked_shape(shape: object) -> ir.Shape | None:
+    """`shape` as the parser takes it, (rows, cols), each a dimension name, a whole number or a product of them;
+    anything else is a ShapeError that says what was given."""
+    if shape is None:
+        return None
+    if not isinstance(shape, tuple | list) or len(shape) != 2:
+        raise ShapeError(f"shape must be a pair (rows, cols), not {abbreviate(repr(shape))}; a tensor derivative's "
+                         f"d.shape lists its axes: its printed text has the 2-D shape d.matrix_shape")
+    for dim in shape:
+        valid = (isinstance(dim, int) and not isinstance(dim, bool) and dim >= 1) or isinstance(dim, ir.DimProduct) \
+            or (isinstance(dim, str) and _NAME.match(dim) is not None)
+        if not valid:
+            raise ShapeError(f"a dimension in shape must be a name, a whole number of at least 1 or a product of "
+                             f"them, not {abbreviate(repr(dim))}")
+    return (shape[0], shape[1])
 
 
 @dataclass(frozen=True)
@@ -80,11 +101,19 @@ class _Prepared:
 def _prepare(expr: str, wrts: list[str], where: str | dict | None) -> _Prepared:
     for wrt in wrts:
         _check_variable_name(wrt)
-    program = parse_program(expr, parse_declarations(where), extra_symbols=tuple(wrts))
+    declared = parse_declarations(where)
+    program = parse_program(expr, declared, extra_symbols=tuple(wrts))
     defined = {name for name, _ in program.bindings}
+    occurring: set[str] = set()  # the inputs the program uses anywhere (a definition the output skips counts)
+    for _, value in program.bindings:
+        occurring.update(name for name in ir.variables(value) if name not in defined)
     for wrt in wrts:
         if wrt in defined:
             raise ParseError(f"'{wrt}' is defined by the program, not a variable: differentiate w.r.t. an input")
+        if wrt not in occurring and (wrt not in declared or declared[wrt].kind == "dim"):
+            dimensions = dimension_names(program.symbols) | {
+                name for _, value in program.bindings for name in ir.dimensions([value])}
+            raise _absent_variable(wrt, occurring, dimensions)
     function = ir.inline(program.bindings[:-1], program.bindings[-1][1])
     present = ir.variables(function)
     variables = tuple(_variable(wrt, program.symbols, present) for wrt in wrts)
@@ -144,7 +173,7 @@ def diff(expr: str, wrt: str, where: str | dict | None = None, layout: Layout = 
     The gradient of a program with a scalar output comes from a backward pass over its definitions.
     The result prints with its shared subexpressions named (one definition per line), or `inline`.
     """
-    return _diff(_prepare(expr, [wrt], where), check_layout(layout), inline)
+    return _diff(_prepare(expr, [wrt], where), check_layout(layout), _flag(inline, "inline"))
 
 
 def _diff(prepared: _Prepared, layout: Layout, inline: bool, variable: Var | None = None) -> Derivative:
@@ -163,16 +192,25 @@ def _diff(prepared: _Prepared, layout: Layout, inline: bool, variable: Var | Non
 def grad(expr: str, wrt: list[str] | tuple[str, ...], where: str | dict | None = None,
          inline: bool = False) -> Gradients:
     """The gradients of a scalar expression or program w.r.t. several variables, by name, from one backward pass."""
-    return _backward(_prepare_scalar(expr, wrt, where), inline)
+    return _backward(_prepare_scalar(expr, wrt, where), _flag(inline, "inline"))
 
 
-def _prepare_scalar(expr: str, wrt: list[str] | tuple[str, ...], where: str | dict | None) -> _Prepared:
+def _names(wrt: object, what: str) -> list[str]:
+    """A list or tuple of variable names, each checked as diff checks its one, without repeats."""
+    if not isinstance(wrt, list | tuple):
+        raise ParseError(f"{what} takes a list of variable names, e.g. ['W1', 'W2'], not {abbreviate(repr(wrt))}")
+    return list(dict.fromkeys(_check_variable_name(name) for name in wrt))
+
+
+def _prepare_scalar(expr: str, wrt: list[str] | tuple[str, ...], where: str | dict | None,
+                    what: str = "grad") -> _Prepared:
     """A scalar function and its variables (each named once), for grad and codegen."""
     if isinstance(wrt, str):
-        raise ParseError("grad takes a list of variable names, e.g. ['W1', 'W2']; diff takes one")
-    if not wrt:
-        raise ParseError("grad needs at least one variable")
-    prepared = _prepare(expr, list(dict.fromkeys(wrt)), where)
+        raise ParseError(f"{what} takes a list of variable names, e.g. ['W1', 'W2']; diff takes one")
+    names = _names(wrt, what)
+    if not names:
+        raise ParseError(f"{what} needs at least one variable")
+    prepared = _prepare(expr, names, where)
     if prepared.function.shape != ir.SCALAR:
         shape = prepared.function.shape
         raise ShapeError(f"grad needs a scalar function, but the output has shape {shape[0]}×{shape[1]}; "
@@ -186,8 +224,9 @@ def hessian(expr: str, wrt: str | list[str] | tuple[str, ...], where: str | dict
     """The Hessian of a scalar expression or program: w.r.t. a vector, the n x n matrix; w.r.t. a scalar, the second
     derivative; w.r.t. a matrix X, d vec(G) / d vec(X)^T (4th order, in vec form). Given a list of variables, the
     block Hessian: a block per pair, each the Jacobian of one gradient w.r.t. the other variable."""
-    if not isinstance(wrt, str):
-        return _block_hessian(expr, list(wrt), where, inline)
+    inline = _flag(inline, "inline")
+    if isinstance(wrt, list | tuple):
+        return _block_hessian(expr, _names(wrt, "hessian"), where, inline)
     return _hessian(_prepare(expr, [wrt], where), inline)
 
 
@@ -205,7 +244,6 @@ def _hessian(prepared: _Prepared, inline: bool, variable: Var | None = None) -> 
 def _block_hessian(expr: str, names: list[str], where: str | dict | None, inline: bool) -> BlockHessian:
     if not names:
         raise ParseError("hessian needs at least one variable")
-    names = list(dict.fromkeys(names))
     prepared = _prepare(expr, names, where)
     if prepared.function.shape != ir.SCALAR:
         raise ShapeError(f"a Hessian needs a scalar expression, but `{to_text(prepared.function)}` has shape "
@@ -227,7 +265,10 @@ def codegen(expr: str, wrt: list[str] | tuple[str, ...], where: str | dict | Non
     from .backends.pycode import Output, function_source, identifier, indented, shapes_doc
     from .backends.pycode import backend as target
 
-    prepared = _prepare_scalar(expr, wrt, where)
+    hessian = _flag(hessian, "hessian")
+    if not isinstance(name, str):
+        raise ParseError(f"the function's name must be text, not {abbreviate(repr(name))}")
+    prepared = _prepare_scalar(expr, wrt, where, "codegen")
     gradients = _backward(prepared, False)
     first = next(iter(gradients.values()))
     value = Var(gradients.output, ir.SCALAR)
@@ -288,7 +329,8 @@ def check(expr: str, wrt: str, candidate: str, where: str | dict | None = None, 
     """
     from .backends.verify import DEFAULT_TIMEOUT, VerificationReport, verify_derivative
 
-    derivative = hessian(expr, wrt, where) if hessian_of else diff(expr, wrt, where, layout)
+    timeout = _timeout(timeout)
+    derivative = hessian(expr, wrt, where) if _flag(hessian_of, "hessian_of") else diff(expr, wrt, where, layout)
     try:
         parsed = _candidate(candidate, derivative.where, derivative.body.shape)
     except ResultShapeError:

@@ -317,11 +317,12 @@ UNDECIDED = 4  # exit code: the proof ran out of time (or found no point where t
 
 def _run_check(args: argparse.Namespace) -> int:
     from .api import check
+    from .core.errors import for_cli
 
     _read_operands(args, ("expr", "var", "candidate"))
     result = check(args.expr, args.var, args.candidate, args.where, args.layout, hessian_of=args.hessian,
                    timeout=args.timeout)
-    print(result)
+    print(for_cli(str(result)))  # its reason may name an argument (layout='denominator'): say the option
     return 0 if result else UNDECIDED if result.undecided else 3
 
 
@@ -340,7 +341,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    from .core.errors import MatcalcError
+    from .core.errors import MatcalcError, for_cli
 
     try:
         if args.command == "rules":
@@ -351,7 +352,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MatcalcError as error:
         if args.debug:
             traceback.print_exc()
-        print(f"matcalc: error: {error}", file=sys.stderr)
+        print(f"matcalc: error: {for_cli(str(error))}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # the reader went away (matcalc rules | head): not an error of matcalc's
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (the interpreter flushes it at exit)

@@ -3,20 +3,22 @@ the rooms (render, backends, calculus). api.py composes the pipeline that makes 
 
 from __future__ import annotations
 
+import difflib
 import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from .calculus import derive
 from .calculus.backprop import needed_bindings
 from .calculus.differential import differential
 from .calculus.spec import Axes, DerivativeSpec, Kind, Layout, Step, axes_of, kind_of
 from .core import ir
-from .core.errors import ParseError, UnsupportedError
+from .core.errors import ParseError, UnsupportedError, where_hint
 from .core.ir import Bindings, Expr, Var, fresh_name
 from .frontend.parse import Declaration, Declarations, dimension_names
+from .frontend.typecheck import default_kind
 from .render import derivative as render
 from .render.index import index_latex, index_text
 from .render.naming import name_shared
@@ -26,6 +28,33 @@ from .rules.simplify import simplify
 Form = Literal["matrix", "vec", "index", "differential"]
 Product = Literal["jvp", "vjp"] | None
 _NAME = re.compile(r"[A-Za-z_\u0370-\u03ff][A-Za-z0-9_\u0370-\u03ff]*\Z")
+FORMS: tuple[str, ...] = get_args(Form)
+
+
+def _one_of(value: object, allowed: tuple[str, ...], what: str) -> None:
+    """A keyword argument that names one of a few choices (or None): anything else is a ParseError, not the
+    TypeError of a comparison with an array or of an unhashable dict key."""
+    if value is not None and not (isinstance(value, str) and value in allowed):
+        raise ParseError(f"{what} must be one of {', '.join(map(repr, allowed))}, not {value!r}"[:300])
+
+
+MAX_TIMEOUT = 10**7  # seconds (116 days): inf, or an int past float64's range, means no limit
+
+
+def _flag(value: object, what: str) -> bool:
+    """A yes/no keyword argument: True or False (or 0 and 1), not an array whose truth is ambiguous."""
+    if not isinstance(value, bool | int):
+        raise ParseError(f"{what} must be True or False, not {value!r}"[:300])
+    return bool(value)
+
+
+def _timeout(value: object) -> float | None:
+    """A time limit in seconds, or None for the default."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:  # nan is not equal to itself
+        raise ParseError(f"timeout must be a number of seconds, not {value!r}"[:300])
+    return float(min(value, MAX_TIMEOUT))  # longer is no limit in practice, and an OS timer takes it
 
 
 @dataclass(frozen=True)
@@ -109,6 +138,7 @@ class Derivative:
         `form`: "vec" or "matrix" (the default: the form the result is held in; a tensor is held in vec form), or
         "differential" (`d(F) = ...`, linear in dX) or "index" (`∂F_ij / ∂X_kl = ...`).
         """
+        _one_of(form, FORMS, "form")
         if form == "differential":
             return f"d({to_text(self.of)}) = {to_text(self.differential_form)}"
         if form == "index":
@@ -128,6 +158,7 @@ class Derivative:
         return index_form(differential(self.of, self.variable), self.variable, self.of)
 
     def latex(self, inline: bool = False, form: Form | None = None) -> str:
+        _one_of(form, FORMS, "form")
         if form == "differential":
             return rf"\mathrm{{d}}\left({to_latex(self.of)}\right) = {to_latex(self.differential_form)}"
         if form == "index":
@@ -184,6 +215,9 @@ class Derivative:
         """
         from .backends.verify import DEFAULT_TIMEOUT, verify_derivative
 
+        timeout = _timeout(timeout)
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ParseError(f"seed must be a whole number, not {seed!r}"[:300])
         if method not in ("auto", "exact", "lines"):
             raise UnsupportedError(f"method must be 'auto', 'exact' or 'lines', not {method!r}")
         return verify_derivative(self.function, self.variable, self.expr, self._verified_kind, self.layout, seed,
@@ -206,6 +240,9 @@ class Derivative:
         """
         from .backends import pycode
 
+        _one_of(product, ("jvp", "vjp"), "product")
+        if name is not None and not isinstance(name, str):
+            raise ParseError(f"the function's name must be text, not {name!r}")
         name = name or self._code_name(product)
         target = pycode.backend(backend)
         if product is None:
@@ -261,10 +298,13 @@ def _variable(name: str, symbols: Declarations, parsed: Expr | dict[str, Var]) -
     """The variable `name` as the expression has it (`parsed`: the expression, or its variables), else as declared."""
     if not isinstance(name, str) or not _NAME.match(name):
         raise ParseError(f"not a variable name: {name!r}")
-    found = (parsed if isinstance(parsed, dict) else ir.variables(parsed)).get(name)
+    present = parsed if isinstance(parsed, dict) else ir.variables(parsed)
+    found = present.get(name)
     if found is not None:
         return found
-    declaration = symbols[name]  # typed by parse_typed(extra_symbols=...)
+    declaration = symbols.get(name)  # typed by parse_typed(extra_symbols=...)
+    if declaration is None or declaration.kind == "dim":
+        raise _absent_variable(name, set(present), dimension_names(symbols))
     dims = declaration.dims
     if declaration.kind == "scalar":
         shape: ir.Shape = ir.SCALAR
@@ -281,6 +321,24 @@ def _with_dimensions(where: Declarations, exprs: list[Expr]) -> Declarations:
     named = dimension_names(where)
     missing = {d: Declaration(d, "dim") for d in ir.dimensions(exprs) if d not in named}
     return {**where, **missing} if missing else where
+
+
+def _absent_variable(name: str, occurring: set[str], dimensions: set[str]) -> ParseError:
+    """A derivative w.r.t. a name the function does not use, nor `where` declares: most likely a typo (w1 for W1),
+    whose derivative would be a silent zero. The zero is the answer only for a declared variable."""
+    if name in dimensions:
+        return ParseError(f"'{name}' is a dimension (it stands for a size), not a variable of the expression")
+    by_case = [other for other in sorted(occurring) if other.lower() == name.lower()]
+    close = by_case or difflib.get_close_matches(name, sorted(occurring), n=1)
+    if close:
+        hint = f"; did you mean {close[0]}?"
+    elif occurring:
+        hint = f"; its variables are {', '.join(sorted(occurring))}"
+    else:
+        hint = " (it has no variables)"
+    declaration = where_hint(f"{name}: {default_kind(name)}")
+    return ParseError(f"'{name}' does not occur in the expression{hint}\n(a derivative w.r.t. a variable it does "
+                      f"not use is zero: declare the variable to get that zero, {declaration})")
 
 
 def _check_variable_name(wrt: object) -> str:

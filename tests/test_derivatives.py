@@ -139,11 +139,12 @@ def test_symmetric_declaration_simplifies_the_gradient():
 
 
 def test_variable_not_in_the_expression_gives_a_zero_of_the_right_shape():
-    assert str(matcalc.diff("a^T x", "y")) == "vector(0)"
-    assert matcalc.diff("a^T x", "y").shape == ("m", 1)
-    assert str(matcalc.diff("x^T A x", "B")) == "matrix(0)"
-    assert matcalc.diff("x", "alpha").shape == ("n", 1)
-    assert str(matcalc.diff("x", "y")) == "matrix(0)"
+    """Declared, a variable the expression does not use has the zero derivative (undeclared, it is a typo's error)."""
+    assert str(matcalc.diff("a^T x", "y", where="y: vector(k)")) == "vector(0)"
+    assert matcalc.diff("a^T x", "y", where="y: vector(k)").shape == ("k", 1)
+    assert str(matcalc.diff("x^T A x", "B", where="B: matrix")) == "matrix(0)"
+    assert matcalc.diff("x", "alpha", where="alpha: scalar").shape == ("n", 1)
+    assert str(matcalc.diff("x", "y", where="y: vector")) == "matrix(0)"
 
 
 @pytest.mark.parametrize(("expr", "var", "expected", "order"), [
@@ -151,7 +152,7 @@ def test_variable_not_in_the_expression_gives_a_zero_of_the_right_shape():
     ("x x^T", "x", "x ⊗ I + I ⊗ x", 3), ("x^T", "X", "matrix(0)", 3),
 ])
 def test_higher_order_tensors_once_refused_are_written_in_vec_form(expr, var, expected, order):
-    d = matcalc.diff(expr, var)
+    d = matcalc.diff(expr, var, where=f"{var}: matrix" if var not in expr else None)
     assert str(d) == expected and d.order == order
     assert_matches_finite_differences(d)
 

@@ -177,7 +177,7 @@ def test_a_greek_vector_gets_a_hint_with_its_declaration():
     first, *hints = str(error.value).splitlines()
     assert first.startswith("'-' needs operands of the same shape")
     assert hints == ['`theta` is a scalar by default (a Greek name); if it is a vector, declare it: '
-                     '--where "theta: vector"']
+                     'where="theta: vector"']  # Python's syntax in Python; the command says --where
 
 
 def test_with_the_suggested_declaration_least_squares_works_and_gives_the_right_numbers():
@@ -196,7 +196,7 @@ def test_the_command_shows_the_hint_and_exits_2():
 
 def test_a_lowercase_scalar_gets_a_hint_and_the_declaration_gives_the_right_numbers():
     with pytest.raises(matcalc.ShapeError, match=r'`c` is a vector by default \(a lowercase name\); if it is a '
-                                                 r'scalar, declare it: --where "c: scalar"'):
+                                                 r'scalar, declare it: where="c: scalar"'):
         matcalc.diff("x^T A x + c", "x")
     assert_matches_finite_differences(matcalc.diff("x^T A x + c", "x", where="c: scalar"))
 
@@ -205,7 +205,7 @@ def test_a_capital_name_gets_a_hint_only_when_no_lowercase_name_helps():
     with pytest.raises(matcalc.ShapeError) as error:
         matcalc.diff("A + x", "x")
     assert str(error.value).splitlines()[1:] == [
-        '`A` is a matrix by default (a capital letter); if it is a vector, declare it: --where "A: vector"']
+        '`A` is a matrix by default (a capital letter); if it is a vector, declare it: where="A: vector"']
     assert_matches_finite_differences(matcalc.diff("A + x", "x", where="A: vector"))
 
 
@@ -255,7 +255,7 @@ def test_the_gradient_of_sum_of_2_times_x_renders_as_2_cdot_1():
 
 
 def test_a_zero_derivative_renders_as_a_bold_zero():
-    d = matcalc.diff("a^T y", "x")
+    d = matcalc.diff("a^T y", "x", where="x: vector")  # declared: the zero is the answer
     assert d.latex().endswith(r"= \mathbf{0}")
     assert_matches_finite_differences(d)
 

@@ -154,7 +154,7 @@ def test_a_declaration_of_a_defined_name_that_disagrees_is_a_shape_error_naming_
 def test_a_shape_error_names_the_definition_and_its_line():
     message = error_of("h = A x\ny = h + B", kind=ShapeError)
     assert "(in the definition of `y`, line 2)" in message
-    assert '--where "B: vector"' in message  # and the default-type hint still helps
+    assert 'where="B: vector"' in message  # and the default-type hint still helps
 
 
 def test_inline_substitutes_every_definition():

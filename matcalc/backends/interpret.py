@@ -40,6 +40,7 @@ from ..core.ir import (
     Transpose,
     Var,
 )
+from ..render.text import to_text
 from ..rules.rule import Rule
 from ..rules.stable import STABLE_FORMS
 from ..rules.strategy import normalize
@@ -564,8 +565,37 @@ def evaluate_numpy(exprs: list[Expr], values: dict[str, Any], variables: dict[st
     if sizes_out is not None:  # the sizes bound, for a caller that reshapes the result (a tensor's axes)
         sizes_out.update(sizes)
     backend = NumpyBackend()
+    plans = [evaluation_plan(e) for e in exprs]
+    for plan in plans:
+        _check_fits(plan, sizes)
     with np.errstate(all="ignore"):
-        return [interpret(evaluation_plan(e), two_d, sizes, backend) for e in exprs]
+        return [interpret(plan, two_d, sizes, backend) for plan in plans]
+
+
+# The most entries one evaluated array may have (2 GiB of float64). A structured matrix (an identity, a Kronecker
+# product, a commutation matrix, diag of a long vector) is dense in NumPy: d x / d x for a 10^6-vector would be a
+# 10^6 x 10^6 identity, 7.3 TiB. Such a node is refused before anything is allocated, naming its size.
+MAX_ENTRIES = 2**28
+
+
+def _check_fits(plan: Expr, sizes: dict[str, int]) -> None:
+    for node in ir.walk(plan):
+        rows, cols = (ir.dim_value(dim, sizes) for dim in node.shape)
+        if rows * cols > MAX_ENTRIES:
+            raise EvaluationError(
+                f"`{abbreviate(to_text(node))}` would be a {rows:,}×{cols:,} matrix ({rows * cols:.2e} entries, "
+                f"{_bytes(rows * cols * 8)} as float64), too large to evaluate (at most "
+                f"{MAX_ENTRIES:,} entries)")
+
+
+def _bytes(count: int) -> str:
+    """A size in bytes as 7.3 TiB."""
+    amount, unit = float(count), "bytes"
+    for larger in ("KiB", "MiB", "GiB", "TiB"):
+        if amount < 1024:
+            break
+        amount, unit = amount / 1024, larger
+    return f"{amount:.1f} {unit}"
 
 
 def _given_sizes(exprs: list[Expr], values: dict[str, Any], variables: dict[str, Var]) -> dict[str, int]:
@@ -608,7 +638,7 @@ def arrange(value: Any, d: Result, sizes: dict[str, int], form: str = "tensor") 
     then the variable's; with form="vec", the Jacobian of the vecs d vec(F) / d vec(X)^T (both column-major)."""
     import numpy as np
 
-    if form not in ("tensor", "vec"):
+    if not isinstance(form, str) or form not in ("tensor", "vec"):
         raise ParseError(f"form must be 'tensor' or 'vec', not {form!r}")
     if d.form == "matrix" and form == "tensor":
         return squeeze(value, d.expr.shape)

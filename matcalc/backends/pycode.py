@@ -106,7 +106,7 @@ _HELPER_NAMES = {"numpy": _NUMPY_HELPERS, "jax": _JAX_HELPERS, "torch": _TORCH_H
 def backend(name: str) -> Backend:
     from ..core.errors import ParseError
 
-    if name not in BACKENDS:
+    if not isinstance(name, str) or name not in BACKENDS:
         raise ParseError(f"the backend must be one of {', '.join(BACKENDS)}, not {name!r}")
     return BACKENDS[name]
 

@@ -65,7 +65,7 @@ def kind_of(function: Expr, variable: Var) -> Kind:
 
 
 def check_layout(layout: object) -> Layout:
-    if layout not in ("numerator", "denominator"):
+    if not isinstance(layout, str) or layout not in ("numerator", "denominator"):
         raise ParseError(f"layout must be 'numerator' or 'denominator', not {layout!r}")
     return layout  # type: ignore[return-value]
 

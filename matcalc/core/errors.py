@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 MESSAGE_TEXT = 60  # expressions quoted in messages are abbreviated beyond this many characters
 
 
@@ -12,6 +14,28 @@ def abbreviate(text: str) -> str:
         return text
     half = MESSAGE_TEXT // 2 - 2
     return f"{text[:half]} … {text[-half:]}"
+
+
+def where_hint(declaration: str) -> str:
+    """A hint to declare something, as Python says it: `where="theta: vector"` (for_cli makes it `--where "..."`)."""
+    return f'where="{declaration}"'
+
+
+# A hint names an argument of the Python API; the command line's option for it, as the CLI says the hint.
+_CLI_FORMS = ((re.compile(r'\bwhere="([^"\n]*)"'), r'--where "\1"'), (re.compile(r"\blayout='(\w+)'"), r"--layout \1"))
+
+
+def for_cli(message: str) -> str:
+    """A message as the command line says it: each Python argument a hint names (where="A: symmetric",
+    layout='denominator') becomes its option (--where "A: symmetric", --layout denominator). The lines that quote
+    the input under a caret (indented) are left as the user wrote them."""
+    lines = message.split("\n")
+    for index, line in enumerate(lines):
+        if not line.startswith("  "):
+            for pattern, option in _CLI_FORMS:
+                line = pattern.sub(option, line)
+            lines[index] = line
+    return "\n".join(lines)
 
 
 class MatcalcError(Exception):

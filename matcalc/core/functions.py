@@ -364,3 +364,22 @@ IR_FUNCTIONS: frozenset[str] = frozenset(s.name for s in _SPECS if s.kind != "lo
 ELEMENTWISE: frozenset[str] = frozenset(s.name for s in _SPECS if s.kind == "elementwise")
 SCALAR_VALUED: frozenset[str] = frozenset(s.name for s in _SPECS if s.result == "scalar" and s.kind != "lowered")
 ir.FUNCTION_FACTS.update(FUNCTIONS)
+
+# What the parser's error says of `name(` when name is not a function (frontend/parse.py): the names users write
+# for a function of the language, and the functions it does not have yet. Data, so that the advice is a table.
+FUNCTION_ALIASES: dict[str, str] = {
+    "σ": "sigmoid", "sigma": "sigmoid", "logistic": "sigmoid", "expit": "sigmoid",
+    "trace": "tr", "Tr": "tr", "ln": "log", "Det": "det", "log_det": "logdet", "logabsdet": "logdet",
+    "inverse": "inv", "Inv": "inv", "ReLU": "relu", "Relu": "relu", "GELU": "gelu", "Softmax": "softmax",
+    "lse": "logsumexp", "diagm": "diag", "Diag": "diag", "heaviside": "step", "Heaviside": "step", "sgn": "sign",
+    "asin": "arcsin", "acos": "arccos", "atan": "arctan", "nrow": "rows", "ncol": "cols", "numel": "size",
+    "len": "size", "length": "size", "avg": "mean", "norm": "norm2", "frobenius": "norm2",
+}
+NOT_YET_FUNCTIONS: dict[str, str] = {
+    "pinv": "the pseudo-inverse", "adj": "the adjugate", "adjugate": "the adjugate", "sqrtm": "the matrix square root",
+    "expm": "the matrix exponential", "logm": "the matrix logarithm", "nuclear": "the nuclear norm",
+    "max": "the maximum", "min": "the minimum", "prod": "the product of the entries", "rank": "the rank",
+    "eig": "the eigenvalues", "svd": "the singular value decomposition", "chol": "the Cholesky factor",
+    "cosh": "the hyperbolic cosine", "sinh": "the hyperbolic sine", "log1p": "log(1 + u)", "expm1": "exp(u) - 1",
+    "tril": "the lower triangle", "triu": "the upper triangle", "transpose": "the transpose: write X^T",
+}

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 
 from ..core import ir
 from ..core.constants import CONSTANTS
-from ..core.errors import DeclarationError, ParseError
-from ..core.functions import FUNCTIONS
+from ..core.errors import DeclarationError, ParseError, abbreviate
+from ..core.functions import FUNCTION_ALIASES, FUNCTIONS, NOT_YET_FUNCTIONS
 
 if TYPE_CHECKING:
     from lark import Lark, Tree
@@ -210,6 +210,55 @@ def _check_nesting(tree: Tree, text: str, with_line: bool = False) -> None:
         stack.extend((child, depth + 1) for child in current.children if isinstance(child, Tree))
 
 
+def _parenthesized(text: str, start: int) -> str:
+    """The text of the parenthesis opening at `start`, to its matching ')' (or the end of the line)."""
+    depth = 0
+    for position in range(start, len(text)):
+        character = text[position]
+        depth += 1 if character == "(" else -1 if character == ")" else 0
+        if depth == 0 or character == "\n":
+            return text[start:position + 1].strip()
+    return text[start:]
+
+
+def resembles_function(name: str) -> bool:
+    """Whether `name` reads as a function's (`pinv`, `trace`, `sigmod`): a hint never suggests declaring it as a
+    variable, which would silently give another function."""
+    return name in FUNCTION_ALIASES or name in NOT_YET_FUNCTIONS or \
+        bool(len(name) > 2 and difflib.get_close_matches(name, list(FUNCTIONS), n=1, cutoff=0.8))
+
+
+def call_problem(name: str, argument: str) -> str:
+    """What an error says of `name(...)` when `name` is not a function of the language. A hint is given only if
+    following it keeps the meaning the user most likely had: a name like a function's gets the function (or is
+    said to be missing), never a declaration; any other name gets the product, spelled with a space or `*`."""
+    if name in FUNCTION_ALIASES:
+        return f"unknown function '{name}'; did you mean '{FUNCTION_ALIASES[name]}'?"
+    if name in NOT_YET_FUNCTIONS:
+        return f"'{name}' ({NOT_YET_FUNCTIONS[name]}) is not a function of the language yet"
+    close = difflib.get_close_matches(name, list(FUNCTIONS), n=1) if len(name) > 2 else []
+    if close:
+        return f"unknown function '{name}'; did you mean '{close[0]}'?"
+    argument = abbreviate(argument)
+    return (f"'{name}' is not a function, and a name right before '(' is a call; for a product, write "
+            f"`{name} {argument}` or `{name}*{argument}`")
+
+
+def _check_calls(tree: Tree, code: str, shown: str, with_line: bool = False) -> None:
+    """Refuse a name written right before '(' (no space): `σ(W x + b)` is not σ times (W x + b), nor `A pinv(X)` A
+    times pinv times X. The grammar reads the functions' names as FUNC, so a NAME token right before '(' is a call of
+    something that is not a function; `a (b + c)` and `a*(b + c)` are products. `code` is the text parsed (its
+    positions hold in `shown`, the text as the user wrote it)."""
+    if "(" not in code:
+        return
+    calls = [token for node in tree.iter_subtrees_topdown() if node.data == "name"
+             for token in node.children[:1] if code[token.end_pos:token.end_pos + 1] == "("]
+    if calls:
+        token = min(calls, key=lambda token: token.start_pos)
+        problem = call_problem(str(token), _parenthesized(shown, token.end_pos))
+        raise syntax_error(shown, token.start_pos, problem, with_line=with_line)
+
+
 _BRACKETS = {"(": ")", "{": "}"}
 _SCANNED = re.compile(r"[(){}#\n\x00]")
 
@@ -255,6 +304,7 @@ def parse_tree(text: str) -> Tree:
     _precheck(text)
     tree = _run(text, "start_expr")
     _check_nesting(tree, text)
+    _check_calls(tree, text, text)
     return tree
 
 
@@ -345,6 +395,7 @@ def parse_statements(text: str, declarations: Declarations | None = None) -> lis
             raise program_error(text, match.start(1), f"'{name}' {_reserved_because(name, dimensions)} "
                                                       f"and cannot be defined")
     tree = _run(code, "start_program", shown=text)
+    _check_calls(tree, code, text, with_line=True)
     newlines = [match.start() for match in re.finditer("\n", text)]
     statements: list[Statement] = []
     defined_at: dict[str, int] = {}  # the index of each name's definition

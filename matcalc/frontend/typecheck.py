@@ -9,7 +9,6 @@ operands' source text and shapes. No walk here recurses over the depth of the sy
 
 from __future__ import annotations
 
-import difflib
 import itertools
 import re
 from collections.abc import Callable, Generator
@@ -19,7 +18,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from ..core import ir
 from ..core.constants import CONSTANTS
-from ..core.errors import MatcalcError, ParseError, ResultShapeError, ShapeError, abbreviate
+from ..core.errors import MatcalcError, ParseError, ResultShapeError, ShapeError, abbreviate, where_hint
 from ..core.functions import FUNCTIONS
 from .lower import MAX_DEPTH as MAX_DEPTH  # re-exported: the depth limit of what parse_typed returns
 from .lower import Naming, declared_symbols, dimension, lower
@@ -32,6 +31,7 @@ from .parse import (
     is_program,
     parse_statements,
     parse_tree,
+    resembles_function,
 )
 from .typed import DimProd, DimTerm, DimVar, SymbolInfo, Typed
 
@@ -375,7 +375,6 @@ class Inference:
 
     def visit_product(self, tree: Tree) -> Visit:
         items = tree.children
-        self._check_unknown_function(items)
         result = yield items[0]
         for tail in items[1:]:
             if tail.data == "explicit":
@@ -605,23 +604,6 @@ class Inference:
         total = Typed("call", (1, 1), f"sum({arg.text})", [arg], payload="sum")
         return Typed("div", (1, 1), text, [total, entries])
 
-    def _check_unknown_function(self, items: list) -> None:
-        """`foo(x)` with an undeclared multi-letter name reads as a call of an unknown function."""
-        for item, following in itertools.pairwise(items):
-            if getattr(item, "data", None) != "name" or following.data != "juxtaposed":
-                continue
-            token = item.children[0]
-            name = str(token)
-            if len(name) < 2 or name in self.declarations or name in self.definitions or name in CONSTANTS \
-                    or token.end_pos >= len(self.text):  # pi(x + 1) is pi times x + 1
-                continue
-            if self.text[token.end_pos] != "(":
-                continue
-            suggestion = difflib.get_close_matches(name, list(FUNCTIONS), n=1)
-            hint = f"; did you mean '{suggestion[0]}'?" if suggestion else f"; the functions are {', '.join(FUNCTIONS)}"
-            raise ParseError(f"unknown function '{name}'{hint}\n{caret_line(self.text, token.start_pos)}",
-                             self.text, token.start_pos)
-
     # ------------------------------------------------------------ the naming lower reads
     def dimension_naming(self) -> Naming:
         """Every dimension's name, once the whole input is typed."""
@@ -788,7 +770,7 @@ def _default_type_hint(message: str, failed: Inference, retype: Callable[[Declar
         return ""
     quoted = " ".join(_QUOTED.findall(message))
     names = [name for name in dict.fromkeys(_SYMBOL.findall(quoted))
-             if name in failed.symbols and name not in failed.declarations]
+             if name in failed.symbols and name not in failed.declarations and not resembles_function(name)]
     names.sort(key=lambda name: default_kind(name) == "matrix")
     hints = []
     for name in names[:HINTED_NAMES]:
@@ -802,6 +784,6 @@ def _default_type_hint(message: str, failed: Inference, retype: Callable[[Declar
             except MatcalcError:
                 continue
             hints.append(f"`{name}` is a {kind} by default ({_WHY_DEFAULT[kind]}); if it is a {other}, "
-                         f'declare it: --where "{name}: {other}"')
+                         f"declare it: {where_hint(f'{name}: {other}')}")
             break
     return "\n".join(hints)
