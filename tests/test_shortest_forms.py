@@ -13,6 +13,11 @@ from oracles import assert_matches_finite_differences, evaluate_expr, random_val
 import matcalc
 from matcalc.rules.simplify import simplify
 
+# a layer norm without gain and bias, read out along a: a^T (c / sqrt(mean(c.^2) + eps)), c the centred x
+LAYER_NORM = "a^T ((x - mean(x) vector(1)) / sqrt(mean((x - mean(x) vector(1)).^2) + 0.00001))"
+LAYER_NORM_GRADIENT = ("u = x - sum(x) vector(1) / n\ns = sqrt(sum(u.^2) / n + 0.00001)\n"
+                       "(-(a^T u) u / s^3 - sum(a) vector(1) / s) / n + a / s")
+
 # (expression, variable, declarations, textbook form): derivatives that printed longer (benchmarks/form_length.py
 # measures them with the acceptance tables)
 DERIVATIVES = [
@@ -24,6 +29,10 @@ DERIVATIVES = [
     ("det(X^2)", "X", None, "2 det(X)^2 inv(X)^T"),
     ("det(X^3)", "X", None, "3 det(X)^3 inv(X)^T"),
     ("X ./ (X ./ (W H))", "W", None, "H^T ⊗ I"),
+    ("tr(X ⊗ Y)", "X", "X: matrix(n, n); Y: matrix(m, m)", "tr(Y) I"),
+    ("a^T ((x - mean(x) vector(1)) / norm2(x - mean(x) vector(1)))", "x", None,
+     "u = x - sum(x) vector(1) / n\nn_1 = norm2(u)\n(a - sum(a) vector(1) / n) / n_1 - (a^T u) u / n_1^3"),
+    (LAYER_NORM, "x", None, LAYER_NORM_GRADIENT),
 ]
 
 # (expression, declarations, textbook form): expressions the simplifier left as they were
@@ -133,6 +142,22 @@ def test_the_sum_of_a_centred_vector_is_zero():
     _rewrite("sum(x - mean(x) vector(1))", None, "0")
 
 
+def test_a_scaled_centred_vector_adds_nothing_to_a_sum():
+    _rewrite("sum(y + alpha (x - sum(x) vector(1) / rows(x)))", None, "sum(y)")
+
+
+def test_the_layer_norm_gradient_has_no_sum_of_the_centred_vector():
+    d = matcalc.diff(LAYER_NORM, "x")
+    assert "sum(u)" not in str(d) and "sum(-" not in str(d)
+    assert str(d) == LAYER_NORM_GRADIENT
+    _proven(d)
+
+
+def test_the_gradient_of_a_normalised_centred_vector():
+    _derivative("a^T ((x - mean(x) vector(1)) / norm2(x - mean(x) vector(1)))", "x", None,
+                "u = x - sum(x) vector(1) / n\nn_1 = norm2(u)\n(a - sum(a) vector(1) / n) / n_1 - (a^T u) u / n_1^3")
+
+
 def test_the_gradient_of_the_squared_centred_vector_is_twice_the_centred_vector():
     _derivative("sum((x - mean(x) vector(1)).^2)", "x", None, "2 (x - sum(x) vector(1) / n)")
 
@@ -142,6 +167,17 @@ def test_the_gradient_of_the_squared_centred_vector_is_twice_the_centred_vector(
 
 def test_the_trace_of_a_kronecker_product_is_the_product_of_the_traces():
     _rewrite("tr(X ⊗ Y)", "X: matrix(n, n); Y: matrix(m, m)", "tr(X) tr(Y)")
+
+
+def test_the_gradient_of_the_trace_of_a_kronecker_product_is_the_other_trace_times_i():
+    # read through vec(identity(m n)), the permutation K(n, m), a mixed product, vec(Y)^T vec(I) = tr(Y) and the
+    # unvec of vec(I)
+    _derivative("tr(X ⊗ Y)", "X", "X: matrix(n, n); Y: matrix(m, m)", "tr(Y) I")
+    _derivative("tr(X ⊗ Y)", "Y", "X: matrix(n, n); Y: matrix(m, m)", "tr(X) I")
+
+
+def test_the_inner_product_of_two_vecs_is_a_trace():
+    _rewrite("vec(X)^T vec(Y)", "X, Y: matrix(m, n)", "tr(X^T Y)")
 
 
 def test_the_determinant_of_a_power_is_the_power_of_the_determinant():

@@ -587,6 +587,28 @@ def _trace_sum_constant_terms(e: Func) -> Expr | None:
     return add(func(e.name, add(*rest)), *constant) if rest else add(*constant)
 
 
+def _is_centred(c: Expr) -> bool:
+    """c = a - sum(a) vector(1) / n, a column with its mean taken out (mean(a) is sum(a) / n): sum(c) = 0."""
+    if not (isinstance(c, Add) and ir.is_column(c.shape)):
+        return False
+    for i, term in enumerate(c.terms):
+        rest = add(*c.terms[:i], *c.terms[i + 1 :])
+        mean_out = mul(Num(-1), func("sum", rest), ir.reciprocal(ir.size(c.shape[0])), ir.ones(c.shape))
+        if term == mean_out:
+            return True
+    return False
+
+
+@rule("sum of a sum with a centred term", "sum(a + s (x - sum(x) vector(1) / rows(x))) -> sum(a)",
+      "sum(y + alpha (x - sum(x) vector(1) / rows(x)))", on=("sum",), guard=arg_is(Add))
+def _sum_centred_terms(e: Func) -> Expr | None:
+    # a scalar multiple of a centred vector adds nothing to a sum: the layer norm's gradient sums such terms
+    kept = [t for t in e.arg.terms if not (len(chain := _product_parts(t)[2]) == 1 and _is_centred(chain[0]))]
+    if len(kept) == len(e.arg.terms):
+        return None
+    return func("sum", add(*kept)) if kept else ir.ZERO
+
+
 @rule("inverse of a scaled matrix", "inv(c A) -> inv(A) / c;  inv(I) -> I", "inv(alpha X)", on=("inv",))
 def _inverse_scaled(e: Func) -> Expr | None:
     if isinstance(e.arg, Identity):
@@ -790,11 +812,14 @@ def _hadamard_of_powers(factors: list[list]) -> list[Expr]:
     return [base if k == 1 else ir.elem_power(base, num(k)) for base, k in factors if k]
 
 
-def _cancelled_quotient(e: Expr) -> Expr | None:
-    """e with the factors its numerator and denominator share cancelled, as one quotient; None if none cancel."""
+def _cancelled_quotient(e: Expr, whole: bool = False) -> Expr | None:
+    """e with the factors its numerator and denominator share cancelled, as one quotient; None if none cancel (or,
+    if `whole`, if not all of the denominator cancels)."""
     top, bottom = _quotient_powers(e)
-    if not _cancel_powers(top, bottom):
+    if not _cancel_powers(top, bottom) or (whole and any(k for _, k in bottom)):
         return None
+    if isinstance(e, ElemDiv) and isinstance(e.numerator, Var) and e.numerator == e.denominator:
+        return None  # x ./ x is left as written: vector(1) would print longer
     above, below = _hadamard_of_powers(top), _hadamard_of_powers(bottom)
     numerator = hadamard(*above) if above else ir.ones(e.shape)
     return elem_div(numerator, hadamard(*below)) if below else numerator
@@ -806,23 +831,28 @@ def _quotient_common_factors(e: ElemDiv) -> Expr | None:
     return _cancelled_quotient(e)
 
 
-@rule("Hadamard factors cancel a divisor", "(a ./ (b .* c)) .* b -> a ./ c;  (a ./ b.^2) .* b -> a ./ b",
-      "(x ./ (y .* z)) .* y", on=(Hadamard,))
+@rule("Hadamard factors cancel a divisor", "(a ./ (b .* c)) .* b .* c -> a;  (a ./ b.^2) .* b .* b -> a",
+      "(x ./ (y .* z)) .* y .* z", on=(Hadamard,))
 def _hadamard_cancels_divisor(e: Hadamard) -> Expr | None:
+    # only where the whole divisor cancels: a factor spent on part of one divisor may be the one that would cancel
+    # another divisor whole, once the products of diagonal matrices have gathered them
     if not any(isinstance(f, ElemDiv) for f in e.factors):
         return None  # no divisor to cancel
-    return _cancelled_quotient(e)
+    return _cancelled_quotient(e, whole=True)
 
 
-@rule("Hadamard product of vecs", "vec(A) .* vec(B) -> vec(A .* B)", "vec(X) .* vec(Y)", where="X, Y: matrix(m, n)",
-      on=(Hadamard,))
+@rule("Hadamard product of vecs that cancel", "vec(A ./ B) .* vec(B) -> vec(A)", "vec(X ./ Y) .* vec(Y)",
+      where="X, Y: matrix(m, n)", on=(Hadamard,))
 def _hadamard_of_vecs(e: Hadamard) -> Expr | None:
+    # vec(A) .* vec(B) = vec(A .* B), taken only where A .* B cancels: a shared vec(A) stays one named factor
     vecs = [f for f in e.factors if ir.is_call("vec")(f)]
     shapes = {f.arg.shape for f in vecs}
     if len(vecs) < 2 or len(shapes) != 1:
         return None
-    rest = [f for f in e.factors if f not in vecs]
-    return hadamard(*rest, func("vec", hadamard(*(f.arg for f in vecs))))
+    cancelled = _cancelled_quotient(hadamard(*(f.arg for f in vecs)), whole=True)
+    if cancelled is None:
+        return None
+    return hadamard(*[f for f in e.factors if f not in vecs], func("vec", cancelled))
 
 
 @rule("Hadamard product of identities", "I .* I -> I", "(I .* I) A", where="A: matrix(n, n)", on=(Hadamard,))
@@ -888,10 +918,10 @@ def _like_terms(e: Add) -> Expr | None:
     return add(*[mul(Num(c), body) for c, body in groups.values()])
 
 
-@rule("like terms across a scaled sum", "A - B - (A - C) -> C - B;  c (A + B) - c A -> c B", "a - p - (a - q)",
+@rule("like terms across a scaled sum", "A - B - (A - C) -> C - B;  2 (A + B) - 2 A -> 2 B", "a - p - (a - q)",
       on=(Add,))
 def _like_terms_across_a_sum(e: Add) -> Expr | None:
-    """A term c (B1 + B2 + ...), c scalars, is opened into the sum only where one of its terms c Bi is a like term
+    """A term c (B1 + B2 + ...), c a number, is opened into the sum only where one of its terms c Bi is a like term
     of another term of the sum, so that the like terms merge: never a product over a sum for its own sake (the
     rule then removes at least one term, so it terminates; after it, like terms)."""
     bodies = [commutative_key(_coefficient_and_body(t)[1]) for t in e.terms]
@@ -899,14 +929,15 @@ def _like_terms_across_a_sum(e: Add) -> Expr | None:
         if not isinstance(term, MatMul):
             continue
         coefficient, scalars, chain = _split_product(term)
-        pieces = [*scalars, *chain]
-        inner = [p for p in pieces if isinstance(p, Add)]
-        if len(inner) != 1 or (chain and chain != inner):
-            continue  # one sum, and no matrix factor beside it: a product over a sum is not opened
-        rest = [p for p in pieces if p is not inner[0]]
-        opened = [mul(Num(coefficient), *rest, t) for t in inner[0].terms]
+        inner = [*scalars, *chain]
+        if len(inner) != 1 or not isinstance(inner[0], Add) or inner[0].is_scalar:
+            # a number times a sum of vectors or matrices only: a product over a sum is not opened, nor a scalar
+            # sum (in a long scalar expression it is often a shared, named part, which opening would print twice)
+            continue
+        opened = [mul(Num(coefficient), t) for t in inner[0].terms]
         others = set(bodies[:i] + bodies[i + 1 :])
-        if any(commutative_key(_coefficient_and_body(t)[1]) in others for t in opened):
+        # a number alone is not worth opening a sum for (-1 - (1 - s)): the sum may be a shared, named part
+        if any(t.constant is None and commutative_key(_coefficient_and_body(t)[1]) in others for t in opened):
             opened_sum = add(*e.terms[:i], *opened, *e.terms[i + 1 :])
             merged = _like_terms.build(opened_sum) if isinstance(opened_sum, Add) else None
             return _positive_first(merged) if merged is not None else None
@@ -1147,6 +1178,69 @@ def _kron_vector_out(e: Kron) -> Expr | None:
     if ir.is_column(vector.shape):
         return mul(ir.kron(vector, ir.identity(matrix.shape[0])), matrix)
     return None
+
+
+def _is_vec_of(e: Expr, kind: type) -> bool:
+    return ir.is_call("vec")(e) and isinstance(e.arg, kind)
+
+
+def _vec_of_product_identity(left: Expr, right: Expr) -> list[Expr] | None:
+    if not (isinstance(left, Kron) and len(left.factors) == 3 and _is_vec_of(right, Identity)):
+        return None
+    a, k, b = left.factors
+    if isinstance(a, Identity) and isinstance(k, ir.Commutation) and isinstance(b, Identity) \
+            and (k.rows, k.cols) == (a.size, b.size) and right.arg.size == ir.dim_product(a.size, b.size):
+        return [ir.kron(func("vec", a), func("vec", b))]
+    return None
+
+
+@rule("vec of an identity of a product size", "(I ⊗ K(n, m) ⊗ I) vec(identity(m n)) -> vec(I) ⊗ vec(I)",
+      "(identity(n) ⊗ commutation(n, m) ⊗ identity(m)) vec(identity(m n))", on=(MatMul,))
+def _vec_identity_product(e: MatMul) -> Expr | None:
+    # vec(I_n ⊗ I_m) = (I ⊗ K(m, n) ⊗ I) (vec(I_n) ⊗ vec(I_m)), and K(m, n)^T = K(n, m): the vec reader's own identity
+    # read backwards, where it removes the permutation
+    if not any(isinstance(f, ir.Commutation) for g in e.factors if isinstance(g, Kron) for f in g.factors):
+        return None
+    return _chain_rewrite(e, _vec_of_product_identity)
+
+
+@rule("inner product of vecs", "vec(A)^T vec(B) -> tr(A^T B)", "vec(X)^T vec(Y)", where="X, Y: matrix(m, n)",
+      on=(MatMul,))
+def _vec_inner_product(e: MatMul) -> Expr | None:
+    def pair(left: Expr, right: Expr) -> list[Expr] | None:
+        if isinstance(left, Transpose) and ir.is_call("vec")(left.arg) and ir.is_call("vec")(right) \
+                and left.arg.arg.shape == right.arg.shape:
+            return [func("tr", mul(transpose(left.arg.arg), right.arg))]
+        return None
+
+    return _chain_rewrite(e, pair)
+
+
+def _unvec_of_vec(left: Expr, right: Expr) -> list[Expr] | None:
+    if not (isinstance(left, Kron) and isinstance(right, Kron) and len(left.factors) == 2 == len(right.factors)):
+        return None
+    (row, eye), (eye_k, column) = left.factors, right.factors
+    if not (isinstance(row, Transpose) and _is_vec_of(row.arg, Identity) and isinstance(eye, Identity)
+            and isinstance(eye_k, Identity) and ir.is_call("vec")(column)):
+        return None
+    b = column.arg
+    if row.arg.arg.size == eye_k.size and b.shape == (eye.size, eye_k.size):
+        return [b]
+    return None
+
+
+@rule("unvec of a vec", "(vec(I)^T ⊗ I) (I ⊗ vec(B)) -> B", "(vec(identity(k))^T ⊗ identity(n)) (identity(k) ⊗ vec(B))",
+      where="B: matrix(n, k)", on=(MatMul,))
+def _unvec_vec(e: MatMul) -> Expr | None:
+    # (vec(I)^T ⊗ I) (I ⊗ s) is the matrix whose vec is s (the adjoint of vec reads its seed back this way)
+    if sum(isinstance(f, Kron) for f in e.factors) < 2:
+        return None
+    return _chain_rewrite(e, _unvec_of_vec)
+
+
+@rule("trace of a transpose", "tr(A^T) -> tr(A)", "tr(X^T)", on=("tr",), guard=arg_is(Transpose))
+def _trace_transpose(e: Func) -> Expr:
+    return func("tr", e.arg.arg)
 
 
 @rule("vec of an outer product", "vec(a b^T) -> b ⊗ a", "vec(x y^T)", on=("vec",), guard=arg_is(MatMul))
