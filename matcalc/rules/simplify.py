@@ -342,6 +342,46 @@ def _inverse_cancels(e: MatMul) -> Expr | None:
     return _chain_rewrite(e, pair)
 
 
+def _signed_power(f: Expr) -> tuple[Expr, int, bool] | None:
+    """(X, k, transposed) with f = X^k (inv(X)^|k| or inv(X^|k|) for k < 0), or its transpose; None if f is not
+    a whole power of a square matrix."""
+    transposed = isinstance(f, Transpose)
+    if transposed:
+        f = f.arg
+    sign = 1
+    if _is_inverse(f):
+        sign, f = -1, f.arg
+    k = 1
+    if isinstance(f, Power):
+        exponent = f.numeric_exponent
+        if exponent is None or exponent.denominator != 1:
+            return None
+        k, f = int(exponent), f.base
+        if sign == 1 and _is_inverse(f):
+            sign, f = -1, f.arg
+    if isinstance(f, Transpose) and not transposed:  # (X^T)^k
+        transposed, f = True, f.arg
+    if f.shape[0] != f.shape[1] or f.is_scalar:
+        return None
+    return f, sign * k, transposed
+
+
+@rule("inverse cancels a power", "inv(X^p) X^q -> inv(X^(p - q));  X^p inv(X)^q -> X^(p - q)",
+      "inv(X^3) X^2", on=(MatMul,))
+def _inverse_cancels_power(e: MatMul) -> Expr | None:
+    def pair(left: Expr, right: Expr) -> list[Expr] | None:
+        a, b = _signed_power(left), _signed_power(right)
+        if a is None or b is None or a[0] != b[0] or a[2] != b[2] or a[1] * b[1] >= 0:
+            return None
+        base, k, transposed = a[0], a[1] + b[1], a[2]
+        if k == 0:
+            return [ir.identity(base.shape[0])]
+        merged = power(base, num(k)) if k > 0 else func("inv", power(base, num(-k)))
+        return [transpose(merged) if transposed else merged]
+
+    return _chain_rewrite(e, pair)
+
+
 @rule("product of diagonal matrices", "diag(a) diag(b) -> diag(a .* b)", "diag(x) diag(y)", on=(MatMul,))
 def _diag_product(e: MatMul) -> Expr | None:
     def pair(left: Expr, right: Expr) -> list[Expr] | None:
@@ -529,6 +569,46 @@ def _trace_sum_constant(e: Func) -> Expr:
     return mul(Num(e.arg.value), count)
 
 
+@rule("trace or sum of a sum with a constant term",
+      "tr(A + c I) -> tr(A) + c rows(A);  sum(a + c vector(1)) -> sum(a) + c rows(a)",
+      "tr(A + alpha I) + sum(x - sum(x) vector(1) / rows(x))", on=("tr", "sum"), guard=arg_is(Add))
+def _trace_sum_constant_terms(e: Func) -> Expr | None:
+    # the constant terms (a scalar multiple of I or of a fill) leave the trace or sum, where they are a number of
+    # entries: so the sum of a centred vector, sum(x - sum(x) vector(1) / n), is sum(x) - sum(x) = 0
+    constant, rest = [], []
+    for term in e.arg.terms:
+        coefficient, scalars, chain = _split_product(term)
+        if len(chain) == 1 and isinstance(chain[0], Identity | Fill):
+            constant.append(mul(Num(coefficient), *scalars, func(e.name, chain[0])))
+        else:
+            rest.append(term)
+    if not constant:
+        return None
+    return add(func(e.name, add(*rest)), *constant) if rest else add(*constant)
+
+
+def _is_centred(c: Expr) -> bool:
+    """c = a - sum(a) vector(1) / n, a column with its mean taken out (mean(a) is sum(a) / n): sum(c) = 0."""
+    if not (isinstance(c, Add) and ir.is_column(c.shape)):
+        return False
+    for i, term in enumerate(c.terms):
+        rest = add(*c.terms[:i], *c.terms[i + 1 :])
+        mean_out = mul(Num(-1), func("sum", rest), ir.reciprocal(ir.size(c.shape[0])), ir.ones(c.shape))
+        if term == mean_out:
+            return True
+    return False
+
+
+@rule("sum of a sum with a centred term", "sum(a + s (x - sum(x) vector(1) / rows(x))) -> sum(a)",
+      "sum(y + alpha (x - sum(x) vector(1) / rows(x)))", on=("sum",), guard=arg_is(Add))
+def _sum_centred_terms(e: Func) -> Expr | None:
+    # a scalar multiple of a centred vector adds nothing to a sum: the layer norm's gradient sums such terms
+    kept = [t for t in e.arg.terms if not (len(chain := _product_parts(t)[2]) == 1 and _is_centred(chain[0]))]
+    if len(kept) == len(e.arg.terms):
+        return None
+    return func("sum", add(*kept)) if kept else ir.ZERO
+
+
 @rule("inverse of a scaled matrix", "inv(c A) -> inv(A) / c;  inv(I) -> I", "inv(alpha X)", on=("inv",))
 def _inverse_scaled(e: Func) -> Expr | None:
     if isinstance(e.arg, Identity):
@@ -547,6 +627,15 @@ def _determinant_constant(e: Func) -> Expr | None:
         return ir.ONE if e.name == "det" else ir.ZERO
     if e.name == "det":  # of a fill: rank 1, and every size is at least 2
         return ir.ZERO
+    return None
+
+
+@rule("determinant of a power", "det(X^k) -> det(X)^k for a whole number k", "det(X^2)", on=("det",),
+      guard=arg_is(Power))
+def _determinant_power(e: Func) -> Expr | None:
+    exponent = e.arg.numeric_exponent
+    if exponent is not None and exponent.denominator == 1:
+        return power(func("det", e.arg.base), e.arg.exponent)
     return None
 
 
@@ -676,6 +765,115 @@ def _times_reciprocal(e: Hadamard) -> Expr | None:
     return None
 
 
+# ---------------------------------------------------------------- common factors of element-wise quotients
+# A Hadamard product is read as a multiset of whole powers (b.^k counts b k times), so that the factors a quotient's
+# numerator and denominator share cancel, whatever their order or grouping: x ./ x.^2 -> 1 ./ x (the derivative of
+# log(x.^2)), (s .* u .* u) ./ (s .* u) -> u (the ICA gradient), X ./ (X ./ Y) -> Y. Each rewrite removes nodes.
+
+
+def _quotient_powers(e: Expr) -> tuple[list[list], list[list]]:
+    """e as a quotient of Hadamard products of whole powers: ([[base, k], ...] above, [[base, k], ...] below).
+
+    Quotients and Hadamard products are opened (a Hadamard product only at the power 1, so that (a .* b).^3 stays
+    one base), b.^k with a whole k >= 2 counts b k times, and (a ./ b).^k puts a^k above and b^k below. An
+    explicit stack: nested quotients are not a recursion.
+    """
+    top: list[list] = []
+    bottom: list[list] = []
+    stack: list[tuple[Expr, int, bool]] = [(e, 1, True)]
+    while stack:
+        node, k, above = stack.pop()
+        p = node.exponent.constant if isinstance(node, ElemPower) else None
+        if isinstance(node, ElemDiv):
+            stack += [(node.denominator, k, not above), (node.numerator, k, above)]
+        elif isinstance(node, Hadamard) and k == 1:
+            stack += [(f, k, above) for f in reversed(node.factors)]
+        elif p is not None and p.denominator == 1 and p > 1:
+            stack.append((node.base, k * int(p), above))
+        else:
+            (top if above else bottom).append([node, k])
+    return top, bottom
+
+
+def _cancel_powers(top: list[list], bottom: list[list]) -> bool:
+    """Cancel the bases top and bottom share (by commutative key), in place; whether anything cancelled."""
+    cancelled = False
+    for b in bottom:
+        for t in top:
+            if t[1] and b[1] and commutative_key(t[0]) == commutative_key(b[0]):
+                k = min(t[1], b[1])
+                t[1] -= k
+                b[1] -= k
+                cancelled = True
+    return cancelled
+
+
+def _hadamard_of_powers(factors: list[list]) -> list[Expr]:
+    return [base if k == 1 else ir.elem_power(base, num(k)) for base, k in factors if k]
+
+
+def _cancelled_quotient(e: Expr, whole: bool = False) -> Expr | None:
+    """e with the factors its numerator and denominator share cancelled, as one quotient; None if none cancel (or,
+    if `whole`, if not all of the denominator cancels)."""
+    top, bottom = _quotient_powers(e)
+    if not _cancel_powers(top, bottom) or (whole and any(k for _, k in bottom)):
+        return None
+    if isinstance(e, ElemDiv) and isinstance(e.numerator, Var) and e.numerator == e.denominator:
+        return None  # x ./ x is left as written: vector(1) would print longer
+    above, below = _hadamard_of_powers(top), _hadamard_of_powers(bottom)
+    numerator = hadamard(*above) if above else ir.ones(e.shape)
+    return elem_div(numerator, hadamard(*below)) if below else numerator
+
+
+@rule("common factors of a quotient", "(a .* b) ./ (a .* c) -> b ./ c;  x ./ x.^3 -> 1 ./ x.^2;  a ./ (a ./ b) -> b;  "
+      "(x ./ y).^2 ./ x -> x ./ y.^2", "(x .* y) ./ (x .* z)", on=(ElemDiv,))
+def _quotient_common_factors(e: ElemDiv) -> Expr | None:
+    return _cancelled_quotient(e)
+
+
+@rule("Hadamard factors cancel a divisor", "(a ./ (b .* c)) .* b .* c -> a;  (a ./ b.^2) .* b .* b -> a",
+      "(x ./ (y .* z)) .* y .* z", on=(Hadamard,))
+def _hadamard_cancels_divisor(e: Hadamard) -> Expr | None:
+    # only where the whole divisor cancels: a factor spent on part of one divisor may be the one that would cancel
+    # another divisor whole, once the products of diagonal matrices have gathered them
+    if not any(isinstance(f, ElemDiv) for f in e.factors):
+        return None  # no divisor to cancel
+    return _cancelled_quotient(e, whole=True)
+
+
+@rule("Hadamard product of vecs that cancel", "vec(A ./ B) .* vec(B) -> vec(A)", "vec(X ./ Y) .* vec(Y)",
+      where="X, Y: matrix(m, n)", on=(Hadamard,))
+def _hadamard_of_vecs(e: Hadamard) -> Expr | None:
+    # vec(A) .* vec(B) = vec(A .* B), taken only where A .* B cancels: a shared vec(A) stays one named factor
+    vecs = [f for f in e.factors if ir.is_call("vec")(f)]
+    shapes = {f.arg.shape for f in vecs}
+    if len(vecs) < 2 or len(shapes) != 1:
+        return None
+    cancelled = _cancelled_quotient(hadamard(*(f.arg for f in vecs)), whole=True)
+    if cancelled is None:
+        return None
+    return hadamard(*[f for f in e.factors if f not in vecs], func("vec", cancelled))
+
+
+@rule("Hadamard product of identities", "I .* I -> I", "(I .* I) A", where="A: matrix(n, n)", on=(Hadamard,))
+def _hadamard_identities(e: Hadamard) -> Expr | None:
+    identities = [f for f in e.factors if isinstance(f, Identity)]
+    if len(identities) < 2:
+        return None
+    return hadamard(*[f for f in e.factors if not isinstance(f, Identity)], identities[0])
+
+
+@rule("sum of a Hadamard product with the identity", "sum(I .* X) -> tr(X)", "sum(I .* X)", on=("sum",),
+      guard=arg_is(Hadamard))
+def _sum_hadamard_identity(e: Func) -> Expr | None:
+    # sum(I .* X) adds the diagonal entries of X; with more factors, sum(I .* X .* Y) = tr(X .* Y)
+    factors = list(e.arg.factors)
+    for i, f in enumerate(factors):
+        if isinstance(f, Identity):
+            return func("tr", hadamard(*factors[:i], *factors[i + 1 :]))
+    return None
+
+
 def _is_exp_plus_one(denominator: Expr, u: Expr) -> bool:
     return isinstance(denominator, Add) and len(denominator.terms) == 2 and \
         func("exp", u) in denominator.terms and any(ir.is_ones(t) for t in denominator.terms)
@@ -718,6 +916,42 @@ def _like_terms(e: Add) -> Expr | None:
     for (coefficient, body), key in zip(parts, keys, strict=True):
         groups.setdefault(key, [Fraction(0), body])[0] += coefficient
     return add(*[mul(Num(c), body) for c, body in groups.values()])
+
+
+@rule("like terms across a scaled sum", "A - B - (A - C) -> C - B;  2 (A + B) - 2 A -> 2 B", "a - p - (a - q)",
+      on=(Add,))
+def _like_terms_across_a_sum(e: Add) -> Expr | None:
+    """A term c (B1 + B2 + ...), c a number, is opened into the sum only where one of its terms c Bi is a like term
+    of another term of the sum, so that the like terms merge: never a product over a sum for its own sake (the
+    rule then removes at least one term, so it terminates; after it, like terms)."""
+    bodies = [commutative_key(_coefficient_and_body(t)[1]) for t in e.terms]
+    for i, term in enumerate(e.terms):
+        if not isinstance(term, MatMul):
+            continue
+        coefficient, scalars, chain = _split_product(term)
+        inner = [*scalars, *chain]
+        if len(inner) != 1 or not isinstance(inner[0], Add) or inner[0].is_scalar:
+            # a number times a sum of vectors or matrices only: a product over a sum is not opened, nor a scalar
+            # sum (in a long scalar expression it is often a shared, named part, which opening would print twice)
+            continue
+        opened = [mul(Num(coefficient), t) for t in inner[0].terms]
+        others = set(bodies[:i] + bodies[i + 1 :])
+        # a number alone is not worth opening a sum for (-1 - (1 - s)): the sum may be a shared, named part
+        if any(t.constant is None and commutative_key(_coefficient_and_body(t)[1]) in others for t in opened):
+            opened_sum = add(*e.terms[:i], *opened, *e.terms[i + 1 :])
+            merged = _like_terms.build(opened_sum) if isinstance(opened_sum, Add) else None
+            return _positive_first(merged) if merged is not None else None
+    return None
+
+
+def _positive_first(e: Expr) -> Expr:
+    """A sum whose first term is negated leads with its first term that is not: -p + q -> q - p (one sign fewer)."""
+    if not isinstance(e, Add) or not ir.has_minus_sign(e.terms[0]):
+        return e
+    for j, term in enumerate(e.terms):
+        if not ir.has_minus_sign(term):
+            return Add((term, *e.terms[:j], *e.terms[j + 1 :]))
+    return e
 
 
 def _factor_side(e: Add, side: int) -> Expr | None:
@@ -840,6 +1074,18 @@ def _inverse_kron(e: Func) -> Expr | None:
     return None
 
 
+def _square(e: Expr) -> bool:
+    return e.shape[0] == e.shape[1]
+
+
+@rule("trace of a Kronecker product", "tr(A ⊗ B) -> tr(A) tr(B)", "tr(X ⊗ Y)", where="X: matrix(n, n); Y: matrix(m, m)",
+      on=("tr",), guard=arg_is(Kron))
+def _trace_kron(e: Func) -> Expr | None:
+    if all(map(_square, e.arg.factors)):
+        return mul(*(func("tr", f) for f in e.arg.factors))
+    return None
+
+
 @rule("scalars out of a Kronecker product", "(c A) ⊗ B -> c (A ⊗ B)", "(2 alpha A) ⊗ B", where="A, B: matrix(m, n)",
       on=(Kron,))
 def _kron_scalars_out(e: Kron) -> Expr | None:
@@ -932,6 +1178,69 @@ def _kron_vector_out(e: Kron) -> Expr | None:
     if ir.is_column(vector.shape):
         return mul(ir.kron(vector, ir.identity(matrix.shape[0])), matrix)
     return None
+
+
+def _is_vec_of(e: Expr, kind: type) -> bool:
+    return ir.is_call("vec")(e) and isinstance(e.arg, kind)
+
+
+def _vec_of_product_identity(left: Expr, right: Expr) -> list[Expr] | None:
+    if not (isinstance(left, Kron) and len(left.factors) == 3 and _is_vec_of(right, Identity)):
+        return None
+    a, k, b = left.factors
+    if isinstance(a, Identity) and isinstance(k, ir.Commutation) and isinstance(b, Identity) \
+            and (k.rows, k.cols) == (a.size, b.size) and right.arg.size == ir.dim_product(a.size, b.size):
+        return [ir.kron(func("vec", a), func("vec", b))]
+    return None
+
+
+@rule("vec of an identity of a product size", "(I ⊗ K(n, m) ⊗ I) vec(identity(m n)) -> vec(I) ⊗ vec(I)",
+      "(identity(n) ⊗ commutation(n, m) ⊗ identity(m)) vec(identity(m n))", on=(MatMul,))
+def _vec_identity_product(e: MatMul) -> Expr | None:
+    # vec(I_n ⊗ I_m) = (I ⊗ K(m, n) ⊗ I) (vec(I_n) ⊗ vec(I_m)), and K(m, n)^T = K(n, m): the vec reader's own identity
+    # read backwards, where it removes the permutation
+    if not any(isinstance(f, ir.Commutation) for g in e.factors if isinstance(g, Kron) for f in g.factors):
+        return None
+    return _chain_rewrite(e, _vec_of_product_identity)
+
+
+@rule("inner product of vecs", "vec(A)^T vec(B) -> tr(A^T B)", "vec(X)^T vec(Y)", where="X, Y: matrix(m, n)",
+      on=(MatMul,))
+def _vec_inner_product(e: MatMul) -> Expr | None:
+    def pair(left: Expr, right: Expr) -> list[Expr] | None:
+        if isinstance(left, Transpose) and ir.is_call("vec")(left.arg) and ir.is_call("vec")(right) \
+                and left.arg.arg.shape == right.arg.shape:
+            return [func("tr", mul(transpose(left.arg.arg), right.arg))]
+        return None
+
+    return _chain_rewrite(e, pair)
+
+
+def _unvec_of_vec(left: Expr, right: Expr) -> list[Expr] | None:
+    if not (isinstance(left, Kron) and isinstance(right, Kron) and len(left.factors) == 2 == len(right.factors)):
+        return None
+    (row, eye), (eye_k, column) = left.factors, right.factors
+    if not (isinstance(row, Transpose) and _is_vec_of(row.arg, Identity) and isinstance(eye, Identity)
+            and isinstance(eye_k, Identity) and ir.is_call("vec")(column)):
+        return None
+    b = column.arg
+    if row.arg.arg.size == eye_k.size and b.shape == (eye.size, eye_k.size):
+        return [b]
+    return None
+
+
+@rule("unvec of a vec", "(vec(I)^T ⊗ I) (I ⊗ vec(B)) -> B", "(vec(identity(k))^T ⊗ identity(n)) (identity(k) ⊗ vec(B))",
+      where="B: matrix(n, k)", on=(MatMul,))
+def _unvec_vec(e: MatMul) -> Expr | None:
+    # (vec(I)^T ⊗ I) (I ⊗ s) is the matrix whose vec is s (the adjoint of vec reads its seed back this way)
+    if sum(isinstance(f, Kron) for f in e.factors) < 2:
+        return None
+    return _chain_rewrite(e, _unvec_of_vec)
+
+
+@rule("trace of a transpose", "tr(A^T) -> tr(A)", "tr(X^T)", on=("tr",), guard=arg_is(Transpose))
+def _trace_transpose(e: Func) -> Expr:
+    return func("tr", e.arg.arg)
 
 
 @rule("vec of an outer product", "vec(a b^T) -> b ⊗ a", "vec(x y^T)", on=("vec",), guard=arg_is(MatMul))
