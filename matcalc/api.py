@@ -28,6 +28,7 @@ from .results import (
     CheckResult,
     Derivative,
     Gradients,
+    TensorShape,
     _check_variable_name,
     _shape_text,
     _variable,
@@ -58,8 +59,29 @@ def _without_cycle_collection(entry: Callable) -> Callable:
 @_without_cycle_collection
 def parse(text: str, where: str | dict | None = None, shape: ir.Shape | None = None) -> Expr:
     """The typed IR of an expression, or of a program's output with its definitions inlined (a DAG: nothing is
-    copied). `shape` pins the shape of the whole expression."""
-    return _candidate(text, parse_declarations(where), shape).expr
+    copied). `shape` pins the shape of the whole expression: (rows, cols), or a result's `d.shape` (a tensor's axes
+    know the 2-D shape of the vec form their result prints in)."""
+    return _candidate(text, parse_declarations(where), _expected_shape(shape)).expr
+
+
+def _expected_shape(shape: object) -> ir.Shape | None:
+    """The 2-D shape `parse(shape=...)` pins: a pair of sizes, or a tensor result's shape (its vec form's)."""
+    if shape is None:
+        return None
+    if isinstance(shape, TensorShape):
+        return shape.matrix
+    if isinstance(shape, tuple | list) and len(shape) == 2 and all(_is_size(d) for d in shape):
+        return (shape[0], shape[1])
+    raise ParseError(f"shape= takes (rows, cols), each a whole number, a dimension's name or a product of them, "
+                     f"or a result's d.shape; got {shape!r}")
+
+
+def _is_size(dim: object) -> bool:
+    if isinstance(dim, bool):
+        return False
+    if isinstance(dim, int):
+        return dim >= 1
+    return isinstance(dim, str | ir.DimProduct)
 
 
 @dataclass(frozen=True)

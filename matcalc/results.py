@@ -14,18 +14,34 @@ from .calculus.backprop import needed_bindings
 from .calculus.differential import differential
 from .calculus.spec import Axes, DerivativeSpec, Kind, Layout, Step, axes_of, kind_of
 from .core import ir
-from .core.errors import ParseError, UnsupportedError
+from .core.errors import MatcalcError, ParseError, UnsupportedError
 from .core.ir import Bindings, Expr, Var, fresh_name
 from .frontend.parse import Declaration, Declarations, dimension_names
 from .render import derivative as render
 from .render.index import index_latex, index_text
 from .render.naming import name_shared
-from .render.text import latex_name, program_latex, program_text, to_latex, to_text
+from .render.text import PLAIN, SIZED, SIZED_IN_KRONECKER, latex_name, program_latex, program_text, to_latex, to_text
 from .rules.simplify import simplify
 
 Form = Literal["matrix", "vec", "index", "differential"]
 Product = Literal["jvp", "vjp"] | None
 _NAME = re.compile(r"[A-Za-z_\u0370-\u03ff][A-Za-z0-9_\u0370-\u03ff]*\Z")
+
+
+class TensorShape(tuple):
+    """A tensor result's axes, output first (`d.shape`, docs/conventions.md), that also knows the 2-D shape its text
+    is printed in, d vec(F) / d vec(X)^T (`matrix`): so `parse(str(d), where=d.where, shape=d.shape)` reads the vec
+    form back. It is equal to the tuple of its axes."""
+
+    matrix: ir.Shape
+
+    def __new__(cls, axes: tuple, matrix: ir.Shape) -> TensorShape:
+        self = super().__new__(cls, axes)
+        self.matrix = matrix
+        return self
+
+    def __getnewargs__(self) -> tuple:  # copy and pickle keep the matrix shape
+        return tuple(self), self.matrix
 
 
 @dataclass(frozen=True)
@@ -79,7 +95,7 @@ class Derivative:
         if self.form == "matrix":
             return self.body.shape
         output, variable = self.split_axes
-        return (*output, *variable)
+        return TensorShape((*output, *variable), self.body.shape)
 
     @property
     def matrix_shape(self) -> ir.Shape:
@@ -113,9 +129,39 @@ class Derivative:
             return f"d({to_text(self.of)}) = {to_text(self.differential_form)}"
         if form == "index":
             return index_text(self._index_form())
-        if inline or not self.definitions:
-            return to_text(self.expr)
-        return program_text(self.definitions, self.body)
+        return self._inline_text if inline or not self.definitions else self._named_text
+
+    @functools.cached_property
+    def _inline_text(self) -> str:
+        return self._printed(True)
+
+    @functools.cached_property
+    def _named_text(self) -> str:
+        return self._printed(False)
+
+    def _printed(self, inline: bool) -> str:
+        """The text that parses back to this result's expression with its own where and shape: plain, or with the
+        sizes of the identities that nothing in the text tells (a Kronecker factor's: `identity(n) ⊗ matrix(1)`)."""
+        def written(sized: int) -> str:
+            return to_text(self.expr, sized) if inline else program_text(self.definitions, self.body, sized)
+
+        plain = written(PLAIN)
+        if not any(isinstance(node, ir.Identity) for node in ir.walk(self.expr)) or self._reads_back(plain):
+            return plain
+        for sized in (SIZED_IN_KRONECKER, SIZED):
+            text = written(sized)
+            if self._reads_back(text):
+                return text
+        return plain
+
+    def _reads_back(self, text: str) -> bool:
+        from .frontend.typecheck import parse_program
+
+        try:
+            program = parse_program(text, self.where, expected_shape=self.body.shape)
+        except MatcalcError:
+            return False
+        return ir.inline(program.bindings[:-1], program.bindings[-1][1]) == self.expr
 
     @functools.cached_property
     def differential_form(self) -> Expr:
