@@ -20,7 +20,17 @@ from .frontend.parse import Declaration, Declarations, dimension_names
 from .render import derivative as render
 from .render.index import index_latex, index_text
 from .render.naming import name_shared
-from .render.text import PLAIN, SIZED, SIZED_IN_KRONECKER, latex_name, program_latex, program_text, to_latex, to_text
+from .render.text import (
+    PLAIN,
+    SIZED,
+    SIZED_IN_KRONECKER,
+    SIZED_IN_KRONECKER_AND_CONSTANTS,
+    latex_name,
+    program_latex,
+    program_text,
+    to_latex,
+    to_text,
+)
 from .rules.simplify import simplify
 
 Form = Literal["matrix", "vec", "index", "differential"]
@@ -146,9 +156,9 @@ class Derivative:
             return to_text(self.expr, sized) if inline else program_text(self.definitions, self.body, sized)
 
         plain = written(PLAIN)
-        if not any(isinstance(node, ir.Identity) for node in ir.walk(self.expr)) or self._reads_back(plain):
+        if not any(isinstance(node, ir.Identity | ir.Fill) for node in ir.walk(self.expr)) or self._reads_back(plain):
             return plain
-        for sized in (SIZED_IN_KRONECKER, SIZED):
+        for sized in (SIZED_IN_KRONECKER, SIZED_IN_KRONECKER_AND_CONSTANTS, SIZED):
             text = written(sized)
             if self._reads_back(text):
                 return text

@@ -322,7 +322,7 @@ class ExpressionGenerator:
         d, e = self.choose.choice(self.dims), self.choose.choice(self.dims)
         u, v = self.expr((d, 1), depth), self.expr((e, 1), depth)
         w, z = self.expr((d, 1), depth), self.expr((e, 1), depth)
-        return f"(({u} ⊗ {v})^T ({w} ⊗ {z})) {self.expr(shape, depth)}"
+        return f"((({u} ⊗ {v})^T ({w} ⊗ {z})) {self.expr(shape, depth)})"
 
     # --- arguments that stay in a function's domain
 

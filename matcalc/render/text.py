@@ -213,9 +213,10 @@ def _fill_text(e: Fill, bare: bool) -> str:
 
 # How many identities print their size, `identity(n)`, rather than `I`: a neighbour in a product, sum or Hadamard
 # product tells a plain I's size, but a Kronecker product's factor or vec's argument has none (m n is the product
-# of which sizes?), and an I beside a constant of unknown size (matrix(1)) neither. The caller that can parse takes
-# the first level whose text reads back as the expression (results.py).
-PLAIN, SIZED_IN_KRONECKER, SIZED = 0, 1, 2
+# of which sizes?), and a constant of unknown size (matrix(1)) inside them neither: SIZED writes the sizes of every
+# identity and constant. The caller that can parse takes the first level whose text reads back as the expression
+# (results.py).
+PLAIN, SIZED_IN_KRONECKER, SIZED_IN_KRONECKER_AND_CONSTANTS, SIZED = 0, 1, 2, 3
 
 
 def to_text(e: Expr, sized: int = PLAIN) -> str:
@@ -355,13 +356,33 @@ def _text_sized_in_kronecker(e: Expr) -> list[Piece]:
     return _text(e)
 
 
+def _sized_fill(e: Fill) -> str:
+    """A constant vector or matrix with its size: between identities of its rows and columns, which the product
+    absorbs (`(identity(m) matrix(1) identity(n n))` reads back as the m×n·n matrix(1))."""
+    rows, cols = e.shape
+    left = f"identity({dim_text(rows)}) " if rows != 1 else ""
+    right = f" identity({dim_text(cols)})" if cols != 1 else ""
+    return f"({left}{_fill_text(e, bare=False)}{right})"
+
+
 def _text_sized(e: Expr) -> list[Piece]:
-    """The template of e's text, where every identity prints its size."""
-    return [_sized_identity(e)] if isinstance(e, Identity) else _text(e)
+    """The template of e's text, where every identity and every constant vector or matrix prints its size."""
+    if isinstance(e, Identity):
+        return [_sized_identity(e)]
+    if isinstance(e, Fill):
+        return [_sized_fill(e)]
+    return _text(e)
+
+
+def _text_sized_in_kronecker_and_constants(e: Expr) -> list[Piece]:
+    """The template of e's text, where an identity that is a Kronecker factor or vec's argument, and every constant
+    vector or matrix, prints its size."""
+    return [_sized_fill(e)] if isinstance(e, Fill) else _text_sized_in_kronecker(e)
 
 
 _TEXT_TEMPLATES: dict[int, Callable[[Expr], list[Piece]]] = {
-    PLAIN: _text, SIZED_IN_KRONECKER: _text_sized_in_kronecker, SIZED: _text_sized}
+    PLAIN: _text, SIZED_IN_KRONECKER: _text_sized_in_kronecker,
+    SIZED_IN_KRONECKER_AND_CONSTANTS: _text_sized_in_kronecker_and_constants, SIZED: _text_sized}
 
 
 # ---------------------------------------------------------------- LaTeX
