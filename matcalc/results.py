@@ -156,7 +156,11 @@ class Derivative:
             return to_text(self.expr, sized) if inline else program_text(self.definitions, self.body, sized)
 
         plain = written(PLAIN)
-        if not any(isinstance(node, ir.Identity | ir.Fill) for node in ir.walk(self.expr)) or self._reads_back(plain):
+        # Only a Kronecker product or a vec leaves a size open (elsewhere a neighbour tells it): the text of any other
+        # result reads back as it is, and is not parsed again to make sure (a deep network's would take seconds).
+        roots = [self.expr] if inline else [self.body, *(value for _, value in self.definitions)]
+        if not any(isinstance(node, ir.Kron | ir.Commutation) or _is_vec(node) for root in roots
+                   for node in ir.walk(root)) or self._reads_back(plain):
             return plain
         for sized in (SIZED_IN_KRONECKER, SIZED_IN_KRONECKER_AND_CONSTANTS, SIZED):
             text = written(sized)
@@ -302,6 +306,8 @@ class Derivative:
         where = {name: str(decl).split(": ", 1)[1] for name, decl in self.where.items()}
         return render.json_of(self, str(self), where, self._forms_json())
 
+
+_is_vec = ir.is_call("vec")
 
 MAX_FORMS_SIZE = 400  # distinct nodes of the function past which to_json leaves out the index and differential forms
 
