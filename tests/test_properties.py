@@ -23,7 +23,7 @@ from tally import TALLY, record_slowest
 
 import matcalc
 from matcalc import EvaluationError, ShapeError, UnsupportedError
-from matcalc.core.ir import Add, Expr, add, mul, num, transpose, variables, walk
+from matcalc.core.ir import Add, Expr, add, dim_value, mul, num, transpose, variables, walk
 from matcalc.render.text import to_text
 from matcalc.rules.simplify import is_symmetric, simplify
 
@@ -247,6 +247,9 @@ def _results(case: Case) -> Iterator[matcalc.Derivative]:
             assert _in_scope(error)
 
 
+MAX_EVALUATED_ENTRIES = 10**6  # a denser tensor is not evaluated (it is read back all the same)
+
+
 def check_results_read_back_and_evaluate(case: Case) -> None:
     """Every printed result, a derivative or a derivative of one, parses back with its own where and shape to its
     tree, and evaluates from the values of the function's variables alone (issue 16, section 3)."""
@@ -255,10 +258,13 @@ def check_results_read_back_and_evaluate(case: Case) -> None:
     for d in _results(case):
         TALLY["results read back (parse-back property)"] += 1
         assert_prints_back(d)
+        entries = int(np.prod([dim_value(dim, case.sizes) for dim in d.matrix_shape]))
+        if entries > MAX_EVALUATED_ENTRIES:  # (W ⊗ W ⊗ W) differentiated twice: 256^4 entries, 32 GiB (section 4)
+            TALLY["results read back, too large to evaluate densely"] += 1
+            continue
         with np.errstate(all="ignore"):
             value = np.asarray(d.evaluate(values))
-        sizes = [case.sizes[axis] if isinstance(axis, str) else axis for axis in d.shape] if d.form == "vec" else None
-        assert sizes is None or value.size == int(np.prod(sizes)), f"{d} evaluates to shape {value.shape}"
+        assert value.size == entries, f"{d} evaluates to shape {value.shape}"
         TALLY["results read back and evaluated from the function's variables"] += 1
 
 
