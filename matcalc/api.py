@@ -29,6 +29,7 @@ from .results import (
     CheckResult,
     Derivative,
     Gradients,
+    TensorShape,
     _absent_variable,
     _check_variable_name,
     _flag,
@@ -62,7 +63,8 @@ def _without_cycle_collection(entry: Callable) -> Callable:
 @_without_cycle_collection
 def parse(text: str, where: str | dict | None = None, shape: ir.Shape | None = None) -> Expr:
     """The typed IR of an expression, or of a program's output with its definitions inlined (a DAG: nothing is
-    copied). `shape` pins the shape of the whole expression."""
+    copied). `shape` pins the shape of the whole expression: (rows, cols), or a result's `d.shape` (a tensor's axes
+    know the 2-D shape of the vec form their result prints in)."""
     return _candidate(text, parse_declarations(where), _checked_shape(shape)).expr
 
 
@@ -71,6 +73,8 @@ def _checked_shape(shape: object) -> ir.Shape | None:
     anything else is a ShapeError that says what was given."""
     if shape is None:
         return None
+    if isinstance(shape, TensorShape):
+        return shape.matrix
     if not isinstance(shape, tuple | list) or len(shape) != 2:
         raise ShapeError(f"shape must be a pair (rows, cols), not {abbreviate(repr(shape))}; a tensor derivative's "
                          f"d.shape lists its axes: its printed text has the 2-D shape d.matrix_shape")

@@ -15,14 +15,24 @@ from .calculus.backprop import needed_bindings
 from .calculus.differential import differential
 from .calculus.spec import Axes, DerivativeSpec, Kind, Layout, Step, axes_of, kind_of
 from .core import ir
-from .core.errors import ParseError, UnsupportedError, where_hint
+from .core.errors import MatcalcError, ParseError, UnsupportedError, where_hint
 from .core.ir import Bindings, Expr, Var, fresh_name
 from .frontend.parse import Declaration, Declarations, dimension_names
 from .frontend.typecheck import default_kind
 from .render import derivative as render
 from .render.index import index_latex, index_text
 from .render.naming import name_shared
-from .render.text import latex_name, program_latex, program_text, to_latex, to_text
+from .render.text import (
+    PLAIN,
+    SIZED,
+    SIZED_IN_KRONECKER,
+    SIZED_IN_KRONECKER_AND_CONSTANTS,
+    latex_name,
+    program_latex,
+    program_text,
+    to_latex,
+    to_text,
+)
 from .rules.simplify import simplify
 
 Form = Literal["matrix", "vec", "index", "differential"]
@@ -55,6 +65,22 @@ def _timeout(value: object) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float) or value != value:  # nan is not equal to itself
         raise ParseError(f"timeout must be a number of seconds, not {value!r}"[:300])
     return float(min(value, MAX_TIMEOUT))  # longer is no limit in practice, and an OS timer takes it
+
+
+class TensorShape(tuple):
+    """A tensor result's axes, output first (`d.shape`, docs/conventions.md), that also knows the 2-D shape its text
+    is printed in, d vec(F) / d vec(X)^T (`matrix`): so `parse(str(d), where=d.where, shape=d.shape)` reads the vec
+    form back. It is equal to the tuple of its axes."""
+
+    matrix: ir.Shape
+
+    def __new__(cls, axes: tuple, matrix: ir.Shape) -> TensorShape:
+        self = super().__new__(cls, axes)
+        self.matrix = matrix
+        return self
+
+    def __getnewargs__(self) -> tuple:  # copy and pickle keep the matrix shape
+        return tuple(self), self.matrix
 
 
 @dataclass(frozen=True)
@@ -108,7 +134,7 @@ class Derivative:
         if self.form == "matrix":
             return self.body.shape
         output, variable = self.split_axes
-        return (*output, *variable)
+        return TensorShape((*output, *variable), self.body.shape)
 
     @property
     def matrix_shape(self) -> ir.Shape:
@@ -143,9 +169,43 @@ class Derivative:
             return f"d({to_text(self.of)}) = {to_text(self.differential_form)}"
         if form == "index":
             return index_text(self._index_form())
-        if inline or not self.definitions:
-            return to_text(self.expr)
-        return program_text(self.definitions, self.body)
+        return self._inline_text if inline or not self.definitions else self._named_text
+
+    @functools.cached_property
+    def _inline_text(self) -> str:
+        return self._printed(True)
+
+    @functools.cached_property
+    def _named_text(self) -> str:
+        return self._printed(False)
+
+    def _printed(self, inline: bool) -> str:
+        """The text that parses back to this result's expression with its own where and shape: plain, or with the
+        sizes of the identities that nothing in the text tells (a Kronecker factor's: `identity(n) ⊗ matrix(1)`)."""
+        def written(sized: int) -> str:
+            return to_text(self.expr, sized) if inline else program_text(self.definitions, self.body, sized)
+
+        plain = written(PLAIN)
+        # Only a Kronecker product or a vec leaves a size open (elsewhere a neighbour tells it): the text of any other
+        # result reads back as it is, and is not parsed again to make sure (a deep network's would take seconds).
+        roots = [self.expr] if inline else [self.body, *(value for _, value in self.definitions)]
+        if not any(isinstance(node, ir.Kron | ir.Commutation) or _is_vec(node) for root in roots
+                   for node in ir.walk(root)) or self._reads_back(plain):
+            return plain
+        for sized in (SIZED_IN_KRONECKER, SIZED_IN_KRONECKER_AND_CONSTANTS, SIZED):
+            text = written(sized)
+            if self._reads_back(text):
+                return text
+        return plain
+
+    def _reads_back(self, text: str) -> bool:
+        from .frontend.typecheck import parse_program
+
+        try:
+            program = parse_program(text, self.where, expected_shape=self.body.shape)
+        except MatcalcError:
+            return False
+        return ir.inline(program.bindings[:-1], program.bindings[-1][1]) == self.expr
 
     @functools.cached_property
     def differential_form(self) -> Expr:
@@ -290,6 +350,8 @@ class Derivative:
         where = {name: str(decl).split(": ", 1)[1] for name, decl in self.where.items()}
         return render.json_of(self, str(self), where, self._forms_json())
 
+
+_is_vec = ir.is_call("vec")
 
 MAX_FORMS_SIZE = 400  # distinct nodes of the function past which to_json leaves out the index and differential forms
 

@@ -116,10 +116,12 @@ class Case:
 class ExpressionGenerator:
     """Random well-typed expressions of a requested shape, over dimension symbols `dims`."""
 
-    def __init__(self, chooser: Chooser, dims: Sequence[str] = ("n", "m"), max_depth: int = 4) -> None:
+    def __init__(self, chooser: Chooser, dims: Sequence[str] = ("n", "m"), max_depth: int = 4,
+                 kron: bool = False) -> None:
         self.choose = chooser
         self.dims = tuple(dims)
         self.max_depth = max_depth
+        self.kron = kron  # also Kronecker products and vecs (whose sizes are products: m n)
         self.leaves = _leaf_names(self.dims)
         self.used: dict[str, tuple[Shape, bool]] = {}
 
@@ -175,6 +177,10 @@ class ExpressionGenerator:
         if shape == SCALAR:
             makers += [self._scalar_of_matrix, self._square_scalar, self._logsumexp, self._scalar_power,
                        self._number, self._divided]
+            if self.kron:
+                makers += [self._kron_scalar, self._kron_scalar, self._kron_quadratic, self._kron_trace]
+        elif self.kron and (rows == cols or cols == 1):
+            makers += [self._kron_unvec]
         elif rows == cols:
             makers += [self._inverse, self._matrix_power, self._diag_matrix, self._identity, self._symmetric_leaf]
         elif cols == 1:
@@ -277,6 +283,47 @@ class ExpressionGenerator:
     def _diag_vector(self, shape: Shape, depth: int) -> str:
         return f"diag({self.expr((shape[0], shape[0]), depth)})"
 
+    # --- Kronecker products and vecs (kron=True): their sizes are products, so they stand inside a scalar, or are
+    # brought back to a shape of the generator's through vec
+
+    def _kron_factors(self, depth: int, square: bool = False) -> str:
+        """A Kronecker product of two or three random operands (nested: an operand may be one in parentheses)."""
+        count = self.choose.choice([2, 2, 3])
+        parts = []
+        for _ in range(count):
+            rows: Dim = self.choose.choice([1, *self.dims]) if not square else self.choose.choice(self.dims)
+            cols: Dim = rows if square else self.choose.choice([1, *self.dims])
+            parts.append(self.expr((rows, cols), depth))
+        return " ⊗ ".join(parts)
+
+    def _kron_scalar(self, shape: Shape, depth: int) -> str:
+        """sum, norm2 or an element-wise function of a Kronecker product, summed."""
+        name = self.choose.choice(["sum", "norm2", "sum_tanh"])
+        inner = self._kron_factors(depth)
+        return f"sum(tanh({inner}))" if name == "sum_tanh" else f"{name}({inner})"
+
+    def _kron_trace(self, shape: Shape, depth: int) -> str:
+        """tr((A ⊗ B) (C ⊗ D)), or tr of one Kronecker product of square operands."""
+        a, b = self.choose.choice(self.dims), self.choose.choice(self.dims)
+        left = f"{self.expr((a, a), depth)} ⊗ {self.expr((b, b), depth)}"
+        if self.choose.choice([True, False]):
+            return f"tr({left})"
+        return f"tr(({left}) ({self.expr((a, a), depth)} ⊗ {self.expr((b, b), depth)}))"
+
+    def _kron_quadratic(self, shape: Shape, depth: int) -> str:
+        """vec(E)^T (B ⊗ A) vec(F): vec(E)^T vec(A F B^T)."""
+        p, q, r, s = (self.choose.choice(self.dims) for _ in range(4))
+        e, f = self.expr((p, q), depth), self.expr((r, s), depth)
+        b, a = self.expr((q, s), depth), self.expr((p, r), depth)
+        return f"vec({e})^T ({b} ⊗ {a}) vec({f})"
+
+    def _kron_unvec(self, shape: Shape, depth: int) -> str:
+        """A vector or square matrix through a Kronecker product of vectors: (u ⊗ v)^T (w ⊗ z) times it."""
+        d, e = self.choose.choice(self.dims), self.choose.choice(self.dims)
+        u, v = self.expr((d, 1), depth), self.expr((e, 1), depth)
+        w, z = self.expr((d, 1), depth), self.expr((e, 1), depth)
+        return f"((({u} ⊗ {v})^T ({w} ⊗ {z})) {self.expr(shape, depth)})"
+
     # --- arguments that stay in a function's domain
 
     def positive(self, shape: Shape, depth: int) -> str:
@@ -331,13 +378,14 @@ class ExpressionGenerator:
 
 
 @st.composite
-def cases(draw: Callable, max_depth: int = 3) -> Case:
-    """A hypothesis strategy of random well-typed expressions (column-shaped or matrix-shaped)."""
-    return ExpressionGenerator(HypothesisChooser(draw), max_depth=max_depth).case()
+def cases(draw: Callable, max_depth: int = 3, kron: bool = False) -> Case:
+    """A hypothesis strategy of random well-typed expressions (column-shaped or matrix-shaped); with `kron`, Kronecker
+    products and vecs among them."""
+    return ExpressionGenerator(HypothesisChooser(draw), max_depth=max_depth, kron=kron).case()
 
 
-def random_cases(seed: int, count: int, max_depth: int = 3) -> list[Case]:
-    generator = ExpressionGenerator(RandomChooser(random.Random(seed)), max_depth=max_depth)
+def random_cases(seed: int, count: int, max_depth: int = 3, kron: bool = False) -> list[Case]:
+    generator = ExpressionGenerator(RandomChooser(random.Random(seed)), max_depth=max_depth, kron=kron)
     return [generator.case() for _ in range(count)]
 
 

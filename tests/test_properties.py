@@ -23,7 +23,7 @@ from tally import TALLY, record_slowest
 
 import matcalc
 from matcalc import EvaluationError, ShapeError, UnsupportedError
-from matcalc.core.ir import Add, Expr, add, mul, num, transpose, walk
+from matcalc.core.ir import Add, Expr, add, dim_value, mul, num, transpose, variables, walk
 from matcalc.render.text import to_text
 from matcalc.rules.simplify import is_symmetric, simplify
 
@@ -53,8 +53,9 @@ def _in_scope(error: UnsupportedError) -> bool:
 
 
 def assert_prints_back(d: matcalc.Derivative) -> None:
-    """The printed derivative parses back to the same tree (docs/language.md), not only to the same values."""
-    reparsed = matcalc.parse(str(d), where=d.where, shape=d.body.shape)
+    """The printed derivative parses back to the same tree (docs/language.md), not only to the same values: with
+    the documented call, whose shape is a tensor's axes too."""
+    reparsed = matcalc.parse(str(d), where=d.where, shape=d.shape)
     TALLY["printed results parsed back to the same tree"] += 1
     assert reparsed == d.expr, f"{d} parses back to {reparsed!r}, not to {d.expr!r}"
 
@@ -228,6 +229,45 @@ def check_the_checker(case: Case) -> None:
             assert not verdict, f"check accepts {label} in d/d{name} of {case}: {to_text(candidate)}"
 
 
+def _function_values(f: Expr, case: Case) -> dict:
+    """Values of the function's variables only: no sizes, nothing a result alone names."""
+    values = random_values([f], seed=0, sizes=case.sizes)
+    return {name: value for name, value in values.items() if name in variables(f)}
+
+
+def _results(case: Case) -> Iterator[matcalc.Derivative]:
+    """Each derivative of the case, and each one's derivative w.r.t. the case's first variable (d.diff(y))."""
+    for _, d in derivatives(case):
+        yield d
+        if d.variable.symmetric:  # sym(G) is not d's unconstrained derivative: d.diff is not defined on it
+            continue
+        try:
+            yield d.diff(case.variables[0])
+        except UnsupportedError as error:
+            assert _in_scope(error)
+
+
+MAX_EVALUATED_ENTRIES = 10**6  # a denser tensor is not evaluated (it is read back all the same)
+
+
+def check_results_read_back_and_evaluate(case: Case) -> None:
+    """Every printed result, a derivative or a derivative of one, parses back with its own where and shape to its
+    tree, and evaluates from the values of the function's variables alone (issue 16, section 3)."""
+    f = _typed(case)
+    values = _function_values(f, case)
+    for d in _results(case):
+        TALLY["results read back (parse-back property)"] += 1
+        assert_prints_back(d)
+        entries = int(np.prod([dim_value(dim, case.sizes) for dim in d.matrix_shape]))
+        if entries > MAX_EVALUATED_ENTRIES:  # (W ⊗ W ⊗ W) differentiated twice: 256^4 entries, 32 GiB (section 4)
+            TALLY["results read back, too large to evaluate densely"] += 1
+            continue
+        with np.errstate(all="ignore"):
+            value = np.asarray(d.evaluate(values))
+        assert value.size == entries, f"{d} evaluates to shape {value.shape}"
+        TALLY["results read back and evaluated from the function's variables"] += 1
+
+
 # ---------------------------------------------------------------- the normal run
 
 
@@ -255,7 +295,26 @@ def test_check_accepts_the_printed_result_and_rejects_perturbed_ones(case: Case)
     check_the_checker(case)
 
 
+@settings(max_examples=40)
+@given(case=cases(max_depth=2, kron=True))
+def test_results_with_kronecker_products_read_back_and_evaluate(case: Case):
+    check_results_read_back_and_evaluate(case)
+
+
+@settings(max_examples=40)
+@given(case=cases())
+def test_results_read_back_and_evaluate(case: Case):
+    check_results_read_back_and_evaluate(case)
+
+
 # ---------------------------------------------------------------- the long run
+
+
+@pytest.mark.slow
+@settings(max_examples=2_000)
+@given(case=cases(max_depth=3, kron=True))
+def test_long_run_results_with_kronecker_products_read_back_and_evaluate(case: Case):
+    check_results_read_back_and_evaluate(case)
 
 
 @pytest.mark.slow

@@ -582,7 +582,9 @@ def result_shape(result: str, shape: tuple[D, D], product: Callable[..., D]) -> 
     if result == "same":
         return shape, False
     if result == "vec":
-        return (product(rows, cols), 1), False  # type: ignore[return-value]
+        # outer factor first, as in a Kronecker product: vec(X) of an m×n X is n blocks of m (the type checker pairs
+        # the factors of two products in this order)
+        return (product(cols, rows), 1), False  # type: ignore[return-value]
     if result == "scalar" or (rows == 1 and cols == 1):  # a scalar, or diag of a scalar
         return (1, 1), False  # type: ignore[return-value]
     if cols == 1:  # diag of a column: a square matrix

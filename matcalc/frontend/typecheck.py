@@ -89,8 +89,10 @@ class Dimensions:
         return root
 
     def expand(self, term: DimTerm) -> tuple[int, list[DimVar]]:
-        """A dimension as a whole number times unbound roots (in order of creation), its products multiplied
-        out: with an explicit stack, since a product's factor may be bound to a product in turn."""
+        """A dimension as a whole number times unbound roots, its products multiplied out: with an explicit stack,
+        since a product's factor may be bound to a product in turn. The roots are in the order of the product's
+        structure, outer factor first (that of A in A ⊗ B, of the columns in vec(X)): two products' unknowns are
+        paired in that order."""
         coefficient = 1
         roots: list[DimVar] = []
         stack = [term]
@@ -99,10 +101,9 @@ class Dimensions:
             if isinstance(current, int):
                 coefficient *= current
             elif isinstance(current, DimProd):
-                stack.extend(current.factors)
+                stack.extend(reversed(current.factors))
             else:
                 roots.append(current)
-        roots.sort(key=lambda var: var.order)
         return coefficient, roots
 
     @staticmethod
@@ -144,10 +145,8 @@ class Dimensions:
             # Unknowns only, as many on each side: paired in order of appearance, which types vec(X)^T vec(Y)
             # and (A ⊗ B) (C ⊗ D) as meant (X, Y of one shape); a declaration says otherwise when that is wrong.
             # A named factor may meet an unknown too (a n against c c, from (vector(1)^T ⊗ I) diag(vec(I))).
-            if coefficient_a == coefficient_b and len(rest_a) == len(rest_b) \
-                    and all(self._pairable(var_a, var_b) for var_a, var_b in zip(rest_a, rest_b, strict=True)):
-                return all(self.unify(var_a, var_b) for var_a, var_b in zip(rest_a, rest_b, strict=True))
-            return False
+            pairs = self._pairs(rest_a, rest_b) if coefficient_a == coefficient_b else None
+            return pairs is not None and all(self.unify(var_a, var_b) for var_a, var_b in pairs)
         if not isinstance(left, DimProd) and not isinstance(right, DimProd):
             return self.unify(left, right)  # neither is a product now: no further recursion
         single, whole = (left, right) if isinstance(right, DimProd) else (right, left)
@@ -155,6 +154,21 @@ class Dimensions:
             self.parent[single] = whole
             return True
         return False
+
+    def _pairs(self, rest_a: list[DimVar], rest_b: list[DimVar]) -> list[tuple[DimVar, DimVar]] | None:
+        """How to pair the factors of two products of as many factors, none common: in order of appearance where each
+        pair has an unnamed unknown; else each named factor with an unknown of the other side, in order, and the
+        unknowns left in order (`I ⊗ A + B ⊗ I`, A n×n and B m×m: n p = m q gives p = m, q = n)."""
+        if len(rest_a) != len(rest_b):
+            return None
+        if all(self._pairable(var_a, var_b) for var_a, var_b in zip(rest_a, rest_b, strict=True)):
+            return list(zip(rest_a, rest_b, strict=True))
+        named_a, unknown_a = [v for v in rest_a if v.name is not None], [v for v in rest_a if v.name is None]
+        named_b, unknown_b = [v for v in rest_b if v.name is not None], [v for v in rest_b if v.name is None]
+        if len(named_a) > len(unknown_b) or len(named_b) > len(unknown_a):
+            return None
+        return [*zip(named_a, unknown_b, strict=False), *zip(unknown_a, named_b, strict=False),
+                *zip(unknown_a[len(named_b):], unknown_b[len(named_a):], strict=True)]
 
     @staticmethod
     def _pairable(a: DimTerm, b: DimTerm) -> bool:

@@ -211,9 +211,18 @@ def _fill_text(e: Fill, bare: bool) -> str:
     return text + "^T" if e.shape[0] == 1 else text
 
 
-def to_text(e: Expr) -> str:
-    """e in the input language: the parser reads it back as e. No recursion over the depth of e."""
-    return _render(e, _text)
+# How many identities print their size, `identity(n)`, rather than `I`: a neighbour in a product, sum or Hadamard
+# product tells a plain I's size, but a Kronecker product's factor or vec's argument has none (m n is the product
+# of which sizes?), and a constant of unknown size (matrix(1)) inside them neither: SIZED writes the sizes of every
+# identity and constant. The caller that can parse takes the first level whose text reads back as the expression
+# (results.py).
+PLAIN, SIZED_IN_KRONECKER, SIZED_IN_KRONECKER_AND_CONSTANTS, SIZED = 0, 1, 2, 3
+
+
+def to_text(e: Expr, sized: int = PLAIN) -> str:
+    """e in the input language: the parser reads it back as e. No recursion over the depth of e. `sized`: which
+    identities print their size (PLAIN: those of a product size only)."""
+    return _render(e, _text if sized == PLAIN else _TEXT_TEMPLATES[sized])  # _text looked up now (tests count it)
 
 
 ir.TEXT_PRINTER[0] = to_text
@@ -331,6 +340,49 @@ def _text(e: Expr) -> list[Piece]:
     if template is None:
         raise TypeError(f"cannot print {type(e).__name__}")
     return template(e)
+
+
+def _sized_identity(e: Expr) -> str:
+    return f"identity({dim_text(e.size)})"  # type: ignore[attr-defined]
+
+
+def _text_sized_in_kronecker(e: Expr) -> list[Piece]:
+    """The template of e's text, where an identity that is a Kronecker factor or vec's argument prints its size."""
+    if isinstance(e, Kron):
+        return _joined(" ⊗ ", ([_sized_identity(f)] if isinstance(f, Identity) else _kron_operand(f)
+                               for f in e.factors))
+    if isinstance(e, Func) and e.name == "vec" and isinstance(e.arg, Identity):
+        return [f"vec({_sized_identity(e.arg)})"]
+    return _text(e)
+
+
+def _sized_fill(e: Fill) -> str:
+    """A constant vector or matrix with its size: between identities of its rows and columns, which the product
+    absorbs (`(identity(m) matrix(1) identity(n n))` reads back as the m×n·n matrix(1))."""
+    rows, cols = e.shape
+    left = f"identity({dim_text(rows)}) " if rows != 1 else ""
+    right = f" identity({dim_text(cols)})" if cols != 1 else ""
+    return f"({left}{_fill_text(e, bare=False)}{right})"
+
+
+def _text_sized(e: Expr) -> list[Piece]:
+    """The template of e's text, where every identity and every constant vector or matrix prints its size."""
+    if isinstance(e, Identity):
+        return [_sized_identity(e)]
+    if isinstance(e, Fill):
+        return [_sized_fill(e)]
+    return _text(e)
+
+
+def _text_sized_in_kronecker_and_constants(e: Expr) -> list[Piece]:
+    """The template of e's text, where an identity that is a Kronecker factor or vec's argument, and every constant
+    vector or matrix, prints its size."""
+    return [_sized_fill(e)] if isinstance(e, Fill) else _text_sized_in_kronecker(e)
+
+
+_TEXT_TEMPLATES: dict[int, Callable[[Expr], list[Piece]]] = {
+    PLAIN: _text, SIZED_IN_KRONECKER: _text_sized_in_kronecker,
+    SIZED_IN_KRONECKER_AND_CONSTANTS: _text_sized_in_kronecker_and_constants, SIZED: _text_sized}
 
 
 # ---------------------------------------------------------------- LaTeX
@@ -480,11 +532,11 @@ def _latex_dim(dim: ir.Dim) -> str:
 # ---------------------------------------------------------------- programs: named intermediates
 
 
-def program_text(bindings: Sequence[tuple[str, Expr]], output: Expr | None = None) -> str:
+def program_text(bindings: Sequence[tuple[str, Expr]], output: Expr | None = None, sized: int = PLAIN) -> str:
     """A program in the input language: one line `name = text` per binding, then the output's text, if any."""
-    lines = [f"{name} = {to_text(value)}" for name, value in bindings]
+    lines = [f"{name} = {to_text(value, sized)}" for name, value in bindings]
     if output is not None:
-        lines.append(to_text(output))
+        lines.append(to_text(output, sized))
     return "\n".join(lines)
 
 
