@@ -15,7 +15,7 @@ import pytest
 from oracles import finite_difference, random_values
 
 import matcalc
-from matcalc import ParseError, ShapeError
+from matcalc import ShapeError
 from matcalc.core import ir
 
 
