@@ -457,7 +457,7 @@ class _Undefined(Exception):
     """The function or the derivative is undefined at this point (a singular matrix, a log of a negative)."""
 
 
-Method = str  # "exact": one SymPy value per entry, proven exactly where it can; "lines": line by line (programs)
+Method = str  # "exact": one SymPy value per entry, proven exactly where it can; "lines": line by line (proof_method)
 
 
 EXACT_TRANSCENDENTALS = 1  # an exact proof of more transcendental calls than this grows too fast
@@ -870,8 +870,8 @@ def _verify_by_lines(function: Expr, variable: Var, derivative: Expr, kind: str,
                      deadline: _Deadline) -> tuple[VerificationReport, bool]:
     """The report at one point, with the function and the derivative evaluated line by line (PreciseBackend),
     twice with different perturbations at each precision of LINE_DIGITS: an entry is equal where the two agree
-    with each other better than 40 digits and the runs agree with themselves; exact where nothing was rounded.
-    An entry no precision resolves (a cancellation beyond them) makes the point prove nothing."""
+    with each other better than 40 digits and the runs agree with themselves (always "to 40 digits", never
+    exactly). An entry no precision resolves (a cancellation beyond them) makes the point prove nothing."""
     import mpmath
     import sympy as sp
 
