@@ -113,8 +113,8 @@ def test_python_in_the_input_is_never_run(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize(("text", "names"), [
     ("x y", ["`x`", "`y`"]), ("log(det(x))", ["det", "`x`"]), ("A x + y^T", ["A x", "y^T"]),
-    ("x / y", ["`y`", "./"]), ("alpha + x", ["alpha", "vector(1)"]), ("tr(x)", ["tr", "`x`"]),
-    ("x^2", ["`x`", ".^"]), ("softmax(X)", ["softmax", "`X`"]), ("X .* x", ["element-wise product"]),
+    ("x / y", ["`y`", "./"]), ("alpha + x", ["alpha", 'x: scalar']), ("tr(x)", ["tr", "`x`"]),
+    ("x^2", ["`x`", ".^"]), ("softmax(X)", ["softmax", "`X`"]), ("x .* y^T", ["element-wise product"]),
 ])
 def test_shape_errors_name_the_operands(text, names):
     with pytest.raises(ShapeError) as error:

@@ -60,6 +60,7 @@ class Backend(Protocol):
     def matrix_power(self, a: Any, k: int) -> Any: ...
     def elem_power(self, a: Any, p: Any) -> Any: ...
     def function(self, name: str, a: Any) -> Any: ...
+    def function_of_columns(self, name: str, a: Any) -> Any: ...  # a function of a vector, of each column of a
     def adjugate(self, a: Any) -> Any: ...  # adj(X) = det(X) inv(X), defined for a singular X too
     def kron(self, a: Any, b: Any) -> Any: ...
     def scale_rows(self, v: Any, a: Any) -> Any: ...  # diag(v) a, v a column
@@ -187,7 +188,13 @@ def _elem_power(node: ElemPower, at: _Point) -> Evaluation:
 
 
 def _call(node: Func, at: _Point) -> Evaluation:
-    return at.backend.function(node.name, (yield node.arg))
+    value = yield node.arg
+    backend = at.backend
+    if node.axis == 1:
+        return backend.function_of_columns(node.name, value)
+    if node.axis == 2:  # of each row: of each column of the transpose
+        return backend.transpose(backend.function_of_columns(node.name, backend.transpose(value)))
+    return backend.function(node.name, value)
 
 
 def _product(node: MatMul, at: _Point) -> Evaluation:
@@ -376,6 +383,9 @@ class NumpyBackend:
             return FUNCTIONS[name].numpy(np, a)  # every function of the IR has its NumPy meaning
         except np.linalg.LinAlgError as error:
             raise _linear_algebra_failure(error) from None
+
+    def function_of_columns(self, name: str, a: Any) -> Any:
+        return self.function(name, a)  # a function of a vector's NumPy meaning maps each column (core/functions.py)
 
     def kron(self, a: Any, b: Any) -> Any:
         return self.np.kron(a, b)

@@ -95,6 +95,9 @@ class SympyBackend:
     def function(self, name: str, a: Any) -> Any:
         return FUNCTIONS[name].sympy(self.sp, a)  # every function of the IR has its SymPy meaning
 
+    def function_of_columns(self, name: str, a: Any) -> Any:
+        return self.sp.Matrix.hstack(*(self.function(name, a[:, j]) for j in range(a.cols)))
+
 
 class PreciseBackend:
     """Every operation over mpmath numbers of the working precision (mpmath.mp.dps), each result perturbed by a
@@ -227,6 +230,14 @@ class PreciseBackend:
         if any(not entry.is_Float and not entry.is_Rational for entry in value):
             raise _Undefined  # complex, or not a number: this point proves nothing
         return self.settle(self.from_sympy(value))
+
+    def function_of_columns(self, name: str, a: Any) -> Any:
+        columns = [self.function(name, a.column(j)) for j in range(a.cols)]
+        out = self.mp.matrix(columns[0].rows, a.cols)
+        for j, column in enumerate(columns):
+            for i in range(column.rows):
+                out[i, j] = column[i, 0]
+        return out
 
 
 _ENTRYWISE: dict[str, Any] = {}

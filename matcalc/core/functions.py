@@ -14,7 +14,10 @@ vector n x 1), `sympy(sp, a)` a SymPy Matrix to a Matrix. The NumPy meanings are
 forms (sigmoid, softplus, softmax, logsumexp, logdet); the SymPy meanings are the exact definitions.
 
 The functions of kind "lowered" never reach the IR: the parser writes them with other nodes (`rows(X)`
-is the size of a dimension, `mean(u)` is `sum(u) / size(u)`), so they have no meaning of their own.
+is the size of a dimension, `mean(u)` is `sum(u) / size(u)`, `max(u, v)` is `u + relu(v - u)`), so they have no
+meaning of their own; so are the reductions along an axis (`sum(U, 1)` is `vector(1)^T U`). A function of a vector
+(kind "vector": softmax, logsumexp) takes an axis as a node of its own: its NumPy meaning maps each column of a
+matrix (axis 1); the backends transpose for axis 2 and apply the SymPy meaning column by column.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from . import ir
 from .ir import Expr
@@ -33,6 +36,30 @@ Kind = Literal["elementwise", "scalar_of_matrix", "square", "vector", "diag", "r
 # (an m x n matrix -> an mn vector).
 Result = Literal["same", "scalar", "diag", "vec"]
 Meaning = Callable[[Any, Any], Any]  # (module, value) -> value
+
+
+class Builder(Protocol):
+    """What a lowering writes with: the type checker's operations over its typed operands (frontend/typecheck.py
+    implements it), with broadcasting and shape checks as in the input language. Values are opaque here."""
+
+    def call(self, name: str, *args: Any, axis: int = 0) -> Any: ...
+    def add(self, a: Any, b: Any) -> Any: ...
+    def sub(self, a: Any, b: Any) -> Any: ...
+    def neg(self, a: Any) -> Any: ...
+    def mul(self, a: Any, b: Any) -> Any: ...  # a matrix product, or a scalar times anything
+    def div(self, a: Any, b: Any) -> Any: ...  # by a scalar
+    def hadamard(self, a: Any, b: Any) -> Any: ...
+    def transpose(self, a: Any) -> Any: ...
+    def number(self, value: int | Fraction) -> Any: ...
+    def ones_column(self) -> Any: ...  # vector(1), of the length its use tells
+    def size(self, a: Any, axis: int) -> Any: ...  # rows (1), columns (2) or entries (0) of a, a scalar
+    def is_number(self, a: Any) -> bool: ...
+    def same_shape(self, what: str, a: Any, b: Any) -> None: ...  # ShapeError naming both unless they can broadcast
+    def require_scalar(self, what: str, a: Any) -> None: ...  # ShapeError unless a is a scalar
+
+
+# A lowering: (builder, the arguments, the axis or 0) -> the call written with other operations.
+Lowering = Callable[[Builder, list[Any], int], Any]
 
 
 @dataclass(frozen=True)
@@ -60,6 +87,15 @@ class FunctionSpec:
     # The source of `_<name>`, a function the generated code calls, per backend (NumPy has no softmax): written
     # once, before the generated function, where its code uses it.
     helpers: dict[str, str] = field(default_factory=dict)
+    # The calls of more than one argument, as `usage` shows them (`max(u, v)`): `arguments` is how many (an axis,
+    # if `axes`, comes after them). A function of a vector (kind "vector") applies to each column or row given an
+    # axis; a "lowered" function, or a call with an axis that `lowering` accepts, is written with other operations
+    # (`lowering`, whose statement `lowered_as` gives) and never reaches the IR.
+    arguments: int = 1
+    axes: bool = False
+    usage: str = ""
+    lowering: Lowering | None = None
+    lowered_as: str = ""
 
 
 def _each(scalar: Callable[[Any], Callable[[Any], Any]]) -> Meaning:
@@ -99,6 +135,111 @@ def _gelu_differential(u: Expr, du: Expr) -> Expr:
     return ir.hadamard(ir.add(distribution, ir.hadamard(u, density)), du)
 
 
+def _elu_differential(u: Expr, du: Expr) -> Expr:
+    """d elu(u) = exp(min(u, 0)) .* du, written exp(u - relu(u)): 1 for u > 0, e^u below, 1 at 0 (elu is smooth
+    there: both sides' slopes are 1)."""
+    return ir.hadamard(ir.func("exp", ir.sub(u, ir.func("relu", u))), du)
+
+
+def _column_sums(a: Expr) -> Expr:
+    """The sum of each column of a, repeated down the column: vector(1) vector(1)^T a."""
+    ones = ir.ones((a.shape[0], 1))
+    return ir.mul(ones, ir.transpose(ones), a)
+
+
+def _row_sums(a: Expr) -> Expr:
+    """The sum of each row of a, repeated along the row: a vector(1) vector(1)^T."""
+    ones = ir.ones((a.shape[1], 1))
+    return ir.mul(a, ones, ir.transpose(ones))
+
+
+def _softmax_differential(e: Expr, du: Expr) -> Expr:
+    """d softmax(u) = s .* du - s s^T du; of each column (axis 1) or row (axis 2) of U: S .* du minus S times the
+    column's (row's) sum of S .* du."""
+    axis = e.axis  # type: ignore[attr-defined]
+    if not axis:
+        return ir.sub(ir.hadamard(e, du), ir.mul(e, ir.transpose(e), du))
+    weighted = ir.hadamard(e, du)
+    return ir.sub(weighted, ir.hadamard(e, _column_sums(weighted) if axis == 1 else _row_sums(weighted)))
+
+
+def _logsumexp_differential(e: Expr, du: Expr) -> Expr:
+    """d logsumexp(u) = softmax(u)^T du; of each column (axis 1): vector(1)^T (softmax(U, 1) .* dU), a row; of each
+    row (axis 2): (softmax(U, 2) .* dU) vector(1)."""
+    axis, u = e.axis, e.arg  # type: ignore[attr-defined]
+    if not axis:
+        return ir.mul(ir.transpose(ir.func("softmax", u)), du)
+    weighted = ir.hadamard(ir.func("softmax", u, axis), du)
+    if axis == 1:
+        return ir.mul(ir.transpose(ir.ones((u.shape[0], 1))), weighted)
+    return ir.mul(weighted, ir.ones((u.shape[1], 1)))
+
+
+# ---------------------------------------------------------------- lowerings: calls written with other operations
+
+
+def _sum_along(b: Builder, args: list[Any], axis: int) -> Any:
+    """sum(U, 1) -> vector(1)^T U (a row: each column's sum);  sum(U, 2) -> U vector(1) (a column)."""
+    (u,) = args
+    ones = b.ones_column()
+    return b.mul(b.transpose(ones), u) if axis == 1 else b.mul(u, ones)
+
+
+def _mean(b: Builder, args: list[Any], axis: int) -> Any:
+    """mean(u) -> sum(u) / size(u);  mean(U, 1) -> sum(U, 1) / rows(U);  mean(U, 2) -> sum(U, 2) / cols(U)."""
+    (u,) = args
+    return b.div(b.call("sum", u, axis=axis), b.size(u, axis))
+
+
+def _variance(b: Builder, args: list[Any], axis: int) -> Any:
+    """var(u) -> mean((u - mean(u)).^2), the population variance (as NumPy's and layer norm's); along an axis, of
+    each column or row."""
+    (u,) = args
+    centred = b.sub(u, b.call("mean", u, axis=axis))
+    return b.call("mean", b.hadamard(centred, centred), axis=axis)
+
+
+def _norm2_along(b: Builder, args: list[Any], axis: int) -> Any:
+    """norm2(U, k) -> sqrt(sum(U .* U, k)): the Euclidean norm of each column (k = 1) or row (k = 2)."""
+    (u,) = args
+    return b.call("sqrt", b.call("sum", b.hadamard(u, u), axis=axis))
+
+
+def _norm1_along(b: Builder, args: list[Any], axis: int) -> Any:
+    """norm1(U, k) -> sum(abs(U), k)."""
+    (u,) = args
+    return b.call("sum", b.call("abs", u), axis=axis)
+
+
+def _maximum(b: Builder, args: list[Any], axis: int) -> Any:
+    """max(u, v) -> u + relu(v - u);  max(u, c) and max(c, u) for a number c -> c + relu(u - c) (max(0, u) is
+    relu(u)). At a tie the derivative is step's at 0: that of the number's side, or of u."""
+    u, v = args
+    b.same_shape("max", u, v)
+    if b.is_number(u) or b.is_number(v):
+        c, w = (u, v) if b.is_number(u) else (v, u)
+        return b.add(c, b.call("relu", b.sub(w, c)))
+    return b.add(u, b.call("relu", b.sub(v, u)))
+
+
+def _minimum(b: Builder, args: list[Any], axis: int) -> Any:
+    """min(u, v) -> u - relu(u - v);  min(u, c) and min(c, u) for a number c -> c - relu(c - u)."""
+    u, v = args
+    b.same_shape("min", u, v)
+    if b.is_number(u) or b.is_number(v):
+        c, w = (u, v) if b.is_number(u) else (v, u)
+        return b.sub(c, b.call("relu", b.sub(c, w)))
+    return b.sub(u, b.call("relu", b.sub(u, v)))
+
+
+def _leaky_relu(b: Builder, args: list[Any], axis: int) -> Any:
+    """leaky_relu(u, a) -> a u + (1 - a) relu(u), for a scalar slope a: u above 0, a u below; the derivative at 0 is
+    the slope below, a (as relu's is 0)."""
+    u, slope = args
+    b.require_scalar("the slope of leaky_relu(u, a)", slope)
+    return b.add(b.mul(slope, u), b.mul(b.sub(b.number(1), slope), b.call("relu", u)))
+
+
 def _differential(cited_as: str, statement: str, rule: Callable[[Expr, Expr], Expr],
                   example: tuple[str, str]) -> dict[str, Any]:
     """The differential fields of a FunctionSpec that is not element-wise."""
@@ -114,23 +255,23 @@ def _sigmoid(np: Any, a: Any) -> Any:
     return np.where(a >= 0, 1.0 / (1.0 + small), small / (1.0 + small))
 
 
-def _shift(np: Any, a: Any) -> Any:
-    """The largest entry, or 0 when it is infinite (inf - inf would be nan)."""
-    top = a.max()
-    return top if np.isfinite(top) else 0.0
-
-
 def _softmax(np: Any, a: Any) -> Any:
-    if a.max() == np.inf:  # the limit: the infinite entries share the whole mass
-        top = (a == np.inf).astype(float)
-        return top / top.sum()
-    shifted = np.exp(a - _shift(np, a))
-    return shifted / shifted.sum()
+    """Of each column: exp(a - max) / sum, and where a column holds +inf, the limit (its infinite entries share the
+    whole mass)."""
+    top = a.max(axis=0, keepdims=True)
+    shifted = np.exp(a - np.where(np.isfinite(top), top, 0.0))
+    out = shifted / shifted.sum(axis=0, keepdims=True)
+    if np.any(top == np.inf):
+        mass = (a == np.inf).astype(float)
+        out = np.where(top == np.inf, mass / np.maximum(mass.sum(axis=0, keepdims=True), 1.0), out)
+    return out
 
 
 def _logsumexp(np: Any, a: Any) -> Any:
-    top = _shift(np, a)
-    return np.array([[top + np.log(np.exp(a - top).sum())]])
+    """Of each column: max + log(sum(exp(a - max))), a row."""
+    top = a.max(axis=0, keepdims=True)
+    top = np.where(np.isfinite(top), top, 0.0)
+    return top + np.log(np.exp(a - top).sum(axis=0, keepdims=True))
 
 
 def _logdet(np: Any, a: Any) -> Any:
@@ -146,6 +287,10 @@ def _erf(np: Any, a: Any) -> Any:
 def _gelu(np: Any, a: Any) -> Any:
     """u Phi(u) with Phi(u) = erfc(-u / sqrt(2)) / 2: no 1 + erf(..) cancelling far in the negative tail."""
     return a * np.vectorize(math.erfc, otypes=[float])(-a / math.sqrt(2.0)) / 2
+
+
+def _elu(np: Any, a: Any) -> Any:
+    return np.where(a > 0, a, np.expm1(np.minimum(a, 0.0)))
 
 
 def _diag_numpy(np: Any, a: Any) -> Any:
@@ -285,14 +430,23 @@ _SPECS = [
                  code={"numpy": "_gelu({a})", "jax": "jax.nn.gelu({a}, approximate=False)",
                        "torch": "torch.nn.functional.gelu({a})"},
                  helpers={"numpy": _GELU_NUMPY}),
+    # elu with alpha = 1 (PyTorch's and JAX's default): smooth at 0, as both slopes there are 1
+    _elementwise("elu", "exponential linear unit: u where u > 0, else exp(u) - 1, entry by entry", _elu,
+                 lambda sp: (lambda v: sp.Piecewise((v, v > 0), (sp.exp(v) - 1, True))), r"\operatorname{elu}", True,
+                 derivative=("d elu(u) -> exp(u - relu(u)) .* du", _elu_differential),
+                 code={"numpy": "np.where({a} > 0, {a}, np.expm1(np.minimum({a}, 0.0)))",
+                       "jax": "jax.nn.elu({a})", "torch": "torch.nn.functional.elu({a})"}),
     FunctionSpec("sum", "scalar_of_matrix", "sum of all entries",
                  lambda np, a: np.array([[a.sum()]]), lambda sp, a: sp.Matrix([[sum(a)]]),
                  r"\operatorname{sum}", True,
+                 axes=True, usage="sum(U) or sum(U, axis)", lowering=_sum_along,
+                 lowered_as="sum(U, 1) -> vector(1)^T U;  sum(U, 2) -> U vector(1)",
                  **_differential("sum of entries", "d sum(A) -> sum(dA)", lambda e, du: ir.func("sum", du),
                                  ("sum(X)", "X"))),
     FunctionSpec("norm1", "scalar_of_matrix", "sum of absolute values of all entries",
                  lambda np, a: np.array([[np.abs(a).sum()]]), lambda sp, a: sp.Matrix([[sum(sp.Abs(v) for v in a)]]),
-                 r"\left\lVert # \right\rVert_1", True,
+                 r"\left\lVert # \right\rVert_1", True, axes=True, usage="norm1(U) or norm1(U, axis)",
+                 lowering=_norm1_along, lowered_as="norm1(U, k) -> sum(abs(U), k)",
                  code={"numpy": "np.sum(np.abs({a}))",
                        "jax": "jnp.sum(jnp.abs({a}))", "torch": "torch.sum(torch.abs({a}))"},
                  **_differential("norm1", "d norm1(A) -> <sign(A), dA>",
@@ -300,7 +454,8 @@ _SPECS = [
     FunctionSpec("norm2", "scalar_of_matrix", "Euclidean norm of a vector, Frobenius norm of a matrix",
                  lambda np, a: np.array([[np.sqrt((a * a).sum())]]),
                  lambda sp, a: sp.Matrix([[sp.sqrt(sum(v**2 for v in a))]]),
-                 r"\left\lVert # \right\rVert_2", True,
+                 r"\left\lVert # \right\rVert_2", True, axes=True, usage="norm2(U) or norm2(U, axis)",
+                 lowering=_norm2_along, lowered_as="norm2(U, k) -> sqrt(sum(U .* U, k))",
                  code={"numpy": "np.linalg.norm({a})",
                        "jax": "jnp.linalg.norm({a})", "torch": "torch.linalg.norm({a})"},
                  **_differential("norm2", "d norm2(A) -> <A, dA> / norm2(A)",
@@ -328,20 +483,22 @@ _SPECS = [
                  code={"numpy": "np.linalg.inv({a})", "jax": "jnp.linalg.inv({a})", "torch": "torch.linalg.inv({a})"},
                  **_differential("inverse", "d inv(X) -> -inv(X) dX inv(X)", lambda e, du: ir.neg(ir.mul(e, du, e)),
                                  ("a^T inv(X) b", "X"))),
-    FunctionSpec("softmax", "vector", "exp(u) / sum(exp(u)) for a vector u", _softmax, _softmax_sympy,
-                 r"\operatorname{softmax}", result="same",
+    FunctionSpec("softmax", "vector", "exp(u) / sum(exp(u)) for a vector u; of each column (axis 1) or row (axis 2)",
+                 _softmax, _softmax_sympy, r"\operatorname{softmax}", result="same", axes=True,
+                 usage="softmax(u) or softmax(U, axis)",
                  code={"numpy": "_softmax({a})", "jax": "jax.nn.softmax({a}, axis=0)",
                        "torch": "torch.softmax({a}, dim=0)"}, helpers={"numpy": _SOFTMAX_NUMPY},
-                 **_differential("softmax", "d softmax(u) -> s .* du - s s^T du,  s = softmax(u)",
-                                 lambda e, du: ir.sub(ir.hadamard(e, du), ir.mul(e, ir.transpose(e), du)),
-                                 ("softmax(W x)", "x"))),
-    FunctionSpec("logsumexp", "vector", "log(sum(exp(u))) for a vector u (a scalar)", _logsumexp,
-                 lambda sp, a: sp.Matrix([[sp.log(sum(a.applyfunc(sp.exp)))]]), r"\operatorname{logsumexp}",
+                 **_differential("softmax", "d softmax(u) -> s .* du - s s^T du,  s = softmax(u);  "
+                                 "d softmax(U, 1) -> S .* dU - S .* (vector(1) vector(1)^T (S .* dU))",
+                                 _softmax_differential, ("softmax(W x)", "x"))),
+    FunctionSpec("logsumexp", "vector", "log(sum(exp(u))) for a vector u (a scalar); of each column (axis 1: a row) "
+                 "or row (axis 2: a column)", _logsumexp, axes=True, usage="logsumexp(u) or logsumexp(U, axis)",
+                 sympy=lambda sp, a: sp.Matrix([[sp.log(sum(a.applyfunc(sp.exp)))]]), latex=r"\operatorname{logsumexp}",
                  code={"numpy": "_logsumexp({a})", "jax": "jax.scipy.special.logsumexp({a})",
                        "torch": "torch.logsumexp({a}.reshape(-1), dim=0)"}, helpers={"numpy": _LOGSUMEXP_NUMPY},
-                 **_differential("logsumexp", "d logsumexp(u) -> softmax(u)^T du",
-                                 lambda e, du: ir.mul(ir.transpose(ir.func("softmax", e.arg)), du),
-                                 ("logsumexp(W x)", "W"))),
+                 **_differential("logsumexp", "d logsumexp(u) -> softmax(u)^T du;  "
+                                 "d logsumexp(U, 1) -> vector(1)^T (softmax(U, 1) .* dU)",
+                                 _logsumexp_differential, ("logsumexp(W x)", "W"))),
     FunctionSpec("diag", "diag", "vector -> diagonal matrix; square matrix -> vector of its diagonal",
                  _diag_numpy, _diag_sympy, r"\operatorname{diag}", True, result="diag",
                  **_differential("diag", "d diag(A) -> diag(dA)", lambda e, du: ir.func("diag", du),
@@ -356,7 +513,21 @@ _SPECS = [
     FunctionSpec("rows", "lowered", "the number of rows (a scalar): the size of that dimension"),
     FunctionSpec("cols", "lowered", "the number of columns (a scalar): the size of that dimension"),
     FunctionSpec("size", "lowered", "the number of entries (a scalar): rows × columns, the length of a vector"),
-    FunctionSpec("mean", "lowered", "the mean of all entries: sum(u) / size(u)"),
+    FunctionSpec("mean", "lowered", "the mean of all entries: sum(u) / size(u); of each column (axis 1) or row (2)",
+                 axes=True, usage="mean(U) or mean(U, axis)", lowering=_mean,
+                 lowered_as="mean(u) -> sum(u) / size(u);  mean(U, 1) -> sum(U, 1) / rows(U)"),
+    FunctionSpec("var", "lowered", "the population variance of all entries, or of each column (axis 1) or row (2)",
+                 axes=True, usage="var(U) or var(U, axis)", lowering=_variance,
+                 lowered_as="var(U, k) -> mean((U - mean(U, k)) .* (U - mean(U, k)), k)"),
+    FunctionSpec("max", "lowered", "the larger of u and v, entry by entry (either may be a number: max(0, u) is relu)",
+                 arguments=2, usage="max(u, v)", lowering=_maximum,
+                 lowered_as="max(u, v) -> u + relu(v - u);  max(u, c) -> c + relu(u - c)"),
+    FunctionSpec("min", "lowered", "the smaller of u and v, entry by entry (either may be a number)",
+                 arguments=2, usage="min(u, v)", lowering=_minimum,
+                 lowered_as="min(u, v) -> u - relu(u - v);  min(u, c) -> c - relu(c - u)"),
+    FunctionSpec("leaky_relu", "lowered", "u where u > 0, else a u, entry by entry, for a scalar slope a",
+                 arguments=2, usage="leaky_relu(u, a)", lowering=_leaky_relu,
+                 lowered_as="leaky_relu(u, a) -> a u + (1 - a) relu(u)"),
 ]
 
 FUNCTIONS: dict[str, FunctionSpec] = {spec.name: spec for spec in _SPECS}
@@ -378,7 +549,7 @@ FUNCTION_ALIASES: dict[str, str] = {
 NOT_YET_FUNCTIONS: dict[str, str] = {
     "pinv": "the pseudo-inverse", "adj": "the adjugate", "adjugate": "the adjugate", "sqrtm": "the matrix square root",
     "expm": "the matrix exponential", "logm": "the matrix logarithm", "nuclear": "the nuclear norm",
-    "max": "the maximum", "min": "the minimum", "prod": "the product of the entries", "rank": "the rank",
+    "prod": "the product of the entries", "rank": "the rank",
     "eig": "the eigenvalues", "svd": "the singular value decomposition", "chol": "the Cholesky factor",
     "cosh": "the hyperbolic cosine", "sinh": "the hyperbolic sine", "log1p": "log(1 + u)", "expm1": "exp(u) - 1",
     "tril": "the lower triangle", "triu": "the upper triangle", "transpose": "the transpose: write X^T",

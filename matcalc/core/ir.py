@@ -506,20 +506,23 @@ class ElemPower(Expr):
 
 @node
 class Func(Expr):
-    """A named function of functions.FUNCTIONS (FUNCTION_FACTS here) applied to one argument."""
+    """A named function of functions.FUNCTIONS (FUNCTION_FACTS here) applied to one argument: to the whole of it
+    (axis 0), or to each column (axis 1: softmax(Z, 1)) or each row (axis 2) of a matrix, for a function of a
+    vector."""
 
     name: str
     arg: Expr
+    axis: int = 0
 
     def _compute_shape(self) -> Shape:
-        return function_shape(self.name, self.arg.shape)
+        return function_shape(self.name, self.arg.shape, self.axis)
 
     @property
     def children(self) -> tuple[Expr, ...]:
         return (self.arg,)
 
     def rebuild(self, children: tuple[Expr, ...]) -> Expr:
-        return func(self.name, children[0])
+        return func(self.name, children[0], self.axis)
 
 
 @node
@@ -594,9 +597,19 @@ def result_shape(result: str, shape: tuple[D, D], product: Callable[..., D]) -> 
     return (rows, 1), True  # the diagonal of a square matrix
 
 
-def function_shape(name: str, arg: Shape) -> Shape:
-    """The shape of name(u) for u of shape `arg`, by the function's FunctionSpec.result."""
+def function_shape(name: str, arg: Shape, axis: int = 0) -> Shape:
+    """The shape of name(u) for u of shape `arg`, by the function's FunctionSpec.result; along an axis, a function
+    of a vector maps each column (axis 1) or row (axis 2) to its result (a scalar-valued one gives a row or column)."""
+    if axis:
+        return axis_result_shape(FUNCTION_FACTS[name].result, arg, axis)
     return result_shape(FUNCTION_FACTS[name].result, arg, dim_product)[0]
+
+
+def axis_result_shape(result: str, shape: tuple[D, D], axis: int) -> tuple[D, D]:
+    """The shape of f(U, axis) for a function f of a vector: one result per column (axis 1) or row (axis 2)."""
+    if result == "same":
+        return shape
+    return (1, shape[1]) if axis == 1 else (shape[0], 1)  # type: ignore[return-value]
 
 
 # ---------------------------------------------------------------- constructors
@@ -944,12 +957,23 @@ def vec(e: Expr) -> Expr:
     return Func("vec", e)
 
 
-def func(name: str, arg: Expr) -> Expr:
+def func(name: str, arg: Expr, axis: int = 0) -> Expr:
+    if axis:
+        return _along_axis(name, arg, axis)
     if name == "vec":  # its canonical forms, also when a rewrite rebuilds vec(F) over a new F (vec(matrix(1)))
         return vec(arg)
     if FUNCTION_FACTS[name].zero_preserving and is_zero(arg):  # sum(matrix(0)) -> 0, diag(vector(0)) -> matrix(0)
         return zeros(function_shape(name, arg.shape))
     return Func(name, arg)
+
+
+def _along_axis(name: str, arg: Expr, axis: int) -> Expr:
+    """f(U, axis) in canonical form: along the length of a vector it is f of the vector (softmax(u, 1) is softmax(u),
+    softmax(r, 2) is softmax(r^T)^T); otherwise the node."""
+    rows, cols = arg.shape
+    if arg.shape != SCALAR and ((axis == 1 and cols == 1) or (axis == 2 and rows == 1)):
+        return func(name, arg) if cols == 1 else transpose(func(name, transpose(arg)))
+    return Func(name, arg, axis)
 
 
 # ---------------------------------------------------------------- traversal

@@ -91,6 +91,16 @@ def _convert(node: Typed, args: list[ir.Expr], names: Naming) -> ir.Expr:
         if node.payload == "vec":  # canonical: a column vector is its own vec, a row vector's its transpose
             return ir.vec(args[0])
         return ir.func(node.payload, args[0])  # type: ignore[arg-type]
+    if op == "axis_call":
+        name, axis = node.payload  # type: ignore[misc]
+        return ir.func(name, args[0], axis)
+    if op == "spread":  # a broadcast operand: a scalar at every entry, a column in every column, a row in every row
+        rows, cols = shape(node, names)
+        if node.payload == "entries":
+            return ir.mul(args[0], ir.ones((rows, cols)))
+        if node.payload == "columns":
+            return ir.mul(args[0], ir.transpose(ir.ones((cols, 1))))
+        return ir.mul(ir.ones((rows, 1)), args[0])
     if op == "commutation":
         rows, cols = node.payload  # type: ignore[misc]
         return ir.commutation(dimension(rows, names), dimension(cols, names))

@@ -418,9 +418,11 @@ class Inference:
         return result
 
     def visit_call(self, tree: Tree) -> Visit:
-        name_token, argument = tree.children
-        typed_argument = yield argument
-        return self.call(str(name_token), typed_argument, self.source(tree))
+        name_token, *arguments = tree.children
+        typed_arguments = []
+        for argument in arguments:
+            typed_arguments.append((yield argument))
+        return self.call(str(name_token), typed_arguments, self.source(tree))
 
     def visit_kron(self, tree: Tree) -> Visit:
         """A ⊗ B ⊗ ...: one n-ary node (as ir.kron flattens it), of shape (product of rows, product of cols)."""
@@ -472,17 +474,70 @@ class Inference:
         """A number next to a vector or matrix in + - ./ stands for a constant of that shape."""
         return Typed("fill", like.shape, scalar.text, payload=_number_value(scalar))
 
-    def add(self, left: Typed, right: Typed, sign: str, text: str) -> Typed:
+    def _is_one(self, term: DimTerm) -> bool:
+        return self.dims.find(term) == 1
+
+    def broadcast_pair(self, left: Typed, right: Typed, what: str) -> tuple[Typed, Typed]:
+        """The operands of an element-wise operation, broadcast as NumPy does and unified: a scalar stands for
+        itself at every entry, a column for itself in every column of a matrix with as many rows, a row for itself
+        in every row. A column and a row do not make a matrix: that is refused, as a likely slip."""
         if left.is_scalar != right.is_scalar:
             scalar, other = (left, right) if left.is_scalar else (right, left)
-            if _number_value(scalar) is None:
+            if _number_value(scalar) is None and self._undeclared_vector(other):
+                name = other.payload[0]  # type: ignore[index]
                 raise ShapeError(
-                    f"cannot {'add' if sign == '+' else 'subtract'} `{left.text}` ({self.fmt(left)}) and "
-                    f"`{right.text}` ({self.fmt(right)}): only a number stands for a constant vector or matrix; "
-                    f"write `{scalar.text} vector(1)` or `{scalar.text} matrix(1)`")
-            scalar = self.broadcast(scalar, other)
-            left, right = (scalar, other) if left.is_scalar else (other, scalar)
-        self.unify_shapes(left, right, "'+'" if sign == "+" else "'-'")
+                    f"{what}: `{scalar.text}` is a scalar and `{name}` a vector only because lowercase names are "
+                    f"vectors unless declared; declare which you mean: {where_hint(f'{name}: scalar')}, or "
+                    f"{where_hint(f'{name}: vector')} to {'add' if what != 'element-wise division' else 'divide'} "
+                    f"`{scalar.text}` at every entry")
+            spread = self.broadcast(scalar, other) if _number_value(scalar) is not None else \
+                Typed("spread", other.shape, scalar.text, [scalar], payload="entries")
+            return (spread, other) if left.is_scalar else (other, spread)
+        spread_left, spread_right = left, right
+        if not left.is_scalar:
+            (left_rows, left_cols), (right_rows, right_cols) = (tuple(map(self._is_one, t.shape)) for t in (left, right))
+            if left_cols and not right_cols and not left_rows:
+                spread_left = self._spread(left, right, "columns", what)
+            elif right_cols and not left_cols and not right_rows:
+                spread_right = self._spread(right, left, "columns", what)
+            elif left_rows and not right_rows and not left_cols:
+                spread_left = self._spread(left, right, "rows", what)
+            elif right_rows and not left_rows and not right_cols:
+                spread_right = self._spread(right, left, "rows", what)
+        if not (self.dims.unify(spread_left.shape[0], spread_right.shape[0])
+                and self.dims.unify(spread_left.shape[1], spread_right.shape[1])):
+            raise ShapeError(f"{what} needs operands of the same shape, or a scalar, or a column (row) vector beside a "
+                             f"matrix with as many rows (columns), but `{left.text}` is {self.fmt(left)} and "
+                             f"`{right.text}` is {self.fmt(right)}")
+        return spread_left, spread_right
+
+    def _spread(self, small: Typed, large: Typed, along: str, what: str) -> Typed:
+        """A column (row) vector standing in every column (row) of `large`. The number of columns (rows) it spreads
+        over must be known, declared or a number: where no declaration tells, the matrix may have been meant a
+        vector (a name typed by default), and a broadcast would silently read something else."""
+        axis = 1 if along == "columns" else 0
+        spread_dim = self.dims.find(large.shape[axis])
+        if isinstance(spread_dim, DimVar) and spread_dim.name is None:
+            kind = "column" if along == "columns" else "row"
+            example = next((n for n in _variables(large) if self.dims.find(n.shape[axis]) is spread_dim), None)
+            sizes = "n, B" if along == "columns" else "B, n"
+            declare = f"; e.g. {where_hint(f'{example.payload[0]}: matrix({sizes})')}" if example is not None else ""
+            raise ShapeError(
+                f"{what}: `{small.text}` is {self.fmt(small)} and `{large.text}` is {self.fmt(large)}, whose number "
+                f"of {along} nothing declares; to put the {kind} `{small.text}` in every {kind} of it, declare its "
+                f"size{declare}")
+        shape = (small.shape[0], large.shape[1]) if along == "columns" else (large.shape[0], small.shape[1])
+        return Typed("spread", shape, small.text, [small], payload=along)
+
+    def _undeclared_vector(self, node: Typed) -> bool:
+        """A bare name that is a vector only by default (undeclared, lowercase): beside a scalar it may be one too."""
+        if node.op != "var":
+            return False
+        name = node.payload[0]  # type: ignore[index]
+        return name not in self.declarations and name not in self.definitions and default_kind(name) == "vector"
+
+    def add(self, left: Typed, right: Typed, sign: str, text: str) -> Typed:
+        left, right = self.broadcast_pair(left, right, "'+'" if sign == "+" else "'-'")
         return Typed("add" if sign == "+" else "sub", left.shape, text, [left, right])
 
     def multiply(self, left: Typed, right: Typed, operator: str, text: str) -> Typed:
@@ -503,18 +558,12 @@ class Inference:
         if operator in (".*", "⊙"):
             if left.is_scalar or right.is_scalar:
                 return Typed("mul", right.shape if left.is_scalar else left.shape, text, [left, right])
-            self.unify_shapes(left, right, "element-wise product")
+            left, right = self.broadcast_pair(left, right, "element-wise product")
             return Typed("hadamard", left.shape, text, [left, right])
         # element-wise division ./ or ⊘
         if right.is_scalar:
             return Typed("div", left.shape, text, [left, right])
-        if left.is_scalar:
-            ones = Typed("fill", right.shape, "1", payload=Fraction(1))
-            if _number_value(left) is None:
-                left = Typed("mul", right.shape, left.text, [left, ones])
-            else:
-                left = self.broadcast(left, right)
-        self.unify_shapes(left, right, "element-wise division")
+        left, right = self.broadcast_pair(left, right, "element-wise division")
         return Typed("ediv", left.shape, text, [left, right])
 
     def power(self, base: Typed, exponent: Typed, text: str) -> Typed:
@@ -587,24 +636,51 @@ class Inference:
             raise ShapeError(f"an exponent must be a scalar, but `{exponent.text}` is {self.fmt(exponent)}")
         return Typed("epower", base.shape, text, [base, exponent])
 
-    def call(self, name: str, arg: Typed, text: str) -> Typed:
+    def call(self, name: str, args: list[Typed], text: str) -> Typed:
         spec = FUNCTIONS[name]
+        args, axis = self.axis_of(name, args, text)
+        if spec.lowering is not None and (spec.kind == "lowered" or axis):
+            return spec.lowering(_Builder(self, text), args, axis)
+        (arg,) = args
         if spec.kind == "lowered":
             return self.lowered_call(name, arg, text)
+        if axis:
+            shape = ir.axis_result_shape(spec.result, arg.shape, axis)
+            return Typed("axis_call", shape, text, [arg], payload=(name, axis))
         if spec.kind == "square":
             if not arg.is_scalar and (arg.shape[0] == 1 or arg.shape[1] == 1):
                 raise ShapeError(f"{name} needs a square matrix, but `{arg.text}` is {self.fmt(arg)}")
             if not self.dims.unify(arg.shape[0], arg.shape[1]):
                 raise ShapeError(f"{name} needs a square matrix, but `{arg.text}` is {self.fmt(arg)}")
         elif spec.kind == "vector" and (arg.shape[1] != 1 or arg.is_scalar):
+            if not arg.is_scalar and not self._is_one(arg.shape[0]):
+                raise ShapeError(f"{name} of a matrix needs an axis: `{name}({arg.text}, 1)` of each column, "
+                                 f"`{name}({arg.text}, 2)` of each row; `{arg.text}` is {self.fmt(arg)}")
             raise ShapeError(f"{name} needs a column vector, but `{arg.text}` is {self.fmt(arg)}")
         shape, square = ir.result_shape(spec.result, arg.shape, self.dims.product)
         if square and not self.dims.unify(arg.shape[0], arg.shape[1]):
             raise ShapeError(f"diag of a matrix needs a square matrix, but `{arg.text}` is {self.fmt(arg)}")
         return Typed("call", shape, text, [arg], payload=name)
 
+    def axis_of(self, name: str, args: list[Typed], text: str) -> tuple[list[Typed], int]:
+        """The arguments of a call and its axis (0: none), checked against the function's table entry."""
+        spec = FUNCTIONS[name]
+        usage = spec.usage or f"{name}(u)"
+        if len(args) == spec.arguments:
+            return args, 0
+        if not spec.axes or len(args) != spec.arguments + 1:
+            count = f"{spec.arguments} argument{'s' if spec.arguments > 1 else ''}"
+            more = " and an optional axis" if spec.axes else ""
+            raise ShapeError(f"{name} takes {count}{more} ({usage}), but `{text}` gives {len(args)}")
+        axis = _number_value(args[-1])
+        if axis not in (1, 2):
+            raise ShapeError(f"the axis of `{text}` must be 1 or 2, not `{args[-1].text}`: axis 1 goes down each "
+                             f"column (a row of results, one per column), axis 2 along each row (a column of "
+                             f"results, one per row), as in MATLAB")
+        return args[:-1], int(axis)  # type: ignore[arg-type]
+
     def lowered_call(self, name: str, arg: Typed, text: str) -> Typed:
-        """rows, cols and size are sizes of dimensions; mean(u) is sum(u) / size(u)."""
+        """rows, cols and size are sizes of dimensions."""
         rows = Typed("size", (1, 1), f"rows({arg.text})", payload=arg.shape[0])
         cols = Typed("size", (1, 1), f"cols({arg.text})", payload=arg.shape[1])
         if name == "rows":
@@ -612,11 +688,8 @@ class Inference:
         if name == "cols":
             return Typed("size", (1, 1), text, payload=arg.shape[1])
         entries = Typed("mul", (1, 1), f"size({arg.text})", [rows, cols])
-        if name == "size":
-            entries.text = text
-            return entries
-        total = Typed("call", (1, 1), f"sum({arg.text})", [arg], payload="sum")
-        return Typed("div", (1, 1), text, [total, entries])
+        entries.text = text
+        return entries
 
     # ------------------------------------------------------------ the naming lower reads
     def dimension_naming(self) -> Naming:
@@ -627,6 +700,73 @@ class Inference:
         """The dimensions' declarations: the declared ones, then those named in commutation(m, n)."""
         return {**{name: decl for name, decl in self.declarations.items() if decl.kind == "dim"},
                 **{name: Declaration(name, "dim") for name in self.implicit_dimensions}}
+
+
+def _variables(node: Typed) -> list[Typed]:
+    """The variables of a typed tree, without recursion."""
+    found, stack = [], [node]
+    while stack:
+        current = stack.pop()
+        if current.op == "var":
+            found.append(current)
+        stack.extend(current.children)
+    return found
+
+
+class _Builder:
+    """The type checker's operations, as a function's lowering (core/functions.py) writes with them: every node
+    carries the call's text, which is what a message about it should quote."""
+
+    def __init__(self, inference: Inference, text: str) -> None:
+        self.inference, self.text = inference, text
+
+    def call(self, name: str, *args: Typed, axis: int = 0) -> Typed:
+        axis_argument = [Typed("num", (1, 1), str(axis), payload=Fraction(axis))] if axis else []
+        return self.inference.call(name, [*args, *axis_argument], self.text)
+
+    def add(self, a: Typed, b: Typed) -> Typed:
+        return self.inference.add(a, b, "+", self.text)
+
+    def sub(self, a: Typed, b: Typed) -> Typed:
+        return self.inference.add(a, b, "-", self.text)
+
+    def neg(self, a: Typed) -> Typed:
+        return Typed("neg", a.shape, self.text, [a])
+
+    def mul(self, a: Typed, b: Typed) -> Typed:
+        return self.inference.multiply(a, b, "", self.text)
+
+    def div(self, a: Typed, b: Typed) -> Typed:
+        return self.inference.multiply(a, b, "/", self.text)
+
+    def hadamard(self, a: Typed, b: Typed) -> Typed:
+        return self.inference.multiply(a, b, ".*", self.text)
+
+    def transpose(self, a: Typed) -> Typed:
+        return Typed("transpose", (a.shape[1], a.shape[0]), self.text, [a])
+
+    def number(self, value: int | Fraction) -> Typed:
+        return Typed("num", (1, 1), str(value), payload=Fraction(value))
+
+    def ones_column(self) -> Typed:
+        return Typed("fill", (self.inference.dims.fresh(), 1), "vector(1)", payload=Fraction(1))
+
+    def size(self, a: Typed, axis: int) -> Typed:
+        if axis:
+            return Typed("size", (1, 1), self.text, payload=a.shape[axis - 1])
+        rows, cols = (Typed("size", (1, 1), self.text, payload=dim) for dim in a.shape)
+        return Typed("mul", (1, 1), self.text, [rows, cols])
+
+    @staticmethod
+    def is_number(a: Typed) -> bool:
+        return _number_value(a) is not None
+
+    def same_shape(self, what: str, a: Typed, b: Typed) -> None:
+        self.inference.broadcast_pair(a, b, what)
+
+    def require_scalar(self, what: str, a: Typed) -> None:
+        if not a.is_scalar:
+            raise ShapeError(f"{what} must be a scalar, but `{a.text}` is {self.inference.fmt(a)}")
 
 
 def _span(tree: Tree | Token) -> tuple[int | None, int | None]:

@@ -328,7 +328,7 @@ _TEXT: dict[type, Callable[[Any], list[Piece]]] = {
     Transpose: lambda e: [*_base(e.arg), "^T"],
     Power: lambda e: [*_base(e.base), "^", *_exponent(e.exponent)],
     ElemPower: lambda e: [*_base(e.base), ".^", *_exponent(e.exponent)],
-    Func: lambda e: [f"{e.name}(", e.arg, ")"],
+    Func: lambda e: [f"{e.name}(", e.arg, f", {e.axis})" if e.axis else ")"],
     Kron: lambda e: _joined(" ⊗ ", map(_kron_operand, e.factors)),
     Commutation: lambda e: [f"commutation({dim_text(e.rows)}, {dim_text(e.cols)})"],
 }
@@ -486,6 +486,8 @@ def _latex_of_transpose(e: Transpose) -> list[Piece]:
 
 def _latex_of_call(e: Func) -> list[Piece]:
     latex = FUNCTIONS[e.name].latex
+    if e.axis:  # of each column or row: the axis as a second argument, as the input writes it
+        return [rf"{latex}\left(", e.arg, rf", {e.axis}\right)"]
     if "#" not in latex:
         return [rf"{latex}\left(", e.arg, r"\right)"]
     before, after = latex.split("#")

@@ -146,7 +146,7 @@ _STRUCTURE_OF: dict[type, Callable[[Expr], tuple]] = {
     Hadamard: lambda e: ("⊙", tuple(sorted(map(_key, e.factors)))),
     Add: lambda e: ("+", tuple(sorted(map(_key, e.terms)))),
     MatMul: _product_structure,
-    Func: lambda e: ("Func", e.name, (_key(e.arg),)),
+    Func: lambda e: ("Func", e.name, e.axis, (_key(e.arg),)),
 }
 
 
@@ -480,6 +480,20 @@ def _ones_times_vector(e: MatMul) -> Expr | None:
     return None
 
 
+@rule("product of constants", "matrix(a) matrix(b) -> k a b matrix(1), k the inner size;  "
+      "vector(1) vector(1)^T -> matrix(1)", "vector(1) vector(1)^T X", on=(MatMul,))
+def _product_of_fills(e: MatMul) -> Expr | None:
+    """Two constant fills side by side multiply out: each entry of the product sums k products of the constants."""
+    coefficient, scalars, chain = _split_product(e)
+    for i in range(len(chain) - 1):
+        left, right = chain[i], chain[i + 1]
+        if isinstance(left, Fill) and isinstance(right, Fill):
+            inner = left.shape[1]
+            merged = mul(Num(left.value * right.value), ir.size(inner), ir.ones((left.shape[0], right.shape[1])))
+            return mul(Num(coefficient), *scalars, *chain[:i], merged, *chain[i + 2:])
+    return None
+
+
 @rule("collect scalar powers", "a^p a^q -> a^(p + q)", "alpha^2 alpha^3 x", on=(MatMul,))
 def _collect_powers(e: MatMul) -> Expr | None:
     coefficient, scalars, chain = _split_product(e)
@@ -652,8 +666,8 @@ _OF_A_CONSTANT: dict[str, Callable[[Fraction, ir.Shape], Expr]] = {
       "logsumexp(vector(c)) -> c + log(n);  softmax(vector(c)) -> vector(1) / n;  "
       "norm2(matrix(c)) -> |c| sqrt(m n);  norm1(matrix(c)) -> |c| m n",
       "logsumexp(vector(1)) + x^T x", on=tuple(_OF_A_CONSTANT), guard=arg_is(Fill))
-def _functions_of_constant(e: Func) -> Expr:
-    return _OF_A_CONSTANT[e.name](e.arg.value, e.arg.shape)
+def _functions_of_constant(e: Func) -> Expr | None:
+    return _OF_A_CONSTANT[e.name](e.arg.value, e.arg.shape) if not e.axis else None
 
 
 _EXACT_VALUES: dict[tuple[str, Fraction], Fraction] = {

@@ -19,8 +19,8 @@ MINUS_ONE = Num(Fraction(-1))
 
 
 def _call(e: Expr, name: str) -> Expr | None:
-    """The argument of e when e is name(argument)."""
-    return e.arg if isinstance(e, Func) and e.name == name else None
+    """The argument of e when e is name(argument), of the whole argument (no axis)."""
+    return e.arg if isinstance(e, Func) and e.name == name and not e.axis else None
 
 
 def _one_plus_exp(u: Expr) -> list[Expr]:
@@ -97,9 +97,16 @@ def _logsumexp_of_exp(e: Expr) -> Expr | None:
     return ir.func("logsumexp", u) if u is not None else None
 
 
-@stable_form("stable log softmax", "log(softmax(u)) -> u - logsumexp(u)", "log(softmax(x))", on=("log",))
+@stable_form("stable log softmax", "log(softmax(u)) -> u - logsumexp(u);  "
+             "log(softmax(U, 1)) -> U - vector(1) logsumexp(U, 1)", "log(softmax(x))", on=("log",))
 def _log_softmax(e: Expr) -> Expr | None:
-    u = _call(e.arg, "softmax")
-    if u is None:
+    inner = e.arg
+    if not (isinstance(inner, Func) and inner.name == "softmax"):
         return None
-    return ir.sub(u, ir.mul(ir.func("logsumexp", u), ir.ones(u.shape)))
+    u, axis = inner.arg, inner.axis
+    lse = ir.func("logsumexp", u, axis)
+    if axis == 1:  # each column's logsumexp, a row, down its column
+        return ir.sub(u, ir.mul(ir.ones((u.shape[0], 1)), lse))
+    if axis == 2:
+        return ir.sub(u, ir.mul(lse, ir.transpose(ir.ones((u.shape[1], 1)))))
+    return ir.sub(u, ir.mul(lse, ir.ones(u.shape)))
