@@ -495,7 +495,8 @@ class Inference:
             return (spread, other) if left.is_scalar else (other, spread)
         spread_left, spread_right = left, right
         if not left.is_scalar:
-            (left_rows, left_cols), (right_rows, right_cols) = (tuple(map(self._is_one, t.shape)) for t in (left, right))
+            left_rows, left_cols = map(self._is_one, left.shape)
+            right_rows, right_cols = map(self._is_one, right.shape)
             if left_cols and not right_cols and not left_rows:
                 spread_left = self._spread(left, right, "columns", what)
             elif right_cols and not left_cols and not right_rows:
