@@ -312,11 +312,13 @@ def _spread_core(e: Expr) -> Expr | None:
     return parts[0] if parts is not None else None
 
 
-def _unspread(operands: Sequence[Expr]) -> list[Expr]:
+def _unspread(operands: Sequence[Expr], scalars: bool = True) -> list[Expr]:
     """The operands of a sum or an element-wise product as written: a broadcast bare after an operand of the full
     shape that is no broadcast. The parser reads the operands left to right, so that operand has set the shape to
     spread to by then; of two operands (a quotient), either side may be the broadcast one."""
     cores = [_spread_core(operand) for operand in operands]
+    if not scalars:  # a scalar beside .* scales: alpha .* X is alpha X, not a broadcast
+        cores = [core if core is None or not core.is_scalar else None for core in cores]
     # beside an identity or a constant, the broadcast stays explicit: I - u vector(1)^T reads better than I - u
     full = [core is None and operand.shape == operands[0].shape and operand.constant is None
             and not isinstance(operand, Identity) for operand, core in zip(operands, cores, strict=True)]
@@ -371,16 +373,19 @@ def _text_of_product(e: MatMul) -> list[Piece]:
 
 
 def _text_of_sum(e: Add) -> list[Piece]:
-    written: dict[Expr, Expr] = {}  # each term, and each subtracted term negated (as _join_terms asks), as written
+    written: dict[Expr, list[Piece]] = {}  # each term, and each subtracted term negated (as _join_terms asks)
     for term, shown in zip(e.terms, _unspread(e.terms), strict=True):
-        written[term] = shown
-        if shown is not term:
-            written[neg(term)] = neg(shown)
-    return _join_terms(e, lambda term: _term(written.get(term, term)), _paren)
+        if shown is not term:  # a spread sum keeps its parentheses: A + (x + y) spreads x + y, A + x + y each
+            written[term] = _paren(shown) if isinstance(shown, Add) else _term(shown)
+            negated = neg(shown)
+            written[neg(term)] = _paren(negated) if isinstance(negated, Add) else _term(negated)
+    return _join_terms(e, lambda term: written.get(term) or _term(term), _paren)
 
 
 def _text_of_quotient(e: ElemDiv) -> list[Piece]:
     numerator, denominator = _unspread([e.numerator, e.denominator])
+    if denominator.is_scalar and not e.denominator.is_scalar:  # X ./ alpha divides by a scalar: no broadcast
+        denominator = e.denominator
     return [*_operand(numerator, bare_fill=True), " ./ ", *_operand(denominator)]
 
 
@@ -396,7 +401,7 @@ _TEXT: dict[type, Callable[[Any], list[Piece]]] = {
     Differential: lambda e: [f"d{e.var.name}" if len(e.var.name) == 1 else f"d({e.var.name})"],
     Add: _text_of_sum,
     MatMul: _text_of_product,
-    Hadamard: lambda e: _joined(" .* ", map(_operand, _unspread(e.factors))),
+    Hadamard: lambda e: _joined(" .* ", map(_operand, _unspread(e.factors, scalars=False))),
     ElemDiv: _text_of_quotient,
     Transpose: lambda e: [*_base(e.arg), "^T"],
     Power: lambda e: [*_base(e.base), "^", *_exponent(e.exponent)],
