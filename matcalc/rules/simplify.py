@@ -427,8 +427,8 @@ def _quotient_inner_product(e: MatMul) -> Expr | None:
     return _chain_rewrite(e, pair)
 
 
-@rule("diagonal matrix times a vector", "diag(a) b -> a .* b;  b^T diag(a) -> (a .* b)^T", "diag(x) y + (y^T diag(x))^T",
-      on=(MatMul,))
+@rule("diagonal matrix times a vector", "diag(a) b -> a .* b;  b^T diag(a) -> (a .* b)^T",
+      "diag(x) y + (y^T diag(x))^T", on=(MatMul,))
 def _diag_times_vector(e: MatMul) -> Expr | None:
     def pair(left: Expr, right: Expr) -> list[Expr] | None:
         if _is_diag(left) and ir.is_column(left.arg.shape) and ir.is_column(right.shape):
@@ -810,7 +810,7 @@ def _quotient_cancels(e: Hadamard) -> Expr | None:
 
 def _cancels_against(term: Expr, divisor: Expr) -> bool:
     """The term is c (a ./ divisor) for a numeric c: times divisor, entry by entry, it cancels."""
-    coefficient, scalars, chain = ir.split_product(term)
+    _, scalars, chain = ir.split_product(term)
     inner = chain[0] if len(chain) == 1 and not scalars else term
     return isinstance(inner, ElemDiv) and inner.denominator == divisor
 
