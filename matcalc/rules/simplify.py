@@ -427,14 +427,15 @@ def _quotient_inner_product(e: MatMul) -> Expr | None:
     return _chain_rewrite(e, pair)
 
 
-@rule("diagonal matrix times a vector", "diag(a) b -> a .* b;  b^T diag(a) -> (a .* b)^T",
-      "diag(x) y + (y^T diag(x))^T", on=(MatMul,))
+@rule("diagonal matrix times a vector", "diag(a) b -> a .* b;  vector(1)^T diag(a) -> a^T",
+      "diag(x) y + (vector(1)^T diag(x))^T", on=(MatMul,))
 def _diag_times_vector(e: MatMul) -> Expr | None:
     def pair(left: Expr, right: Expr) -> list[Expr] | None:
         if _is_diag(left) and ir.is_column(left.arg.shape) and ir.is_column(right.shape):
             return [hadamard(left.arg, right)]
-        if _is_diag(right) and ir.is_column(right.arg.shape) and right.arg.shape[0] != 1 and left.shape[0] == 1:
-            return [transpose(hadamard(right.arg, transpose(left)))]
+        if _is_diag(right) and ir.is_column(right.arg.shape) and right.arg.shape[0] != 1 and ir.is_ones(left) \
+                and left.shape[0] == 1:  # the column sums of a diagonal matrix: its diagonal (b^T diag(a) would grow)
+            return [transpose(right.arg)]
         return None
 
     return _chain_rewrite(e, pair)
