@@ -246,6 +246,7 @@ class Inference:
         self.definitions: dict[str, tuple[DimTerm, DimTerm]] = {}  # the shape of each name defined so far
         self.annotations: dict[str, tuple[DimTerm, DimTerm]] = {}  # the declared shape of a defined name
         self.implicit_dimensions: list[str] = []  # the dimensions named in commutation(m, n) and declared nowhere
+        self.unhinted: set[str] = set()  # names a shape error's hint must not suggest declaring a scalar
         for declaration in declarations.values():  # declared dims are named in declaration order
             if declaration.kind == "dim":
                 self.dims.fresh(declaration.name)
@@ -504,13 +505,13 @@ class Inference:
                                  f"`{right.text}` is {self.fmt(right)}: a column and a row do not broadcast to a "
                                  f"matrix here; write the outer sum as `u vector(1)^T + vector(1) v^T`")
             if left_cols and not right_cols and not left_rows:
-                spread_left = self._spread(left, right, "columns", what, written)
+                spread_left = self._spread(left, right, "columns", what, written, True)
             elif right_cols and not left_cols and not right_rows:
-                spread_right = self._spread(right, left, "columns", what, written)
+                spread_right = self._spread(right, left, "columns", what, written, False)
             elif left_rows and not right_rows and not left_cols:
-                spread_left = self._spread(left, right, "rows", what, written)
+                spread_left = self._spread(left, right, "rows", what, written, True)
             elif right_rows and not left_rows and not right_cols:
-                spread_right = self._spread(right, left, "rows", what, written)
+                spread_right = self._spread(right, left, "rows", what, written, False)
         if not (self.dims.unify(spread_left.shape[0], spread_right.shape[0])
                 and self.dims.unify(spread_left.shape[1], spread_right.shape[1])):
             raise ShapeError(f"{what} needs operands of the same shape, or a scalar, or a column (row) vector beside a "
@@ -518,7 +519,7 @@ class Inference:
                              f"`{right.text}` is {self.fmt(right)}")
         return spread_left, spread_right
 
-    def _spread(self, small: Typed, large: Typed, along: str, what: str, written: bool) -> Typed:
+    def _spread(self, small: Typed, large: Typed, along: str, what: str, written: bool, small_first: bool) -> Typed:
         """A column (row) vector standing in every column (row) of `large`. The number of columns (rows) it spreads
         over must be known, declared or a number: where no declaration tells, the matrix may have been meant a
         vector (a name typed by default), and a broadcast would silently read something else."""
@@ -529,10 +530,13 @@ class Inference:
             example = next((n for n in _variables(large) if self.dims.find(n.shape[axis]) is spread_dim), None)
             sizes = "n, B" if along == "columns" else "B, n"
             declare = f"; e.g. {where_hint(f'{example.payload[0]}: matrix({sizes})')}" if example is not None else ""
+            left, right = (small, large) if small_first else (large, small)
+            # declaring the spread operand a scalar would only trade this broadcast for another: no such hint
+            self.unhinted.update(n.payload[0] for n in _variables(small))  # type: ignore[index]
             raise ShapeError(
-                f"{what}: `{small.text}` is {self.fmt(small)} and `{large.text}` is {self.fmt(large)}, whose number "
-                f"of {along} nothing declares; to put the {kind} `{small.text}` in every {kind} of it, declare its "
-                f"size{declare}")
+                f"{what} needs operands of the same shape, but `{left.text}` is {self.fmt(left)} and `{right.text}` is "
+                f"{self.fmt(right)}; to put the {kind} `{small.text}` in every {kind} of `{large.text}`, declare how "
+                f"many {along} it has{declare}")
         shape = (small.shape[0], large.shape[1]) if along == "columns" else (large.shape[0], small.shape[1])
         return Typed("spread", shape, small.text, [small], payload=along)
 
@@ -942,6 +946,8 @@ def _default_type_hint(message: str, failed: Inference, retype: Callable[[Declar
         if kind == "matrix" and hints:
             break
         for other in _OTHER_KINDS[kind]:
+            if other == "scalar" and name in failed.unhinted:
+                continue
             declarations = {**failed.declarations, name: Declaration(name, other)}
             try:
                 retype(declarations)
