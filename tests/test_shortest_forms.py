@@ -15,15 +15,15 @@ from matcalc.rules.simplify import simplify
 
 # a layer norm without gain and bias, read out along a: a^T (c / sqrt(mean(c.^2) + eps)), c the centred x
 LAYER_NORM = "a^T ((x - mean(x) vector(1)) / sqrt(mean((x - mean(x) vector(1)).^2) + 0.00001))"
-LAYER_NORM_GRADIENT = ("u = x - sum(x) vector(1) / n\ns = sqrt(sum(u.^2) / n + 0.00001)\n"
-                       "(-(a^T u) u / s^3 - sum(a) vector(1) / s) / n + a / s")
+LAYER_NORM_GRADIENT = ("u = x - sum(x) / n\ns = sqrt(sum(u.^2) / n + 0.00001)\n"
+                       "(-(a^T u) u / s^3 - sum(a) / s) / n + a / s")
 
 # (expression, variable, declarations, textbook form): derivatives that printed longer (benchmarks/form_length.py
 # measures them with the acceptance tables)
 DERIVATIVES = [
     ("log(x.^2)", "x", None, "2 diag(1 ./ x)"),
     ("tr(x^T x I + A)", "x", "A: matrix(n, n); x: vector(m)", "2 n x"),
-    ("sum((x - mean(x) vector(1)).^2)", "x", None, "2 (x - sum(x) vector(1) / n)"),
+    ("sum((x - mean(x) vector(1)).^2)", "x", None, "2 (x - sum(x) / n)"),
     ("sum(log(sigmoid(W x) .* (1 - sigmoid(W x))))", "W", None, "(1 - 2 sigmoid(W x)) x^T"),
     ("logdet(W) + sum(log(sigmoid(W x) .* (1 - sigmoid(W x))))", "W", None, "inv(W)^T + (1 - 2 sigmoid(W x)) x^T"),
     ("det(X^2)", "X", None, "2 det(X)^2 inv(X)^T"),
@@ -31,7 +31,7 @@ DERIVATIVES = [
     ("X ./ (X ./ (W H))", "W", None, "H^T ⊗ I"),
     ("tr(X ⊗ Y)", "X", "X: matrix(n, n); Y: matrix(m, m)", "tr(Y) I"),
     ("a^T ((x - mean(x) vector(1)) / norm2(x - mean(x) vector(1)))", "x", None,
-     "u = x - sum(x) vector(1) / n\nn_1 = norm2(u)\n(a - sum(a) vector(1) / n) / n_1 - (a^T u) u / n_1^3"),
+     "u = x - sum(x) / n\nn_1 = norm2(u)\n(a - sum(a) / n) / n_1 - (a^T u) u / n_1^3"),
     (LAYER_NORM, "x", None, LAYER_NORM_GRADIENT),
 ]
 
@@ -158,11 +158,11 @@ def test_the_layer_norm_gradient_has_no_sum_of_the_centred_vector():
 
 def test_the_gradient_of_a_normalised_centred_vector():
     _derivative("a^T ((x - mean(x) vector(1)) / norm2(x - mean(x) vector(1)))", "x", None,
-                "u = x - sum(x) vector(1) / n\nn_1 = norm2(u)\n(a - sum(a) vector(1) / n) / n_1 - (a^T u) u / n_1^3")
+                "u = x - sum(x) / n\nn_1 = norm2(u)\n(a - sum(a) / n) / n_1 - (a^T u) u / n_1^3")
 
 
 def test_the_gradient_of_the_squared_centred_vector_is_twice_the_centred_vector():
-    _derivative("sum((x - mean(x) vector(1)).^2)", "x", None, "2 (x - sum(x) vector(1) / n)")
+    _derivative("sum((x - mean(x) vector(1)).^2)", "x", None, "2 (x - sum(x) / n)")
 
 
 # ---------------------------------------------------------------- traces and determinants

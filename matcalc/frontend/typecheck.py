@@ -488,11 +488,12 @@ class Inference:
             if written and _number_value(scalar) is None and self._undeclared_vector(other) \
                     and not self._declared_name(scalar):
                 name = other.payload[0]  # type: ignore[index]
+                verb = {"'+'": "add", "'-'": "subtract"}.get(what, "combine")
                 raise ShapeError(
-                    f"{what}: `{scalar.text}` is a scalar and `{name}` a vector only because lowercase names are "
-                    f"vectors unless declared; declare which you mean: {where_hint(f'{name}: scalar')}, or "
-                    f"{where_hint(f'{name}: vector')} to {'add' if what != 'element-wise division' else 'divide'} "
-                    f"`{scalar.text}` at every entry")
+                    f"cannot {verb} `{left.text}` ({self.fmt(left)}) and `{right.text}` ({self.fmt(right)}): `{name}` "
+                    f"is a vector only because lowercase names are vectors unless declared; declare which you mean: "
+                    f"{where_hint(f'{name}: scalar')}, or {where_hint(f'{name}: vector')} to take `{scalar.text}` at "
+                    f"every entry")
             spread = self.broadcast(scalar, other) if _number_value(scalar) is not None else \
                 Typed("spread", other.shape, scalar.text, [scalar], payload="entries")
             return (spread, other) if left.is_scalar else (other, spread)
@@ -514,9 +515,10 @@ class Inference:
                 spread_right = self._spread(right, left, "rows", what, written, False)
         if not (self.dims.unify(spread_left.shape[0], spread_right.shape[0])
                 and self.dims.unify(spread_left.shape[1], spread_right.shape[1])):
-            raise ShapeError(f"{what} needs operands of the same shape, or a scalar, or a column (row) vector beside a "
-                             f"matrix with as many rows (columns), but `{left.text}` is {self.fmt(left)} and "
-                             f"`{right.text}` is {self.fmt(right)}")
+            spread = spread_left is not left or spread_right is not right
+            besides = ", or a column (row) vector beside a matrix with as many rows (columns)" if spread else ""
+            raise ShapeError(f"{what} needs operands of the same shape{besides}, but `{left.text}` is {self.fmt(left)} "
+                             f"and `{right.text}` is {self.fmt(right)}")
         return spread_left, spread_right
 
     def _spread(self, small: Typed, large: Typed, along: str, what: str, written: bool, small_first: bool) -> Typed:
@@ -685,10 +687,10 @@ class Inference:
         if not spec.axes or len(args) != spec.arguments + 1:
             count = f"{spec.arguments} argument{'s' if spec.arguments > 1 else ''}"
             more = " and an optional axis" if spec.axes else ""
-            raise ShapeError(f"{name} takes {count}{more} ({usage}), but `{text}` gives {len(args)}")
+            raise ParseError(f"{name} takes {count}{more} ({usage}), but `{text}` gives {len(args)}")
         axis = _number_value(args[-1])
         if axis not in (1, 2):
-            raise ShapeError(f"the axis of `{text}` must be 1 or 2, not `{args[-1].text}`: axis 1 goes down each "
+            raise ParseError(f"the axis of `{text}` must be 1 or 2, not `{args[-1].text}`: axis 1 goes down each "
                              f"column (a row of results, one per column), axis 2 along each row (a column of "
                              f"results, one per row), as in MATLAB")
         return args[:-1], int(axis)  # type: ignore[arg-type]
