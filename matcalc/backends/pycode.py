@@ -61,7 +61,7 @@ class Backend:
     solve: str  # {a}, {b}: inv(a) b
     matrix_power: str  # {a}, {k}
     reduce: str  # {a}, {axis}: the sums along one axis (0: of each column), kept 2-D
-    broadcast: str  # {a}, {shape}: a broadcast array made whole (where a consumer does not broadcast)
+    broadcast: str  # {a}, {shape}: a spread array made whole, an array of its own (where a consumer needs it)
 
 
 def _with_function_helpers(backend_name: str, helpers: dict[str, str]) -> dict[str, str]:
@@ -94,8 +94,6 @@ _TORCH_HELPERS = _with_function_helpers("torch", {
     return torch.eye(m * n, dtype=like.dtype, device=like.device)[[i + m * j for i in range(m) for j in range(n)]]''',
     "_reshape_f": '''def _reshape_f(a, shape):
     return a.T.reshape(tuple(reversed(shape))).permute(*reversed(range(len(shape))))''',
-    "_broadcast_to": '''def _broadcast_to(a, shape, like):
-    return torch.as_tensor(a, dtype=like.dtype, device=like.device).expand(shape)''',
 })
 
 # A function of a vector along an axis (softmax(U, 1): of each column), per backend: {a} the matrix, {axis} the
@@ -113,16 +111,16 @@ BACKENDS: dict[str, Backend] = {
     "numpy": Backend("numpy", "np", "import numpy as np", "\n\n\n".join(_NUMPY_HELPERS.values()),
                      "np.asarray({a}, dtype=float)", "np.full({shape}, {value})", "np.eye({n})",
                      "np.linalg.solve({a}, {b})", "np.linalg.matrix_power({a}, {k})",
-                     "{a}.sum({axis}, keepdims=True)", "np.broadcast_to({a}, {shape})"),
+                     "{a}.sum({axis}, keepdims=True)", "np.full({shape}, {a})"),
     "jax": Backend("jax", "jnp", "import jax\nimport jax.numpy as jnp\nimport jax.scipy.special",
                    "\n\n\n".join(_JAX_HELPERS.values()), "jnp.asarray({a}, dtype=float)", "jnp.full({shape}, {value})",
                    "jnp.eye({n})", "jnp.linalg.solve({a}, {b})", "jnp.linalg.matrix_power({a}, {k})",
-                   "{a}.sum({axis}, keepdims=True)", "jnp.broadcast_to({a}, {shape})"),
+                   "{a}.sum({axis}, keepdims=True)", "jnp.full({shape}, {a})"),
     "torch": Backend("torch", "torch", "import torch", "\n\n\n".join(_TORCH_HELPERS.values()),
                      "_as_tensor({a})", "torch.full({shape}, {value}, dtype=_like.dtype, device=_like.device)",
                      "torch.eye({n}, dtype=_like.dtype, device=_like.device)", "torch.linalg.solve({a}, {b})",
                      "torch.linalg.matrix_power({a}, {k})", "{a}.sum({axis}, keepdim=True)",
-                     "_broadcast_to({a}, {shape}, _like)"),
+                     "{a} * torch.full({shape}, 1.0, dtype=_like.dtype, device=_like.device)"),
 }
 _HELPER_NAMES = {"numpy": _NUMPY_HELPERS, "jax": _JAX_HELPERS, "torch": _TORCH_HELPERS}
 
@@ -218,6 +216,7 @@ class _Emitter:
         self.keep: list[Expr] = []  # the nodes whose ids key `code`: alive while the emitter is
         self.uses: dict[int, int] = {}
         self.spread_names: dict[str, Spread] = {}  # a definition whose code is spread: its name is too
+        self.numbers: set[int] = set()  # the scalar nodes with no variable (sqrt(2), d^-1): Python numbers
 
     def helper(self, name: str) -> str:
         self.used_helpers.add(name)
@@ -266,23 +265,20 @@ class _Emitter:
         return self.code[id(node)]
 
     def whole(self, node: Expr) -> Code:
-        """The code of node as an array of its full shape: a spread one broadcast (a view, nothing summed)."""
-        code = self.of(node)
-        return self.made_whole(code, node.shape)
+        """The code of node as an array of its full shape (a spread one filled out)."""
+        return self.made_whole(self.of(node), node.shape)
 
-    def made_whole(self, code: Code, shape: ir.Shape, owned: bool = False) -> Code:
-        """A spread code as an array of `shape`: a broadcast view, or (`owned`: a value the function returns) an
-        array of its own, filled (np.full broadcasts its fill value)."""
+    def made_whole(self, code: Code, shape: ir.Shape) -> Code:
+        """A spread code as an array of `shape` of its own, for a consumer that does not broadcast (a Kronecker
+        product, inv, a returned value): np.full broadcasts its fill value; torch's takes a number."""
         if not any(_spread_of(shape, code.spread)):
             return code
         sizes = f"({_dim(shape[0])}, {_dim(shape[1])})"
         if _is_literal(code.text):
             return Code(self.backend.constant.format(shape=sizes, value=code.text), True)
         if self.backend.name == "torch":
-            self.helper("_broadcast_to")
-            return Code(self.backend.broadcast.format(a=code.text, shape=sizes) + (".clone()" if owned else ""), True)
-        template = f"{self.m}.full({{shape}}, {{a}})" if owned else self.backend.broadcast
-        return Code(template.format(a=code.text, shape=sizes), True)
+            return Code(self.backend.broadcast.format(a=code.operand(), shape=sizes), False)
+        return Code(self.backend.broadcast.format(a=code.text, shape=sizes), True)
 
     def reduced(self, code: Code, axis: int) -> str:
         """The sums of an array along one axis (0: of each column, a row; 1: of each row, a column), kept 2-D."""
@@ -293,6 +289,9 @@ class _Emitter:
         write = _NODE_CODE.get(type(e))
         if write is None:
             raise TypeError(f"no code for {type(e).__name__}")
+        if e.is_scalar and (isinstance(e, (Num, Size, ir.Constant)) or (
+                e.children and all(id(child) in self.numbers for child in e.children))):
+            self.numbers.add(id(e))
         return write(self, e)
 
     def _var(self, e: Var) -> Code:
@@ -402,6 +401,8 @@ class _Emitter:
             if helper + "(" in template:
                 self.used_helpers.add(helper)
         whole_argument = template.count("{a}") == 1 and ("({a})" in template or "({a}," in template)
+        if self.backend.name == "torch" and id(e.arg) in self.numbers:  # torch's functions take tensors only
+            arg = Code(f"torch.as_tensor({arg.text}, dtype=_like.dtype, device=_like.device)", True)
         text = template.format(m=m, a=arg.text if whole_argument else arg.operand())
         return Code(text, True, spread)
 
@@ -685,7 +686,7 @@ def function_source(name: str, docstring: str, parameters: Sequence[Var], bindin
         emitter.emit(value, assign_to=python_name(definition))
     results = []
     for output, planned_output in zip(outputs, planned_outputs, strict=True):
-        code = emitter.made_whole(emitter.emit(planned_output), planned_output.shape, owned=True).text
+        code = emitter.made_whole(emitter.emit(planned_output), planned_output.shape).text
         results.append(_returned(code, output, emitter))
     body += [line for line in emitter.lines if line]
     written = "\n".join([*body, *results])
