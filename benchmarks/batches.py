@@ -25,10 +25,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 import matcalc
 from matcalc.backends.pycode import compile_source

@@ -276,8 +276,9 @@ class _Emitter:
         sizes = f"({_dim(shape[0])}, {_dim(shape[1])})"
         if _is_literal(code.text):
             return Code(self.backend.constant.format(shape=sizes, value=code.text), True)
-        if self.backend.name == "torch":
-            return Code(self.backend.broadcast.format(a=code.operand(), shape=sizes), False)
+        if self.backend.name == "torch":  # a * ones: a product needs no parentheses before the ones
+            factor = f"({code.text})" if _top_level_sum(code.text) else code.text
+            return Code(self.backend.broadcast.format(a=factor, shape=sizes), False)
         return Code(self.backend.broadcast.format(a=code.text, shape=sizes), True)
 
     def reduced(self, code: Code, axis: int) -> str:
@@ -619,6 +620,17 @@ _NODE_CODE: dict[type, Callable[[_Emitter, Any], Code]] = {
     Kron: _Emitter._kron,
     Func: _Emitter._call,
 }
+
+
+def _top_level_sum(text: str) -> bool:
+    """Whether the text has a + or a binary - outside parentheses (it binds less than a product)."""
+    depth = 0
+    for index, character in enumerate(text):
+        depth += character in "([{"
+        depth -= character in ")]}"
+        if depth == 0 and text[index:index + 3] in (" + ", " - "):
+            return True
+    return False
 
 
 def _is_name(text: str) -> bool:
