@@ -217,6 +217,9 @@ class _Emitter:
         self.uses: dict[int, int] = {}
         self.spread_names: dict[str, Spread] = {}  # a definition whose code is spread: its name is too
         self.numbers: set[int] = set()  # the scalar nodes with no variable (sqrt(2), d^-1): Python numbers
+        # the names given so far, by the code they name: two nodes written alike compute one value (every name is
+        # assigned once), as `vector(1) vector(1)^T H` and `matrix(1) H` do
+        self.named: dict[str, Code] = {}
 
     def helper(self, name: str) -> str:
         self.used_helpers.add(name)
@@ -246,17 +249,22 @@ class _Emitter:
                 continue
             self.keep.append(node)
             code = self._node(node)
-            if node is not e and uses.get(id(node), 0) > 1 and node.children and not _is_name(code.text):
+            if code.text in self.named:  # computed already, under a name
+                code = self.named[code.text]
+            elif node is not e and uses.get(id(node), 0) > 1 and node.children and not _is_name(code.text):
                 self.temporaries += 1
                 name = f"t{self.temporaries}"
                 self.lines.append(f"{name} = {code.text}")
-                code = Code(name, True, code.spread)
+                self.named[code.text] = Code(name, True, code.spread)
+                code = self.named[code.text]
             self.code[id(node)] = code
         result = self.code[id(e)]
         if assign_to is not None:
             self.lines.append(f"{assign_to} = {result.text}")
             if result.spread != WHOLE:
                 self.spread_names[assign_to] = result.spread
+            if not _is_name(result.text):
+                self.named.setdefault(result.text, Code(assign_to, True, result.spread))
             self.code[id(e)] = Code(assign_to, True, result.spread)
             return self.code[id(e)]
         return result
