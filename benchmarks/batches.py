@@ -23,6 +23,12 @@ FunctionSpecs, not made here), to show what the rest of the generated code costs
 
 from __future__ import annotations
 
+import os
+
+# One BLAS thread unless told otherwise (before NumPy starts): on a small shared machine OpenBLAS's spinning threads
+# fight XLA's thread pool in the same process, and the NumPy times grow tenfold and vary from run to run.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 import inspect
 import statistics
 import sys
@@ -147,7 +153,8 @@ def main() -> None:
     numpy_scipy_erf = compile_source(scipy_source, "value_and_gradients") if scipy_source else None
     jitted = jax.jit(generated_jax)
     reference = jax.jit(jax.value_and_grad(block))
-    print("times in ms (medians); ratio = jax.jit(jax.value_and_grad) time / other time (> 1: faster than JAX)")
+    print(f"times in ms (medians; OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}, {os.cpu_count()} CPUs); "
+          "ratio = jax.jit(jax.value_and_grad) time / other time (> 1: faster than JAX)")
     sizes = [(16, 8)] if QUICK else [(64, 64), (64, 128), (128, 64), (128, 128)]
     repeats = 5 if QUICK else 30
     for d, t in sizes:
