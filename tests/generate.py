@@ -117,11 +117,12 @@ class ExpressionGenerator:
     """Random well-typed expressions of a requested shape, over dimension symbols `dims`."""
 
     def __init__(self, chooser: Chooser, dims: Sequence[str] = ("n", "m"), max_depth: int = 4,
-                 kron: bool = False) -> None:
+                 kron: bool = False, axes: bool = False) -> None:
         self.choose = chooser
         self.dims = tuple(dims)
         self.max_depth = max_depth
         self.kron = kron  # also Kronecker products and vecs (whose sizes are products: m n)
+        self.axes = axes  # also broadcasts, reductions and softmax along an axis, max/min/leaky_relu/elu
         self.leaves = _leaf_names(self.dims)
         self.used: dict[str, tuple[Shape, bool]] = {}
 
@@ -185,7 +186,59 @@ class ExpressionGenerator:
             makers += [self._inverse, self._matrix_power, self._diag_matrix, self._identity, self._symmetric_leaf]
         elif cols == 1:
             makers += [self._softmax, self._diag_vector, self._divided]
+        if self.axes:
+            makers += [self._two_argument, self._two_argument]
+            if rows == 1 and cols != 1:
+                makers += [self._reduced_down_columns] * 3
+            elif cols == 1 and rows != 1:
+                makers += [self._reduced_along_rows] * 3
+            elif rows != 1 and cols != 1:
+                makers += [self._softmax_along, self._broadcast, self._broadcast, self._broadcast]
+            elif shape == SCALAR:
+                makers += [self._sum_of_axis_result]
         return makers
+
+    # --- batches and axes (issue 17)
+
+    def _reduced_down_columns(self, shape: Shape, depth: int) -> str:
+        """A row: a reduction of each column of a matrix."""
+        rows = self.choose.choice(self.dims)
+        name = self.choose.choice(["sum", "mean", "logsumexp", "norm2", "var"])
+        return f"{name}({self.expr((rows, shape[1]), depth)}, 1)"
+
+    def _reduced_along_rows(self, shape: Shape, depth: int) -> str:
+        cols = self.choose.choice(self.dims)
+        name = self.choose.choice(["sum", "mean", "logsumexp", "norm2", "var"])
+        return f"{name}({self.expr((shape[0], cols), depth)}, 2)"
+
+    def _softmax_along(self, shape: Shape, depth: int) -> str:
+        return f"softmax({self.expr(shape, depth)}, {self.choose.choice(['1', '2'])})"
+
+    def _broadcast(self, shape: Shape, depth: int) -> str:
+        """A matrix with a column, a row or a scalar spread over it."""
+        rows, cols = shape
+        small = self.choose.choice([(rows, 1), (1, cols), SCALAR])
+        operator = self.choose.choice(["+", "-", ".*", "./"])
+        if small == SCALAR and operator in (".*", "./"):
+            operator = "+"  # a scalar times a matrix is no broadcast
+        matrix = self.expr(shape, depth)
+        part = max(depth - 1, 0)
+        spread = self.positive(small, part) if operator == "./" else self.expr(small, part)
+        return f"({matrix} {operator} {spread})"
+
+    def _two_argument(self, shape: Shape, depth: int) -> str:
+        name = self.choose.choice(["max", "min", "leaky_relu", "elu"])
+        if name == "leaky_relu":
+            return f"leaky_relu({self.expr(shape, depth)}, 0.1)"
+        if name == "elu":
+            return f"elu({self.expr(shape, depth)})"
+        first = self.expr(shape, depth)
+        other = self.number() if self.choose.choice([True, False]) else self.expr(shape, max(depth - 1, 0))
+        return f"{name}({first}, {other})"
+
+    def _sum_of_axis_result(self, shape: Shape, depth: int) -> str:
+        rows, cols = self.dims[0], self.dims[-1]
+        return f"sum({self.expr((rows, cols), depth)} .* {self.leaf((rows, cols))})"
 
     # --- makers (each builds an expression of `shape` from parts of depth `depth`)
 
@@ -378,10 +431,10 @@ class ExpressionGenerator:
 
 
 @st.composite
-def cases(draw: Callable, max_depth: int = 3, kron: bool = False) -> Case:
+def cases(draw: Callable, max_depth: int = 3, kron: bool = False, axes: bool = False) -> Case:
     """A hypothesis strategy of random well-typed expressions (column-shaped or matrix-shaped); with `kron`, Kronecker
-    products and vecs among them."""
-    return ExpressionGenerator(HypothesisChooser(draw), max_depth=max_depth, kron=kron).case()
+    products and vecs among them; with `axes`, broadcasts and operations along an axis."""
+    return ExpressionGenerator(HypothesisChooser(draw), max_depth=max_depth, kron=kron, axes=axes).case()
 
 
 def random_cases(seed: int, count: int, max_depth: int = 3, kron: bool = False) -> list[Case]:

@@ -307,7 +307,26 @@ def test_results_read_back_and_evaluate(case: Case):
     check_results_read_back_and_evaluate(case)
 
 
+@settings(max_examples=60)
+@given(case=cases(max_depth=3, axes=True))
+def test_random_batch_derivatives_match_finite_differences(case: Case):
+    check_every_derivative(case)
+
+
+@settings(max_examples=40)
+@given(case=cases(max_depth=2, axes=True))
+def test_results_with_broadcasts_and_axes_read_back_and_evaluate(case: Case):
+    check_results_read_back_and_evaluate(case)
+
+
 # ---------------------------------------------------------------- the long run
+
+
+@pytest.mark.slow
+@settings(max_examples=2_000)
+@given(case=cases(max_depth=3, axes=True))
+def test_long_run_batch_derivatives_match_finite_differences(case: Case):
+    check_every_derivative(case)
 
 
 @pytest.mark.slow

@@ -489,7 +489,8 @@ _SPECS = [
                  code={"numpy": "_softmax({a})", "jax": "jax.nn.softmax({a}, axis=0)",
                        "torch": "torch.softmax({a}, dim=0)"}, helpers={"numpy": _SOFTMAX_NUMPY},
                  **_differential("softmax", "d softmax(u) -> s .* du - s s^T du,  s = softmax(u);  "
-                                 "d softmax(U, 1) -> S .* dU - S .* (vector(1) vector(1)^T (S .* dU))",
+                                 "d softmax(U, 1) -> softmax(U, 1) .* dU - "
+                                 "softmax(U, 1) .* (vector(1) sum(softmax(U, 1) .* dU, 1))",
                                  _softmax_differential, ("softmax(W x)", "x"))),
     FunctionSpec("logsumexp", "vector", "log(sum(exp(u))) for a vector u (a scalar); of each column (axis 1: a row) "
                  "or row (axis 2: a column)", _logsumexp, axes=True, usage="logsumexp(u) or logsumexp(U, axis)",

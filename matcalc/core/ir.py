@@ -218,11 +218,18 @@ def _check_number_size(value: Fraction) -> None:
         raise UnsupportedError(f"a constant in this expression grows beyond {MAX_CONSTANT_BITS * 3 // 10:,} digits")
 
 
+_NO_DEFAULT = object()
+
+
 @dataclass_transform(frozen_default=True, eq_default=False)
 def node(cls: type) -> type:
     """Declare an IR node: a frozen dataclass whose equality and hash come from Expr."""
     cls = dataclass(frozen=True, eq=False, repr=True)(cls)
     cls._field_names = tuple(f.name for f in fields(cls))
+    # a field listed in _optional_fields, at its default (a Func's axis 0), is left out of the canonical order's
+    # digest: the order stays what it was before the field existed
+    optional = getattr(cls, "_optional_fields", ())
+    cls._skipped_defaults = tuple(f.default if f.name in optional else _NO_DEFAULT for f in fields(cls))
     return cls
 
 
@@ -513,6 +520,7 @@ class Func(Expr):
     name: str
     arg: Expr
     axis: int = 0
+    _optional_fields = ("axis",)
 
     def _compute_shape(self) -> Shape:
         return function_shape(self.name, self.arg.shape, self.axis)
@@ -660,6 +668,30 @@ def is_zero(e: Expr) -> bool:
 
 def is_ones(e: Expr) -> bool:
     return e.constant == 1
+
+
+def spread_parts(e: Expr) -> tuple[Expr, Expr, str] | None:
+    """A broadcast as the parser writes it (frontend/typecheck.py), split: (the operand spread, the ones it is spread
+    with, how): b vector(1)^T -> (b, vector(1)^T, "columns"), vector(1) r -> (r, vector(1), "rows"), alpha matrix(1)
+    -> (alpha, matrix(1), "entries"); None for anything else."""
+    if not isinstance(e, MatMul) or e.is_scalar:
+        return None
+    coefficient, scalars, chain = split_product(e)
+    if len(chain) == 1 and isinstance(chain[0], Fill) and chain[0].value == 1 and scalars:
+        return mul(Num(coefficient), *scalars), chain[0], "entries"
+    if len(chain) < 2 or e.shape[0] == 1 or e.shape[1] == 1:
+        return None
+    first, last = chain[0], chain[-1]
+    if isinstance(last, Fill) and last.value == 1 and last.shape[0] == 1:
+        return mul(Num(coefficient), *scalars, *chain[:-1]), last, "columns"
+    if isinstance(first, Fill) and first.value == 1 and first.shape[1] == 1:
+        return mul(Num(coefficient), *scalars, *chain[1:]), first, "rows"
+    return None
+
+
+def respread(core: Expr, ones: Expr, how: str) -> Expr:
+    """The broadcast of spread_parts' pieces, put back together over a new operand."""
+    return mul(ones, core) if how == "rows" else mul(core, ones)
 
 
 def has_minus_sign(e: Expr) -> bool:
@@ -827,7 +859,8 @@ def canonical_key(e: Expr) -> tuple[str, bytes]:
 
     def key(node: Expr) -> tuple[str, bytes]:
         keys = [child.__dict__["_canonical"] for child in node.children]
-        fields = [repr(value) for value in node._key() if not isinstance(value, Expr | tuple)]
+        fields = [repr(value) for value, default in zip(node._key(), node._skipped_defaults, strict=True)
+                  if not isinstance(value, Expr | tuple) and not (default is not _NO_DEFAULT and value == default)]
         digest = hashlib.blake2b(digest_size=8)
         digest.update("|".join([type(node).__name__, *fields]).encode())
         for _, child_digest in keys:

@@ -477,13 +477,15 @@ class Inference:
     def _is_one(self, term: DimTerm) -> bool:
         return self.dims.find(term) == 1
 
-    def broadcast_pair(self, left: Typed, right: Typed, what: str) -> tuple[Typed, Typed]:
+    def broadcast_pair(self, left: Typed, right: Typed, what: str, written: bool = True) -> tuple[Typed, Typed]:
         """The operands of an element-wise operation, broadcast as NumPy does and unified: a scalar stands for
         itself at every entry, a column for itself in every column of a matrix with as many rows, a row for itself
-        in every row. A column and a row do not make a matrix: that is refused, as a likely slip."""
+        in every row. A column and a row do not make a matrix: that is refused, as a likely slip. A broadcast the user
+        `written` (not one a lowering writes, as in var(X, 1)) must be unambiguous: see _spread."""
         if left.is_scalar != right.is_scalar:
             scalar, other = (left, right) if left.is_scalar else (right, left)
-            if _number_value(scalar) is None and self._undeclared_vector(other):
+            if written and _number_value(scalar) is None and self._undeclared_vector(other) \
+                    and not self._declared_name(scalar):
                 name = other.payload[0]  # type: ignore[index]
                 raise ShapeError(
                     f"{what}: `{scalar.text}` is a scalar and `{name}` a vector only because lowercase names are "
@@ -497,14 +499,18 @@ class Inference:
         if not left.is_scalar:
             left_rows, left_cols = map(self._is_one, left.shape)
             right_rows, right_cols = map(self._is_one, right.shape)
+            if (left_cols and right_rows) or (left_rows and right_cols):
+                raise ShapeError(f"{what} needs operands of the same shape, but `{left.text}` is {self.fmt(left)} and "
+                                 f"`{right.text}` is {self.fmt(right)}: a column and a row do not broadcast to a "
+                                 f"matrix here; write the outer sum as `u vector(1)^T + vector(1) v^T`")
             if left_cols and not right_cols and not left_rows:
-                spread_left = self._spread(left, right, "columns", what)
+                spread_left = self._spread(left, right, "columns", what, written)
             elif right_cols and not left_cols and not right_rows:
-                spread_right = self._spread(right, left, "columns", what)
+                spread_right = self._spread(right, left, "columns", what, written)
             elif left_rows and not right_rows and not left_cols:
-                spread_left = self._spread(left, right, "rows", what)
+                spread_left = self._spread(left, right, "rows", what, written)
             elif right_rows and not left_rows and not right_cols:
-                spread_right = self._spread(right, left, "rows", what)
+                spread_right = self._spread(right, left, "rows", what, written)
         if not (self.dims.unify(spread_left.shape[0], spread_right.shape[0])
                 and self.dims.unify(spread_left.shape[1], spread_right.shape[1])):
             raise ShapeError(f"{what} needs operands of the same shape, or a scalar, or a column (row) vector beside a "
@@ -512,13 +518,13 @@ class Inference:
                              f"`{right.text}` is {self.fmt(right)}")
         return spread_left, spread_right
 
-    def _spread(self, small: Typed, large: Typed, along: str, what: str) -> Typed:
+    def _spread(self, small: Typed, large: Typed, along: str, what: str, written: bool) -> Typed:
         """A column (row) vector standing in every column (row) of `large`. The number of columns (rows) it spreads
         over must be known, declared or a number: where no declaration tells, the matrix may have been meant a
         vector (a name typed by default), and a broadcast would silently read something else."""
         axis = 1 if along == "columns" else 0
         spread_dim = self.dims.find(large.shape[axis])
-        if isinstance(spread_dim, DimVar) and spread_dim.name is None:
+        if written and isinstance(spread_dim, DimVar) and spread_dim.name is None:
             kind = "column" if along == "columns" else "row"
             example = next((n for n in _variables(large) if self.dims.find(n.shape[axis]) is spread_dim), None)
             sizes = "n, B" if along == "columns" else "B, n"
@@ -530,6 +536,9 @@ class Inference:
         shape = (small.shape[0], large.shape[1]) if along == "columns" else (large.shape[0], small.shape[1])
         return Typed("spread", shape, small.text, [small], payload=along)
 
+    def _declared_name(self, node: Typed) -> bool:
+        return node.op == "var" and node.payload[0] in self.declarations  # type: ignore[index]
+
     def _undeclared_vector(self, node: Typed) -> bool:
         """A bare name that is a vector only by default (undeclared, lowercase): beside a scalar it may be one too."""
         if node.op != "var":
@@ -537,11 +546,11 @@ class Inference:
         name = node.payload[0]  # type: ignore[index]
         return name not in self.declarations and name not in self.definitions and default_kind(name) == "vector"
 
-    def add(self, left: Typed, right: Typed, sign: str, text: str) -> Typed:
-        left, right = self.broadcast_pair(left, right, "'+'" if sign == "+" else "'-'")
+    def add(self, left: Typed, right: Typed, sign: str, text: str, written: bool = True) -> Typed:
+        left, right = self.broadcast_pair(left, right, "'+'" if sign == "+" else "'-'", written)
         return Typed("add" if sign == "+" else "sub", left.shape, text, [left, right])
 
-    def multiply(self, left: Typed, right: Typed, operator: str, text: str) -> Typed:
+    def multiply(self, left: Typed, right: Typed, operator: str, text: str, written: bool = True) -> Typed:
         if operator in ("", "*"):
             if left.is_scalar or right.is_scalar:
                 return Typed("mul", right.shape if left.is_scalar else left.shape, text, [left, right])
@@ -559,12 +568,12 @@ class Inference:
         if operator in (".*", "⊙"):
             if left.is_scalar or right.is_scalar:
                 return Typed("mul", right.shape if left.is_scalar else left.shape, text, [left, right])
-            left, right = self.broadcast_pair(left, right, "element-wise product")
+            left, right = self.broadcast_pair(left, right, "element-wise product", written)
             return Typed("hadamard", left.shape, text, [left, right])
         # element-wise division ./ or ⊘
         if right.is_scalar:
             return Typed("div", left.shape, text, [left, right])
-        left, right = self.broadcast_pair(left, right, "element-wise division")
+        left, right = self.broadcast_pair(left, right, "element-wise division", written)
         return Typed("ediv", left.shape, text, [left, right])
 
     def power(self, base: Typed, exponent: Typed, text: str) -> Typed:
@@ -726,10 +735,10 @@ class _Builder:
         return self.inference.call(name, [*args, *axis_argument], self.text)
 
     def add(self, a: Typed, b: Typed) -> Typed:
-        return self.inference.add(a, b, "+", self.text)
+        return self.inference.add(a, b, "+", self.text, written=False)
 
     def sub(self, a: Typed, b: Typed) -> Typed:
-        return self.inference.add(a, b, "-", self.text)
+        return self.inference.add(a, b, "-", self.text, written=False)
 
     def neg(self, a: Typed) -> Typed:
         return Typed("neg", a.shape, self.text, [a])
@@ -741,7 +750,7 @@ class _Builder:
         return self.inference.multiply(a, b, "/", self.text)
 
     def hadamard(self, a: Typed, b: Typed) -> Typed:
-        return self.inference.multiply(a, b, ".*", self.text)
+        return self.inference.multiply(a, b, ".*", self.text, written=False)
 
     def transpose(self, a: Typed) -> Typed:
         return Typed("transpose", (a.shape[1], a.shape[0]), self.text, [a])
@@ -763,7 +772,7 @@ class _Builder:
         return _number_value(a) is not None
 
     def same_shape(self, what: str, a: Typed, b: Typed) -> None:
-        self.inference.broadcast_pair(a, b, what)
+        self.inference.broadcast_pair(a, b, what)  # as if written: max(u, v) compares what the user wrote
 
     def require_scalar(self, what: str, a: Typed) -> None:
         if not a.is_scalar:

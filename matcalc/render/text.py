@@ -171,6 +171,8 @@ _BINDING: dict[type, int] = {
 def _binding(e: Expr) -> int:
     value = e.constant
     if value is None:
+        if isinstance(e, MatMul) and len(e.factors) == 2 and len(_sums_along_axes(list(e.factors))) == 1:
+            return ATOM  # vector(1)^T U, written sum(U, 1): a call
         return _BINDING[type(e)]
     if e.is_scalar:
         return ATOM if _is_atom_number(value) else LOOSE
@@ -289,6 +291,65 @@ def _term(t: Expr) -> list[Piece]:
     return [number_text(value)] if value is not None and _is_atom_number(abs(value)) else [t]
 
 
+# ---------------------------------------------------------------- broadcasts and sums along an axis, as written
+# The parser writes `X + b` (b a column beside a matrix) as X + b vector(1)^T, `X - mean(X, 1)` with vector(1) r,
+# and `sum(U, 1)` as vector(1)^T U (frontend/typecheck.py); the printer writes them back so, which parses to the
+# same tree. A broadcast prints bare only beside an operand of the full shape that is no broadcast: that operand
+# tells the parser the shape to spread to.
+
+
+def _is_ones_fill(e: Expr) -> bool:
+    return isinstance(e, Fill) and e.value == 1
+
+
+def _is_matrix(shape: ir.Shape) -> bool:
+    return shape[0] != 1 and shape[1] != 1
+
+
+def _spread_core(e: Expr) -> Expr | None:
+    """The operand a broadcast spreads: b of b vector(1)^T, r of vector(1) r, alpha of alpha vector(1); else None."""
+    parts = ir.spread_parts(e)
+    return parts[0] if parts is not None else None
+
+
+def _unspread(operands: Sequence[Expr], scalars: bool = True) -> list[Expr]:
+    """The operands of a sum or an element-wise product as written: a broadcast bare after an operand of the full
+    shape that is no broadcast. The parser reads the operands left to right, so that operand has set the shape to
+    spread to by then; of two operands (a quotient), either side may be the broadcast one."""
+    cores = [_spread_core(operand) for operand in operands]
+    if not scalars:  # a scalar beside .* scales: alpha .* X is alpha X, not a broadcast
+        cores = [core if core is None or not core.is_scalar else None for core in cores]
+    # beside an identity or a constant, the broadcast stays explicit: I - u vector(1)^T reads better than I - u
+    full = [core is None and operand.shape == operands[0].shape and operand.constant is None
+            and not isinstance(operand, Identity) for operand, core in zip(operands, cores, strict=True)]
+    if len(operands) == 2 and any(full):
+        return [operand if core is None else core for operand, core in zip(operands, cores, strict=True)]
+    written, seen_full = [], False
+    for operand, core, is_full in zip(operands, cores, full, strict=True):
+        written.append(core if core is not None and seen_full else operand)
+        seen_full = seen_full or is_full
+    return written
+
+
+def _sums_along_axes(factors: list[Expr]) -> list[list[Piece]]:
+    """The factors of a product as written: vector(1)^T U is sum(U, 1), U vector(1) sum(U, 2), for a matrix U."""
+    out: list[list[Piece]] = []
+    i = 0
+    while i < len(factors):
+        factor = factors[i]
+        after = factors[i + 1] if i + 1 < len(factors) else None
+        if after is not None and _is_ones_fill(factor) and factor.shape[0] == 1 and _is_matrix(after.shape):
+            out.append(["sum(", after, ", 1)"])
+            i += 2
+        elif after is not None and _is_ones_fill(after) and after.shape[1] == 1 and _is_matrix(factor.shape):
+            out.append(["sum(", factor, ", 2)"])
+            i += 2
+        else:
+            out.append(_operand(factor))
+            i += 1
+    return out
+
+
 def _text_of_product(e: MatMul) -> list[Piece]:
     factors, divisors = _split_divisors(e)
     prefix = ""
@@ -305,10 +366,27 @@ def _text_of_product(e: MatMul) -> list[Piece]:
             prefix = f"-{number_text(-coefficient)} "
         else:
             prefix = f"{number_text(coefficient)} "
-    pieces: list[Piece] = [prefix, *_joined(" ", map(_operand, factors))]
+    pieces: list[Piece] = [prefix, *_joined(" ", _sums_along_axes(factors))]
     for d in divisors:
         pieces += [" / ", *_operand(_divisor(d))]
     return pieces
+
+
+def _text_of_sum(e: Add) -> list[Piece]:
+    written: dict[Expr, list[Piece]] = {}  # each term, and each subtracted term negated (as _join_terms asks)
+    for term, shown in zip(e.terms, _unspread(e.terms), strict=True):
+        if shown is not term:  # a spread sum keeps its parentheses: A + (x + y) spreads x + y, A + x + y each
+            written[term] = _paren(shown) if isinstance(shown, Add) else _term(shown)
+            negated = neg(shown)
+            written[neg(term)] = _paren(negated) if isinstance(negated, Add) else _term(negated)
+    return _join_terms(e, lambda term: written.get(term) or _term(term), _paren)
+
+
+def _text_of_quotient(e: ElemDiv) -> list[Piece]:
+    numerator, denominator = _unspread([e.numerator, e.denominator])
+    if denominator.is_scalar and not e.denominator.is_scalar:  # X ./ alpha divides by a scalar: no broadcast
+        denominator = e.denominator
+    return [*_operand(numerator, bare_fill=True), " ./ ", *_operand(denominator)]
 
 
 # The template of each kind of node's text, by node type (the node classes are final: no subclass to look up).
@@ -321,10 +399,10 @@ _TEXT: dict[type, Callable[[Any], list[Piece]]] = {
     # an identity of a product size, which no neighbour may tell, is explicit
     Identity: lambda e: [f"identity({dim_text(e.size)})"] if isinstance(e.size, ir.DimProduct) else ["I"],
     Differential: lambda e: [f"d{e.var.name}" if len(e.var.name) == 1 else f"d({e.var.name})"],
-    Add: lambda e: _join_terms(e, _term, _paren),
+    Add: _text_of_sum,
     MatMul: _text_of_product,
-    Hadamard: lambda e: _joined(" .* ", map(_operand, e.factors)),
-    ElemDiv: lambda e: [*_operand(e.numerator, bare_fill=True), " ./ ", *_operand(e.denominator)],
+    Hadamard: lambda e: _joined(" .* ", map(_operand, _unspread(e.factors, scalars=False))),
+    ElemDiv: _text_of_quotient,
     Transpose: lambda e: [*_base(e.arg), "^T"],
     Power: lambda e: [*_base(e.base), "^", *_exponent(e.exponent)],
     ElemPower: lambda e: [*_base(e.base), ".^", *_exponent(e.exponent)],

@@ -146,7 +146,7 @@ _STRUCTURE_OF: dict[type, Callable[[Expr], tuple]] = {
     Hadamard: lambda e: ("⊙", tuple(sorted(map(_key, e.factors)))),
     Add: lambda e: ("+", tuple(sorted(map(_key, e.terms)))),
     MatMul: _product_structure,
-    Func: lambda e: ("Func", e.name, e.axis, (_key(e.arg),)),
+    Func: lambda e: ("Func", e.name, (_key(e.arg),)) if not e.axis else ("Func", e.name, (_key(e.arg),), e.axis),
 }
 
 
@@ -427,11 +427,15 @@ def _quotient_inner_product(e: MatMul) -> Expr | None:
     return _chain_rewrite(e, pair)
 
 
-@rule("diagonal matrix times a vector", "diag(a) b -> a .* b", "diag(x) y", on=(MatMul,))
+@rule("diagonal matrix times a vector", "diag(a) b -> a .* b;  vector(1)^T diag(a) -> a^T",
+      "diag(x) y + (vector(1)^T diag(x))^T", on=(MatMul,))
 def _diag_times_vector(e: MatMul) -> Expr | None:
     def pair(left: Expr, right: Expr) -> list[Expr] | None:
         if _is_diag(left) and ir.is_column(left.arg.shape) and ir.is_column(right.shape):
             return [hadamard(left.arg, right)]
+        if _is_diag(right) and ir.is_column(right.arg.shape) and right.arg.shape[0] != 1 and ir.is_ones(left) \
+                and left.shape[0] == 1:  # the column sums of a diagonal matrix: its diagonal (b^T diag(a) would grow)
+            return [transpose(right.arg)]
         return None
 
     return _chain_rewrite(e, pair)
@@ -481,16 +485,60 @@ def _ones_times_vector(e: MatMul) -> Expr | None:
 
 
 @rule("product of constants", "matrix(a) matrix(b) -> k a b matrix(1), k the inner size;  "
-      "vector(1) vector(1)^T -> matrix(1)", "vector(1) vector(1)^T X", on=(MatMul,))
+      "vector(1) vector(1)^T -> matrix(1) alone", "matrix(2) matrix(1) x", on=(MatMul,))
 def _product_of_fills(e: MatMul) -> Expr | None:
-    """Two constant fills side by side multiply out: each entry of the product sums k products of the constants."""
+    """Two constant fills side by side multiply out: each entry of the product sums k products of the constants. An
+    outer product of ones beside other factors stays: vector(1) (vector(1)^T U) is U's column sums spread down, which
+    the printer writes vector(1) sum(U, 1)."""
     coefficient, scalars, chain = _split_product(e)
     for i in range(len(chain) - 1):
         left, right = chain[i], chain[i + 1]
-        if isinstance(left, Fill) and isinstance(right, Fill):
+        if isinstance(left, Fill) and isinstance(right, Fill) and (left.shape[1] != 1 or len(chain) == 2):
             inner = left.shape[1]
             merged = mul(Num(left.value * right.value), ir.size(inner), ir.ones((left.shape[0], right.shape[1])))
             return mul(Num(coefficient), *scalars, *chain[:i], merged, *chain[i + 2:])
+    return None
+
+
+@rule("element-wise function of a broadcast", "f(a vector(1)^T) -> f(a) vector(1)^T;  (a vector(1)^T).^k -> "
+      "a.^k vector(1)^T;  c ./ (a vector(1)^T) -> (c ./ a) vector(1)^T (also of a row or a scalar spread)",
+      "exp(x vector(1)^T) + log(1 ./ (vector(1) x^T))", where="x: vector(n)",
+      on=(*sorted(ELEMENTWISE), ElemPower, ElemDiv))
+def _elementwise_of_broadcast(e: Expr) -> Expr | None:
+    """An element-wise function takes each entry alone, so it commutes with repeating them: the function is computed
+    on the vector, not on every column of the matrix."""
+    if isinstance(e, Func):
+        parts = ir.spread_parts(e.arg)
+        return ir.respread(func(e.name, parts[0]), *parts[1:]) if parts is not None else None
+    if isinstance(e, ElemPower):
+        parts = ir.spread_parts(e.base)
+        return ir.respread(ir.elem_power(parts[0], e.exponent), *parts[1:]) if parts is not None else None
+    numerator = e.numerator  # type: ignore[attr-defined]
+    parts = ir.spread_parts(e.denominator)  # type: ignore[attr-defined]
+    if parts is None or not isinstance(numerator, Fill):
+        return None
+    core, ones, how = parts
+    if how == "entries":
+        return None  # c ./ (alpha matrix(1)) is (c / alpha) matrix(1), another rule's
+    return ir.respread(ir.elem_div(ir.fill(numerator.value, core.shape), core), ones, how)
+
+
+@rule("sums of a softmax", "vector(1)^T softmax(U, 1) -> vector(1)^T;  softmax(U, 2) vector(1) -> vector(1);  "
+      "vector(1)^T softmax(u) -> 1", "vector(1)^T softmax(X, 1) Y", on=(MatMul,))
+def _sums_of_softmax(e: MatMul) -> Expr | None:
+    """Each column (row) of a softmax along it sums to 1."""
+    coefficient, scalars, chain = _split_product(e)
+    for i in range(len(chain) - 1):
+        left, right = chain[i], chain[i + 1]
+        if ir.is_ones(left) and left.shape[0] == 1 and isinstance(right, Func) and right.name == "softmax" \
+                and right.axis in (0, 1):
+            merged = ir.ones((1, right.shape[1]))
+        elif ir.is_ones(right) and right.shape[1] == 1 and isinstance(left, Func) and left.name == "softmax" \
+                and left.axis == 2:
+            merged = ir.ones((left.shape[0], 1))
+        else:
+            continue
+        return mul(Num(coefficient), *scalars, *chain[:i], merged, *chain[i + 2:])
     return None
 
 
@@ -758,6 +806,27 @@ def _quotient_cancels(e: Hadamard) -> Expr | None:
             rest = list(e.factors[:i] + e.factors[i + 1 :])
             rest.remove(f.denominator)
             return hadamard(f.numerator, *rest)
+    return None
+
+
+def _cancels_against(term: Expr, divisor: Expr) -> bool:
+    """The term is c (a ./ divisor) for a numeric c: times divisor, entry by entry, it cancels."""
+    _, scalars, chain = ir.split_product(term)
+    inner = chain[0] if len(chain) == 1 and not scalars else term
+    return isinstance(inner, ElemDiv) and inner.denominator == divisor
+
+
+@rule("quotient cancels in a sum", "(a ./ b + c) .* b -> a + c .* b", "(x ./ y + z) .* y", on=(Hadamard,))
+def _quotient_cancels_in_a_sum(e: Hadamard) -> Expr | None:
+    """A Hadamard factor that divides a term of a sum beside it distributes over the sum: that term cancels (the
+    gradient of a cross-entropy through a softmax, S .* (sum(Y, 1) - Y ./ S), is S .* sum(Y, 1) - Y)."""
+    for i, f in enumerate(e.factors):
+        if not isinstance(f, Add):
+            continue
+        for divisor in e.factors:
+            if divisor is not f and any(_cancels_against(t, divisor) for t in f.terms):
+                rest = list(e.factors[:i] + e.factors[i + 1 :])
+                return add(*(hadamard(t, *rest) for t in f.terms))
     return None
 
 
