@@ -60,6 +60,8 @@ class Backend:
     eye: str  # {n}: the identity
     solve: str  # {a}, {b}: inv(a) b
     matrix_power: str  # {a}, {k}
+    reduce: str  # {a}, {axis}: the sums along one axis (0: of each column), kept 2-D
+    broadcast: str  # {a}, {shape}: a spread array made whole, an array of its own (where a consumer needs it)
 
 
 def _with_function_helpers(backend_name: str, helpers: dict[str, str]) -> dict[str, str]:
@@ -74,6 +76,12 @@ _NUMPY_HELPERS = _with_function_helpers("numpy", {
     return np.eye(m * n)[[i + m * j for i in range(m) for j in range(n)]]''',
     "_reshape_f": '''def _reshape_f(a, shape):
     return np.reshape(a, shape, order="F")''',
+    "_softmax_along": '''def _softmax_along(a, axis):
+    e = np.exp(a - np.max(a, axis=axis, keepdims=True))
+    return e / np.sum(e, axis=axis, keepdims=True)''',
+    "_logsumexp_along": '''def _logsumexp_along(a, axis):
+    top = np.max(a, axis=axis, keepdims=True)
+    return top + np.log(np.sum(np.exp(a - top), axis=axis, keepdims=True))''',
 })
 _JAX_HELPERS = _with_function_helpers("jax", {
     "_commutation": '''def _commutation(m, n):
@@ -88,17 +96,31 @@ _TORCH_HELPERS = _with_function_helpers("torch", {
     return a.T.reshape(tuple(reversed(shape))).permute(*reversed(range(len(shape))))''',
 })
 
+# A function of a vector along an axis (softmax(U, 1): of each column), per backend: {a} the matrix, {axis} the
+# array axis it runs along (0 for each column, 1 for each row); a scalar-valued one keeps that axis (a row or a
+# column), as the IR's shape says.
+ALONG_AXIS: dict[str, dict[str, str]] = {
+    "softmax": {"numpy": "_softmax_along({a}, {axis})", "jax": "jax.nn.softmax({a}, axis={axis})",
+                "torch": "torch.softmax({a}, dim={axis})"},
+    "logsumexp": {"numpy": "_logsumexp_along({a}, {axis})",
+                  "jax": "jax.scipy.special.logsumexp({a}, axis={axis}, keepdims=True)",
+                  "torch": "torch.logsumexp({a}, dim={axis}, keepdim=True)"},
+}
+
 BACKENDS: dict[str, Backend] = {
     "numpy": Backend("numpy", "np", "import numpy as np", "\n\n\n".join(_NUMPY_HELPERS.values()),
                      "np.asarray({a}, dtype=float)", "np.full({shape}, {value})", "np.eye({n})",
-                     "np.linalg.solve({a}, {b})", "np.linalg.matrix_power({a}, {k})"),
+                     "np.linalg.solve({a}, {b})", "np.linalg.matrix_power({a}, {k})",
+                     "{a}.sum({axis}, keepdims=True)", "np.full({shape}, {a})"),
     "jax": Backend("jax", "jnp", "import jax\nimport jax.numpy as jnp\nimport jax.scipy.special",
                    "\n\n\n".join(_JAX_HELPERS.values()), "jnp.asarray({a}, dtype=float)", "jnp.full({shape}, {value})",
-                   "jnp.eye({n})", "jnp.linalg.solve({a}, {b})", "jnp.linalg.matrix_power({a}, {k})"),
+                   "jnp.eye({n})", "jnp.linalg.solve({a}, {b})", "jnp.linalg.matrix_power({a}, {k})",
+                   "{a}.sum({axis}, keepdims=True)", "jnp.full({shape}, {a})"),
     "torch": Backend("torch", "torch", "import torch", "\n\n\n".join(_TORCH_HELPERS.values()),
                      "_as_tensor({a})", "torch.full({shape}, {value}, dtype=_like.dtype, device=_like.device)",
                      "torch.eye({n}, dtype=_like.dtype, device=_like.device)", "torch.linalg.solve({a}, {b})",
-                     "torch.linalg.matrix_power({a}, {k})"),
+                     "torch.linalg.matrix_power({a}, {k})", "{a}.sum({axis}, keepdim=True)",
+                     "{a} * torch.full({shape}, 1.0, dtype=_like.dtype, device=_like.device)"),
 }
 _HELPER_NAMES = {"numpy": _NUMPY_HELPERS, "jax": _JAX_HELPERS, "torch": _TORCH_HELPERS}
 
@@ -116,15 +138,42 @@ def python_name(name: str) -> str:
     return f"{name}_" if keyword.iskeyword(name) else name
 
 
+Spread = tuple[bool, bool]
+WHOLE: Spread = (False, False)
+
+
 @dataclass(frozen=True)
 class Code:
-    """An expression's code, and whether it may stand as an operand without parentheses."""
+    """An expression's code, whether it may stand as an operand without parentheses, and which of its axes it
+    broadcasts along (`spread`): an array of one row (column) standing for every row (column) of the expression,
+    which has more. `b vector(1)^T` is `b` spread along its columns, `matrix(1) X` is X's column sums spread down
+    its rows, `vector(c)` the number c spread along both: the consumers that broadcast (+, .*, ./, .^, element-wise
+    functions, scalar factors) take it as it is; a product splits at it; any other consumer makes it whole."""
 
     text: str
     atomic: bool
+    spread: Spread = WHOLE
 
     def operand(self) -> str:
         return self.text if self.atomic else f"({self.text})"
+
+
+@dataclass(frozen=True)
+class _Factor:
+    """A factor of a matrix chain as the code multiplies it: its code (never spread), its shape, and its node
+    (None for a factor split off a spread one) to recognise diag(v) and inv(X)."""
+
+    code: Code
+    shape: ir.Shape
+    node: Expr | None
+
+
+@dataclass(frozen=True)
+class _Ones:
+    """The p x q matrix of ones, 1_p 1_q^T, in a chain: where a chain splits into sums."""
+
+    rows: ir.Dim
+    cols: ir.Dim
 
 
 def _number(value: Fraction) -> str:
@@ -134,6 +183,24 @@ def _number(value: Fraction) -> str:
 def _dim(dim: ir.Dim) -> str:
     """A size as Python: the input language's `m n` is `m * n`."""
     return " * ".join(dim_text(dim).split())
+
+
+def _is_literal(text: str) -> bool:
+    return bool(re.fullmatch(r"-?[0-9.]+(e[-+]?[0-9]+)?|-?inf|nan", text))
+
+
+def _spread_of(shape: ir.Shape, along: Spread) -> Spread:
+    """A spread kept only along axes longer than 1 (an axis of one is whole)."""
+    return (along[0] and shape[0] != 1, along[1] and shape[1] != 1)
+
+
+def _joined(shape: ir.Shape, operands: Sequence[tuple[Expr, Code]]) -> Spread:
+    """The spread of an element-wise result: along an axis, only where every operand is spread (or of length 1:
+    a scalar factor)."""
+    def along(axis: int) -> bool:
+        return all(code.spread[axis] or node.shape[axis] == 1 for node, code in operands)
+
+    return _spread_of(shape, (along(0), along(1)))
 
 
 class _Emitter:
@@ -148,6 +215,11 @@ class _Emitter:
         self.temporaries = 0
         self.keep: list[Expr] = []  # the nodes whose ids key `code`: alive while the emitter is
         self.uses: dict[int, int] = {}
+        self.spread_names: dict[str, Spread] = {}  # a definition whose code is spread: its name is too
+        self.numbers: set[int] = set()  # the scalar nodes with no variable (sqrt(2), d^-1): Python numbers
+        # the names given so far, by the code they name: two nodes written alike compute one value (every name is
+        # assigned once), as `vector(1) vector(1)^T H` and `matrix(1) H` do
+        self.named: dict[str, Code] = {}
 
     def helper(self, name: str) -> str:
         self.used_helpers.add(name)
@@ -177,31 +249,63 @@ class _Emitter:
                 continue
             self.keep.append(node)
             code = self._node(node)
-            if node is not e and uses.get(id(node), 0) > 1 and node.children and not _is_name(code.text):
+            if code.text in self.named:  # computed already, under a name
+                code = self.named[code.text]
+            elif node is not e and uses.get(id(node), 0) > 1 and node.children and not _is_name(code.text):
                 self.temporaries += 1
                 name = f"t{self.temporaries}"
                 self.lines.append(f"{name} = {code.text}")
-                code = Code(name, True)
+                self.named[code.text] = Code(name, True, code.spread)
+                code = self.named[code.text]
             self.code[id(node)] = code
         result = self.code[id(e)]
         if assign_to is not None:
             self.lines.append(f"{assign_to} = {result.text}")
-            self.code[id(e)] = Code(assign_to, True)
-            return Code(assign_to, True)
+            if result.spread != WHOLE:
+                self.spread_names[assign_to] = result.spread
+            if not _is_name(result.text):
+                self.named.setdefault(result.text, Code(assign_to, True, result.spread))
+            self.code[id(e)] = Code(assign_to, True, result.spread)
+            return self.code[id(e)]
         return result
 
     def of(self, node: Expr) -> Code:
         return self.code[id(node)]
+
+    def whole(self, node: Expr) -> Code:
+        """The code of node as an array of its full shape (a spread one filled out)."""
+        return self.made_whole(self.of(node), node.shape)
+
+    def made_whole(self, code: Code, shape: ir.Shape) -> Code:
+        """A spread code as an array of `shape` of its own, for a consumer that does not broadcast (a Kronecker
+        product, inv, a returned value): np.full broadcasts its fill value; torch's takes a number."""
+        if not any(_spread_of(shape, code.spread)):
+            return code
+        sizes = f"({_dim(shape[0])}, {_dim(shape[1])})"
+        if _is_literal(code.text):
+            return Code(self.backend.constant.format(shape=sizes, value=code.text), True)
+        if self.backend.name == "torch":  # a * ones: a product needs no parentheses before the ones
+            factor = f"({code.text})" if _top_level_sum(code.text) else code.text
+            return Code(self.backend.broadcast.format(a=factor, shape=sizes), False)
+        return Code(self.backend.broadcast.format(a=code.text, shape=sizes), True)
+
+    def reduced(self, code: Code, axis: int) -> str:
+        """The sums of an array along one axis (0: of each column, a row; 1: of each row, a column), kept 2-D."""
+        return self.backend.reduce.format(a=code.operand(), axis=axis)
 
     # ------------------------------------------------------------ one node from its children's code
     def _node(self, e: Expr) -> Code:
         write = _NODE_CODE.get(type(e))
         if write is None:
             raise TypeError(f"no code for {type(e).__name__}")
+        if e.is_scalar and (isinstance(e, (Num, Size, ir.Constant)) or (
+                e.children and all(id(child) in self.numbers for child in e.children))):
+            self.numbers.add(id(e))
         return write(self, e)
 
     def _var(self, e: Var) -> Code:
-        return Code(python_name(e.name), True)
+        name = python_name(e.name)
+        return Code(name, True, self.spread_names.get(name, WHOLE))
 
     def _num(self, e: Num) -> Code:
         text = _number(e.value)
@@ -214,8 +318,9 @@ class _Emitter:
         return Code(CONSTANTS[e.name].code.get(self.backend.name, "{m}." + e.name).format(m=self.m), True)
 
     def _fill(self, e: Fill) -> Code:
-        shape = f"({_dim(e.shape[0])}, {_dim(e.shape[1])})"
-        return Code(self.backend.constant.format(shape=shape, value=_number(e.value)), True)
+        """vector(c), matrix(c): the number, spread along every axis (made whole only where a consumer needs it)."""
+        text = _number(e.value)
+        return Code(text, not text.startswith("-"), _spread_of(e.shape, (True, True)))
 
     def _identity(self, e: Identity) -> Code:
         return Code(self.backend.eye.format(n=_dim(e.size)), True)
@@ -225,33 +330,40 @@ class _Emitter:
         return Code(f"{self.helper('_commutation')}({_dim(e.rows)}, {_dim(e.cols)}{extra})", True)
 
     def _sum(self, e: Add) -> Code:  # a constant term is a number, broadcast (1 - s)
-        text = self._broadcast(e.terms[0]).text
-        for term in e.terms[1:]:
-            code = self._broadcast(term).text
-            text += f" - {code[1:]}" if code.startswith("-") else f" + {code}"
-        return Code(text, False)
+        codes = [self.of(term) for term in e.terms]
+        if all(_is_literal(c.text) for c in codes):  # nothing beside the numbers gives the array its shape
+            codes[0] = self.whole(e.terms[0])
+        text = codes[0].text
+        for code in codes[1:]:
+            text += f" - {code.text[1:]}" if code.text.startswith("-") else f" + {code.text}"
+        return Code(text, False, _joined(e.shape, list(zip(e.terms, codes, strict=True))))
 
     def _transpose(self, e: Transpose) -> Code:
-        return Code(f"{self.of(e.arg).operand()}.T", True)
+        code = self.of(e.arg)
+        return Code(f"{code.operand()}.T", True, (code.spread[1], code.spread[0]))
 
     def _hadamard(self, e: Hadamard) -> Code:
-        return Code(" * ".join(self.of(f).operand() for f in e.factors), False)
+        codes = [self.of(f) for f in e.factors]
+        return Code(" * ".join(c.operand() for c in codes), False, _joined(e.shape, list(zip(e.factors, codes,
+                                                                                             strict=True))))
 
     def _quotient(self, e: ElemDiv) -> Code:
-        return Code(f"{self._broadcast(e.numerator).operand()} / {self.of(e.denominator).operand()}", False)
+        operands = [(e.numerator, self.of(e.numerator)), (e.denominator, self.of(e.denominator))]
+        return Code(f"{operands[0][1].operand()} / {operands[1][1].operand()}", False, _joined(e.shape, operands))
 
     def _power(self, e: Power) -> Code:
         if e.base.is_scalar:
             return Code(f"{self.of(e.base).operand()} ** {self._exponent(e.exponent)}", False)
         k = int(e.exponent.value)  # type: ignore[attr-defined]
-        return Code(self.backend.matrix_power.format(a=self.of(e.base).text, k=k), True)
+        return Code(self.backend.matrix_power.format(a=self.whole(e.base).text, k=k), True)
 
     def _elem_power(self, e: ElemPower) -> Code:
-        return Code(f"{self.of(e.base).operand()} ** {self._exponent(e.exponent)}", False)
+        base = self.of(e.base)
+        return Code(f"{base.operand()} ** {self._exponent(e.exponent)}", False, _spread_of(e.shape, base.spread))
 
     def _kron(self, e: Kron) -> Code:
         # torch.kron views its arguments: a transposed one must be made contiguous first
-        arguments = [f"{self.of(f).operand()}.contiguous()" if self.backend.name == "torch" else self.of(f).text
+        arguments = [f"{self.whole(f).operand()}.contiguous()" if self.backend.name == "torch" else self.whole(f).text
                      for f in e.factors]
         text = arguments[0]
         for argument in arguments[1:]:
@@ -263,16 +375,21 @@ class _Emitter:
             return str(e.value.numerator) if e.value >= 0 else f"({e.value.numerator})"
         return self.of(e).operand()
 
-    def _broadcast(self, e: Expr) -> Code:
-        """A constant fill beside an array of its shape: the number alone, which broadcasts."""
-        if isinstance(e, Fill):
-            text = _number(e.value)
-            return Code(text, not text.startswith("-"))
-        return self.of(e)
-
     def _call(self, e: Func) -> Code:
         m = self.m
+        spec = FUNCTIONS[e.name]
         arg = self.of(e.arg)
+        # tanh of a broadcast is the broadcast of its tanh (torch's functions take tensors, not numbers)
+        if spec.kind == "elementwise" and not _is_literal(arg.text) and not (
+                self.backend.name == "torch" and all(_spread_of(e.shape, arg.spread))):
+            spread = _spread_of(e.shape, arg.spread)
+        else:
+            spread = WHOLE
+            if e.name == "sum" and any(arg.spread):  # the sum of a broadcast: of what is there, times the copies
+                copies = [self._size_code(d) for d, along in zip(e.arg.shape, arg.spread, strict=True) if along]
+                total = arg.operand() if _is_literal(arg.text) else f"{m}.sum({arg.text})"
+                return Code(" * ".join([*copies, total]), False)
+            arg = self.whole(e.arg)
         if e.name == "diag":
             if ir.is_column(e.arg.shape):
                 return Code(f"{m}.diag({arg.operand()}[:, 0])", True)
@@ -281,17 +398,22 @@ class _Emitter:
             return Code(f"{m}.diag({arg.text})[:, None]", True)
         if e.name == "tr" and isinstance(e.arg, MatMul):  # tr(c A B) = c sum(A .* B^T): no product formed
             coefficient, scalars, chain = ir.split_product(e.arg)
-            if len(chain) == 2:
+            if len(chain) == 2 and not any(any(self.of(f).spread) for f in chain):
                 prefix = "".join(f"{code} * " for code in self._scalar_codes(coefficient, scalars))
                 a, c = (self.of(f).operand() for f in chain)
                 return Code(f"{prefix}{m}.sum({a} * {c}.T)", not prefix)
-        template = FUNCTIONS[e.name].code.get(self.backend.name, "{m}." + e.name + "({a})")
+        if e.axis:
+            template = ALONG_AXIS[e.name][self.backend.name].replace("{axis}", str(e.axis - 1))
+        else:
+            template = spec.code.get(self.backend.name, "{m}." + e.name + "({a})")
         for helper in _HELPER_NAMES[self.backend.name]:
             if helper + "(" in template:
                 self.used_helpers.add(helper)
         whole_argument = template.count("{a}") == 1 and ("({a})" in template or "({a}," in template)
+        if self.backend.name == "torch" and id(e.arg) in self.numbers:  # torch's functions take tensors only
+            arg = Code(f"torch.as_tensor({arg.text}, dtype=_like.dtype, device=_like.device)", True)
         text = template.format(m=m, a=arg.text if whole_argument else arg.operand())
-        return Code(text, True)
+        return Code(text, True, spread)
 
     def _scalar_codes(self, coefficient: Fraction, scalars: Sequence[Expr]) -> list[str]:
         codes = [] if coefficient == 1 else [_number(coefficient) if coefficient > 0 else f"({_number(coefficient)})"]
@@ -301,34 +423,125 @@ class _Emitter:
         coefficient, scalars, chain = ir.split_product(e)
         negate = coefficient == -1
         codes = self._scalar_codes(Fraction(1) if negate else coefficient, scalars)
-        if chain:
-            chain_code = self._chain(chain)
+        pieces = self._pieces(chain)
+        if any(isinstance(p, _Ones) for p in pieces):  # a product with ones: sums and broadcasts
+            sums, numbers, spread = self._split_at_ones(pieces, e)
+            codes += numbers
+            if sums and e.is_scalar and not sums.startswith(f"{self.m}.sum("):
+                sums = f"{_paren(sums)}[0, 0]"  # a 1 x 1 array as a 0-d value
+            if sums:
+                codes.append(_paren(sums) if codes else sums)
+            text = " * ".join(codes) if codes else "1.0"
+            atomic = len(codes) == 1 and not negate and _paren(codes[0]) == codes[0]
+            return Code(f"-{_paren(text)}" if negate else text, atomic, _spread_of(e.shape, spread))
+        factors = [p for p in pieces if isinstance(p, _Factor)]
+        if factors:
+            chain_code = self._chain(factors)
             if e.is_scalar:  # a 1 x 1 chain (x^T A x) as a 0-d value
                 chain_code = f"{_paren(chain_code)}[0, 0]"
-            codes.append(chain_code if len(chain) == 1 or e.is_scalar else f"({chain_code})")
-        if len(codes) == 1 and len(chain) > 1 and not e.is_scalar:
+            codes.append(chain_code if len(factors) == 1 or e.is_scalar else f"({chain_code})")
+        if len(codes) == 1 and len(factors) > 1 and not e.is_scalar:
             codes[0] = codes[0][1:-1]  # a product alone needs no parentheses of its own
         text = " * ".join(codes) if codes else "1.0"
         # -(X.T @ v), not -X.T @ v: Python's unary minus binds first and would copy the whole matrix
-        return Code(f"-{_paren(text)}" if negate else text, len(codes) == 1 and not negate and len(chain) <= 1)
+        return Code(f"-{_paren(text)}" if negate else text, len(codes) == 1 and not negate and len(factors) <= 1)
 
-    def _chain(self, chain: list[Expr]) -> str:
+    # ------------------------------------------------------------ chains: ones split them into sums
+    def _pieces(self, chain: Sequence[Expr]) -> list[_Factor | _Ones | str]:
+        """The chain as the code multiplies it: a spread factor is split into its array and the ones it stands
+        for (b spread along q columns is b 1_q^T; a number spread along both is that number times 1_p 1_q^T), a
+        fill c matrix(1) is c and the ones; a scalar the split leaves is a code of its own (a str)."""
+        pieces: list[_Factor | _Ones | str] = []
+        for f in chain:
+            code = self.of(f)
+            rows, cols = f.shape
+            spread = _spread_of(f.shape, code.spread)
+            if spread == WHOLE:
+                pieces.append(_Factor(code, f.shape, f))
+            elif spread == (True, True) or (spread[0] and cols == 1) or (spread[1] and rows == 1):
+                if code.text != "1.0":
+                    pieces.append(code.operand())
+                pieces.append(_Ones(rows, cols))
+            elif spread[0]:  # one row standing for every row: 1_p r
+                pieces += [_Ones(rows, 1), _Factor(Code(code.text, code.atomic), (1, cols), None)]
+            else:  # one column standing for every column: c 1_q^T
+                pieces += [_Factor(Code(code.text, code.atomic), (rows, 1), None), _Ones(1, cols)]
+        return pieces
+
+    def _split_at_ones(self, pieces: list[_Factor | _Ones | str], e: Expr) -> tuple[str, list[str], Spread]:
+        """A chain with ones in it, L 1_p 1_q^T M ... R: the row sums of L (a column, L 1), the sum of each inner
+        segment (a number, 1^T M 1), the column sums of R (a row, 1^T R), multiplied as broadcasts; an empty end
+        leaves the result spread along that axis. Returns (the sums' code, the scalars, the spread)."""
+        numbers = [p for p in pieces if isinstance(p, str)]
+        segments: list[list[_Factor]] = [[]]
+        ones: list[_Ones] = []
+        for p in pieces:
+            if isinstance(p, _Factor):
+                segments[-1].append(p)
+            elif isinstance(p, _Ones):
+                if not segments[-1] and ones:  # 1_p 1_q^T 1_q 1_s^T: q 1_p 1_s^T
+                    if ones[-1].cols != 1:
+                        numbers.append(self._size_code(ones[-1].cols))
+                    ones[-1] = _Ones(ones[-1].rows, p.cols)
+                    continue
+                ones.append(p)
+                segments.append([])
+        first, *inner, last = segments
+        sums: list[str] = []
+        if e.is_scalar and len(first) == 1 and first[0].shape[0] == 1 and not inner and not last:
+            return f"{self.m}.sum({first[0].code.text})", numbers, (True, True)  # x^T 1
+        if first:
+            sums.append(self._fold_right(first, seed="sum"))
+        for segment in inner:
+            sums.append(f"{self.m}.sum({self._fold_right(segment, seed='sum')})")
+        if last:
+            if len(last) == 1 and last[0].shape[1] == 1 and not first and e.is_scalar:
+                sums.append(f"{self.m}.sum({last[0].code.text})")  # 1^T u
+            else:
+                sums.append(self._fold_left(last, seed="sum"))
+        return " * ".join(_paren(s) if len(sums) > 1 else s for s in sums), numbers, (not first, not last)
+
+    def _size_code(self, dim: ir.Dim) -> str:
+        text = _dim(dim)
+        return text if " " not in text else f"({text})"
+
+    def _chain(self, chain: list[_Factor]) -> str:
         """A matrix chain, multiplied from the right when it ends in a vector (else from the left), with each
         diag(v) applied as a scaling and each inv(X) as a solve."""
         if chain[-1].shape[1] == 1 or chain[0].shape[0] != 1:
             return self._fold_right(chain) if chain[-1].shape[1] == 1 else self._fold_left(chain)
         return self._fold_left(chain)
 
-    def _diagonal(self, f: Expr) -> str | None:
+    def _diagonal(self, f: _Factor) -> str | None:
         """The column v of a diag(v) factor, or None."""
-        if isinstance(f, Func) and f.name == "diag" and ir.is_vector_shape(f.arg.shape):
-            v = self.of(f.arg).operand()
-            return v if ir.is_column(f.arg.shape) else f"{v}.T"
+        node = f.node
+        if isinstance(node, Func) and node.name == "diag" and ir.is_vector_shape(node.arg.shape):
+            v = self.whole(node.arg).operand()
+            return v if ir.is_column(node.arg.shape) else f"{v}.T"
         return None
 
-    def _fold_right(self, chain: list[Expr]) -> str:
+    def _inverted(self, f: _Factor) -> Expr | None:
+        node = f.node
+        return node.arg if isinstance(node, Func) and node.name == "inv" else None
+
+    def _fold_right(self, chain: list[_Factor], seed: str | None = None) -> str:
+        """The chain multiplied from the right; with seed "sum", the chain times a ones column (its row sums),
+        computed as the row sums of its last factor, then products with a vector."""
         acc: str | None = None
         pending: str | None = None  # a diag(v) at the right end, waiting for a factor to scale
+        if seed == "sum":
+            last, chain = chain[-1], chain[:-1]
+            v = self._diagonal(last)
+            inverted = self._inverted(last)
+            if v is not None:  # diag(v) 1 = v
+                acc = v
+            elif inverted is not None:
+                ones = self.backend.constant.format(shape=f"({_dim(last.shape[0])}, 1)", value="1.0")
+                acc = self.backend.solve.format(a=self.whole(inverted).text, b=ones)
+            elif last.shape[1] == 1:  # a column is its own row sums
+                acc = last.code.operand()
+            else:
+                acc = self.reduced(last.code, 1)
         for f in reversed(chain):
             v = self._diagonal(f)
             if acc is None and pending is None and v is not None:
@@ -336,46 +549,61 @@ class _Emitter:
                 continue
             if acc is None and pending is not None:
                 # F diag(v), or diag(a) diag(b): the diagonal matrix of a .* b
-                acc = f"{self.of(f).operand()} * {pending}.T" if v is None else \
+                acc = f"{f.code.operand()} * {pending}.T" if v is None else \
                     f"{self.m}.diag(({v} * {pending})[:, 0])"
                 pending = None
                 continue
+            inverted = self._inverted(f)
             if acc is None:
-                acc = self.of(f).operand()
+                acc = f.code.operand()
             elif v is not None:
                 acc = f"{v} * {_paren(acc)}"
-            elif isinstance(f, Func) and f.name == "inv":
-                acc = self.backend.solve.format(a=self.of(f.arg).text, b=acc)
+            elif inverted is not None:
+                acc = self.backend.solve.format(a=self.whole(inverted).text, b=acc)
             elif f.shape[1] == 1:  # an outer product: a broadcast, not a matrix product over an axis of 1
-                acc = f"{self.of(f).operand()} * {_paren(acc)}"
-            elif isinstance(f, Transpose) and self.backend.name == "jax":  # XLA's CPU dot is slow with A^T first
-                acc = f"({_paren(acc)}.T @ {self.of(f.arg).operand()}).T"
+                acc = f"{f.code.operand()} * {_paren(acc)}"
+            elif isinstance(f.node, Transpose) and self.backend.name == "jax":  # XLA's CPU dot is slow with A^T first
+                acc = f"({_paren(acc)}.T @ {self.of(f.node.arg).operand()}).T"
             else:
-                acc = f"{self.of(f).operand()} @ {_paren(acc)}"
+                acc = f"{f.code.operand()} @ {_paren(acc)}"
         if acc is None:
             return f"{self.m}.diag({pending}[:, 0])"
         return acc
 
-    def _fold_left(self, chain: list[Expr]) -> str:
+    def _fold_left(self, chain: list[_Factor], seed: str | None = None) -> str:
+        """The chain multiplied from the left; with seed "sum", a ones row times the chain (its column sums),
+        computed as the column sums of its first factor, then products with a row."""
         acc: str | None = None
         pending: str | None = None  # a diag(v) at the left end, waiting for a factor to scale
+        if seed == "sum":
+            first, chain = chain[0], chain[1:]
+            v = self._diagonal(first)
+            if v is not None:  # 1^T diag(v) = v^T
+                acc = f"{v}.T"
+            elif self._inverted(first) is not None:  # 1^T inv(X) = solve(X^T, 1)^T
+                ones = self.backend.constant.format(shape=f"({_dim(first.shape[0])}, 1)", value="1.0")
+                acc = f"{self.backend.solve.format(a=self.whole(self._inverted(first)).operand() + '.T', b=ones)}.T"
+            elif first.shape[0] == 1:  # a row is its own column sums
+                acc = first.code.operand()
+            else:
+                acc = self.reduced(first.code, 0)
         for f in chain:
             v = self._diagonal(f)
             if acc is None and pending is None and v is not None:
                 pending = v
             elif acc is None and pending is not None:
                 # diag(v) F, or diag(a) diag(b): the diagonal matrix of a .* b
-                acc = f"{pending} * {self.of(f).operand()}" if v is None else \
+                acc = f"{pending} * {f.code.operand()}" if v is None else \
                     f"{self.m}.diag(({pending} * {v})[:, 0])"
                 pending = None
             elif acc is None:
-                acc = self.of(f).operand()
+                acc = f.code.operand()
             elif v is not None:
                 acc = f"{_paren(acc)} * {v}.T"
             elif f.shape[0] == 1:  # an outer product: a broadcast
-                acc = f"{_paren(acc)} * {self.of(f).operand()}"
+                acc = f"{_paren(acc)} * {f.code.operand()}"
             else:
-                acc = f"{_paren(acc)} @ {self.of(f).operand()}"
+                acc = f"{_paren(acc)} @ {f.code.operand()}"
         if acc is None:
             return f"{self.m}.diag({pending}[:, 0])"
         return acc
@@ -402,6 +630,17 @@ _NODE_CODE: dict[type, Callable[[_Emitter, Any], Code]] = {
 }
 
 
+def _top_level_sum(text: str) -> bool:
+    """Whether the text has a + or a binary - outside parentheses (it binds less than a product)."""
+    depth = 0
+    for index, character in enumerate(text):
+        depth += character in "([{"
+        depth -= character in ")]}"
+        if depth == 0 and text[index:index + 3] in (" + ", " - "):
+            return True
+    return False
+
+
 def _is_name(text: str) -> bool:
     """A name, a number, or a name's transpose: nothing worth a line of its own."""
     bare = text[:-2] if text.endswith(".T") else text
@@ -409,8 +648,15 @@ def _is_name(text: str) -> bool:
 
 
 def _paren(text: str) -> str:
-    """Parentheses around a product folded so far, unless it is one name or call."""
-    return text if text.replace("_", "").replace(".", "").isalnum() or _one_call(text) else f"({text})"
+    """Parentheses around a product folded so far, unless it is one name or call (or an operand's sums)."""
+    return text if text.replace("_", "").replace(".", "").isalnum() or _one_call(text) or _sums_of_operand(text) \
+        else f"({text})"
+
+
+def _sums_of_operand(text: str) -> bool:
+    """Whether the text is `a.sum(k, keepdims=True)` of an operand a (the method binds tightest)."""
+    found = re.fullmatch(r"(.+)\.sum\([01], keepdims?=True\)", text)
+    return found is not None and _paren(found.group(1)) == found.group(1)
 
 
 def _one_call(text: str) -> bool:
@@ -460,7 +706,7 @@ def function_source(name: str, docstring: str, parameters: Sequence[Var], bindin
         emitter.emit(value, assign_to=python_name(definition))
     results = []
     for output, planned_output in zip(outputs, planned_outputs, strict=True):
-        code = emitter.emit(planned_output).text
+        code = emitter.made_whole(emitter.emit(planned_output), planned_output.shape).text
         results.append(_returned(code, output, emitter))
     body += [line for line in emitter.lines if line]
     written = "\n".join([*body, *results])
