@@ -279,6 +279,9 @@ class Var(Expr):
     name: str
     var_shape: Shape
     symmetric: bool = False
+    # Declared `spd`: symmetric (so `symmetric` is set too, and every rule treats it as symmetric) and positive
+    # definite, which only evaluation reads (logdet and inv by a Cholesky factorisation).
+    positive_definite: bool = False
 
     def _compute_shape(self) -> Shape:
         return self.var_shape
