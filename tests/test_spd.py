@@ -128,6 +128,27 @@ def test_inv_spd_times_b_equals_solve():
     np.testing.assert_allclose(evaluate("inv(S) b", {"S": S, "b": b})[:, 0], np.linalg.solve(S, b), rtol=1e-12)
 
 
+def test_inv_spd_times_b_is_evaluated_as_a_cholesky_solve_without_the_inverse(monkeypatch):
+    from matcalc.backends.interpret import NumpyBackend
+
+    def no_inverse(self, name, a):
+        raise AssertionError("inv(S) b formed the inverse")
+
+    monkeypatch.setattr(NumpyBackend, "spd_function", no_inverse)
+    S, b = random_spd(5, 15), np.arange(1.0, 6.0)
+    assert evaluate("b^T inv(S) b", {"S": S, "b": b})[0, 0] == pytest.approx(b @ np.linalg.solve(S, b), rel=1e-12)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("A inv(S)", lambda S, A, b: A @ np.linalg.inv(S)),
+    ("inv(S) A inv(S) b", lambda S, A, b: np.linalg.solve(S, A @ np.linalg.solve(S, b))[:, None]),
+    ("det(S) inv(S) b", lambda S, A, b: np.linalg.det(S) * np.linalg.solve(S, b)[:, None]),
+])
+def test_spd_inverse_in_any_place_of_a_product_equals_numpy(text, expected):
+    S, A, b = random_spd(4, 16), np.random.default_rng(17).standard_normal((4, 4)), np.arange(1.0, 5.0)
+    np.testing.assert_allclose(evaluate(text, {"S": S, "A": A, "b": b}), expected(S, A, b), rtol=1e-11)
+
+
 def test_logdet_and_inv_of_one_spd_value_share_one_cholesky_factorisation(monkeypatch):
     calls = []
     cholesky = np.linalg.cholesky
@@ -210,3 +231,21 @@ def test_generated_torch_code_of_logdet_spd_gives_slogdet():
 
     check_generated(value_and_gradient("torch"), random_spd(4, 12), np.arange(1.0, 5.0),
                     lambda a: torch.as_tensor(a, dtype=torch.float64))
+
+
+def test_generated_inv_spd_times_b_is_a_cholesky_solve_with_no_inverse_formed():
+    source = matcalc.codegen("b^T inv(S) b", ["b"], where="S: spd")
+    assert source.count("np.linalg.cholesky(S)") == 1 and "_cho_solve(L_S, b)" in source
+    assert "_cho_inverse" not in source  # both uses of inv(S) are solves: no inverse, not even an unused line
+    S, b = random_spd(4, 13), np.arange(1.0, 5.0)
+    value, gradient = compile_source(source, "value_and_gradients")(S=S, b=b)
+    assert float(value) == pytest.approx(b @ np.linalg.solve(S, b), rel=1e-12)
+    np.testing.assert_allclose(gradient, 2 * np.linalg.solve(S, b), rtol=1e-12)
+
+
+def test_generated_cholesky_factor_keeps_clear_of_a_variable_named_like_it():
+    source = matcalc.codegen("logdet(S) + sum(L_S)", ["L_S"], where="S: spd; L_S: matrix(n, n)")
+    assert "L_S_1 = np.linalg.cholesky(S)" in source
+    S = random_spd(3, 14)
+    value, _ = compile_source(source, "value_and_gradients")(S=S, L_S=np.ones((3, 3)))
+    assert float(value) == pytest.approx(np.linalg.slogdet(S)[1] + 9, rel=1e-12)

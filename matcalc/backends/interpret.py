@@ -62,6 +62,7 @@ class Backend(Protocol):
     def function(self, name: str, a: Any) -> Any: ...
     def function_of_columns(self, name: str, a: Any) -> Any: ...  # a function of a vector, of each column of a
     def spd_function(self, name: str, a: Any) -> Any: ...  # logdet or inv of a symmetric positive definite a
+    def spd_solve(self, a: Any, b: Any) -> Any: ...  # inv(a) b, a symmetric positive definite
     def adjugate(self, a: Any) -> Any: ...  # adj(X) = det(X) inv(X), defined for a singular X too
     def kron(self, a: Any, b: Any) -> Any: ...
     def scale_rows(self, v: Any, a: Any) -> Any: ...  # diag(v) a, v a column
@@ -98,6 +99,13 @@ def _det_power(e: Expr) -> tuple[Expr, int] | None:
 Evaluation = Generator[Expr, Any, Any]  # yields the nodes whose values it needs, is sent each, returns the value
 
 
+@dataclass(frozen=True)
+class _SpdInverse:
+    """A factor inv(S) of a chain, S a variable declared spd, held as S's value: applied as a solve."""
+
+    matrix: Any
+
+
 def _chain_product(chain: list[tuple[Any, bool]], backend: Backend, from_the_right: bool) -> Any:
     """The product of a chain whose diag(v) factors are held as their columns v: each scales the rows (or, at the
     right end, the columns) of its neighbour. Multiplied from the right when the chain ends in a vector, so that
@@ -106,6 +114,11 @@ def _chain_product(chain: list[tuple[Any, bool]], backend: Backend, from_the_rig
     acc: Any = None
     pending: Any = None  # a diag(v) at the start of the fold, waiting for a neighbour
     for value, diagonal in items:
+        if isinstance(value, _SpdInverse):  # inv(S) acc is a solve by S's Cholesky factor; elsewhere the inverse
+            if from_the_right and acc is not None:
+                acc = backend.spd_solve(value.matrix, acc)
+                continue
+            value = backend.spd_function("inv", value.matrix)
         if acc is None and pending is None and diagonal:
             pending = value
             continue
@@ -230,6 +243,9 @@ def _product(node: MatMul, at: _Point) -> Evaluation:
             continue
         transposed = isinstance(factor, Transpose)
         inverse = factor.arg if transposed else factor
+        if isinstance(inverse, Func) and inverse.name == "inv" and of_spd_variable(inverse):  # symmetric: inv(S)^T
+            chain.append((_SpdInverse((yield inverse.arg)), False))  # S is positive definite: no adjugate needed
+            continue
         holders = dets.get(inverse.arg) if isinstance(inverse, Func) and inverse.name == "inv" else None
         if not holders:
             chain.append(((yield factor), False))
@@ -423,6 +439,11 @@ class NumpyBackend:
             return np.array([[2.0 * np.sum(np.log(np.diagonal(factor)))]])
         inverse_factor = np.linalg.solve(factor, np.eye(len(factor)))  # NumPy has no triangular solve
         return inverse_factor.T @ inverse_factor
+
+    def spd_solve(self, a: Any, b: Any) -> Any:
+        """inv(S) b = inv(L^T) (inv(L) b), by the Cholesky factor L of S: no inverse formed."""
+        factor = self.cholesky(a)
+        return self.np.linalg.solve(factor.T, self.np.linalg.solve(factor, b))
 
     def kron(self, a: Any, b: Any) -> Any:
         return self.np.kron(a, b)

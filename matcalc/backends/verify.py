@@ -101,6 +101,9 @@ class SympyBackend:
     def spd_function(self, name: str, a: Any) -> Any:
         return self.function(name, a)  # exact: the definition itself, no factorisation needed
 
+    def spd_solve(self, a: Any, b: Any) -> Any:
+        return self.function("inv", a) * b
+
 
 class PreciseBackend:
     """Every operation over mpmath numbers of the working precision (mpmath.mp.dps), each result perturbed by a
@@ -244,6 +247,9 @@ class PreciseBackend:
 
     def spd_function(self, name: str, a: Any) -> Any:
         return self.function(name, a)  # at the working precision, as any other function
+
+    def spd_solve(self, a: Any, b: Any) -> Any:
+        return self.matmul(self.function("inv", a), b)
 
 
 _ENTRYWISE: dict[str, Any] = {}
