@@ -362,7 +362,7 @@ class NumpyBackend:
         self.np = numpy
         # id(value) -> (value, its Cholesky factor L, S = L L^T): one factorisation per spd value, shared by
         # logdet(S) and inv(S); the value is held so that its id is not reused
-        self.factors: dict[int, tuple[Any, Any]] = dict(factors or {})
+        self.factors: dict[object, tuple[Any, Any]] = dict(factors or {})
 
     def constant(self, value: Fraction, rows: int, cols: int) -> Any:
         try:
@@ -434,16 +434,27 @@ class NumpyBackend:
         """logdet(S) = 2 sum(log(diag(L))) and inv(S) = inv(L)^T inv(L), by the Cholesky factor L of S: half the
         work of an LU factorisation, and inv(S) symmetric to the last bit."""
         np = self.np
-        factor = self.cholesky(a)
         if name == "logdet":
-            return np.array([[2.0 * np.sum(np.log(np.diagonal(factor)))]])
-        inverse_factor = np.linalg.solve(factor, np.eye(len(factor)))  # NumPy has no triangular solve
+            return np.array([[2.0 * np.sum(np.log(np.diagonal(self.cholesky(a))))]])
+        inverse_factor = self.inverse_factor(a)
         return inverse_factor.T @ inverse_factor
 
-    def spd_solve(self, a: Any, b: Any) -> Any:
-        """inv(S) b = inv(L^T) (inv(L) b), by the Cholesky factor L of S: no inverse formed."""
+    def inverse_factor(self, a: Any) -> Any:
+        """inv(L), once per value: NumPy has no triangular solve (SciPy is not a dependency), so each solve by L
+        would be a whole LU factorisation; with inv(L) kept, every inv(S) b is two O(n^2) products."""
+        key = ("inverse", id(a))
+        found = self.factors.get(key)
+        if found is not None and found[0] is a:
+            return found[1]
         factor = self.cholesky(a)
-        return self.np.linalg.solve(factor.T, self.np.linalg.solve(factor, b))
+        inverse = self.np.linalg.solve(factor, self.np.eye(len(factor)))
+        self.factors[key] = (a, inverse)
+        return inverse
+
+    def spd_solve(self, a: Any, b: Any) -> Any:
+        """inv(S) b = inv(L)^T (inv(L) b), by the Cholesky factor L of S."""
+        inverse_factor = self.inverse_factor(a)
+        return inverse_factor.T @ (inverse_factor @ b)
 
     def kron(self, a: Any, b: Any) -> Any:
         return self.np.kron(a, b)
