@@ -17,7 +17,7 @@ from .calculus.spec import Axes, DerivativeSpec, Kind, Layout, Step, axes_of, ki
 from .core import ir
 from .core.errors import MatcalcError, ParseError, UnsupportedError, where_hint
 from .core.ir import Bindings, Expr, Var, fresh_name
-from .frontend.parse import Declaration, Declarations, dimension_names
+from .frontend.parse import SYMMETRIC_KINDS, Declaration, Declarations, dimension_names
 from .frontend.typecheck import default_kind
 from .render import derivative as render
 from .render.index import index_latex, index_text
@@ -374,7 +374,7 @@ def _variable(name: str, symbols: Declarations, parsed: Expr | dict[str, Var]) -
         shape = (dims[0], 1)
     else:
         shape = (dims[0], dims[-1])
-    return Var(name, shape, declaration.kind == "symmetric")
+    return Var(name, shape, declaration.kind in SYMMETRIC_KINDS, declaration.kind == "spd")
 
 
 def _with_dimensions(where: Declarations, exprs: list[Expr]) -> Declarations:

@@ -61,6 +61,8 @@ class Backend(Protocol):
     def elem_power(self, a: Any, p: Any) -> Any: ...
     def function(self, name: str, a: Any) -> Any: ...
     def function_of_columns(self, name: str, a: Any) -> Any: ...  # a function of a vector, of each column of a
+    def spd_function(self, name: str, a: Any) -> Any: ...  # logdet or inv of a symmetric positive definite a
+    def spd_solve(self, a: Any, b: Any) -> Any: ...  # inv(a) b, a symmetric positive definite
     def adjugate(self, a: Any) -> Any: ...  # adj(X) = det(X) inv(X), defined for a singular X too
     def kron(self, a: Any, b: Any) -> Any: ...
     def scale_rows(self, v: Any, a: Any) -> Any: ...  # diag(v) a, v a column
@@ -97,6 +99,13 @@ def _det_power(e: Expr) -> tuple[Expr, int] | None:
 Evaluation = Generator[Expr, Any, Any]  # yields the nodes whose values it needs, is sent each, returns the value
 
 
+@dataclass(frozen=True)
+class _SpdInverse:
+    """A factor inv(S) of a chain, S a variable declared spd, held as S's value: applied as a solve."""
+
+    matrix: Any
+
+
 def _chain_product(chain: list[tuple[Any, bool]], backend: Backend, from_the_right: bool) -> Any:
     """The product of a chain whose diag(v) factors are held as their columns v: each scales the rows (or, at the
     right end, the columns) of its neighbour. Multiplied from the right when the chain ends in a vector, so that
@@ -105,6 +114,11 @@ def _chain_product(chain: list[tuple[Any, bool]], backend: Backend, from_the_rig
     acc: Any = None
     pending: Any = None  # a diag(v) at the start of the fold, waiting for a neighbour
     for value, diagonal in items:
+        if isinstance(value, _SpdInverse):  # inv(S) acc is a solve by S's Cholesky factor; elsewhere the inverse
+            if from_the_right and acc is not None:
+                acc = backend.spd_solve(value.matrix, acc)
+                continue
+            value = backend.spd_function("inv", value.matrix)
         if acc is None and pending is None and diagonal:
             pending = value
             continue
@@ -187,9 +201,20 @@ def _elem_power(node: ElemPower, at: _Point) -> Evaluation:
     return at.backend.elem_power(base, (yield node.exponent))
 
 
+# The functions of an spd variable evaluated by its Cholesky factor (Backend.spd_function).
+CHOLESKY_FUNCTIONS = frozenset({"logdet", "inv"})
+
+
+def of_spd_variable(node: Func) -> bool:
+    """logdet(S) or inv(S) of a variable S declared spd: evaluated (and written as code) by its Cholesky factor."""
+    return node.name in CHOLESKY_FUNCTIONS and isinstance(node.arg, Var) and node.arg.positive_definite
+
+
 def _call(node: Func, at: _Point) -> Evaluation:
     value = yield node.arg
     backend = at.backend
+    if of_spd_variable(node):  # its value was checked positive definite when bound (bind_values)
+        return backend.spd_function(node.name, value)
     if node.axis == 1:
         return backend.function_of_columns(node.name, value)
     if node.axis == 2:  # of each row: of each column of the transpose
@@ -218,6 +243,9 @@ def _product(node: MatMul, at: _Point) -> Evaluation:
             continue
         transposed = isinstance(factor, Transpose)
         inverse = factor.arg if transposed else factor
+        if isinstance(inverse, Func) and inverse.name == "inv" and of_spd_variable(inverse):  # symmetric: inv(S)^T
+            chain.append((_SpdInverse((yield inverse.arg)), False))  # S is positive definite: no adjugate needed
+            continue
         holders = dets.get(inverse.arg) if isinstance(inverse, Func) and inverse.name == "inv" else None
         if not holders:
             chain.append(((yield factor), False))
@@ -328,10 +356,13 @@ def _magnitude(value: Fraction) -> str:
 class NumpyBackend:
     """float64 arithmetic; overflow and invalid values give inf/nan as NumPy does."""
 
-    def __init__(self) -> None:
+    def __init__(self, factors: dict[int, tuple[Any, Any]] | None = None) -> None:
         import numpy
 
         self.np = numpy
+        # id(value) -> (value, its Cholesky factor L, S = L L^T): one factorisation per spd value, shared by
+        # logdet(S) and inv(S); the value is held so that its id is not reused
+        self.factors: dict[object, tuple[Any, Any]] = dict(factors or {})
 
     def constant(self, value: Fraction, rows: int, cols: int) -> Any:
         try:
@@ -386,6 +417,44 @@ class NumpyBackend:
 
     def function_of_columns(self, name: str, a: Any) -> Any:
         return self.function(name, a)  # a function of a vector's NumPy meaning maps each column (core/functions.py)
+
+    def cholesky(self, a: Any) -> Any:
+        """The lower Cholesky factor L of a (a = L L^T), computed once per value."""
+        found = self.factors.get(id(a))
+        if found is not None and found[0] is a:
+            return found[1]
+        try:
+            factor = self.np.linalg.cholesky(a)
+        except self.np.linalg.LinAlgError:
+            raise NumericFailure("is not positive definite (its Cholesky factorisation fails)") from None
+        self.factors[id(a)] = (a, factor)
+        return factor
+
+    def spd_function(self, name: str, a: Any) -> Any:
+        """logdet(S) = 2 sum(log(diag(L))) and inv(S) = inv(L)^T inv(L), by the Cholesky factor L of S: half the
+        work of an LU factorisation, and inv(S) symmetric to the last bit."""
+        np = self.np
+        if name == "logdet":
+            return np.array([[2.0 * np.sum(np.log(np.diagonal(self.cholesky(a))))]])
+        inverse_factor = self.inverse_factor(a)
+        return inverse_factor.T @ inverse_factor
+
+    def inverse_factor(self, a: Any) -> Any:
+        """inv(L), once per value: NumPy has no triangular solve (SciPy is not a dependency), so each solve by L
+        would be a whole LU factorisation; with inv(L) kept, every inv(S) b is two O(n^2) products."""
+        key = ("inverse", id(a))
+        found = self.factors.get(key)
+        if found is not None and found[0] is a:
+            return found[1]
+        factor = self.cholesky(a)
+        inverse = self.np.linalg.solve(factor, self.np.eye(len(factor)))
+        self.factors[key] = (a, inverse)
+        return inverse
+
+    def spd_solve(self, a: Any, b: Any) -> Any:
+        """inv(S) b = inv(L)^T (inv(L) b), by the Cholesky factor L of S."""
+        inverse_factor = self.inverse_factor(a)
+        return inverse_factor.T @ (inverse_factor @ b)
 
     def kron(self, a: Any, b: Any) -> Any:
         return self.np.kron(a, b)
@@ -515,23 +584,41 @@ def _as_array(name: str, value: Any) -> Any:
     return array
 
 
-def _check_symmetric(name: str, matrix: Any) -> None:
+def _check_symmetric(name: str, matrix: Any, kind: str = "symmetric") -> None:
     import numpy as np
 
     largest = float(np.max(np.abs(matrix)))
     asymmetry = float(np.max(np.abs(matrix - matrix.T)))
     if asymmetry > SYMMETRY_TOLERANCE * largest:
-        raise EvaluationError(f"{name} is declared symmetric, but the value given is not: the largest entry of "
+        what = "" if kind == "symmetric" else " symmetric"
+        raise EvaluationError(f"{name} is declared {kind}, but the value given is not{what}: the largest entry of "
                               f"|{name} - {name}^T| is {asymmetry:.3g} (the largest entry of {name} is {largest:.3g})")
 
 
+def _check_spd(name: str, matrix: Any) -> Any:
+    """The Cholesky factor of the value of a variable declared spd, or an EvaluationError naming it."""
+    import numpy as np
+
+    _check_symmetric(name, matrix, "spd (symmetric positive definite)")
+    try:
+        return np.linalg.cholesky(matrix)
+    except np.linalg.LinAlgError:
+        smallest = float(np.linalg.eigvalsh(matrix)[0])
+        raise EvaluationError(f"{name} is declared spd (symmetric positive definite), but the value given is not "
+                              f"positive definite: its Cholesky factorisation fails (its smallest eigenvalue is "
+                              f"{smallest:.3g})") from None
+
+
 def bind_values(values: dict[str, Any], variables: dict[str, Var], optional: dict[str, Var] | None = None,
-                symmetric: bool = False) -> tuple[dict[str, Any], dict[str, int]]:
+                symmetric: bool = False, factors_out: dict[int, tuple[Any, Any]] | None = None,
+                ) -> tuple[dict[str, Any], dict[str, int]]:
     """User values (scalars as floats, vectors 1-D or n x 1) -> 2-D float arrays and dimension sizes.
 
     Every name of `variables` needs a value. A name of `optional` (declared, but absent from the
     expression) may have one: it is checked the same way and binds its sizes. With `symmetric`, the
-    value of a symmetric variable must be symmetric.
+    value of a symmetric variable must be symmetric. The value of an spd variable must always be symmetric
+    positive definite (its logdet and inv are read off its Cholesky factor, which sees one triangle only);
+    `factors_out` receives each such factor (NumpyBackend.factors).
     """
     if not isinstance(values, Mapping):
         raise EvaluationError("values must be a dict of name -> number or numpy array")
@@ -545,7 +632,11 @@ def bind_values(values: dict[str, Any], variables: dict[str, Var], optional: dic
     # vectors and scalars become columns (a scalar a 1x1 one); matrices are 2-D already (bind_sizes checked)
     two_d = {name: arrays[name].reshape(-1, 1) if var.shape[1] == 1 else arrays[name] for name, var in given.items()}
     for name, var in given.items():
-        if symmetric and var.symmetric:
+        if var.positive_definite:
+            factor = _check_spd(name, two_d[name])
+            if factors_out is not None:
+                factors_out[id(two_d[name])] = (two_d[name], factor)
+        elif symmetric and var.symmetric:
             _check_symmetric(name, two_d[name])
     return two_d, sizes
 
@@ -564,8 +655,9 @@ def evaluate_numpy(exprs: list[Expr], values: dict[str, Any], variables: dict[st
     import numpy as np
 
     given = _given_sizes(exprs, values, variables)
+    factors: dict[int, tuple[Any, Any]] = {}
     two_d, sizes = bind_values({k: v for k, v in values.items() if k not in given} if given else values,
-                               variables, optional, symmetric)
+                               variables, optional, symmetric, factors)
     for dim, value in given.items():
         if sizes.setdefault(dim, value) != value:
             raise EvaluationError(f"the size {dim} = {value} given contradicts the values, which give {sizes[dim]}")
@@ -574,7 +666,7 @@ def evaluate_numpy(exprs: list[Expr], values: dict[str, Any], variables: dict[st
         raise EvaluationError(f"cannot tell the size {', '.join(sorted(unknown))} from the values given")
     if sizes_out is not None:  # the sizes bound, for a caller that reshapes the result (a tensor's axes)
         sizes_out.update(sizes)
-    backend = NumpyBackend()
+    backend = NumpyBackend(factors)
     plans = [evaluation_plan(e) for e in exprs]
     for plan in plans:
         _check_fits(plan, sizes)

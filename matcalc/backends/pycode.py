@@ -7,6 +7,8 @@ outputs in the layout of `Derivative.evaluate`. The code never builds what it ca
 - `diag(v) A` is `v * A` and `A diag(v)` is `A * v.T` (vectors are n x 1 columns inside the function);
 - a matrix chain that ends in a vector is multiplied from the right (`x^T A x` never forms `x x^T`);
 - `inv(X) B` is `solve(X, B)`;
+- of a variable declared spd, the Cholesky factor L = cholesky(S) is computed once: logdet(S) is
+  2 sum(log(diag(L))), inv(S) B a Cholesky solve and inv(S) the inverse from L;
 - `tr(A B)` is `sum(A * B^T)`;
 - the numerically stable forms of evaluate.STABLE_FORMS are applied first, and each function's code is
   its FunctionSpec's (`functions.py`: the stable sigmoid, softplus, softmax, logsumexp).
@@ -46,7 +48,7 @@ from ..core.ir import (
     Var,
 )
 from ..render.text import dim_text, to_text
-from .interpret import evaluation_plan
+from .interpret import evaluation_plan, of_spd_variable
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,19 @@ class Backend:
     matrix_power: str  # {a}, {k}
     reduce: str  # {a}, {axis}: the sums along one axis (0: of each column), kept 2-D
     broadcast: str  # {a}, {shape}: a spread array made whole, an array of its own (where a consumer needs it)
+
+
+# Of a variable declared spd, by its Cholesky factor {L} (a line of its own, computed once), per backend: the
+# factor of {a}, logdet, inv, and inv(a) {b}. NumPy has no triangular solve and is not given SciPy: two solves.
+CHOLESKY_CODE: dict[str, dict[str, str]] = {
+    "numpy": {"factor": "np.linalg.cholesky({a})", "logdet": "2.0 * np.sum(np.log(np.diagonal({L})))",
+              "inv": "_cho_inverse({L})", "solve": "_cho_solve({L}, {b})"},
+    "jax": {"factor": "jnp.linalg.cholesky({a})", "logdet": "2.0 * jnp.sum(jnp.log(jnp.diagonal({L})))",
+            "inv": "_cho_inverse({L})", "solve": "_cho_solve({L}, {b})"},
+    "torch": {"factor": "torch.linalg.cholesky({a})", "logdet": "2.0 * torch.sum(torch.log(torch.diagonal({L})))",
+              "inv": "torch.cholesky_inverse({L})", "solve": "torch.cholesky_solve({b}, {L})"},
+}
+CHOLESKY_HELPERS = ("_cho_inverse", "_cho_solve")
 
 
 def _with_function_helpers(backend_name: str, helpers: dict[str, str]) -> dict[str, str]:
@@ -82,12 +97,23 @@ _NUMPY_HELPERS = _with_function_helpers("numpy", {
     "_logsumexp_along": '''def _logsumexp_along(a, axis):
     top = np.max(a, axis=axis, keepdims=True)
     return top + np.log(np.sum(np.exp(a - top), axis=axis, keepdims=True))''',
+    "_cho_inverse": '''def _cho_inverse(factor):
+    inverse_factor = np.linalg.solve(factor, np.eye(len(factor)))
+    return inverse_factor.T @ inverse_factor''',
+    "_cho_solve": '''def _cho_solve(factor, b):
+    return np.linalg.solve(factor.T, np.linalg.solve(factor, b))''',
 })
 _JAX_HELPERS = _with_function_helpers("jax", {
     "_commutation": '''def _commutation(m, n):
     return jnp.eye(m * n)[jnp.array([i + m * j for i in range(m) for j in range(n)])]''',
     "_reshape_f": '''def _reshape_f(a, shape):
     return jnp.reshape(a, shape, order="F")''',
+    "_cho_inverse": '''def _cho_inverse(factor):
+    from jax.scipy.linalg import cho_solve
+    return cho_solve((factor, True), jnp.eye(factor.shape[0], dtype=factor.dtype))''',
+    "_cho_solve": '''def _cho_solve(factor, b):
+    from jax.scipy.linalg import cho_solve
+    return cho_solve((factor, True), b)''',
 })
 _TORCH_HELPERS = _with_function_helpers("torch", {
     "_commutation": '''def _commutation(m, n, like):
@@ -220,6 +246,9 @@ class _Emitter:
         # the names given so far, by the code they name: two nodes written alike compute one value (every name is
         # assigned once), as `vector(1) vector(1)^T H` and `matrix(1) H` do
         self.named: dict[str, Code] = {}
+        self.taken: set[str] = set()  # the names the function uses, which a Cholesky factor's must not take
+        self.factors: dict[str, str] = {}  # an spd variable's name -> the name of its Cholesky factor
+        self.spd_inverses: set[str] = set()  # the temporaries holding an spd inverse, which solves may leave unused
 
     def helper(self, name: str) -> str:
         self.used_helpers.add(name)
@@ -236,6 +265,8 @@ class _Emitter:
                     continue
                 seen.add(id(node))
                 self.keep.append(node)
+                if isinstance(node, Var):
+                    self.taken.add(python_name(node.name))
                 for child in node.children:
                     self.uses[id(child)] = self.uses.get(id(child), 0) + 1
             self.uses[id(e)] = self.uses.get(id(e), 0) + 1
@@ -255,6 +286,8 @@ class _Emitter:
                 self.temporaries += 1
                 name = f"t{self.temporaries}"
                 self.lines.append(f"{name} = {code.text}")
+                if isinstance(node, Func) and node.name == "inv" and of_spd_variable(node):
+                    self.spd_inverses.add(name)
                 self.named[code.text] = Code(name, True, code.spread)
                 code = self.named[code.text]
             self.code[id(node)] = code
@@ -292,6 +325,18 @@ class _Emitter:
     def reduced(self, code: Code, axis: int) -> str:
         """The sums of an array along one axis (0: of each column, a row; 1: of each row, a column), kept 2-D."""
         return self.backend.reduce.format(a=code.operand(), axis=axis)
+
+    def cholesky(self, template: str, variable: Var, **operands: str) -> str:
+        """A CHOLESKY_CODE template over the Cholesky factor of an spd variable; the factor's line, `L_S =
+        cholesky(S)`, is written once, before its first use (S is an input: it is known from the start)."""
+        codes = CHOLESKY_CODE[self.backend.name]
+        factor = self.factors.get(variable.name)
+        if factor is None:
+            factor = ir.fresh_name(f"L_{python_name(variable.name)}", self.taken)
+            self.taken.add(factor)
+            self.factors[variable.name] = factor
+            self.lines.append(f"{factor} = " + codes["factor"].format(a=self.of(variable).text))
+        return codes[template].format(L=factor, **operands)
 
     # ------------------------------------------------------------ one node from its children's code
     def _node(self, e: Expr) -> Code:
@@ -402,6 +447,8 @@ class _Emitter:
                 prefix = "".join(f"{code} * " for code in self._scalar_codes(coefficient, scalars))
                 a, c = (self.of(f).operand() for f in chain)
                 return Code(f"{prefix}{m}.sum({a} * {c}.T)", not prefix)
+        if of_spd_variable(e):
+            return Code(self.cholesky(e.name, e.arg), e.name == "inv")  # type: ignore[arg-type]
         if e.axis:
             template = ALONG_AXIS[e.name][self.backend.name].replace("{axis}", str(e.axis - 1))
         else:
@@ -558,6 +605,8 @@ class _Emitter:
                 acc = f.code.operand()
             elif v is not None:
                 acc = f"{v} * {_paren(acc)}"
+            elif inverted is not None and of_spd_variable(f.node):
+                acc = self.cholesky("solve", inverted, b=acc)  # type: ignore[arg-type]
             elif inverted is not None:
                 acc = self.backend.solve.format(a=self.whole(inverted).text, b=acc)
             elif f.shape[1] == 1:  # an outer product: a broadcast, not a matrix product over an axis of 1
@@ -702,14 +751,18 @@ def function_source(name: str, docstring: str, parameters: Sequence[Var], bindin
     planned = [(definition, evaluation_plan(value)) for definition, value in bindings]
     planned_outputs = [evaluation_plan(output.expr) for output in outputs]
     emitter.count_uses([*(value for _, value in planned), *planned_outputs])
+    emitter.taken.update(python_name(definition) for definition, _ in bindings)
     for definition, value in planned:
         emitter.emit(value, assign_to=python_name(definition))
     results = []
     for output, planned_output in zip(outputs, planned_outputs, strict=True):
         code = emitter.made_whole(emitter.emit(planned_output), planned_output.shape).text
         results.append(_returned(code, output, emitter))
-    body += [line for line in emitter.lines if line]
+    lines = [line for line in emitter.lines if line]
+    body += [line for line in lines if not _unused_spd_inverse(line, emitter.spd_inverses, [*lines, *results])]
     written = "\n".join([*body, *results])
+    # the Cholesky helpers the text calls: an inverse's code is written for each inv(S), even one then solved
+    emitter.used_helpers.update(h for h in CHOLESKY_HELPERS if f"{h}(" in written)
     body[sizes_at:sizes_at] = [line for line in _size_lines(parameters, bindings, outputs)
                                if re.search(rf"\b{line.split(' = ')[0]}\b", written)]
     if len(results) == 1:
@@ -727,6 +780,12 @@ def function_source(name: str, docstring: str, parameters: Sequence[Var], bindin
              f"def {name}({signature}):",
              *_indent([f'"""{doc}"""', *body])]
     return "\n".join(lines).replace("\n\n\n\n", "\n\n\n") + "\n"
+
+
+def _unused_spd_inverse(line: str, inverses: set[str], lines: list[str]) -> bool:
+    """`t1 = _cho_inverse(L_S)` where every use of inv(S) became a Cholesky solve: an O(n^3) line nothing reads."""
+    name = line.split(" = ", 1)[0]
+    return name in inverses and not any(re.search(rf"\b{name}\b", other) for other in lines if other is not line)
 
 
 def _indent(lines: list[str]) -> list[str]:

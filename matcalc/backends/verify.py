@@ -98,6 +98,12 @@ class SympyBackend:
     def function_of_columns(self, name: str, a: Any) -> Any:
         return self.sp.Matrix.hstack(*(self.function(name, a[:, j]) for j in range(a.cols)))
 
+    def spd_function(self, name: str, a: Any) -> Any:
+        return self.function(name, a)  # exact: the definition itself, no factorisation needed
+
+    def spd_solve(self, a: Any, b: Any) -> Any:
+        return self.function("inv", a) * b
+
 
 class PreciseBackend:
     """Every operation over mpmath numbers of the working precision (mpmath.mp.dps), each result perturbed by a
@@ -238,6 +244,12 @@ class PreciseBackend:
             for i in range(column.rows):
                 out[i, j] = column[i, 0]
         return out
+
+    def spd_function(self, name: str, a: Any) -> Any:
+        return self.function(name, a)  # at the working precision, as any other function
+
+    def spd_solve(self, a: Any, b: Any) -> Any:
+        return self.matmul(self.function("inv", a), b)
 
 
 _ENTRYWISE: dict[str, Any] = {}
@@ -598,6 +610,8 @@ def _random_matrix(var: Var, rows: int, cols: int, rng: random.Random, sp: Any, 
         m = sp.Matrix(rows, cols, lambda i, j: _random_rational(rng, sp, kind))
     if kind == "positive" and rows == cols and rows > 1:
         m += 3 * rows * sp.eye(rows)
+    if var.positive_definite:  # a point of its domain: M M^T + I is symmetric positive definite
+        m = m * m.T + sp.eye(rows)
     return m
 
 

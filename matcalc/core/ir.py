@@ -279,6 +279,10 @@ class Var(Expr):
     name: str
     var_shape: Shape
     symmetric: bool = False
+    # Declared `spd`: symmetric (so `symmetric` is set too, and every rule treats it as symmetric) and positive
+    # definite, which only evaluation reads (logdet and inv by a Cholesky factorisation).
+    positive_definite: bool = False
+    _optional_fields = ("positive_definite",)  # left out of the canonical digest when False (the order stays)
 
     def _compute_shape(self) -> Shape:
         return self.var_shape

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from ..core import ir
 from ..core.errors import ParseError
-from .parse import Declaration, Declarations
+from .parse import SYMMETRIC_KINDS, Declaration, Declarations
 from .typed import DimProd, DimTerm, DimVar, SymbolInfo, Typed
 
 # Every unknown dimension's name, number or product of names, as typecheck resolved it.
@@ -73,8 +73,8 @@ def _convert(node: Typed, args: list[ir.Expr], names: Naming) -> ir.Expr:
     if op == "num":
         return ir.Num(node.payload)  # type: ignore[arg-type]
     if op == "var":
-        name, symmetric = node.payload  # type: ignore[misc]
-        return ir.Var(name, shape(node, names), symmetric)
+        name, symmetric, positive_definite = node.payload  # type: ignore[misc]
+        return ir.Var(name, shape(node, names), symmetric, positive_definite)
     if op == "constant":
         return ir.Constant(node.payload)  # type: ignore[arg-type]
     if op == "identity":
@@ -140,8 +140,8 @@ def declared_symbols(symbols: dict[str, SymbolInfo], names: Naming, dimensions: 
             out[name] = Declaration(name, "scalar")
         elif info.kind == "vector":
             out[name] = Declaration(name, "vector", (dims[0],))
-        elif info.kind == "symmetric":
-            out[name] = Declaration(name, "symmetric", (dims[0],))
+        elif info.kind in SYMMETRIC_KINDS:  # spd(n) prints back as declared
+            out[name] = Declaration(name, info.kind, (dims[0],))
         else:
             out[name] = Declaration(name, "matrix", tuple(dims))
     out.update(dimensions)

@@ -28,7 +28,9 @@ if TYPE_CHECKING:
 # absurd input fails fast, with a clear message.
 MAX_NESTING = 10_000
 
-KINDS = ("scalar", "vector", "matrix", "symmetric", "dim")
+KINDS = ("scalar", "vector", "matrix", "symmetric", "spd", "dim")
+# The kinds of a symmetric matrix: spd (symmetric positive definite) is symmetric for every rule of the engine.
+SYMMETRIC_KINDS = frozenset({"symmetric", "spd"})
 RESERVED_NAMES = ir.RESERVED_NAMES
 # Called like functions, but not functions.py's (they take two or more arguments): reserved as function names are.
 OPERATOR_NAMES = ("kron", "commutation", "identity")
@@ -456,7 +458,8 @@ def _declaration_from_tree(declaration: Tree, text: str) -> list[Declaration]:
                 dims.append(int(token))
             else:
                 dims.append(str(token))
-    expected_count = {"scalar": (0,), "vector": (0, 1), "matrix": (0, 2), "symmetric": (0, 1), "dim": (0,)}[kind]
+    expected_count = {"scalar": (0,), "vector": (0, 1), "matrix": (0, 2), "symmetric": (0, 1), "spd": (0, 1),
+                      "dim": (0,)}[kind]
     if len(dims) not in expected_count:
         counts = " or ".join(str(c) for c in expected_count if c)
         raise DeclarationError(f"'{kind}' takes {counts or 'no'} dimension(s), got {len(dims)}: "

@@ -23,6 +23,7 @@ from ..core.functions import FUNCTIONS
 from .lower import MAX_DEPTH as MAX_DEPTH  # re-exported: the depth limit of what parse_typed returns
 from .lower import Naming, declared_symbols, dimension, lower
 from .parse import (
+    SYMMETRIC_KINDS,
     Declaration,
     Declarations,
     Statement,
@@ -284,7 +285,7 @@ class Inference:
             return (1, 1)
         if kind == "vector":
             return (dims[0] if dims else self.dims.fresh(), 1)
-        if kind == "symmetric":
+        if kind in SYMMETRIC_KINDS:
             size = dims[0] if dims else self.dims.fresh()
             return (size, size)
         return (dims[0], dims[1]) if dims else (self.dims.fresh(), self.dims.fresh())
@@ -349,7 +350,7 @@ class Inference:
     def visit_name(self, tree: Tree) -> Typed:
         name = str(tree.children[0])
         if name in self.definitions:  # a defined name stands for its definition, an opaque leaf of its shape
-            return Typed("var", self.definitions[name], name, payload=(name, False))
+            return Typed("var", self.definitions[name], name, payload=(name, False, False))
         if name in ir.IDENTITY_NAMES and name not in self.declarations:
             size = self.dims.fresh()
             return Typed("identity", (size, size), name)
@@ -358,7 +359,7 @@ class Inference:
         if name in self.dimension_names:  # a declared dimension's name stands for its size
             return Typed("size", (1, 1), name, payload=self.dims.fresh(name))
         info = self.symbol(name)
-        return Typed("var", info.shape, name, payload=(name, info.kind == "symmetric"))
+        return Typed("var", info.shape, name, payload=(name, info.kind in SYMMETRIC_KINDS, info.kind == "spd"))
 
     def visit_fill(self, tree: Tree) -> Typed:
         keyword, number_tree = tree.children
