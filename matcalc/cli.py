@@ -335,6 +335,17 @@ def _run_codegen(args: argparse.Namespace) -> int:
     return 0
 
 
+def _quiet_stdout() -> None:
+    """Send what is left of standard output to /dev/null: the interpreter flushes its buffer at exit, and a closed
+    pipe would then print "Exception ignored ... BrokenPipeError" (as Python's docs on SIGPIPE advise)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # not a file (a test's stream): replace the object instead
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (the interpreter flushes it at exit)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser, commands = _parser()
     args = parser.parse_args(_options_first(list(sys.argv[1:] if argv is None else argv), parser, commands))
@@ -345,17 +356,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         if args.command == "rules":
-            return _run_rules()
-        if args.command == "codegen":
-            return _run_codegen(args)
-        return _run_diff(args) if args.command == "diff" else _run_check(args)
+            code = _run_rules()
+        elif args.command == "codegen":
+            code = _run_codegen(args)
+        else:
+            code = _run_diff(args) if args.command == "diff" else _run_check(args)
+        sys.stdout.flush()  # a reader that went away shows here, not in the interpreter's flush at exit
+        return code
     except MatcalcError as error:
         if args.debug:
             traceback.print_exc()
         print(f"matcalc: error: {for_cli(str(error))}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # the reader went away (matcalc rules | head): not an error of matcalc's
-        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (the interpreter flushes it at exit)
+        _quiet_stdout()
         return 0
     except Exception as error:  # a bug in matcalc, never the user's fault
         if args.debug:

@@ -1,6 +1,7 @@
 """The matcalc command: results on stdout, one clear message on stderr, exit codes 0/2/3/1."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -188,3 +189,20 @@ def test_a_reader_that_stops_early_is_not_an_internal_error(monkeypatch, capsys)
     monkeypatch.setattr(sys, "stdout", ClosedPipe())
     assert main(["rules"]) == 0
     assert "internal error" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("unbuffered", ["", "1"])
+def test_a_pipe_closed_before_the_json_is_written_ends_silently(unbuffered: str):
+    """matcalc diff "x^T A x" x --json | head -3 (issue 16, section 2): with Python's usual block-buffered stdout the
+    whole result is written by the flush at exit, which printed "Exception ignored ... BrokenPipeError" (exit 120).
+    The reader's end is closed before matcalc writes anything, so the outcome does not depend on timing."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    if unbuffered:
+        env["PYTHONUNBUFFERED"] = unbuffered
+    process = subprocess.Popen([sys.executable, "-m", "matcalc", "diff", "x^T A x", "x", "--json"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()  # the reader went away
+    error = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 0
+    assert error == ""
