@@ -29,6 +29,7 @@ def main() -> None:
     args = parser.parse_args()
     checks = undecided = wrong = 0
     times: list[tuple[float, str]] = []
+    left: list[tuple[object, str, matcalc.Derivative]] = []
     for case in random_cases(args.seed, args.count):
         for name in case.variables:
             try:
@@ -43,11 +44,22 @@ def main() -> None:
             undecided += verdict.undecided
             wrong += not verdict and not verdict.undecided
             times.append((seconds, f"d/d{name} {case.text}" + (" (undecided)" if verdict.undecided else "")))
+            if verdict.undecided:
+                left.append((case, name, d))
     times.sort(reverse=True)
     print(f"cases {args.count} (seed {args.seed}), checks {checks}: undecided {undecided}/{checks}, wrong {wrong}")
     print(f"median {times[len(times) // 2][0]:.2f} s; slowest:")
     for seconds, what in times[:8]:
         print(f"  {seconds:6.2f} s  {what[:110]}")
+    # the undecided ones again, each at the default limit (30 s), tensors too
+    still = 0
+    for case, name, d in left:
+        start = time.perf_counter()
+        verdict = matcalc.check(case.text, name, str(d), where=case.where)
+        still += verdict.undecided
+        print(f"  at 30 s: {time.perf_counter() - start:6.2f} s  {verdict.verdict:9s}  "
+              f"{'tensor ' if d.form == 'vec' else ''}d/d{name} {case.text}"[:130])
+    print(f"undecided at the 30 s limit for every check: {still}/{checks}")
 
 
 if __name__ == "__main__":
