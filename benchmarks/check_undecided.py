@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from generate import random_cases
+from generate import Case, random_cases
 
 import matcalc
 
@@ -29,7 +29,7 @@ def main() -> None:
     args = parser.parse_args()
     checks = undecided = wrong = 0
     times: list[tuple[float, str]] = []
-    left: list[tuple[object, str, matcalc.Derivative]] = []
+    left: list[tuple[Case, str, matcalc.Derivative]] = []
     for case in random_cases(args.seed, args.count):
         for name in case.variables:
             try:
