@@ -33,6 +33,7 @@ from .results import (
     _absent_variable,
     _check_variable_name,
     _flag,
+    _progress,
     _shape_text,
     _timeout,
     _variable,
@@ -325,11 +326,11 @@ def _candidate(text: str, where: Declarations, shape: ir.Shape | None) -> Parsed
 
 @_without_cycle_collection
 def check(expr: str, wrt: str, candidate: str, where: str | dict | None = None, layout: Layout = "numerator",
-          hessian_of: bool = False, timeout: float | None = None) -> CheckResult:
+          hessian_of: bool = False, timeout: float | None = None, progress: Any = None) -> CheckResult:
     """Check a user's own derivative elementwise with SymPy; gives a counterexample when it is wrong.
 
     A candidate of the wrong shape is wrong (with the reason), not an input error. Past `timeout` seconds
-    the result is falsy and `undecided`.
+    the result is falsy and `undecided`. `progress`: as for Derivative.verify (a display of a long proof).
     """
     from .backends.verify import DEFAULT_TIMEOUT, VerificationReport, verify_derivative
 
@@ -351,5 +352,5 @@ def check(expr: str, wrt: str, candidate: str, where: str | dict | None = None, 
                          f"variable fixes; write the size itself instead, e.g. `{example}` or `rows(A)` "
                          f"(docs/language.md, Sizes)")
     report = verify_derivative(derivative.function, derivative.variable, parsed.expr, derivative._verified_kind, layout,
-                               timeout=DEFAULT_TIMEOUT if timeout is None else timeout)
+                               timeout=DEFAULT_TIMEOUT if timeout is None else timeout, progress=_progress(progress))
     return CheckResult(derivative, parsed.expr, report)

@@ -9,8 +9,11 @@ import os
 import re
 import sys
 import textwrap
+import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
 
 _EXAMPLES_TEMPLATE = """\
 examples:
@@ -115,6 +118,8 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     check.add_argument("var", metavar="VAR", nargs="?")
     check.add_argument("candidate", metavar="CANDIDATE", nargs="?", help="an expression or a program")
     common(check)
+    check.add_argument("--json", action="store_true",
+                       help="print JSON: verdict, method, entries, digits, sizes, counterexample, message")
 
     codegen = commands.add_parser("codegen", help="print one function computing EXPR and its gradients w.r.t. VARS",
                                   epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -262,7 +267,9 @@ def _run_diff(args: argparse.Namespace) -> int:
         blocks = hessian(args.expr, names, args.where, inline=args.inline)
         print(blocks.latex() if args.latex else str(blocks))
         if args.verify:
-            print("verified: every block" if blocks.verify(timeout=args.timeout) else "not verified")
+            with _status_line() as progress:
+                verified = blocks.verify(timeout=args.timeout, progress=progress)
+            print("verified: every block" if verified else "not verified")
         return 0
     if len(names) > 1:
         derivatives = grad(args.expr, names, args.where, inline=args.inline)
@@ -270,7 +277,9 @@ def _run_diff(args: argparse.Namespace) -> int:
         derivatives = {names[0]: hessian(args.expr, names[0], args.where, inline=args.inline)}
     else:
         derivatives = {names[0]: diff(args.expr, names[0], args.where, args.layout, inline=args.inline)}
-    reports = {name: d.verify(timeout=args.timeout) if args.verify else None for name, d in derivatives.items()}
+    with _status_line() as progress:
+        reports = {name: d.verify(timeout=args.timeout, progress=progress) if args.verify else None
+                   for name, d in derivatives.items()}
     if args.json:
         payloads = {}
         for name, d in derivatives.items():
@@ -312,6 +321,58 @@ def _run_diff(args: argparse.Namespace) -> int:
     return 0
 
 
+class StatusLine:
+    """A one-line progress display of a long proof on a terminal: nothing for the first `delay` seconds (a short
+    proof shows nothing), then the proof's state (verify.Progress), rewritten in place with a carriage return at
+    most every `interval` seconds, and erased by `close()`. The clock is a parameter, so a test needs no timing."""
+
+    def __init__(self, stream: Any, delay: float = 1.0, interval: float = 0.1,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.stream, self.delay, self.interval, self.clock = stream, delay, interval, clock
+        self.start = clock()
+        self.shown = ""  # the text on the line now
+        self.last = float("-inf")
+
+    def __call__(self, progress: object) -> None:
+        now = self.clock()
+        if now - self.start < self.delay or now - self.last < self.interval:
+            return
+        self.last = now
+        text = f"matcalc: proving: {progress}"[:STATUS_WIDTH]
+        self.stream.write("\r" + text.ljust(len(self.shown)))
+        self.stream.flush()
+        self.shown = text
+
+    def close(self) -> None:
+        if self.shown:
+            self.stream.write("\r" + " " * len(self.shown) + "\r")
+            self.stream.flush()
+            self.shown = ""
+
+
+STATUS_WIDTH = 79  # characters: one line of a usual terminal
+
+
+@contextmanager
+def _status_line() -> Iterator[StatusLine | None]:
+    """A StatusLine on standard error when it is a terminal; None (no display) in a pipe, a file or CI."""
+    if not _is_terminal(sys.stderr):
+        yield None
+        return
+    status = StatusLine(sys.stderr)
+    try:
+        yield status
+    finally:
+        status.close()
+
+
+def _is_terminal(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # a closed or replaced stream
+        return False
+
+
 UNDECIDED = 4  # exit code: the proof ran out of time (or found no point where the values are defined)
 
 
@@ -320,9 +381,15 @@ def _run_check(args: argparse.Namespace) -> int:
     from .core.errors import for_cli
 
     _read_operands(args, ("expr", "var", "candidate"))
-    result = check(args.expr, args.var, args.candidate, args.where, args.layout, hessian_of=args.hessian,
-                   timeout=args.timeout)
-    print(for_cli(str(result)))  # its reason may name an argument (layout='denominator'): say the option
+    with _status_line() as progress:
+        result = check(args.expr, args.var, args.candidate, args.where, args.layout, hessian_of=args.hessian,
+                       timeout=args.timeout, progress=progress)
+    if args.json:
+        payload = {"input": args.expr, **result.to_json()}
+        payload["message"] = for_cli(payload["message"])
+        print(json.dumps(payload, ensure_ascii=False, indent=2))
+    else:
+        print(for_cli(str(result)))  # its reason may name an argument (layout='denominator'): say the option
     return 0 if result else UNDECIDED if result.undecided else 3
 
 
@@ -335,6 +402,17 @@ def _run_codegen(args: argparse.Namespace) -> int:
     return 0
 
 
+def _quiet_stdout() -> None:
+    """Send what is left of standard output to /dev/null: the interpreter flushes its buffer at exit, and a closed
+    pipe would then print "Exception ignored ... BrokenPipeError" (as Python's docs on SIGPIPE advise)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # not a file (a test's stream): replace the object instead
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (the interpreter flushes it at exit)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser, commands = _parser()
     args = parser.parse_args(_options_first(list(sys.argv[1:] if argv is None else argv), parser, commands))
@@ -345,17 +423,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         if args.command == "rules":
-            return _run_rules()
-        if args.command == "codegen":
-            return _run_codegen(args)
-        return _run_diff(args) if args.command == "diff" else _run_check(args)
+            code = _run_rules()
+        elif args.command == "codegen":
+            code = _run_codegen(args)
+        else:
+            code = _run_diff(args) if args.command == "diff" else _run_check(args)
+        sys.stdout.flush()  # a reader that went away shows here, not in the interpreter's flush at exit
+        return code
     except MatcalcError as error:
         if args.debug:
             traceback.print_exc()
         print(f"matcalc: error: {for_cli(str(error))}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # the reader went away (matcalc rules | head): not an error of matcalc's
-        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (the interpreter flushes it at exit)
+        _quiet_stdout()
         return 0
     except Exception as error:  # a bug in matcalc, never the user's fault
         if args.debug:

@@ -265,13 +265,14 @@ class Derivative:
         return arrange(value, self, sizes, form)
 
     def verify(self, seed: int = 0, timeout: float | None = None,
-               method: Literal["auto", "exact", "lines"] = "auto") -> Any:
+               method: Literal["auto", "exact", "lines"] = "auto", progress: Any = None) -> Any:
         """Elementwise proof with SymPy at two sizes; the report is truthy when every entry matches.
 
         Past `timeout` seconds (default verify.DEFAULT_TIMEOUT) the report is falsy and says "undecided".
         `method`: "exact" proves each entry with exact SymPy values; "lines" evaluates the function line by line
         at high precision (fast on networks, to 40 digits); "auto" (the default) picks by the expression
-        (verify.proof_method).
+        (verify.proof_method). `progress`, a function of one verify.Progress record, is called at each step of the
+        proof (which sizes, how many entries of how many): for a progress display; nothing is shown without it.
         """
         from .backends.verify import DEFAULT_TIMEOUT, verify_derivative
 
@@ -282,7 +283,7 @@ class Derivative:
             raise UnsupportedError(f"method must be 'auto', 'exact' or 'lines', not {method!r}")
         return verify_derivative(self.function, self.variable, self.expr, self._verified_kind, self.layout, seed,
                                  DEFAULT_TIMEOUT if timeout is None else timeout,
-                                 None if method == "auto" else method)
+                                 None if method == "auto" else method, _progress(progress))
 
     @property
     def _verified_kind(self) -> str:
@@ -467,9 +468,9 @@ class BlockHessian(dict):
 
         return np.block([[self[a, b].evaluate(values, form="vec") for b in self.names] for a in self.names])
 
-    def verify(self, seed: int = 0, timeout: float | None = None) -> bool:
+    def verify(self, seed: int = 0, timeout: float | None = None, progress: Any = None) -> bool:
         """Each block proven (the blocks below the diagonal too): truthy when all are."""
-        return all(d.verify(seed, timeout) for d in self.values())
+        return all(d.verify(seed, timeout, progress=progress) for d in self.values())
 
 
 @dataclass(frozen=True)
@@ -502,6 +503,26 @@ class CheckResult:
     def _repr_markdown_(self) -> str:
         """Jupyter: the verdict in bold, expressions as code, the counterexample as the report renders it."""
         return render.verdict_markdown(self)
+
+    @property
+    def verdict(self) -> str:
+        """"correct", "wrong" or "undecided" (the time limit ran out, or no point where the values are defined)."""
+        return "correct" if self else "undecided" if self.undecided else "wrong"
+
+    def to_json(self) -> dict[str, Any]:
+        """The verdict as JSON values (`matcalc check --json`): the verdict, the variable, the candidate and the
+        derivative as text, the reason of a wrong shape, the report's method, entries, digits, sizes and
+        counterexample (VerificationReport.to_json), and the message print() shows."""
+        return {"verdict": self.verdict, "variable": self.derivative.variable.name,
+                "candidate": to_text(self.candidate), "derivative": str(self.derivative),
+                "reason": self.reason or None, **self.report.to_json(), "message": str(self)}
+
+
+def _progress(progress: Any) -> Any:
+    """A progress callback as given (None: no display), refused cleanly when it cannot be called."""
+    if progress is not None and not callable(progress):
+        raise UnsupportedError(f"progress must be a function of one argument or None, not {progress!r}"[:300])
+    return progress
 
 
 def _shape_text(shape: ir.Shape) -> str:

@@ -1,6 +1,7 @@
 """The matcalc command: results on stdout, one clear message on stderr, exit codes 0/2/3/1."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -188,3 +189,114 @@ def test_a_reader_that_stops_early_is_not_an_internal_error(monkeypatch, capsys)
     monkeypatch.setattr(sys, "stdout", ClosedPipe())
     assert main(["rules"]) == 0
     assert "internal error" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("unbuffered", ["", "1"])
+def test_a_pipe_closed_before_the_json_is_written_ends_silently(unbuffered: str):
+    """matcalc diff "x^T A x" x --json | head -3 (issue 16, section 2): with Python's usual block-buffered stdout the
+    whole result is written by the flush at exit, which printed "Exception ignored ... BrokenPipeError" (exit 120).
+    The reader's end is closed before matcalc writes anything, so the outcome does not depend on timing."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    if unbuffered:
+        env["PYTHONUNBUFFERED"] = unbuffered
+    process = subprocess.Popen([sys.executable, "-m", "matcalc", "diff", "x^T A x", "x", "--json"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()  # the reader went away
+    error = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 0
+    assert error == ""
+
+
+def test_check_json_gives_the_verdict_method_entries_and_sizes():
+    """matcalc check --json (issue 16, section 1): the verdict as JSON, the exit codes unchanged."""
+    result = run("check", "x^T A x", "x", "(A + A^T) x", "--json")
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assert (payload["verdict"], payload["method"], payload["entries"], payload["exactly"]) == ("correct", "exact", 5, 5)
+    assert payload["sizes"] == [{"n": 2}, {"n": 3}] and payload["digits"] is None
+    assert payload["message"].startswith("correct: (A + A^T) x equals (A + A^T) x")
+
+
+def test_check_json_of_a_wrong_candidate_gives_the_counterexample():
+    result = run("check", "x^T A x", "x", "2 A x", "--json")
+    assert result.returncode == 3
+    payload = json.loads(result.stdout)
+    assert payload["verdict"] == "wrong" and payload["mismatches"]
+    # the counterexample is exact: (A + A^T) x at the point it names, entry by entry
+    from fractions import Fraction
+
+    x = [Fraction(row[0]) for row in payload["point"]["x"]]
+    a = [[Fraction(v) for v in row] for row in payload["point"]["A"]]
+    for mismatch in payload["mismatches"]:
+        i = mismatch["entry"][0]
+        assert Fraction(mismatch["expected"]) == sum((a[i][k] + a[k][i]) * x[k] for k in range(len(x)))
+        assert Fraction(mismatch["got"]) == 2 * sum(a[i][k] * x[k] for k in range(len(x)))
+
+
+def test_check_json_of_a_wrong_shape_and_of_an_undecided_proof():
+    wrong_shape = run("check", "x^T A x", "x", "A", "--json")
+    assert wrong_shape.returncode == 3
+    assert json.loads(wrong_shape.stdout)["reason"] == "your candidate is n×n, the derivative is n×1"
+    undecided = run("check", "x^T A x", "x", "2 A x", "--json", "--timeout", "0.000001")
+    assert undecided.returncode == 4
+    assert json.loads(undecided.stdout)["verdict"] == "undecided"
+
+
+class FakeTerminal:
+    def __init__(self) -> None:
+        self.text = ""
+
+    def write(self, text: str) -> None:
+        self.text += text
+
+    def flush(self) -> None:
+        pass
+
+
+def test_the_status_line_waits_a_second_then_rewrites_itself_and_is_erased():
+    """The progress display of a long proof (issue 16, section 1), on a fake clock: nothing in the first second,
+    then one line rewritten in place (at most every tenth of a second), erased at the end."""
+    from matcalc.backends.verify import Progress
+    from matcalc.cli import StatusLine
+
+    now = [0.0]
+    terminal = FakeTerminal()
+    status = StatusLine(terminal, clock=lambda: now[0])
+    status(Progress({"n": 2}, 1, 2, step="entries", done=0, total=4))
+    assert terminal.text == ""  # a short proof shows nothing
+    now[0] = 1.5
+    status(Progress({"n": 2}, 1, 2, step="entries", done=1, total=4))
+    first = "matcalc: proving: sizes n=2 (1 of 2), point 1: entries 1 of 4"
+    assert terminal.text == "\r" + first
+    now[0] = 1.55
+    status(Progress({"n": 2}, 1, 2, step="entries", done=2, total=4))
+    assert terminal.text == "\r" + first  # too soon after the last
+    now[0] = 1.7
+    status(Progress({"n": 3}, 2, 2))
+    second = "matcalc: proving: sizes n=3 (2 of 2), point 1"
+    assert terminal.text == "\r" + first + "\r" + second.ljust(len(first))  # the longer line is overwritten
+    status.close()
+    assert terminal.text.endswith("\r" + " " * len(second) + "\r")
+
+
+def test_no_progress_is_shown_when_stderr_is_not_a_terminal():
+    result = run("check", "h1 = tanh(W1 x); h2 = tanh(W2 h1); L = sum(h2)", "W1",
+                 "((W2^T (1 - tanh(W2 tanh(W1 x)).^2)) .* (1 - tanh(W1 x).^2)) x^T", "--timeout", "600")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stderr == ""
+
+
+def test_the_status_line_is_used_on_a_terminal_only(monkeypatch):
+    from matcalc import cli
+
+    class Terminal(FakeTerminal):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    with cli._status_line() as progress:
+        assert isinstance(progress, cli.StatusLine)
+    monkeypatch.setattr(sys, "stderr", FakeTerminal())  # no isatty: not a terminal
+    with cli._status_line() as progress:
+        assert progress is None

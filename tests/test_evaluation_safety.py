@@ -89,6 +89,52 @@ def test_sigmoid_keeps_its_digits_far_in_both_tails():
     np.testing.assert_allclose(d.evaluate({"alpha": -700.0}), exact(mp_sigmoid, -700.0)[0], rtol=1e-14)
 
 
+def derivative_of(fn, *points):
+    """d fn / du at each point (mpmath differentiates fn numerically at DIGITS digits), rounded to float64."""
+    return exact(lambda u: mpmath.diff(fn, u), *points)
+
+
+def test_arcsin_of_tanh_has_the_textbook_derivative_and_keeps_its_digits_in_both_tails():
+    """diff("arcsin(tanh(alpha))", "alpha") printed `u / sqrt(u)` and was nan at 20 (issue 16, section 4): it is
+    sech(alpha), 4.1e-9 at 20."""
+    d = matcalc.diff("arcsin(tanh(alpha))", "alpha")
+    assert str(d) == "sqrt(1 - tanh(alpha)^2)"
+    points = (20.0, 38.0, -20.0, 800.0, 0.5)
+    expected = derivative_of(lambda u: mpmath.asin(mpmath.tanh(u)), *points)
+    assert float(naive(d, {"alpha": 20.0})) == 0.0  # as written: 1 - tanh(20)^2 is 1 - 1 in float64
+    got = np.array([d.evaluate({"alpha": p}) for p in points])
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-300)
+    np.testing.assert_allclose(got[0], 4.122307244877116e-09, rtol=1e-12)
+
+
+def test_arcsin_of_sigmoid_plus_alpha_has_derivative_one_far_in_the_tail():
+    """arcsin(sigmoid(alpha)) + alpha gave inf at 38 and nan at 800 (issue 16, section 4): the derivative is 1 there."""
+    d = matcalc.diff("arcsin(sigmoid(alpha)) + alpha", "alpha")
+    points = (38.0, 800.0, -800.0, 3.0)
+    expected = derivative_of(lambda u: mpmath.asin(mp_sigmoid(u)) + u, *points)
+    got = np.array([d.evaluate({"alpha": p}) for p in points])
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
+    np.testing.assert_allclose(got[:3], 1.0, rtol=1e-8)
+
+
+def test_arccos_of_sigmoid_of_a_vector_keeps_its_digits_entry_by_entry():
+    d = matcalc.diff("sum(arccos(sigmoid(x)))", "x")
+    points = [38.0, 800.0, -800.0, 20.0, 0.25]
+    expected = derivative_of(lambda u: mpmath.acos(mp_sigmoid(u)), *points)
+    # at 800 the true -1.4e-174 is sqrt(sigmoid(-800)) and sigmoid(-800) = 5e-348 is below float64's range: 0 there
+    np.testing.assert_allclose(d.evaluate({"x": points}), expected, rtol=1e-12, atol=1e-170)
+    assert not np.isfinite(naive(d, {"x": points})[1])  # as written: 0 / 0 at 800
+
+
+def test_the_generated_code_of_arcsin_of_tanh_keeps_its_digits_too():
+    code = matcalc.diff("arcsin(tanh(alpha))", "alpha").to_code("numpy")
+    namespace: dict = {}
+    exec(code, namespace)  # matcalc's own generated code
+    function = next(v for k, v in namespace.items() if k.startswith("df_"))
+    np.testing.assert_allclose(float(function(alpha=20.0)), derivative_of(
+        lambda u: mpmath.asin(mpmath.tanh(u)), 20.0)[0], rtol=1e-12)
+
+
 # ---------------------------------------------------------------- 1. each stable form is sound ...
 
 

@@ -3,6 +3,7 @@ machine meets many times over."""
 
 from __future__ import annotations
 
+import pytest
 from networks import mlp_program
 
 import matcalc
@@ -71,3 +72,36 @@ def test_a_saturated_layer_is_not_misjudged():
     assert d.verify(method="lines", timeout=GENEROUS)
     wrong = matcalc.parse(f"1.000001 ({d.expr})", where=d.where, shape=d.shape)
     assert not verify.verify_derivative(d.function, d.variable, wrong, "gradient", timeout=GENEROUS, method="lines")
+
+
+def test_progress_is_reported_step_by_step_and_changes_nothing():
+    """verify(progress=...) (issue 16, section 1): the callback sees each assignment of sizes and how many entries of
+    how many are done; the report is the one verify gives without it."""
+    d = matcalc.diff("x^T A x", "x")
+    seen: list[tuple[dict, int, int, str, int, int]] = []
+    report = d.verify(timeout=GENEROUS, progress=lambda p: seen.append(
+        (dict(p.sizes), p.assignment, p.assignments, p.step, p.done, p.total)))
+    assert str(report) == str(d.verify(timeout=GENEROUS))
+    assert {(tuple(sizes.items()), assignment) for sizes, assignment, *_ in seen} == {((("n", 2),), 1),
+                                                                                      ((("n", 3),), 2)}
+    assert all(assignments == 2 and 0 <= done < max(total, 1) for _, _, assignments, _, done, total in seen)
+    assert ("entries", 2, 3) in {(step, done, total) for *_, step, done, total in seen}  # the 3rd entry at n = 3
+
+
+def test_progress_of_a_line_by_line_proof_names_its_precision():
+    d = matcalc.diff(README_PROGRAM, "W1")
+    texts: list[str] = []
+    assert d.verify(timeout=GENEROUS, progress=lambda p: texts.append(str(p)))
+    assert any("60 digits" in text and "directions" in text for text in texts), texts[-3:]
+    assert texts[0].startswith("sizes p=2, n=3, m=4 (1 of 2), point 1")
+
+
+def test_check_reports_progress_too():
+    seen: list[str] = []
+    assert matcalc.check("x^T A x", "x", "(A + A^T) x", timeout=GENEROUS, progress=lambda p: seen.append(p.step))
+    assert "entries" in seen and "comparisons" in seen
+
+
+def test_a_progress_that_is_not_a_function_is_a_clear_error():
+    with pytest.raises(matcalc.UnsupportedError, match="progress must be a function"):
+        matcalc.diff("x^T A x", "x").verify(progress="yes")

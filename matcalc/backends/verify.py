@@ -19,7 +19,7 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -345,9 +345,27 @@ class VerificationReport:
     numerically_only: int = 0  # entries equal to 40 digits whose difference did not expand to 0
     undecided: str = ""
     directions: int = 0  # where a large derivative was compared along random directions: how many
+    method: str = ""  # how it was proven: "exact" (SymPy values) or "lines" (line by line, high precision)
 
     def __bool__(self) -> bool:
         return self.ok
+
+    def to_json(self) -> dict[str, Any]:
+        """The report as JSON values (check --json): what was compared, how, at which sizes, and the
+        counterexample's entries and point, each exact number as its text."""
+        compared = self.entries + self.directions
+        return {
+            "method": self.method or None,
+            "entries": self.entries,
+            "directions": self.directions,
+            "exactly": compared - self.numerically_only if self.ok else None,
+            "to_digits": self.numerically_only if self.ok else None,
+            "digits": NUMERIC_DIGITS if self.ok and self.numerically_only else None,
+            "sizes": [dict(sizes) for sizes in self.sizes],
+            "undecided": self.undecided or None,
+            "mismatches": [{"entry": list(m.index), "expected": m.expected, "got": m.got} for m in self.mismatches],
+            "point": {name: [[str(entry) for entry in row] for row in value] for name, value in self.point.items()},
+        }
 
     def _sizes_text(self) -> str:
         texts = [", ".join(f"{k}={v}" for k, v in sizes.items()) for sizes in self.sizes]
@@ -399,9 +417,36 @@ def size_assignments(exprs: list[Expr]) -> list[dict[str, int]]:
 
 
 DEFAULT_TIMEOUT = 30.0  # seconds; check and verify report "undecided" past it, never hang
+NUMERIC_DIGITS = 40  # an entry not proven exactly is equal to this many significant digits (TOLERANCE)
 DIGITS = 60  # every entry is compared numerically to this many digits before any exact proof
 PROOF_SECONDS = 0.25  # the budget of the exact proof of one entry, past which it counts as equal to 40 digits
 PROOF_OPS = 400  # differences larger than this are not put over a common denominator
+
+
+@dataclass
+class Progress:
+    """Where a proof stands, for a progress display (verify(progress=...)): the assignment of sizes (which of how
+    many), the point tried at it, and how many of the current step's items (entries of the derivative along lines,
+    comparisons of entries, random directions) are done."""
+
+    sizes: dict[str, int]
+    assignment: int  # 1-based
+    assignments: int
+    point: int = 1  # 1-based: the random point tried at these sizes
+    step: str = "entries"  # what is counted: "entries", "comparisons", "directions"
+    done: int = 0
+    total: int = 0
+    digits: int = 0  # line by line: the working precision
+
+    def __str__(self) -> str:
+        sizes = ", ".join(f"{k}={v}" for k, v in self.sizes.items()) or "as declared"
+        at = f"sizes {sizes} ({self.assignment} of {self.assignments}), point {self.point}"
+        if self.digits:
+            at += f", {self.digits} digits"
+        return f"{at}: {self.step} {self.done} of {self.total}" if self.total else at
+
+
+ProgressCallback = Callable[[Progress], None]
 
 
 class VerificationTimeout(Exception):
@@ -419,11 +464,22 @@ class _Deadline:
     proof goes on without it; past the whole limit, VerificationTimeout ends the proof.
     """
 
-    def __init__(self, seconds: float) -> None:
+    def __init__(self, seconds: float, progress: ProgressCallback | None = None) -> None:
         self.seconds = seconds
         self.end = time.monotonic() + seconds
         self.alarm = False  # whether an alarm enforces the limit (the main thread only)
         self.step_end: float | None = None
+        # the progress display rides along with the time limit: every step that checks the time is worth reporting
+        self.callback = progress
+        self.state = Progress({}, 1, 1)
+
+    def report(self, **changes: Any) -> None:
+        """Update where the proof stands and tell the callback, if any (never from inside an alarm)."""
+        if self.callback is None:
+            return
+        for name, value in changes.items():
+            setattr(self.state, name, value)
+        self.callback(self.state)
 
     def check(self) -> None:
         if time.monotonic() > self.end:
@@ -527,7 +583,7 @@ def _keeps_rationals(name: str) -> bool:
 
 def verify_derivative(function: Expr, variable: Var, derivative: Expr, kind: str, layout: str = "numerator",
                       seed: int = 0, timeout: float = DEFAULT_TIMEOUT,
-                      method: Method | None = None) -> VerificationReport:
+                      method: Method | None = None, progress: ProgressCallback | None = None) -> VerificationReport:
     """Check `derivative` of `function` w.r.t. `variable` entry by entry against SymPy, at two sizes.
 
     The oracle never differentiates symbolically in many variables: for each entry of the variable it
@@ -535,24 +591,28 @@ def verify_derivative(function: Expr, variable: Var, derivative: Expr, kind: str
     t = 0 (d2/ds dt for a Hessian) with SymPy. Each entry is compared to 60 digits, then proven exactly
     where the difference expands to 0. A point where the values are undefined proves nothing: other points
     are tried, and past ATTEMPTS or the time limit the report says "undecided", never "verified".
+    `progress`, if given, is called with a Progress record at each step (which sizes, point, entries done of how
+    many): a display for a long proof; it changes nothing in the proof.
     """
-    deadline = _Deadline(timeout)
+    deadline = _Deadline(timeout, progress)
     method = method or proof_method(function, derivative)
     assignments = size_assignments([function, derivative, variable])
-    total = VerificationReport(True, assignments, 0)
+    total = VerificationReport(True, assignments, 0, method=method)
     try:
         with deadline.enforced():
-            for sizes in assignments:
+            for number, sizes in enumerate(assignments, 1):
+                deadline.report(sizes=sizes, assignment=number, assignments=len(assignments))
                 report = _verify_at_sizes(function, variable, derivative, kind, layout, seed, sizes, deadline,
                                           method)
                 total.entries += report.entries
                 total.numerically_only += report.numerically_only
                 total.directions += report.directions
                 if not report:  # the sizes it names are those of the counterexample
+                    report.method = method
                     return report
     except VerificationTimeout:
         return VerificationReport(False, assignments, total.entries,
-                                  undecided=f"could not decide within {deadline.seconds:g} s")
+                                  undecided=f"could not decide within {deadline.seconds:g} s", method=method)
     return total
 
 
@@ -565,6 +625,7 @@ def _verify_at_sizes(function: Expr, variable: Var, derivative: Expr, kind: str,
     informative = False
     for attempt in range(ATTEMPTS):
         deadline.check()
+        deadline.report(point=attempt + 1, step="entries", done=0, total=0, digits=0)
         rng = random.Random(seed * 7919 + attempt + 31 * sum(sizes.values()))
         try:
             report, nonzero = _verify_at_point(function, variable, derivative, kind, layout, sizes, rng, attempt,
@@ -716,16 +777,19 @@ def _line_derivatives(lines: _Lines, kind: str) -> Any:
     (numerator)."""
     sp = lines.sp
     rows, cols = lines.point.shape
+    report = lines.deadline.report
     if kind == "hessian":
         n = rows * cols
         hessian = sp.zeros(n, n)
         for i in range(n):
             for j in range(i, n):
+                report(step="entries", done=i * n - i * (i - 1) // 2 + j - i, total=n * (n + 1) // 2)
                 hessian[i, j] = hessian[j, i] = lines.second(i, j)
         return hessian
     if kind == "tensor":  # the Jacobian of the vecs: column c is d/dt vec(F(X + t E_c))
         columns = []
         for c in range(rows * cols):
+            report(step="entries", done=c, total=rows * cols)
             f = lines.first(c)
             columns.append([f[i, j] for j in range(f.cols) for i in range(f.rows)])
         return sp.Matrix(len(columns[0]), len(columns), lambda i, c: columns[c][i])
@@ -735,11 +799,15 @@ def _line_derivatives(lines: _Lines, kind: str) -> Any:
         gradient = sp.zeros(rows, cols)
         for i in range(rows):
             for j in range(cols):
+                report(step="entries", done=i * cols + j, total=rows * cols)
                 gradient[i, j] = lines.first(i + rows * j)[0, 0]
         return gradient
     # a vector function of a vector: column j of the Jacobian is d/dt f(x + t e_j); a row vector
     # function has the Jacobian of its transpose
-    columns = [list(lines.first(j)) for j in range(rows)]
+    columns = []
+    for j in range(rows):
+        report(step="entries", done=j, total=rows)
+        columns.append(list(lines.first(j)))
     return sp.Matrix(len(columns[0]), rows, lambda i, j: columns[j][i])
 
 
@@ -874,6 +942,7 @@ def _verify_at_point(function: Expr, variable: Var, derivative: Expr, kind: str,
         return report, True
     for i in range(expected.rows):
         for j in range(expected.cols):
+            deadline.report(step="comparisons", done=i * expected.cols + j, total=expected.rows * expected.cols)
             equal, proven = _compare(expected[i, j], got[i, j], sp, deadline)
             if not equal:
                 report.ok = False
@@ -908,6 +977,7 @@ def _verify_by_lines(function: Expr, variable: Var, derivative: Expr, kind: str,
                       range(count)]
     for level, digits in enumerate(LINE_DIGITS):
         runs = []
+        deadline.report(digits=digits)
         with mpmath.workdps(digits):
             for run in range(2):
                 rng = random.Random(seed * 31 + run)
@@ -971,15 +1041,18 @@ def _along_directions(lines: _PreciseLines, kind: str, derivative: Any, transpos
         return mp.matrix([m[i, j] for j in range(m.cols) for i in range(m.rows)])
 
     mp_directions = [backend.from_sympy(d) for d in directions]
+    deadline = lines.deadline
     if kind == "hessian":
         lines.second_order = True
-        for first, second in zip(mp_directions[::2], mp_directions[1::2], strict=True):
+        for number, (first, second) in enumerate(zip(mp_directions[::2], mp_directions[1::2], strict=True)):
+            deadline.report(step="directions", done=number, total=len(mp_directions) // 2)
             a, b, h = first * lines.h, second * lines.h, lines.h
             corners = [lines.along(a * p + b * q)[0, 0] * p * q for p in (1, -1) for q in (1, -1)]
             expected.append(sum(corners) / (4 * h**2))
             got.append((vec(first).T * derivative * vec(second))[0, 0])
     else:
-        for direction in mp_directions:
+        for number, direction in enumerate(mp_directions):
+            deadline.report(step="directions", done=number, total=len(mp_directions))
             step = direction * lines.h
             change = (lines.along(step) - lines.along(-step)) / (2 * lines.h)
             expected.extend(vec(change))

@@ -924,6 +924,58 @@ def _hadamard_cancels_divisor(e: Hadamard) -> Expr | None:
     return _cancelled_quotient(e, whole=True)
 
 
+def quotient_by_square_root(e: Expr) -> Expr | None:
+    """u / sqrt(u) -> sqrt(u), for a factor u above and sqrt(u) below: in an element-wise quotient (Hadamard factors on
+    either side), a Hadamard product with a quotient, or a product of scalars (sqrt(u)^-1, or the reciprocal of a
+    product holding sqrt(u)). Equal
+    wherever the left side is defined (u > 0); shared by the stable forms, where it removes a 0 / 0 in a tail."""
+    if isinstance(e, ElemDiv):
+        above, below = list(e.numerator.operands_of(Hadamard)), list(e.denominator.operands_of(Hadamard))
+        for i, u in enumerate(above):
+            root = Func("sqrt", u) if u.shape == e.shape else None
+            if root is not None and root in below:
+                below.remove(root)
+                numerator = hadamard(*above[:i], root, *above[i + 1:])
+                return elem_div(numerator, hadamard(*below)) if below else numerator
+        return None
+    if isinstance(e, Hadamard):  # u .* (a ./ (sqrt(u) .* b)) -> sqrt(u) .* (a ./ b)
+        for j, quotient in enumerate(e.factors):
+            if not isinstance(quotient, ElemDiv):
+                continue
+            below = list(quotient.denominator.operands_of(Hadamard))
+            for i, u in enumerate(e.factors):
+                root = Func("sqrt", u) if i != j else None
+                if root is not None and root in below:
+                    below.remove(root)
+                    rest = elem_div(quotient.numerator, hadamard(*below)) if below else quotient.numerator
+                    return hadamard(*[root if k == i else rest if k == j else f for k, f in enumerate(e.factors)])
+        return None
+    if not isinstance(e, MatMul):
+        return None
+    scalars = {f for f in e.factors if f.is_scalar and not isinstance(f, Num)}
+    for j, f in enumerate(e.factors):
+        if not (ir.is_reciprocal(f) and f.numeric_exponent == -1):
+            continue
+        inner = list(f.base.operands_of(MatMul))  # type: ignore[attr-defined]
+        for k, root in enumerate(inner):
+            if ir.is_call("sqrt")(root) and root.arg in scalars:  # type: ignore[attr-defined]
+                i = e.factors.index(root.arg)  # type: ignore[attr-defined]
+                rest = inner[:k] + inner[k + 1:]
+                factors = [root if n == i else g for n, g in enumerate(e.factors)]
+                factors[j] = ir.reciprocal(ir.mul(*rest)) if rest else num(1)
+                return ir.mul(*factors)
+    return None
+
+
+@rule("quotient by a square root", "u ./ sqrt(u) -> sqrt(u);  alpha / sqrt(alpha) -> sqrt(alpha);  "
+      "(u .* v) ./ (sqrt(u) .* w) -> (sqrt(u) .* v) ./ w;  u .* (v ./ sqrt(u)) -> sqrt(u) .* v", "x ./ sqrt(x)",
+      on=(ElemDiv, Hadamard, MatMul))
+def _quotient_by_square_root(e: Expr) -> Expr | None:
+    # not in a term of a differential: there the quotient stays whole for the identities that read it
+    # (sqrt(u)^T ((u .* dx) ./ sqrt(u)) -> u^T dx, by the transposed quotient times its divisor)
+    return None if ir.contains_differential(e) else quotient_by_square_root(e)
+
+
 @rule("Hadamard product of vecs that cancel", "vec(A ./ B) .* vec(B) -> vec(A)", "vec(X ./ Y) .* vec(Y)",
       where="X, Y: matrix(m, n)", on=(Hadamard,))
 def _hadamard_of_vecs(e: Hadamard) -> Expr | None:

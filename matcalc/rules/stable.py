@@ -10,12 +10,14 @@ from collections.abc import Callable
 from fractions import Fraction
 
 from ..core import ir
-from ..core.ir import Add, ElemDiv, Expr, Func, MatMul, Num
+from ..core.ir import Add, ElemDiv, ElemPower, Expr, Func, Hadamard, MatMul, Num, Power
 from .rule import RuleSet
+from .simplify import quotient_by_square_root
 
 STABLE_FORMS = RuleSet("stable forms")
 stable_form = STABLE_FORMS.rule
 MINUS_ONE = Num(Fraction(-1))
+TWO = Num(Fraction(2))
 
 
 def _call(e: Expr, name: str) -> Expr | None:
@@ -110,3 +112,67 @@ def _log_softmax(e: Expr) -> Expr | None:
     if axis == 2:
         return ir.sub(u, ir.mul(lse, ir.transpose(ir.ones((u.shape[1], 1)))))
     return ir.sub(u, ir.mul(lse, ir.ones(u.shape)))
+
+
+# 1 - u cancels where a function saturates at 1 (tanh(20) is 1 in float64, and 1 - tanh(20)^2 is 0, not 1.7e-17):
+# the stable forms below keep such a difference as a product of factors that do not cancel, so that a quotient or
+# a square root of it keeps its digits (the derivatives of arcsin(tanh(x)) and arccos(sigmoid(x)), issue 16).
+SATURATING = ("tanh", "sigmoid")  # values in (-1, 1), within a rounding of 1 far in a tail
+
+
+def _one_and(e: Add) -> tuple[int, list[Expr]] | None:
+    """(the index of the term 1, the other terms) of a sum with a term 1 (a number or a fill of ones)."""
+    one = next((k for k, t in enumerate(e.terms) if ir.is_ones(t)), None)
+    return None if one is None else (one, [t for k, t in enumerate(e.terms) if k != one])
+
+
+def _negated(term: Expr) -> Expr | None:
+    """t for a term -t (the product -1 t)."""
+    if isinstance(term, MatMul) and len(term.factors) == 2 and term.factors[0] == MINUS_ONE:
+        return term.factors[1]
+    return None
+
+
+@stable_form("stable one plus or minus tanh", "1 - tanh(u) -> 2 sigmoid(-2 u);  1 + tanh(u) -> 2 sigmoid(2 u)",
+             "1 - tanh(x)", on=(Add,))
+def _one_plus_minus_tanh(e: Add) -> Expr | None:
+    split = _one_and(e)
+    if split is None:
+        return None
+    _, others = split
+    for i, term in enumerate(others):
+        minus = _negated(term)
+        u = _call(minus if minus is not None else term, "tanh")
+        if u is not None:  # (1 - tanh(u)) = 2 e^-2u / (1 + e^-2u): no 1 - 1 in the right tail
+            twice = ir.mul(ir.num(-2 if minus is not None else 2), u)
+            return ir.add(ir.mul(ir.num(2), ir.func("sigmoid", twice)), *others[:i], *others[i + 1:])
+    return None
+
+
+@stable_form("stable root of one minus a square",
+             "sqrt(1 - tanh(u).^2) -> sqrt(1 - tanh(u)) .* sqrt(1 + tanh(u));  "
+             "sqrt(1 - sigmoid(u).^2) -> sqrt(1 - sigmoid(u)) .* sqrt(1 + sigmoid(u))",
+             "sqrt(1 - tanh(x).^2)", on=("sqrt",))
+def _root_of_one_minus_square(e: Func) -> Expr | None:
+    # both factors are >= 0 (|u| < 1), so the root of the product is the product of the roots; 1 - u then takes its
+    # stable form (sigmoid(-v), 2 sigmoid(-2 v)), and a quotient by the root can cancel a factor 1 - u above it
+    if not isinstance(e.arg, Add) or len(e.arg.terms) != 2:
+        return None
+    split = _one_and(e.arg)
+    square = _negated(split[1][0]) if split is not None else None
+    if not isinstance(square, Power | ElemPower) or square.exponent != TWO:
+        return None
+    u = square.base
+    if not (isinstance(u, Func) and u.name in SATURATING):
+        return None
+    one = ir.ones(u.shape)
+    return ir.hadamard(ir.func("sqrt", ir.sub(one, u)), ir.func("sqrt", ir.add(one, u)))
+
+
+@stable_form("stable quotient by a square root", "u ./ sqrt(u) -> sqrt(u);  (u .* v) ./ (sqrt(u) .* w) -> "
+             "(sqrt(u) .* v) ./ w;  u .* (v ./ sqrt(u)) -> sqrt(u) .* v", "exp(x) ./ sqrt(exp(x))",
+             on=(ElemDiv, Hadamard, MatMul))
+def _stable_quotient_by_square_root(e: Expr) -> Expr | None:
+    # the simplifier's rule, again after the forms above: sigmoid(-u) / sqrt(sigmoid(-u)) is 0 / 0 once
+    # sigmoid(-u) underflows (u = 800), its square root is not
+    return quotient_by_square_root(e)
