@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -16,6 +17,20 @@ from tally import SLOWEST, TALLY
 settings.register_profile("default", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("ci", parent=settings.get_profile("default"), derandomize=True, print_blob=True)
 settings.load_profile("ci" if os.environ.get("CI") else "default")
+
+# A proof's default limit (30 s) is the user's patience, not a property of the engine: a test that proves with it
+# passes or fails with the machine's load. Under test, proofs without an explicit `timeout` may take 10 minutes,
+# which a loaded CI machine meets many times over; the tests of "undecided" give their own, tiny limits.
+TEST_PROOF_SECONDS = 600.0
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _proofs_are_not_timed_by_the_machine_load() -> Iterator[None]:
+    from matcalc.backends import verify
+
+    default, verify.DEFAULT_TIMEOUT = verify.DEFAULT_TIMEOUT, TEST_PROOF_SECONDS
+    yield
+    verify.DEFAULT_TIMEOUT = default
 
 
 def long_run(config: pytest.Config) -> bool:
