@@ -20,7 +20,8 @@ settings.load_profile("ci" if os.environ.get("CI") else "default")
 
 # A proof's default limit (30 s) is the user's patience, not a property of the engine: a test that proves with it
 # passes or fails with the machine's load. Under test, proofs without an explicit `timeout` may take 10 minutes,
-# which a loaded CI machine meets many times over; the tests of "undecided" give their own, tiny limits.
+# which a loaded CI machine meets many times over; the tests of "undecided" give their own, tiny limits. A CLI
+# test in a subprocess keeps the 30 s default: one that proves more than a formula passes --timeout itself.
 TEST_PROOF_SECONDS = 600.0
 
 

@@ -166,7 +166,8 @@ def test_a_name_defined_twice_is_a_user_error_with_its_line_and_column():
 def test_check_takes_a_printed_program_as_the_candidate(tmp_path):
     model = tmp_path / "model.mc"
     model.write_text(MODEL, encoding="utf-8")
-    result = run("check", "-f", str(model), "W1", MODEL_GRADIENT)
+    # a subprocess proves with the CLI's own 30 s default (conftest's longer limit reaches this process only)
+    result = run("check", "-f", str(model), "W1", MODEL_GRADIENT, "--timeout", "600")
     assert result.returncode == 0 and result.stdout.startswith("correct")
 
 

@@ -66,6 +66,15 @@ def test_the_exact_method_can_still_be_asked_for():
     assert str(d.verify(method="exact", timeout=GENEROUS)).endswith(")")
 
 
+def test_a_softmax_along_an_axis_is_proven_line_by_line_and_sound():
+    # one call along an axis is a softmax per column: as many transcendental values as a layer
+    d = matcalc.diff("sum(Y .* log(softmax(Z, 1)))", "Z")
+    assert verify.proof_method(d.function, d.expr) == "lines"
+    assert d.verify(timeout=GENEROUS)
+    wrong = matcalc.parse(f"1.000001 ({d.text(inline=True)})", where=d.where, shape=d.shape)
+    assert not verify.verify_derivative(d.function, d.variable, wrong, "gradient", timeout=GENEROUS)
+
+
 def test_a_saturated_layer_is_not_misjudged():
     # tanh(20 x) saturates at the positive points: 1 - tanh^2 is about 1e-17 there, a cancellation
     d = matcalc.diff("h = tanh(20 W x); L = sum(tanh(h))", "W")
