@@ -149,7 +149,8 @@ def _backward(prepared: _Prepared, inline: bool, variables: list[Var] | None = N
     shared = (*bindings, *backward.adjoints)
     gradients = {variable.name: backward.gradients[variable.name] for variable in variables}
     if not inline:  # what the local derivatives repeat (a layer norm's scale, a GELU's slope) is named once
-        shared, bodies = name_shared_lines(shared, list(gradients.values()), prepared.taken)
+        printed = {name for name, _ in needed_bindings(shared, list(gradients.values()))}
+        shared, bodies = name_shared_lines(shared, list(gradients.values()), prepared.taken, printed)
         gradients = dict(zip(gradients, bodies, strict=True))
     where = _with_dimensions(prepared.symbols, [prepared.function, *(e for _, e in shared), *gradients.values()])
     steps = tuple([*(Step(f"forward: {n}", e) for n, e in bindings),

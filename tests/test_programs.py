@@ -135,7 +135,7 @@ def test_residual_gradient_at_256_layers_is_linear_in_size() -> None:
 
 def test_residual_adjoint_sums_the_skip_and_the_layer() -> None:
     d = matcalc.diff(residual_program(2), "W1")
-    assert "t_1 = tanh(W2 h1)\ng_h1 = 1 + W2^T (1 - t_1.^2)" in str(d)  # the layer's value, named once
+    assert "g_h1 = 1 + W2^T (1 - tanh(W2 h1).^2)" in str(d)
 
 
 # ---------------------------------------------------------------- layers with biases and losses

@@ -60,17 +60,20 @@ def bind_names(e: Expr, names: dict[int, Var], order: list[Expr] | None = None) 
     return bindings, form[id(e)]
 
 
-def name_shared_lines(lines: Bindings, results: list[Expr], taken: set[str],
+def name_shared_lines(lines: Bindings, results: list[Expr], taken: set[str], printed: set[str] | None = None,
                       min_size: int = MIN_NAMED_SIZE) -> tuple[Bindings, list[Expr]]:
     """(lines, results) of a listing (a program's definitions and adjoints, each over the names before it, then the
     results it computes) with each subexpression that would be printed more than once over all of them named
-    once, in a line of its own before its first use; a line's value met again later is that line's name.
+    once, in a line of its own before its first use; a line's value met again later is that line's name. Only the
+    lines named in `printed` (all by default) count and change: the others (a loss the gradients do not use) are
+    kept as they are.
 
     A backward pass writes the local derivative of a definition in terms of the definition's value (a layer norm's
     centred input and its scale, a GELU's derivative in three gradients): named, each prints once.
     """
-    line_names = {value: Var(name, value.shape) for name, value in reversed(lines)}  # the first line with a value
-    roots = [value for _, value in lines] + list(results)
+    shown = [(name, value) for name, value in lines if printed is None or name in printed]
+    line_names = {value: Var(name, value.shape) for name, value in reversed(shown)}  # the first line with a value
+    roots = [value for _, value in shown] + list(results)
     fresh = shared_across(roots, min_size, frozenset(roots))
     used = set(taken) | {name for name, _ in lines}
     names: dict[int, Var] = {}
@@ -95,6 +98,9 @@ def name_shared_lines(lines: Bindings, results: list[Expr], taken: set[str],
         return body
 
     for name, value in lines:
+        if printed is not None and name not in printed:
+            out.append((name, value))
+            continue
         out.append((name, written(value)))
         known.setdefault(id(value), line_names[value])
     bodies = [written(result) for result in results]
