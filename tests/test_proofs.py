@@ -114,3 +114,33 @@ def test_check_reports_progress_too():
 def test_a_progress_that_is_not_a_function_is_a_clear_error():
     with pytest.raises(matcalc.UnsupportedError, match="progress must be a function"):
         matcalc.diff("x^T A x", "x").verify(progress="yes")
+
+
+# ---------------------------------------------------------------- the oracle's forward mode
+
+FORWARD_MODE_CASES = [("tr(A X^T B X C)", "X"), ("log(det(inv(X)))", "X"), ("norm2(V relu(W x) - y)^2", "W"),
+                      ("softmax(W x)", "x"), ("sum(X ⊗ X)", "X"), ("x.^3 ./ (1 + x.^2)", "x"), ("det(X) inv(X) a", "X"),
+                      ("sum(softmax(Z, 1) .* C)", "Z"), ("X^-2 a", "X"), ("(x^T x)^(3/2)", "x")]
+
+
+@pytest.mark.parametrize(("expr", "var"), FORWARD_MODE_CASES)
+def test_forward_mode_over_exact_values_gives_what_sympy_differentiating_along_the_line_gives(expr, var):
+    """The oracle's first derivatives (DualBackend: exact values and tangents) equal SymPy's d/dt f(X0 + t E) at 0,
+    the method they replaced, entry by entry and exactly, along every direction."""
+    import random
+
+    import sympy as sp
+
+    d = matcalc.diff(expr, var)
+    sizes = {name: 2 + i for i, name in enumerate(sorted(matcalc.core.ir.dimensions([d.function])))}
+    rng = random.Random(1)
+    variables = matcalc.core.ir.variables(d.function)
+    values = {name: verify._random_matrix(v, matcalc.core.ir.dim_value(v.shape[0], sizes),
+                                          matcalc.core.ir.dim_value(v.shape[1], sizes), rng, sp, "positive")
+              for name, v in sorted(variables.items())}
+    point = values.pop(var)
+    deadline = verify._Deadline(600)
+    args = (d.function, d.variable, point, values, sizes, deadline, verify.SympyBackend())
+    dual, symbolic = verify._DualLines(*args), verify._Lines(*args)
+    for c in range(point.rows * point.cols):
+        assert (dual.first(c) - symbolic.first(c)).applyfunc(sp.simplify).is_zero_matrix, (expr, c)

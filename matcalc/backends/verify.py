@@ -105,6 +105,179 @@ class SympyBackend:
         return self.function("inv", a) * b
 
 
+@dataclass(frozen=True)
+class Dual:
+    """A matrix on a line through the point, to first order: its value at t = 0 and its tangent d/dt there."""
+
+    value: Any
+    tangent: Any
+
+
+class DualBackend:
+    """Exact forward mode: each value is a Dual, X0 + t E and what the operations make of it, so that d/dt of the
+    whole function at t = 0 comes from products of exact matrices (rationals, and the values of transcendental
+    functions at rationals), never from SymPy expressions in t grown through the whole function. The operations'
+    tangents are the definitions of first-order arithmetic (the product's (a + t a')(b + t b')); a function of the
+    language gets its value from its SymPy meaning and its tangent by SymPy differentiating that meaning along
+    the line, f(V + t D) in t at 0, for that one call: SymPy stays the oracle of every function's meaning."""
+
+    def __init__(self) -> None:
+        import sympy
+
+        self.sp = sympy
+        self.exact = SympyBackend()
+        self.t = sympy.Symbol(T, real=True)
+
+    def fixed(self, value: Any) -> Dual:
+        return Dual(value, self.sp.zeros(value.rows, value.cols))
+
+    def constant(self, value: Fraction, rows: int, cols: int) -> Dual:
+        return self.fixed(self.exact.constant(value, rows, cols))
+
+    def named_constant(self, name: str) -> Dual:
+        return self.fixed(self.exact.named_constant(name))
+
+    def identity(self, size: int) -> Dual:
+        return self.fixed(self.sp.eye(size))
+
+    def commutation(self, rows: int, cols: int) -> Dual:
+        return self.fixed(self.exact.commutation(rows, cols))
+
+    def matmul(self, a: Dual, b: Dual) -> Dual:
+        return Dual(a.value * b.value, a.value * b.tangent + a.tangent * b.value)
+
+    def scale(self, scalar: Dual, a: Dual) -> Dual:
+        s, ds = scalar.value[0, 0], scalar.tangent[0, 0]
+        return Dual(s * a.value, s * a.tangent + ds * a.value)
+
+    def add(self, a: Dual, b: Dual) -> Dual:
+        return Dual(a.value + b.value, a.tangent + b.tangent)
+
+    def hadamard(self, a: Dual, b: Dual) -> Dual:
+        return Dual(a.value.multiply_elementwise(b.value),
+                    a.value.multiply_elementwise(b.tangent) + a.tangent.multiply_elementwise(b.value))
+
+    def divide(self, a: Dual, b: Dual) -> Dual:
+        sp = self.sp
+        value = self.exact.divide(a.value, b.value)
+        return Dual(value, sp.Matrix(value.rows, value.cols, lambda i, j: (
+            a.tangent[i, j] - value[i, j] * b.tangent[i, j]) / b.value[i, j]))
+
+    def transpose(self, a: Dual) -> Dual:
+        return Dual(a.value.T, a.tangent.T)
+
+    def scalar_power(self, a: Dual, p: Dual) -> Dual:
+        return self._entrywise(a, p, lambda base, exponent: base ** exponent)
+
+    def elem_power(self, a: Dual, p: Dual) -> Dual:
+        return self._entrywise(a, p, lambda base, exponent: base ** exponent)
+
+    def matrix_power(self, a: Dual, k: int) -> Dual:
+        if k < 0:
+            a, k = self.function("inv", a), -k
+        result = self.identity(a.value.rows)
+        for _ in range(k):
+            result = self.matmul(result, a)
+        return result
+
+    def adjugate(self, a: Dual) -> Dual:
+        return self._along(a, lambda m: m.adjugate())
+
+    def kron(self, a: Dual, b: Dual) -> Dual:
+        kron = self.sp.kronecker_product
+        return Dual(kron(a.value, b.value), kron(a.value, b.tangent) + kron(a.tangent, b.value))
+
+    def scale_rows(self, v: Dual, a: Dual) -> Dual:
+        return self.matmul(self._diagonal(v), a)
+
+    def scale_columns(self, a: Dual, v: Dual) -> Dual:
+        return self.matmul(a, self._diagonal(v))
+
+    def function(self, name: str, a: Dual) -> Dual:
+        if FUNCTIONS[name].kind == "elementwise":
+            return self._elementwise(name, a)
+        return self._along(a, lambda m: self.exact.function(name, m))
+
+    def _elementwise(self, name: str, a: Dual) -> Dual:
+        """f(V) and f'(V) .* D, f' what SymPy makes of the derivative of f's meaning on one entry (once per f)."""
+        sp = self.sp
+        value = self.exact.function(name, a.value)
+        if a.tangent.is_zero_matrix:
+            return self.fixed(value)
+        u, meaning, slope, kinked = _entry_derivative(name, sp)
+
+        def tangent(i: int, j: int) -> Any:
+            direction = a.tangent[i, j]
+            if direction == 0:
+                return sp.Integer(0)
+            if kinked:  # relu, abs, step: a point on the kink proves nothing
+                _refuse_kinks(meaning.subs(u, a.value[i, j] + self.t * direction), [self.t], sp)
+            return _tangent_value(slope.subs(u, a.value[i, j]), sp) * direction
+
+        return Dual(value, sp.Matrix(value.rows, value.cols, tangent))
+
+    def function_of_columns(self, name: str, a: Dual) -> Dual:
+        return self._along(a, lambda m: self.exact.function_of_columns(name, m))
+
+    def spd_function(self, name: str, a: Dual) -> Dual:
+        return self.function(name, a)
+
+    def spd_solve(self, a: Dual, b: Dual) -> Dual:
+        return self.matmul(self.function("inv", a), b)
+
+    def _diagonal(self, v: Dual) -> Dual:
+        return Dual(self.sp.diag(*v.value), self.sp.diag(*v.tangent))
+
+    def _along(self, a: Dual, meaning: Callable[[Any], Any]) -> Dual:
+        """meaning(a) and its tangent: SymPy differentiates meaning(V + t D) in t at 0, for this one call."""
+        value = meaning(a.value)
+        if a.tangent.is_zero_matrix:
+            return self.fixed(value)
+        sp, t = self.sp, self.t
+        on_line = meaning(a.value + t * a.tangent)
+        tangent = on_line.applyfunc(lambda entry: _tangent_at_zero(entry, t, sp))
+        return Dual(value, tangent)
+
+    def _entrywise(self, a: Dual, p: Dual, power: Callable[[Any, Any], Any]) -> Dual:
+        """a.^p (a scalar p) along the line, entry by entry, differentiated by SymPy."""
+        sp, t = self.sp, self.t
+        exponent, d_exponent = p.value[0, 0], p.tangent[0, 0]
+        value = a.value.applyfunc(lambda v: power(v, exponent))
+        tangent = sp.Matrix(a.value.rows, a.value.cols, lambda i, j: _tangent_at_zero(
+            power(a.value[i, j] + t * a.tangent[i, j], exponent + t * d_exponent), t, sp)
+            if a.tangent[i, j] != 0 or d_exponent != 0 else 0)
+        return Dual(value, tangent)
+
+
+_ENTRY_DERIVATIVES: dict[str, tuple[Any, Any, Any, bool]] = {}
+
+
+def _entry_derivative(name: str, sp: Any) -> tuple[Any, Any, Any, bool]:
+    """(u, f(u), f'(u), whether f has a kink) for an element-wise f, from its SymPy meaning on one entry."""
+    if name not in _ENTRY_DERIVATIVES:
+        u = sp.Symbol("u", real=True)
+        meaning = FUNCTIONS[name].sympy(sp, sp.Matrix([[u]]))[0, 0]
+        kinked = bool(meaning.atoms(sp.Heaviside, sp.DiracDelta, sp.Abs, sp.sign, sp.Max, sp.Min, sp.Piecewise))
+        _ENTRY_DERIVATIVES[name] = (u, meaning, sp.diff(meaning, u), kinked)
+    return _ENTRY_DERIVATIVES[name]
+
+
+def _tangent_at_zero(entry: Any, t: Any, sp: Any) -> Any:
+    """d/dt entry at t = 0; a kink at the point (relu at 0) or what SymPy cannot differentiate proves nothing."""
+    if not entry.has(t):
+        return sp.Integer(0)
+    _refuse_kinks(entry, [t], sp)
+    return _tangent_value(sp.diff(entry, t).subs(t, 0), sp)
+
+
+def _tangent_value(value: Any, sp: Any) -> Any:
+    if value.has(sp.DiracDelta):  # the derivative of a step: 0 away from its kink, undefined at it
+        value = value.replace(lambda e: isinstance(e, sp.DiracDelta), _delta_away_from_zero)
+    if value.has(sp.Derivative, sp.Subs):
+        raise _Undefined
+    return value
+
+
 class PreciseBackend:
     """Every operation over mpmath numbers of the working precision (mpmath.mp.dps), each result perturbed by a
     random relative amount of the size of its last digits (stochastic arithmetic): two runs with other
@@ -731,6 +904,22 @@ class _Lines:
         return value
 
 
+class _DualLines(_Lines):
+    """The first derivatives along lines, exactly, by forward mode (DualBackend): the function is evaluated once
+    per direction over exact values and their tangents; second derivatives (a Hessian) go by SymPy in s and t."""
+
+    def first(self, c: int) -> Any:
+        self.deadline.check()
+        sp = self.sp
+        dual = DualBackend()
+        values = {name: dual.fixed(value) for name, value in self.values.items()}
+        f = interpret(self.function, {**values, self.variable.name: Dual(self.point, self.unit(c))}, self.sizes,
+                      dual)
+        if any(entry.has(sp.zoo, sp.nan, sp.oo, -sp.oo) for entry in (*f.value, *f.tangent)):
+            raise _Undefined  # logdet of a singular matrix: no derivative along the line
+        return f.tangent
+
+
 class _PreciseLines(_Lines):
     """The derivatives along lines by central differences of the function's values at high precision
     (PreciseBackend): f evaluated line by line at X0 +- h E, each definition once. With d digits and a step
@@ -937,7 +1126,8 @@ def _verify_at_point(function: Expr, variable: Var, derivative: Expr, kind: str,
     if method == "lines":
         return _verify_by_lines(function, variable, derivative, kind, in_convention, spec.transposed, point, values,
                                 sizes, rng.randrange(1 << 30), deadline)
-    lines = _Lines(function, variable, point, values, sizes, deadline, SympyBackend())
+    lines = (_Lines if kind == "hessian" else _DualLines)(function, variable, point, values, sizes, deadline,
+                                                           SympyBackend())
     expected = in_convention(_line_derivatives(lines, kind))
     got = interpret(derivative, {**values, variable.name: point}, sizes, SympyBackend())
     undefined = (sp.zoo, sp.nan, sp.oo, -sp.oo)
