@@ -364,9 +364,10 @@ class Derivative:
                           "vec" if kind == "tensor" else "matrix", (output, axes_of(variable.shape)))
 
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, method: str = "differential") -> dict[str, Any]:
+        """The JSON record (`--json`); its "steps" are those of the derivation `method` (`--steps METHOD`)."""
         where = {name: str(decl).split(": ", 1)[1] for name, decl in self.where.items()}
-        return render.json_of(self, str(self), where, self._forms_json())
+        return render.json_of(self, str(self), where, self._forms_json(), self.method_steps(method))
 
 
 _is_vec = ir.is_call("vec")

@@ -21,7 +21,7 @@ from ..core.errors import UnsupportedError
 from ..core.ir import Bindings, Expr, Var
 from ..rules.simplify import simplify
 from . import derive
-from .spec import Claim, DerivativeSpec, Kind, Partial, Step, kind_of
+from .spec import Claim, ClaimKind, DerivativeSpec, Kind, Partial, Step, kind_of
 
 INTERMEDIATES = "1. intermediate variables"
 LOCAL = "2. local derivatives"
@@ -170,7 +170,7 @@ def _shape_product(factors: list[Expr]) -> str:
 
 
 def chain_steps(bindings: Bindings, variables: list[Var], results: dict[str, tuple[Expr, str]],
-                section_prefix: str = "") -> list[Step]:
+                section_prefix: str = "", result_claim: ClaimKind = "result") -> list[Step]:
     """The four steps over `bindings` (intermediate variables, the last being the function), for each variable:
     `results` gives, by variable name, the engine's result and what it is ("gradient", "Jacobian", ...)."""
     prefix = f"{section_prefix}: " if section_prefix else ""
@@ -203,6 +203,7 @@ def chain_steps(bindings: Bindings, variables: list[Var], results: dict[str, tup
                               claim=Claim("jacobian", value, arg)))
     output_name, output = bindings[-1]
     for variable in variables:
+        which = f" (w.r.t. {variable.name})" if len(variables) > 1 else ""
         total: dict[str, Expr] = {variable.name: ir.identity(_vec_size(variable)) if not variable.is_scalar
                                   else ir.ONE}
         for name, value in bindings:
@@ -224,7 +225,7 @@ def chain_steps(bindings: Bindings, variables: list[Var], results: dict[str, tup
             combined = simplify(ir.add(*products))
             total[name] = combined
             note = shape_text(combined.shape) if not shapes else f"{'; '.join(shapes)} is {shape_text(combined.shape)}"
-            steps.append(Step("chain rule", combined, section=prefix + PRODUCTS,
+            steps.append(Step("chain rule", combined, section=prefix + PRODUCTS + which,
                               lhs=(partial(name, value, variable),), via=tuple(via) if len(via) > 1 or
                               len(via[0]) > 1 else (), note=note, claim=Claim("jacobian", values[name], variable)))
         final = total.get(output_name)  # None: the function does not depend on the variable
@@ -232,13 +233,13 @@ def chain_steps(bindings: Bindings, variables: list[Var], results: dict[str, tup
         result, what = results[variable.name]
         if final is not None:
             substituted = simplify(ir.inline(bindings, final))
-            steps.append(Step("substituted back", substituted, section=prefix + RESULT,
+            steps.append(Step("substituted back", substituted, section=prefix + RESULT + which,
                               lhs=(partial(output_name, output, variable),),
                               note="the intermediate variables replaced by their definitions",
                               claim=Claim("jacobian", function, variable)))
-        steps.append(Step("result", result, section=prefix + RESULT, lhs=(what,), note=_result_note(output, variable,
+        steps.append(Step("result", result, section=prefix + RESULT + which, lhs=(what,), note=_result_note(output, variable,
                                                                                                    what),
-                          claim=Claim("result", function, variable)))
+                          claim=Claim(result_claim, function, variable)))
     return steps
 
 
@@ -269,7 +270,7 @@ def chain_derivation(function: Expr, program: Bindings, variables: list[Var], re
     if gradient is None:
         return chain_steps(bindings, variables, results)
     (variable,) = variables
-    steps = chain_steps(bindings, variables, {variable.name: (gradient, "gradient")}, "the gradient")
+    steps = chain_steps(bindings, variables, {variable.name: (gradient, "gradient")}, "the gradient", "gradient")
     taken |= {name for name, _ in bindings}
     second = _renamed(intermediates(gradient, variables, taken), "v", taken)
     return steps + chain_steps(second, variables, results, "the Hessian, the chain rule applied to the gradient g")

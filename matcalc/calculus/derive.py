@@ -104,7 +104,9 @@ def hessian(function: Expr, variable: Var) -> tuple[Expr, list[Step], bool]:
     steps = [Step("function", function, claim=Claim("value", function)),
              *[dataclasses.replace(s, title=f"gradient, {s.title}") for s in steps]]
     result, second = differentiate_vec(first, variable) if matrix else gradient(first, variable)
-    steps += [dataclasses.replace(s, title=f"Hessian, {s.title}") for s in second]
+    # the Hessian is the Jacobian of the gradient (what `gradient` reads off a vector's differential)
+    steps += [dataclasses.replace(s, title=f"Hessian, {s.title}", claim=dataclasses.replace(s.claim, how="jacobian")
+                                  if s.claim is not None and s.claim.how == "gradient" else s.claim) for s in second]
     return result, steps, matrix
 
 

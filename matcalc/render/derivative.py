@@ -123,7 +123,16 @@ def derivation(steps: tuple[Step, ...], latex: bool = False) -> str:
     return "\\begin{aligned}\n" + " \\\\\n".join(lines) + "\n\\end{aligned}"
 
 
-def json_of(d: Result, text: str, where: dict[str, str], forms: dict[str, Any]) -> dict[str, Any]:
+def step_json(step: Step) -> dict[str, Any]:
+    """A step as JSON: title, text and rules; a method's step also its section, its line as printed and its note."""
+    out: dict[str, Any] = {"title": step.title, "text": to_text(step.expr), "rules": list(dict.fromkeys(step.rules))}
+    if step.section:
+        out.update(section=step.section, line=method_step_text(step).strip(), note=step.note)
+    return out
+
+
+def json_of(d: Result, text: str, where: dict[str, str], forms: dict[str, Any],
+            steps: tuple[Step, ...] | None = None) -> dict[str, Any]:
     """The JSON record of a derivative (`--json`): input, declarations, shape, each form, definitions, steps."""
     return {
         "function": program_text(d.program) if d.program else to_text(d.function),
@@ -139,8 +148,7 @@ def json_of(d: Result, text: str, where: dict[str, str], forms: dict[str, Any]) 
         "definitions": [{"name": name, "text": to_text(e)} for name, e in d.definitions],
         "result": to_text(d.body),
         "latex": equation_latex(d),
-        "steps": [{"title": s.title, "text": to_text(s.expr), "rules": list(dict.fromkeys(s.rules))}
-                  for s in d.steps],
+        "steps": [step_json(s) for s in (d.steps if steps is None else steps)],
     }
 
 
