@@ -14,6 +14,7 @@ carries its claim (spec.Claim), and the tests check every one against finite dif
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from ..core import ir
@@ -66,7 +67,7 @@ def jacobian_of_vecs(f: Expr, v: Var) -> Expr:
     return j
 
 
-def kind_note(f: Expr, v: Expr, j: Expr, elementwise: bool) -> str:
+def kind_note(f: Expr, v: Expr, j: Expr, elementwise: bool, names: tuple[str, str] = ("F", "X")) -> str:
     """The kind of a local derivative, in the notes' words, with its shape."""
     shape = shape_text(j.shape)
     if f.is_scalar and v.is_scalar:
@@ -86,7 +87,9 @@ def kind_note(f: Expr, v: Expr, j: Expr, elementwise: bool) -> str:
             return f"diagonal Jacobian (element-wise operator), {shape}"
         return f"Jacobian, {shape}"
     order = len([d for d in f.shape if d != 1]) + len([d for d in v.shape if d != 1])
-    return f"a tensor of order {order}, in vec form (Kronecker products), {shape}"
+    which = {3: "a 3rd-order", 4: "a 4th-order"}.get(order, f"an order-{order}")
+    against = "w.r.t. a matrix" if is_matrix(v) else "of a matrix"
+    return f"{which} tensor ({against}), in vec form: vec(d{names[0]}) = J vec(d{names[1]}), {shape}"
 
 
 def _scaled_diag(j: Expr) -> bool:
@@ -199,7 +202,7 @@ def chain_steps(bindings: Bindings, variables: list[Var], results: dict[str, tup
             locals_.setdefault(name, []).append(_Local(name, arg, j))
             steps.append(Step("local derivative", j, section=prefix + LOCAL,
                               lhs=(partial(name, value, arg),),
-                              note=kind_note(value, arg, j, _is_elementwise(value)),
+                              note=kind_note(value, arg, j, _is_elementwise(value), (name, arg_name)),
                               claim=Claim("jacobian", value, arg)))
     output_name, output = bindings[-1]
     for variable in variables:
@@ -231,15 +234,16 @@ def chain_steps(bindings: Bindings, variables: list[Var], results: dict[str, tup
         final = total.get(output_name)  # None: the function does not depend on the variable
         function = values[output_name]
         result, what = results[variable.name]
+        if isinstance(what, Partial):  # a tensor's result: ∂y/∂vec(W)^T, by the function's own name
+            what = dataclasses.replace(what, of=output_name)
         if final is not None:
             substituted = simplify(ir.inline(bindings, final))
             steps.append(Step("substituted back", substituted, section=prefix + RESULT + which,
                               lhs=(partial(output_name, output, variable),),
                               note="the intermediate variables replaced by their definitions",
                               claim=Claim("jacobian", function, variable)))
-        steps.append(Step("result", result, section=prefix + RESULT + which, lhs=(what,), note=_result_note(output, variable,
-                                                                                                   what),
-                          claim=Claim(result_claim, function, variable)))
+        steps.append(Step("result", result, section=prefix + RESULT + which, lhs=(what,),
+                          note=_result_note(output, variable), claim=Claim(result_claim, function, variable)))
     return steps
 
 
@@ -251,7 +255,7 @@ def _value_note(value: Expr) -> str:
     return f"matrix, {shape_text(value.shape)}"
 
 
-def _result_note(output: Expr, variable: Var, what: str) -> str:
+def _result_note(output: Expr, variable: Var) -> str:
     if output.is_scalar and ir.is_column(variable.shape):
         return (f"the transpose of the row above, shaped like {variable.name} ({shape_text(variable.shape)}): "
                 "as the engine prints it")

@@ -472,9 +472,10 @@ class IndexForm:
     terms: tuple[Term, ...]
 
 
-def _ordered(term: Term, output: tuple[str | None, str | None], taken: set[str]) -> Term:
+def _ordered(term: Term, output: tuple[str | None, str | None], taken: set[str], as_written: bool = False) -> Term:
     """Factors by the first output index they hold (i, then j, then none), a δ before an entry, else in the order
-    they occur; summed indices named p, q, r, ... in the order they are then read."""
+    they occur (`as_written`: in the order they occur, as the product rule wrote them); summed indices named p, q,
+    r, ... in the order they are then read."""
     rank = {name: n for n, name in enumerate(i for i in output if i is not None)}
 
     def key(item: tuple[int, Factor]) -> tuple[int, int, int]:
@@ -482,7 +483,7 @@ def _ordered(term: Term, output: tuple[str | None, str | None], taken: set[str])
         first = min((rank[i] for i in f.indices() if i in rank), default=len(rank))
         return first, 0 if isinstance(f, Delta) else 1, n
 
-    factors = [f for _, f in sorted(enumerate(term.factors), key=key)]
+    factors = list(term.factors) if as_written else [f for _, f in sorted(enumerate(term.factors), key=key)]
     numbers = [s for s, _ in term.summed]
     read = [i for f in factors for i in f.indices() if i in numbers]
     order = list(dict.fromkeys([*read, *numbers]))
@@ -534,7 +535,7 @@ def index_form(df: Expr, variable: Var, output: Expr | str, trace: list[str] | N
         raise UnsupportedError(f"no index form for {df}: it does not hold the differential")
     # summed names never read as a free index or a variable of the expressions printed
     taken = {"i", "j", "k", "l", *ir.variables(df), *(ir.variables(output) if isinstance(output, Expr) else [output])}
-    terms = tuple(_ordered(term, out_indices, taken) for term in root if term.coefficient != 0)
+    terms = tuple(_ordered(term, out_indices, taken, not contract) for term in root if term.coefficient != 0)
     return IndexForm(output, df.shape, variable, out_indices, _variable_indices(variable.shape), terms)
 
 
@@ -601,7 +602,7 @@ def entry_form(function: Expr, variable: Var) -> IndexForm:
     out_indices = _output_indices(function.shape)
     root = t.of(function, *out_indices) if holds(function) else []
     taken = {"i", "j", "k", "l", *ir.variables(function)}
-    terms = tuple(_ordered(term, out_indices, taken) for term in root if term.coefficient != 0)
+    terms = tuple(_ordered(term, out_indices, taken, True) for term in root if term.coefficient != 0)
     return IndexForm(function, function.shape, variable, out_indices, (None, None), terms)
 
 
