@@ -273,11 +273,11 @@ def test_the_neuron_by_the_chain_rule_has_parr_and_howards_four_steps():
         "  ∂u2/∂u1 = 1   (scalar derivative)",
         "  ∂y/∂u2 = step(u2)   (scalar derivative)",
         "3. the chain rule: the product of the Jacobians, in order:",
-        "  ∂u1/∂w = x^T   (1×n)",
-        "  ∂u2/∂w = ∂u2/∂u1 ∂u1/∂w = x^T   (1×1 times 1×n is 1×n)",
-        "  ∂y/∂w = ∂y/∂u2 ∂u2/∂w = step(u2) x^T   (1×1 times 1×n is 1×n)",
+        "  du1/dw = x^T   (1×n)",
+        "  du2/dw = ∂u2/∂u1 du1/dw = x^T   (1×1 times 1×n is 1×n)",
+        "  dy/dw = ∂y/∂u2 du2/dw = step(u2) x^T   (1×1 times 1×n is 1×n)",
         "4. substitute back and simplify:",
-        "  ∂y/∂w = step(w^T x + b) x^T   (the intermediate variables replaced by their definitions)",
+        "  dy/dw = step(w^T x + b) x^T   (the intermediate variables replaced by their definitions)",
         "  gradient = step(w^T x + b) x   (the transpose of the row above, shaped like w (n×1): as the engine "
         "prints it)",
     ]
@@ -302,21 +302,21 @@ def test_the_linear_layer_wrt_its_weights_is_a_tensor_in_vec_form():
     assert "∂u1/∂vec(W)^T = x^T ⊗ I   (a 3rd-order tensor (w.r.t. a matrix), in vec form: vec(du1) = J vec(dW), " \
            "n×m·n)" in text
     assert "∂y/∂u1 = I   (identity Jacobian I, n×n)" in text
-    assert "∂y/∂vec(W)^T = ∂y/∂u1 ∂u1/∂vec(W)^T = x^T ⊗ I   (n×n times n×m·n is n×m·n)" in text
-    assert text.endswith("∂y/∂vec(W)^T = x^T ⊗ I   (simplified: as the engine prints it)")
+    assert "dy/dvec(W)^T = ∂y/∂u1 du1/dvec(W)^T = x^T ⊗ I   (n×n times n×m·n is n×m·n)" in text
+    assert text.endswith("dy/dvec(W)^T = x^T ⊗ I   (simplified: as the engine prints it)")
 
 
 def test_a_jacobian_of_a_layer_multiplies_a_diagonal_by_the_weights():
     text = matcalc.diff("sigmoid(W x + b)", "x").derivation("chain")
     assert "∂y/∂u2 = diag(y .* (1 - y))   (diagonal Jacobian (element-wise operator), n×n)" in text
-    assert "∂y/∂x = ∂y/∂u2 ∂u2/∂x = diag(y .* (1 - y)) W   (n×n times n×m is n×m)" in text
+    assert "dy/dx = ∂y/∂u2 du2/dx = diag(y .* (1 - y)) W   (n×n times n×m is n×m)" in text
 
 
 def test_a_two_layer_network_uses_the_programs_own_definitions_as_intermediates():
     gradients = matcalc.grad("h1 = tanh(W1 x + b1); h2 = W2 h1 + b2; L = sum(h2 .* h2) / 2", ["W1", "W2"])
     text = gradients.derivation("chain")
     assert "  h1 = tanh(W1 x + b1)   (vector, n×1)" in text and "u1" not in text
-    assert "∂L/∂vec(W1)^T = ∂L/∂h2 ∂h2/∂vec(W1)^T = h2^T W2 diag(1 - h1.^2) (x^T ⊗ I)   (1×p times p×m·n is " \
+    assert "dL/dvec(W1)^T = ∂L/∂h2 dh2/dvec(W1)^T = h2^T W2 diag(1 - h1.^2) (x^T ⊗ I)   (1×p times p×m·n is " \
            "1×m·n)" in text
     assert text.count("2. local derivatives:") == 1  # shared by both gradients
     assert "4. substitute back and simplify (w.r.t. W2):" in text
@@ -327,6 +327,12 @@ def test_dillons_stack_of_sigmoid_layers_multiplies_diagonal_jacobians_in_order(
     text = gradients.derivation("chain")
     assert "∂h2/∂h1 = diag(h2 .* (1 - h2)) W2" in text
     assert "∂L/∂h2 = vector(1)^T   (a row of ones 1^T (sum reduction), 1×p)" in text
+
+
+def test_a_variable_used_twice_sums_over_its_paths_the_total_derivative():
+    text = matcalc.diff("x^T A x", "x").derivation("chain")
+    assert "  u1 = A x   (vector, n×1)\n  y = x^T u1   (scalar)" in text  # one intermediate per binary product
+    assert "dy/dx = ∂y/∂x + ∂y/∂u1 du1/dx = u1^T + x^T A   (1×n times n×n is 1×n)" in text
 
 
 def test_a_hessian_is_the_chain_rule_applied_to_the_gradient():

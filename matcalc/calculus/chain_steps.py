@@ -46,8 +46,8 @@ def is_matrix(e: Expr) -> bool:
     return not ir.is_vector_shape(e.shape) and not e.is_scalar
 
 
-def partial(of: str, of_expr: Expr, wrt: Var) -> Partial:
-    return Partial(of, wrt.name, is_matrix(of_expr), is_matrix(wrt))
+def partial(of: str, of_expr: Expr, wrt: Var, total: bool = False) -> Partial:
+    return Partial(of, wrt.name, is_matrix(of_expr), is_matrix(wrt), total)
 
 
 def jacobian_of_vecs(f: Expr, v: Var) -> Expr:
@@ -72,7 +72,7 @@ def kind_note(f: Expr, v: Expr, j: Expr, elementwise: bool, names: tuple[str, st
     shape = shape_text(j.shape)
     if f.is_scalar and v.is_scalar:
         return "scalar derivative"
-    if f.is_scalar and ir.is_column(v.shape):
+    if f.is_scalar and ir.is_vector_shape(v.shape):
         if ir.is_ones(ir.transpose(j)):
             return f"a row of ones 1^T (sum reduction), {shape}"
         return f"the gradient as a row, its transpose, {shape}"
@@ -112,26 +112,66 @@ def _is_elementwise(definition: Expr) -> bool:
 
 
 def _absorbed(node: Expr) -> bool:
-    """A node written inside its parent's definition, not named: a transposed leaf (w^T) or a negated or scaled
-    single factor (-x), which Parr & Howard do not make an intermediate variable of their own."""
-    if isinstance(node, ir.Transpose):
-        return not node.arg.children
+    """A node written inside its parent's definition, not named: a transpose (w^T) or a negated or scaled single
+    factor (-x), which Parr & Howard do not make an intermediate variable of their own."""
+    if isinstance(node, ir.Transpose):  # its Jacobian of the vecs is I for a vector: written in its parent
+        return True
     if isinstance(node, ir.MatMul):
         _, scalars, chain = ir.split_product(node)
         return not scalars and len(chain) == 1 and (not chain[0].children or _absorbed(chain[0]))
     return False
 
 
+def _dependent(e: Expr, names: set[str]) -> set[int]:
+    """The nodes of e that depend on one of the variables `names` (children first: linear in e)."""
+    out: set[int] = set()
+    for node in ir.postorder(e):
+        if (isinstance(node, Var) and node.name in names) or any(id(c) in out for c in node.children):
+            out.add(id(node))
+    return out
+
+
+def binary_products(function: Expr, names: set[str]) -> tuple[Expr, set[int]]:
+    """The function with each product of several factors that depend on the variable written as nested binary
+    products, as Parr & Howard introduce one intermediate per binary operator: x^T A x is x^T (A x), so that
+    u1 = A x and y = x^T u1 (a constant factor stays with the factor after it). Returns it with its dependent
+    nodes. The nested products are built as nodes (no normal form runs), one level at a time, without recursion."""
+    dependent = _dependent(function, names)
+    mapped: dict[int, Expr] = {}
+    for node in ir.postorder(function):
+        children = tuple(mapped[id(c)] for c in node.children)
+        new = ir.with_children(node, children) if any(a is not b for a, b in zip(children, node.children,
+                                                                                     strict=True)) else node
+        held = [c for c in children if id(c) in dependent or c is not node and _holds(c, names)]
+        if isinstance(node, ir.MatMul | ir.Hadamard) and len(held) > 1:
+            groups: list[list[Expr]] = []
+            pending: list[Expr] = []
+            for child in children:  # each group: the constant factors before a dependent one, then it
+                pending.append(child)
+                if _holds(child, names):
+                    groups.append(pending)
+                    pending = []
+            groups[-1].extend(pending)
+            cls = type(node)
+            parts = [g[0] if len(g) == 1 else cls(tuple(g)) for g in groups]
+            nested = parts[-1]
+            for part in reversed(parts[:-1]):
+                nested = cls((part, nested))
+            new = nested
+        mapped[id(node)] = new
+    result = mapped[id(function)]
+    return result, _dependent(result, names)
+
+
+def _holds(e: Expr, names: set[str]) -> bool:
+    return any(name in names for name in ir.variables(e))
+
+
 def intermediates(function: Expr, variables: list[Var], taken: set[str]) -> Bindings:
     """One intermediate variable per operator or function application that depends on a variable, in the order
     they are computed, each defined over the earlier ones; the last is the function itself (named y)."""
-    names = {v.name for v in variables}
-
-    def depends(node: Expr) -> bool:
-        return any(name in names for name in ir.variables(node))
-
+    function, dependent = binary_products(function, {v.name for v in variables})
     nodes = ir.postorder(function)
-    dependent = {id(n) for n in nodes if depends(n)}
     named = [n for n in nodes if id(n) in dependent and n.children and (not _absorbed(n) or n is function)]
     if len(named) > MAX_INTERMEDIATES:
         raise UnsupportedError(f"the chain method would introduce {len(named)} intermediate variables; it is "
@@ -222,24 +262,24 @@ def chain_steps(bindings: Bindings, variables: list[Var], results: dict[str, tup
                     products.append(local.jacobian)
                     continue
                 arg_value = defined[local.arg.name]
-                via.append((partial(name, value, local.arg), partial(local.arg.name, arg_value, variable)))
+                via.append((partial(name, value, local.arg), partial(local.arg.name, arg_value, variable, True)))
                 products.append(ir.mul(local.jacobian, total[local.arg.name]))
                 shapes.append(_shape_product([local.jacobian, total[local.arg.name]]))
             combined = simplify(ir.add(*products))
             total[name] = combined
             note = shape_text(combined.shape) if not shapes else f"{'; '.join(shapes)} is {shape_text(combined.shape)}"
             steps.append(Step("chain rule", combined, section=prefix + PRODUCTS + which,
-                              lhs=(partial(name, value, variable),), via=tuple(via) if len(via) > 1 or
+                              lhs=(partial(name, value, variable, True),), via=tuple(via) if len(via) > 1 or
                               len(via[0]) > 1 else (), note=note, claim=Claim("jacobian", values[name], variable)))
         final = total.get(output_name)  # None: the function does not depend on the variable
         function = values[output_name]
         result, what = results[variable.name]
         if isinstance(what, Partial):  # a tensor's result: ∂y/∂vec(W)^T, by the function's own name
-            what = dataclasses.replace(what, of=output_name)
+            what = dataclasses.replace(what, of=output_name, total=True)
         if final is not None:
             substituted = simplify(ir.inline(bindings, final))
             steps.append(Step("substituted back", substituted, section=prefix + RESULT + which,
-                              lhs=(partial(output_name, output, variable),),
+                              lhs=(partial(output_name, output, variable, True),),
                               note="the intermediate variables replaced by their definitions",
                               claim=Claim("jacobian", function, variable)))
         steps.append(Step("result", result, section=prefix + RESULT + which, lhs=(what,),

@@ -57,6 +57,7 @@ class Partial:
     wrt: str
     of_vec: bool = False
     wrt_vec: bool = False
+    total: bool = False  # the total derivative (dy/dx, through every path), as Parr & Howard write it
 
 
 # How a step's claim is checked (tests/test_derivation_methods.py evaluates every step so):

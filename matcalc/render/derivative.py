@@ -51,13 +51,15 @@ def _latex_words(words: str) -> str:
 def _partial_text(p: Partial) -> str:
     of = f"vec({p.of})" if p.of_vec else p.of
     wrt = f"vec({p.wrt})^T" if p.wrt_vec else p.wrt
-    return f"∂{of}/∂{wrt}"
+    d = "d" if p.total else "∂"
+    return f"{d}{of}/{d}{wrt}"
 
 
 def _partial_latex(p: Partial) -> str:
     of = rf"\operatorname{{vec}}\left({latex_name(p.of)}\right)" if p.of_vec else latex_name(p.of)
     wrt = rf"\operatorname{{vec}}\left({latex_name(p.wrt)}\right)^\top" if p.wrt_vec else latex_name(p.wrt)
-    return rf"\frac{{\partial {of}}}{{\partial {wrt}}}"
+    d = r"\mathrm{d}" if p.total else r"\partial"
+    return rf"\frac{{{d} {of}}}{{{d} {wrt}}}"
 
 
 def _side(parts: tuple[Partial | str, ...], latex: bool, name: bool) -> str:
