@@ -142,7 +142,7 @@ def binary_products(function: Expr, names: set[str]) -> tuple[Expr, set[int]]:
         children = tuple(mapped[id(c)] for c in node.children)
         new = ir.with_children(node, children) if any(a is not b for a, b in zip(children, node.children,
                                                                                      strict=True)) else node
-        held = [c for c in children if id(c) in dependent or c is not node and _holds(c, names)]
+        held = [c for c in children if id(c) in dependent or (c is not node and _holds(c, names))]
         if isinstance(node, ir.MatMul | ir.Hadamard) and len(held) > 1:
             groups: list[list[Expr]] = []
             pending: list[Expr] = []
