@@ -8,6 +8,7 @@ and after the deltas are contracted. Each step carries its claim (spec.Claim) fo
 
 from __future__ import annotations
 
+from ..core import ir
 from ..core.errors import UnsupportedError
 from ..core.ir import Expr, Var
 from .differential import differential
@@ -15,9 +16,19 @@ from .index_form import entry_form, index_form
 from .spec import Claim, Step
 
 ENTRY = "1. the entry as a sum"
-TERMS = "2. differentiate term by term (∂x_p/∂x_k = δ_pk)"
+TERMS = "2. differentiate term by term"
 DELTAS = "3. sum out the Kronecker deltas (Σ_p δ_pk E_p = E_k)"
 RECOGNISE = "4. recognise the matrix"
+
+
+def _delta_rule(variable: Var) -> str:
+    """What differentiating an entry of the variable gives: ∂x_p/∂x_k = δ_pk, ∂W_pq/∂W_kl = δ_pk δ_ql."""
+    x = variable.name
+    if variable.is_scalar:
+        return ""
+    if ir.is_vector_shape(variable.shape):
+        return f" (∂{x}_p/∂{x}_k = δ_pk)"
+    return f" (∂{x}_pq/∂{x}_kl = δ_pk δ_ql)"
 
 
 def index_steps(of: Expr, variable: Var, result: Expr, what: str, section_prefix: str = "") -> list[Step]:
@@ -41,7 +52,7 @@ def index_steps(of: Expr, variable: Var, result: Expr, what: str, section_prefix
         entries = None  # a function of an entry (tanh(W x)_i): differentiated from its differential's entries
     if entries is not None:
         steps.append(Step("entry", of, section=prefix + ENTRY, index=entries, claim=Claim("entry", of, variable)))
-    steps.append(Step("term by term", df, section=prefix + TERMS, index=raw, claim=Claim("index", of, variable)))
+    steps.append(Step("term by term", df, section=prefix + TERMS + _delta_rule(variable), index=raw, claim=Claim("index", of, variable)))
     steps.append(Step("deltas summed out", df, section=prefix + DELTAS, index=contracted,
                       claim=Claim("index", of, variable)))
     steps.append(Step("recognised", result, section=prefix + RECOGNISE, lhs=(what,),
