@@ -52,7 +52,8 @@ def index_steps(of: Expr, variable: Var, result: Expr, what: str, section_prefix
         entries = None  # a function of an entry (tanh(W x)_i): differentiated from its differential's entries
     if entries is not None:
         steps.append(Step("entry", of, section=prefix + ENTRY, index=entries, claim=Claim("entry", of, variable)))
-    steps.append(Step("term by term", df, section=prefix + TERMS + _delta_rule(variable), index=raw, claim=Claim("index", of, variable)))
+    steps.append(Step("term by term", df, section=prefix + TERMS + _delta_rule(variable), index=raw,
+                      claim=Claim("index", of, variable)))
     steps.append(Step("deltas summed out", df, section=prefix + DELTAS, index=contracted,
                       claim=Claim("index", of, variable)))
     steps.append(Step("recognised", result, section=prefix + RECOGNISE, lhs=(what,),
