@@ -212,7 +212,7 @@ def _shape_product(factors: list[Expr]) -> str:
     return " times ".join(shape_text(f.shape) for f in factors)
 
 
-def chain_steps(bindings: Bindings, variables: list[Var], results: dict[str, tuple[Expr, str]],
+def chain_steps(bindings: Bindings, variables: list[Var], results: dict[str, tuple[Expr, str | Partial]],
                 section_prefix: str = "", result_claim: ClaimKind = "result") -> list[Step]:
     """The four steps over `bindings` (intermediate variables, the last being the function), for each variable:
     `results` gives, by variable name, the engine's result and what it is ("gradient", "Jacobian", ...)."""
@@ -283,7 +283,8 @@ def chain_steps(bindings: Bindings, variables: list[Var], results: dict[str, tup
                               note="the intermediate variables replaced by their definitions",
                               claim=Claim("jacobian", function, variable)))
         steps.append(Step("result", result, section=prefix + RESULT + which, lhs=(what,),
-                          note=_result_note(output, variable), claim=Claim(result_claim, function, variable)))
+                          note=_result_note(output, variable, final is not None),
+                          claim=Claim(result_claim, function, variable)))
     return steps
 
 
@@ -295,7 +296,12 @@ def _value_note(value: Expr) -> str:
     return f"matrix, {shape_text(value.shape)}"
 
 
-def _result_note(output: Expr, variable: Var) -> str:
+def _result_note(output: Expr, variable: Var, depends: bool = True) -> str:
+    if not depends:
+        return f"the function does not depend on {variable.name}: zero, as the engine prints it"
+    if output.is_scalar and variable.symmetric and not ir.is_vector_shape(variable.shape):
+        return (f"G from vec(G)^T above, and as {variable.name} is symmetric its symmetric part sym(G) = "
+                f"(G + G^T)/2: as the engine prints it")
     if output.is_scalar and ir.is_column(variable.shape):
         return (f"the transpose of the row above, shaped like {variable.name} ({shape_text(variable.shape)}): "
                 "as the engine prints it")
@@ -304,7 +310,8 @@ def _result_note(output: Expr, variable: Var) -> str:
     return "simplified: as the engine prints it"
 
 
-def chain_derivation(function: Expr, program: Bindings, variables: list[Var], results: dict[str, tuple[Expr, str]],
+def chain_derivation(function: Expr, program: Bindings, variables: list[Var],
+                     results: dict[str, tuple[Expr, str | Partial]],
                      taken: set[str], gradient: Expr | None = None) -> list[Step]:
     """The chain method for a function (or a program: its definitions are the intermediate variables) and each
     variable. For a Hessian, `gradient` is the engine's gradient: the four steps give it, then the chain rule

@@ -21,6 +21,14 @@ DELTAS = "3. sum out the Kronecker deltas (Σ_p δ_pk E_p = E_k)"
 RECOGNISE = "4. recognise the matrix"
 
 
+def _recognised_note(of: Expr, variable: Var, result: Expr) -> str:
+    shape = f"{result.shape[0]}×{result.shape[1]}"
+    if of.is_scalar and variable.symmetric and not ir.is_vector_shape(variable.shape):
+        return (f"the matrix G of these entries, and as {variable.name} is symmetric its symmetric part sym(G) = "
+                f"(G + G^T)/2, {shape}: as the engine prints it")
+    return f"the matrix of these entries, {shape}: as the engine prints it"
+
+
 def _delta_rule(variable: Var) -> str:
     """What differentiating an entry of the variable gives: ∂x_p/∂x_k = δ_pk, ∂W_pq/∂W_kl = δ_pk δ_ql."""
     x = variable.name
@@ -57,6 +65,6 @@ def index_steps(of: Expr, variable: Var, result: Expr, what: str, section_prefix
     steps.append(Step("deltas summed out", df, section=prefix + DELTAS, index=contracted,
                       claim=Claim("index", of, variable)))
     steps.append(Step("recognised", result, section=prefix + RECOGNISE, lhs=(what,),
-                      note=f"the matrix of these entries, {result.shape[0]}×{result.shape[1]}: as the engine prints it",
+                      note=_recognised_note(of, variable, result),
                       claim=Claim("result", of, variable)))
     return steps
