@@ -407,6 +407,14 @@ def test_every_method_gives_a_well_formed_latex_aligned_block(expr, var, where, 
         assert symbol not in latex, latex
 
 
+@pytest.mark.parametrize("method", ["differential", "chain", "index"])
+def test_the_latex_of_a_network_and_of_a_hessian_is_well_formed(method):
+    for latex in (matcalc.grad("h1 = sigmoid(W1 x + b1); L = sum(h1)", ["W1", "b1"]).derivation(method, latex=True),
+                  matcalc.hessian("x^T A x", "x").derivation(method, latex=True)):
+        assert braces_balance(latex) and latex.startswith("\\begin{aligned}"), latex
+        assert all(line.count("&") == 1 for line in latex.splitlines()[1:-1]), latex
+
+
 def test_steps_method_on_the_command_line():
     def run(*argv: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "matcalc", *argv], capture_output=True, text=True, check=False)
