@@ -317,6 +317,9 @@ def chain_derivation(function: Expr, program: Bindings, variables: list[Var],
     variable. For a Hessian, `gradient` is the engine's gradient: the four steps give it, then the chain rule
     applied to the gradient gives the Hessian (`results` holds the Hessian)."""
     taken = {*taken, *ir.variables(function), *(name for name, _ in program)}
+    if len(program) > MAX_INTERMEDIATES:
+        raise UnsupportedError(f"the chain method would multiply the Jacobians of {len(program)} definitions; it is "
+                               f"written for programs of at most {MAX_INTERMEDIATES} (try --steps)")
     bindings = program if program else intermediates(function, variables, taken)
     if gradient is None:
         return chain_steps(bindings, variables, results)
