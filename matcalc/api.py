@@ -15,10 +15,10 @@ from typing import Any
 
 from .calculus import derive
 from .calculus.backprop import backpropagate, needed_bindings
-from .calculus.spec import DerivativeSpec, Kind, Layout, Step, check_layout
+from .calculus.spec import Claim, DerivativeSpec, Kind, Layout, Step, check_layout
 from .core import ir
 from .core.errors import ParseError, ResultShapeError, ShapeError, abbreviate
-from .core.ir import Expr, Var
+from .core.ir import Bindings, Expr, Var
 from .frontend.parse import Declarations, dimension_names, parse_declarations
 from .frontend.typecheck import Parsed, ParsedProgram, parse_program
 from .render.naming import name_shared, name_shared_lines
@@ -153,20 +153,36 @@ def _backward(prepared: _Prepared, inline: bool, variables: list[Var] | None = N
         shared, bodies = name_shared_lines(shared, list(gradients.values()), prepared.taken, printed)
         gradients = dict(zip(gradients, bodies, strict=True))
     where = _with_dimensions(prepared.symbols, [prepared.function, *(e for _, e in shared), *gradients.values()])
-    steps = tuple([*(Step(f"forward: {n}", e) for n, e in bindings),
-                   *(Step(f"backward: {n}", e, backward.rules[n]) for n, e in backward.adjoints)])
+    values = ir.definition_values(bindings)
+    steps = tuple([*(Step(f"forward: {n}", e, claim=Claim("value", values[n])) for n, e in bindings),
+                   *(Step(f"backward: {n}", e, backward.rules[n], claim=_adjoint_claim(bindings, n, e))
+                     for n, e in backward.adjoints)])
     program = bindings if prepared.program.is_program else ()
     out: dict[str, Derivative] = {}
     for variable in variables:
         gradient = gradients[variable.name]
         kind: Kind = "derivative" if variable.is_scalar else "gradient"
         d = Derivative(prepared.function, variable, gradient, kind, "numerator", where,
-                       (*steps, Step(f"gradient w.r.t. {variable.name}", gradient, backward.rules[variable.name])),
+                       (*steps, Step(f"gradient w.r.t. {variable.name}", backward.gradients[variable.name],
+                                     backward.rules[variable.name],
+                                     claim=Claim("sym_gradient" if variable.symmetric else "gradient",
+                                                 prepared.function, variable))),
                        shared, program)
         if inline:
             d = dataclasses.replace(d, body=d.expr, bindings=(), inline_result=d.expr)
         out[variable.name] = d
     return Gradients(out, prepared.program.output)
+
+
+def _adjoint_claim(bindings: Bindings, adjoint: str, value: Expr) -> Claim | None:
+    """g_h is the gradient of the output w.r.t. h, the definitions after h inlined and h held as a variable."""
+    name = adjoint[2:] if adjoint.startswith("g_") else None
+    position = next((n for n, (defined, _) in enumerate(bindings) if defined == name), None)
+    if position is None:
+        return None
+    h = Var(name, bindings[position][1].shape)
+    later = bindings[position + 1:]
+    return Claim("gradient", ir.inline(later[:-1], later[-1][1]), h) if later else None
 
 
 @_without_cycle_collection
@@ -192,7 +208,7 @@ def _diff(prepared: _Prepared, layout: Layout, inline: bool, variable: Var | Non
         return _backward(prepared, inline, [variable])[variable.name]
     spec = DerivativeSpec.of(function, variable, layout)
     result, steps = derive.derivative(function, variable, spec)
-    steps.insert(0, Step("function", function))
+    steps.insert(0, Step("function", function, claim=Claim("value", function)))
     d = _derivative(prepared, variable, result, spec.kind, layout, steps, inline)
     return dataclasses.replace(d, form="vec") if spec.form == "vec" else d
 

@@ -4,6 +4,7 @@ the time limit, 1 internal bug."""
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import os
 import re
@@ -22,6 +23,8 @@ examples:
   matcalc diff "log(det(X))" X                      ->  inv(X)^T
   matcalc diff "sigmoid(W x + b)" x --steps         ->  the derivation, rule by rule
   matcalc diff "tr(A X B)" X --steps --latex        ->  the derivation as a LaTeX aligned block
+  matcalc diff "max(0, w^T x + b)" w --where "b: scalar" --steps chain   ->  Parr & Howard's chain rule
+  matcalc diff "W x" x --steps index                ->  entry by entry: Σ_p W_ip δ_pk = W_ik, so J = W
   matcalc diff "-logdet(X)" X --verify              ->  -inv(X)^T, proven with SymPy
   matcalc diff "x^T A x" x --hessian --verify       ->  A + A^T, proven with SymPy
   matcalc diff "W x + b" x --layout denominator --json
@@ -65,6 +68,7 @@ EXAMPLES = _EXAMPLES_TEMPLATE.format(language=_language_summary())
 def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     """The parser, and the subparser of each command (for `_options_first`)."""
     from . import __version__
+    from .calculus.spec import METHODS
 
     parser = argparse.ArgumentParser(
         prog="matcalc",
@@ -109,7 +113,10 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
                       help="how to write the result: vec (Kronecker form, d vec(F) / d vec(X)^T; a tensor's default), "
                            "index (∂F_ij / ∂X_kl = ...) or differential (d(F) = ..., linear in dX)")
     diff.add_argument("--verify", action="store_true", help="prove the result elementwise with SymPy")
-    diff.add_argument("--steps", action="store_true", help="show the derivation, rule by rule")
+    diff.add_argument("--steps", nargs="?", const="differential", default=None, choices=list(METHODS),
+                      metavar="METHOD", help="show the derivation by METHOD: differential (the default: matcalc's own, "
+                      "rule by rule), chain (Parr & Howard's chain rule: intermediate variables, local derivatives, "
+                      "the product of the Jacobians) or index (entry by entry, with Kronecker deltas)")
     diff.add_argument("--shapes", action="store_true", help="show the inferred type and shape of every symbol")
 
     check = commands.add_parser("check", help="check your own derivative CANDIDATE of EXPR w.r.t. VAR",
@@ -175,8 +182,11 @@ def _options_first(argv: list[str], parser: argparse.ArgumentParser,
     options: list[str] = []
     positionals: list[str] = []
     escaped = False
-    rest = iter(argv[index + 1:])
-    for token in rest:
+    tokens = argv[index + 1:]
+    position = -1
+    while position + 1 < len(tokens):
+        position += 1
+        token = tokens[position]
         if token == "--" and not escaped:
             escaped = True
             continue
@@ -184,9 +194,18 @@ def _options_first(argv: list[str], parser: argparse.ArgumentParser,
         if not is_option:
             positionals.append(token)
             continue
-        if action is not None and action.nargs != 0 and "=" not in token:  # it takes the next token as its value
-            value = next(rest, None)
+        if action is not None and action.nargs == "?" and "=" not in token:
+            # an optional value (--steps [METHOD]) is taken only when it is one: `--steps "x^T A x" x` keeps EXPR
+            # (or a near miss of one, `--steps chian`, so that argparse names the methods)
+            following = tokens[position + 1] if position + 1 < len(tokens) else ""
+            choices = [str(c) for c in action.choices or ()]
+            if following in choices or difflib.get_close_matches(following, choices, n=1, cutoff=0.75):
+                position += 1
+                token = f"{token}={tokens[position]}"
+        elif action is not None and action.nargs != 0 and "=" not in token:  # it takes the next token as its value
+            value = tokens[position + 1] if position + 1 < len(tokens) else None
             if value is not None:
+                position += 1
                 # joined with '=', so that a value starting with '-' is not read as an option
                 token = f"{token}={value}" if token.startswith("--") else token + value
         options.append(token)
@@ -283,7 +302,7 @@ def _run_diff(args: argparse.Namespace) -> int:
     if args.json:
         payloads = {}
         for name, d in derivatives.items():
-            payload = {"input": args.expr, **d.to_json()}
+            payload = {"input": args.expr, **d.to_json(args.steps or "differential")}
             report = reports[name]
             if report is not None:
                 payload["verified"] = bool(report)
@@ -292,7 +311,9 @@ def _run_diff(args: argparse.Namespace) -> int:
         single = len(payloads) == 1
         print(json.dumps(next(iter(payloads.values())) if single else {"gradients": payloads},
                          ensure_ascii=False, indent=2))
-    elif len(derivatives) > 1 and not (args.shapes or args.steps):  # one program: shared definitions once
+    elif len(derivatives) > 1 and not args.shapes:  # one program: shared definitions (and steps) once
+        if args.steps:
+            print(derivatives.derivation(args.steps, latex=args.latex))
         print(derivatives.latex() if args.latex else str(derivatives))
         for name, report in reports.items():
             if report is not None:
@@ -306,7 +327,7 @@ def _run_diff(args: argparse.Namespace) -> int:
                     print(f"{declaration}")
                 print(f"result: {'×'.join(map(str, d.shape)) or 'scalar'}")
             if args.steps:
-                print(d.derivation(latex=args.latex))
+                print(d.derivation(args.steps, latex=args.latex))
             form = getattr(args, "form", None)
             if form == "vec" and d.form != "vec":
                 form = None  # a matrix result is its own vec form's reshaping: printed as the matrix

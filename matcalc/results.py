@@ -13,7 +13,7 @@ from typing import Any, Literal, get_args
 from .calculus import derive
 from .calculus.backprop import needed_bindings
 from .calculus.differential import differential
-from .calculus.spec import Axes, DerivativeSpec, Kind, Layout, Step, axes_of, kind_of
+from .calculus.spec import Axes, Claim, DerivativeSpec, Kind, Layout, Partial, Step, axes_of, check_method, kind_of
 from .core import ir
 from .core.errors import MatcalcError, ParseError, UnsupportedError, where_hint
 from .core.ir import Bindings, Expr, Var, fresh_name
@@ -245,9 +245,26 @@ class Derivative:
     def _repr_latex_(self) -> str:
         return f"$${self.latex()}$$"
 
-    def derivation(self, latex: bool = False) -> str:
-        """The steps, one per line: `title: expression   [rules]`; with `latex`, a LaTeX `aligned` block."""
-        return render.derivation(self.steps, latex)
+    def derivation(self, method: str = "differential", latex: bool = False) -> str:
+        """The derivation by `method`, one step per line; with `latex`, a LaTeX `aligned` block.
+
+        "differential" (the default): matcalc's own, `title: expression   [rules]` (the differential, the
+        identification, the simplification, with the rules' names); "chain": Parr & Howard's four steps (intermediate
+        variables, local derivatives, the product of the Jacobians in order, substituted back); "index": the index
+        method (the entry as a sum, term by term with Kronecker deltas, summed out, the matrix recognised).
+        """
+        if isinstance(method, bool):  # derivation(True), as latex was once the first parameter
+            method, latex = "differential", method
+        return render.derivation(self.method_steps(method), latex)
+
+    def method_steps(self, method: str = "differential") -> tuple[Step, ...]:
+        """The steps of a derivation method (see `derivation`); each carries its claim (spec.Claim)."""
+        method = check_method(method)
+        if method == "differential":
+            return self.steps
+        if method == "chain":
+            return tuple(chain_method([self]))
+        return tuple(index_method(self))
 
     def evaluate(self, values: dict[str, Any], form: Literal["tensor", "vec"] = "tensor") -> Any:
         """NumPy value at `values` (name -> array; a scalar as a float): an array with the output's axes, then the
@@ -339,7 +356,7 @@ class Derivative:
         if self.form == "vec" or len(output) + len(axes_of(variable.shape)) > 2:
             kind = Kind.TENSOR
         result, steps = derive.derivative(function, variable, DerivativeSpec(kind))
-        steps.insert(0, Step(f"the derivative w.r.t. {self.variable.name}", function))
+        steps.insert(0, Step(f"the derivative w.r.t. {self.variable.name}", function, claim=Claim("value", function)))
         taken = {*self.where, *(name for name, _ in self.bindings), *dimension_names(self.where)}
         bindings, body = name_shared(result, taken)
         where = _with_dimensions(self.where, [function, result])
@@ -347,12 +364,45 @@ class Derivative:
                           "vec" if kind == "tensor" else "matrix", (output, axes_of(variable.shape)))
 
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, method: str = "differential") -> dict[str, Any]:
+        """The JSON record (`--json`); its "steps" are those of the derivation `method` (`--steps METHOD`)."""
         where = {name: str(decl).split(": ", 1)[1] for name, decl in self.where.items()}
-        return render.json_of(self, str(self), where, self._forms_json())
+        return render.json_of(self, str(self), where, self._forms_json(), self.method_steps(method))
 
 
 _is_vec = ir.is_call("vec")
+
+
+def _result_label(d: Derivative) -> str | Partial:
+    """What the last step of a method names the engine's result."""
+    if d.form == "vec" and d.kind != "hessian":
+        output = d.program[-1][0] if d.program else "F"
+        return Partial(output, d.variable.name, not ir.is_vector_shape(d.function.shape), not
+                       ir.is_vector_shape(d.variable.shape))
+    if d.kind == "jacobian" and d.layout == "denominator":
+        return "Jacobian in denominator layout (the transpose)"
+    return {"gradient": "gradient", "jacobian": "Jacobian", "hessian": "Hessian", "derivative": "derivative",
+            "tensor": "derivative"}[d.kind]
+
+
+def chain_method(derivatives: list[Derivative]) -> list[Step]:
+    """Parr & Howard's chain rule for one derivative, or for the gradients of one program (shared steps once)."""
+    from .calculus.chain_steps import chain_derivation
+
+    first = derivatives[0]
+    taken = {*first.where, *dimension_names(first.where)}
+    results = {d.variable.name: (d.expr, _result_label(d)) for d in derivatives}
+    variables = [d.variable for d in derivatives]
+    gradient = first.of if first.kind == "hessian" else None
+    return chain_derivation(first.function, first.program, variables, results, taken, gradient)
+
+
+def index_method(d: Derivative, prefix: str = "") -> list[Step]:
+    """The index method; for a Hessian, of the gradient."""
+    from .calculus.index_steps import index_steps
+
+    label = _result_label(d)
+    return index_steps(d.of, d.variable, d.expr, label if isinstance(label, str) else "J", prefix)
 
 MAX_FORMS_SIZE = 400  # distinct nodes of the function past which to_json leaves out the index and differential forms
 
@@ -440,6 +490,23 @@ class Gradients(dict):
     def latex(self) -> str:
         definitions, results = self._lines()
         return program_latex((*definitions, *results))
+
+    def method_steps(self, method: str = "differential") -> tuple[Step, ...]:
+        """The derivation of every gradient, what they share written once: the forward and backward steps of the one
+        backward pass (differential), the intermediate variables and local derivatives (chain); the index method
+        is per variable."""
+        method = check_method(method)
+        derivatives = list(self.values())
+        if method == "chain":
+            return tuple(chain_method(derivatives))
+        if method == "index":
+            return tuple(step for d in derivatives for step in index_method(d, f"w.r.t. {d.variable.name}"))
+        shared = derivatives[0].steps[:-1]  # each gradient's steps are the shared ones, then its own line
+        return (*shared, *(d.steps[-1] for d in derivatives))
+
+    def derivation(self, method: str = "differential", latex: bool = False) -> str:
+        """The steps of `method` (see Derivative.derivation), shared steps once; with `latex`, an aligned block."""
+        return render.derivation(self.method_steps(method), latex)
 
 
 class BlockHessian(dict):

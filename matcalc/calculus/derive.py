@@ -5,6 +5,8 @@ Each function returns the result with the steps that led to it (the derivation `
 
 from __future__ import annotations
 
+import dataclasses
+
 from ..core import ir
 from ..core.errors import ParseError, UnsupportedError
 from ..core.ir import Differential, Expr, Var
@@ -12,7 +14,10 @@ from ..rules.simplify import simplify
 from .differential import differential
 from .jacobian import jacobian_from_differential
 from .readers import adjoints_of_linear, gradient_from_differential, vec_jacobian
-from .spec import DerivativeSpec, Kind, Step
+from .spec import Claim, ClaimKind, DerivativeSpec, Kind, Step
+
+# what the matrix a derivative's steps identify is, by its kind (spec.Claim)
+_CLAIMS: dict[Kind, ClaimKind] = {Kind.GRADIENT: "gradient", Kind.JACOBIAN: "jacobian", Kind.DERIVATIVE: "jacobian"}
 
 
 def derivative_from_differential(df: Expr, variable: Var, output_shape: ir.Shape) -> Expr:
@@ -38,19 +43,21 @@ def differentiate_vec(function: Expr, variable: Var) -> tuple[Expr, list[Step]]:
     raw = vec_jacobian(df, variable, read)
     trace: list[str] = []
     result = simplify(raw, trace)
-    return result, [Step("differential", df, tuple(used)),
-                    Step("identified: vec(dF) = J vec(dX)", raw, tuple(read)),
-                    Step("simplified", result, tuple(trace))]
+    return result, [Step("differential", df, tuple(used), claim=Claim("differential", function, variable)),
+                    Step("identified: vec(dF) = J vec(dX)", raw, tuple(read),
+                         claim=Claim("jacobian", function, variable)),
+                    Step("simplified", result, tuple(trace), claim=Claim("jacobian", function, variable))]
 
 
 def differentiate_matrix(function: Expr, variable: Var, spec: DerivativeSpec) -> tuple[Expr, list[Step]]:
     """The cookbook's matrix (gradient, Jacobian, derivative w.r.t. a scalar) in the spec's layout, with sym(G)."""
     used: list[str] = []
     df = differential(function, variable, used)
-    steps = [Step("differential", df, tuple(used))]
+    steps = [Step("differential", df, tuple(used), claim=Claim("differential", function, variable))]
+    claim = Claim(_CLAIMS[spec.kind], function, variable)
     try:
         raw = derivative_from_differential(df, variable, function.shape)
-        steps.append(Step("identified", raw, ("identification theorem",)))
+        steps.append(Step("identified", raw, ("identification theorem",), claim=claim))
     except UnsupportedError:
         if not (ir.is_vector_shape(function.shape) and ir.is_column(variable.shape)):
             raise
@@ -58,17 +65,19 @@ def differentiate_matrix(function: Expr, variable: Var, spec: DerivativeSpec) ->
         # vector (of a row vector, its transpose: the Jacobian of the transpose, as for every row vector)
         read: list[str] = []
         raw = vec_jacobian(df, variable, read)
-        steps.append(Step("identified: vec(dF) = J vec(dX)", raw, tuple(read)))
+        steps.append(Step("identified: vec(dF) = J vec(dX)", raw, tuple(read), claim=claim))
     if spec.symmetric_gradient:
         raw = spec.sym(raw)
-        steps.append(Step("symmetric gradient sym(G) = (G + G^T)/2", raw))
+        claim = Claim("sym_gradient", function, variable)
+        steps.append(Step("symmetric gradient sym(G) = (G + G^T)/2", raw, claim=claim))
     trace: list[str] = []
     result = simplify(raw, trace)
-    steps.append(Step("simplified", result, tuple(trace)))
+    steps.append(Step("simplified", result, tuple(trace), claim=claim))
     if spec.transposed:
         trace = []
         result = simplify(ir.transpose(result), trace)
-        steps.append(Step("denominator layout (transpose)", result, tuple(trace)))
+        steps.append(Step("denominator layout (transpose)", result, tuple(trace),
+                          claim=Claim("jacobian_T", function, variable)))
     return result, steps
 
 
@@ -92,9 +101,12 @@ def hessian(function: Expr, variable: Var) -> tuple[Expr, list[Step], bool]:
                                f"its gradient sym(G) lives on symmetric matrices, and its derivative would need "
                                f"the duplication matrix (docs/conventions.md)")
     first, steps = gradient(function, variable)
-    steps = [Step("function", function), *[Step(f"gradient, {s.title}", s.expr, s.rules) for s in steps]]
+    steps = [Step("function", function, claim=Claim("value", function)),
+             *[dataclasses.replace(s, title=f"gradient, {s.title}") for s in steps]]
     result, second = differentiate_vec(first, variable) if matrix else gradient(first, variable)
-    steps += [Step(f"Hessian, {s.title}", s.expr, s.rules) for s in second]
+    # the Hessian is the Jacobian of the gradient (what `gradient` reads off a vector's differential)
+    steps += [dataclasses.replace(s, title=f"Hessian, {s.title}", claim=dataclasses.replace(s.claim, how="jacobian")
+                                  if s.claim is not None and s.claim.how == "gradient" else s.claim) for s in second]
     return result, steps, matrix
 
 

@@ -472,9 +472,10 @@ class IndexForm:
     terms: tuple[Term, ...]
 
 
-def _ordered(term: Term, output: tuple[str | None, str | None], taken: set[str]) -> Term:
+def _ordered(term: Term, output: tuple[str | None, str | None], taken: set[str], as_written: bool = False) -> Term:
     """Factors by the first output index they hold (i, then j, then none), a δ before an entry, else in the order
-    they occur; summed indices named p, q, r, ... in the order they are then read."""
+    they occur (`as_written`: in the order they occur, as the product rule wrote them); summed indices named p, q,
+    r, ... in the order they are then read."""
     rank = {name: n for n, name in enumerate(i for i in output if i is not None)}
 
     def key(item: tuple[int, Factor]) -> tuple[int, int, int]:
@@ -482,7 +483,7 @@ def _ordered(term: Term, output: tuple[str | None, str | None], taken: set[str])
         first = min((rank[i] for i in f.indices() if i in rank), default=len(rank))
         return first, 0 if isinstance(f, Delta) else 1, n
 
-    factors = [f for _, f in sorted(enumerate(term.factors), key=key)]
+    factors = list(term.factors) if as_written else [f for _, f in sorted(enumerate(term.factors), key=key)]
     numbers = [s for s, _ in term.summed]
     read = [i for f in factors for i in f.indices() if i in numbers]
     order = list(dict.fromkeys([*read, *numbers]))
@@ -505,13 +506,17 @@ def _summed_names(n: int, taken: set[str]) -> list[str]:
     return names[:n]
 
 
-def index_form(df: Expr, variable: Var, output: Expr | str, trace: list[str] | None = None) -> IndexForm:
+def index_form(df: Expr, variable: Var, output: Expr | str, trace: list[str] | None = None,
+               contract: bool = True) -> IndexForm:
     """The index form ∂F_ij / ∂X_kl of the derivative whose differential is `df` (linear in d`variable`).
 
     `output` labels F on the left-hand side: the function's expression, or a name. Raises UnsupportedError for
     what has no index form yet (vec, the Kronecker product) or a df that is not linear in the differential.
-    `trace` collects the names of the INDEX_RULES read, node by node, children first.
+    `trace` collects the names of the INDEX_RULES read, node by node, children first. With `contract=False` the
+    Kronecker deltas are left where differentiating term by term put them (Σ_p W_ip δ_pk), as the index method
+    writes the step before summing them out.
     """
+    tidy = _contract if contract else (lambda term: term)
     t = _Templates(variable)
     out_indices = _output_indices(df.shape)  # (row, col) of F: None for an axis of size 1
     root: list[Term] = []
@@ -524,11 +529,86 @@ def index_form(df: Expr, variable: Var, output: Expr | str, trace: list[str] | N
             if trace is not None:
                 trace.append(rule.name)
             terms = rule.build(node, t)
-            t.templates[id(node)] = [c for c in map(_contract, terms) if c.coefficient != 0]
-        root = [_simplify_term(term) for term in t.of(df, *out_indices)]
+            t.templates[id(node)] = [c for c in map(tidy, terms) if c.coefficient != 0]
+        root = [_simplify_term(term) if contract else term for term in t.of(df, *out_indices)]
     elif not ir.is_zero(df):
         raise UnsupportedError(f"no index form for {df}: it does not hold the differential")
     # summed names never read as a free index or a variable of the expressions printed
     taken = {"i", "j", "k", "l", *ir.variables(df), *(ir.variables(output) if isinstance(output, Expr) else [output])}
-    terms = tuple(_ordered(term, out_indices, taken) for term in root if term.coefficient != 0)
+    terms = tuple(_ordered(term, out_indices, taken, not contract) for term in root if term.coefficient != 0)
     return IndexForm(output, df.shape, variable, out_indices, _variable_indices(variable.shape), terms)
+
+
+# ---------------------------------------------------------------- the entries of a function (the index method's start)
+
+
+def _term_products(groups: list[list[Term]]) -> list[Term]:
+    """The terms of a product of sums: every choice of one term per factor, multiplied (the factors in order)."""
+    out = [Term(Fraction(1))]
+    for group in groups:
+        out = [Term(a.coefficient * b.coefficient, (*a.scalars, *b.scalars), (*a.factors, *b.factors),
+                    (*a.summed, *b.summed)) for a in out for b in group]
+    return out
+
+
+def entry_form(function: Expr, variable: Var) -> IndexForm:
+    """The entry F_ij of a function as a sum of products of entries (∂ left out: `terms` are F_ij's own), written
+    for products, transposes, traces, sums of entries, element-wise products and sums of them; what holds the
+    variable inside any other function has no entry form here (UnsupportedError). A subexpression free of the
+    variable is one entry ((A + A^T)_pq)."""
+    t = _Templates(variable)
+
+    def holds(node: Expr) -> bool:
+        return variable.name in ir.variables(node)
+
+    for node in ir.postorder(function, lambda n: [c for c in n.children if holds(c)]):
+        row, col = _own(node)
+        if node is variable:
+            terms = [Term(Fraction(1), (), (Entry(node, row, col),))]
+        elif isinstance(node, Transpose):
+            terms = t.of(node.arg, col, row)
+        elif isinstance(node, Add):
+            terms = [term for child in node.terms for term in _entry_terms(t, child, row, col, holds)]
+        elif isinstance(node, MatMul):
+            coefficient, scalars, chain = ir.split_product(node)
+            indices: list[Index | None] = [row]
+            summed: list[tuple[Index, Dim]] = []
+            for factor in chain[:-1]:
+                index = t.fresh(factor.shape[1])
+                indices.append(index)
+                if index is not None:
+                    summed.append((index, factor.shape[1]))
+            indices.append(col)
+            groups = [_entry_terms(t, s, None, None, holds) for s in scalars]
+            groups += [_entry_terms(t, f, indices[n], indices[n + 1], holds) for n, f in enumerate(chain)]
+            terms = [_with(term, coefficient, summed=summed) for term in _term_products(groups)]
+        elif isinstance(node, Hadamard):
+            terms = _term_products([_entry_terms(t, f, None, None, holds) if f.is_scalar
+                                    else _entry_terms(t, f, row, col, holds) for f in node.factors])
+        elif isinstance(node, Func) and node.name == "tr" and not node.axis:
+            p = t.fresh(node.arg.shape[0])
+            terms = [_with(term, summed=[(p, node.arg.shape[0])] if p is not None else [])
+                     for term in t.of(node.arg, p, p)]
+        elif isinstance(node, Func) and node.name == "sum" and not node.axis:
+            rows, cols = node.arg.shape
+            p, q = t.fresh(rows), t.fresh(cols)
+            summed = [(index, dim) for index, dim in ((p, rows), (q, cols)) if index is not None]
+            terms = [_with(term, summed=summed) for term in t.of(node.arg, p, q)]
+        else:
+            what = f"{node.name}(...)" if isinstance(node, Func) else type(node).__name__
+            raise UnsupportedError(f"no entry-by-entry form for {what} of {variable.name}: the index method writes "
+                                   f"products, transposes, traces and sums")
+        t.templates[id(node)] = [c for c in terms if c.coefficient != 0]
+    out_indices = _output_indices(function.shape)
+    root = t.of(function, *out_indices) if holds(function) else []
+    taken = {"i", "j", "k", "l", *ir.variables(function)}
+    terms = tuple(_ordered(term, out_indices, taken, True) for term in root if term.coefficient != 0)
+    return IndexForm(function, function.shape, variable, out_indices, (None, None), terms)
+
+
+def _entry_terms(t: _Templates, e: Expr, row: Index | None, col: Index | None, holds: object) -> list[Term]:
+    """A factor's terms at (row, col): its template if it holds the variable, else its entry as a constant."""
+    if holds(e):  # type: ignore[operator]
+        return t.of(e, row, col)
+    coefficient, scalars, factors = _entries(e, row, col)
+    return [Term(coefficient, tuple(scalars), tuple(factors))] if coefficient != 0 else []

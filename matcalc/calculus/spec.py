@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 from fractions import Fraction
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from ..core import ir
 from ..core.errors import ParseError, UnsupportedError
@@ -38,13 +38,66 @@ class Kind(str, Enum):
 Form = Literal["matrix", "vec"]
 
 
+METHODS = ("differential", "chain", "index")  # the derivation methods (`--steps METHOD`); the first is the default
+
+
+def check_method(method: object) -> str:
+    """A derivation method's name, or a clear error naming the three."""
+    if not isinstance(method, str) or method not in METHODS:
+        raise ParseError(f"the derivation method must be one of {', '.join(METHODS)}, not {method!r}"[:300])
+    return method
+
+
+@dataclass(frozen=True)
+class Partial:
+    """∂of/∂wrt written with names (∂y/∂u2); `of_vec`/`wrt_vec` write vec(F) and vec(X)^T where a side is a
+    matrix, so that the local derivative is the 2-D Jacobian of the vecs (a 3rd-order tensor in vec form)."""
+
+    of: str
+    wrt: str
+    of_vec: bool = False
+    wrt_vec: bool = False
+    total: bool = False  # the total derivative (dy/dx, through every path), as Parr & Howard write it
+
+
+# How a step's claim is checked (tests/test_derivation_methods.py evaluates every step so):
+# "value": expr = of (a definition); "jacobian": expr = d vec(of) / d vec(wrt)^T (rows: the entries of vec(of));
+# "jacobian_T": its transpose (the denominator layout); "gradient": expr = the gradient of the scalar `of`, shaped
+# like wrt; "sym_gradient": its symmetric part (G + G^T)/2; "differential": expr = d(of) in the
+# direction d(wrt) (expr holds the Differential); "result": expr is the result in the derivative's own convention;
+# "entry": the index sum `index` is the entry F_ij of `of`; "index": the index sum is ∂F_ij/∂X_kl.
+ClaimKind = Literal["value", "jacobian", "jacobian_T", "gradient", "sym_gradient", "differential", "result", "entry",
+                    "index"]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What a step states, in numbers: `expr` (or the step's index sum) equals `how` of `of` w.r.t. `wrt`. `of` is
+    written over the inputs and the intermediate variables before it; those are the function's own values."""
+
+    how: ClaimKind
+    of: Expr
+    wrt: Var | None = None
+
+
 @dataclass(frozen=True)
 class Step:
-    """One step of a derivation: what was done, the rules used, and the expression obtained."""
+    """One step of a derivation: what was done, the rules used, and the expression obtained.
+
+    The chain and index methods also say where the step belongs (`section`, a heading), its left-hand side (`lhs`:
+    a name or a derivative; `via`: the chain rule's sum of products of local derivatives), a note (its kind and
+    shapes), an index sum (`index`, an index_form.IndexForm, printed instead of expr) and the claim it makes.
+    """
 
     title: str
     expr: Expr
     rules: tuple[str, ...] = ()
+    section: str = ""
+    lhs: tuple[Partial | str, ...] = ()
+    via: tuple[tuple[Partial, ...], ...] = ()
+    note: str = ""
+    index: Any = None
+    claim: Claim | None = None
 
 
 def axes_of(shape: ir.Shape) -> Axes:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ..calculus.spec import Result, Step
+from ..calculus.spec import Partial, Result, Step
 from .text import latex_name, program_latex, program_text, to_latex, to_text
 
 
@@ -36,24 +36,105 @@ def step_text(step: Step) -> str:
     return f"{step.title}: {to_text(step.expr)}{rules}"
 
 
+# symbols the notes write in words, set in math mode inside \text{...}
+_MATH_IN_WORDS = {"×": r"}\times\text{", "∂": r"}\partial\text{", "δ": r"}\delta\text{", "Σ": r"}\Sigma\text{",
+                  "⊗": r"}\otimes\text{", "·": r"}\cdot\text{"}
+
+
 def _latex_words(words: str) -> str:
     """Plain words as LaTeX \\text{...}, escaped; a `^T` (in a title) is set as a math superscript."""
-    escapes = {"^T": r"}^\top\text{", "^": r"\^{}", "\\": r"\textbackslash{}", "~": r"\textasciitilde{}"}
-    return r"\text{" + re.sub(r"\^T|[&%$#_{}~\\^]", lambda m: escapes.get(m[0], "\\" + m[0]), words) + "}"
+    escapes = {"^T": r"}^\top\text{", "^": r"\^{}", "\\": r"\textbackslash{}", "~": r"\textasciitilde{}",
+               **_MATH_IN_WORDS}
+    return r"\text{" + re.sub(r"\^T|[&%$#_{}~\\^×∂δΣ⊗·]", lambda m: escapes.get(m[0], "\\" + m[0]), words) + "}"
+
+
+def _partial_text(p: Partial) -> str:
+    of = f"vec({p.of})" if p.of_vec else p.of
+    wrt = f"vec({p.wrt})^T" if p.wrt_vec else p.wrt
+    d = "d" if p.total else "∂"
+    return f"{d}{of}/{d}{wrt}"
+
+
+def _partial_latex(p: Partial) -> str:
+    of = rf"\operatorname{{vec}}\left({latex_name(p.of)}\right)" if p.of_vec else latex_name(p.of)
+    wrt = rf"\operatorname{{vec}}\left({latex_name(p.wrt)}\right)^\top" if p.wrt_vec else latex_name(p.wrt)
+    d = r"\mathrm{d}" if p.total else r"\partial"
+    return rf"\frac{{{d} {of}}}{{{d} {wrt}}}"
+
+
+def _side(parts: tuple[Partial | str, ...], latex: bool, name: bool) -> str:
+    """A left-hand side: derivatives by their symbols, a name as a name (u1), words as words (gradient)."""
+    out = []
+    for part in parts:
+        if isinstance(part, Partial):
+            out.append(_partial_latex(part) if latex else _partial_text(part))
+        elif latex:
+            out.append(latex_name(part) if name else _latex_words(part))
+        else:
+            out.append(part)
+    return " ".join(out)
+
+
+def _via(step: Step, latex: bool) -> str:
+    """The chain rule's sum of products of derivatives, by their symbols: ∂y/∂u2 ∂u2/∂w + ..."""
+    return " + ".join(_side(product, latex, False) for product in step.via)
+
+
+def method_step_text(step: Step) -> str:
+    """A line of a method: `  lhs = (via =) expression   (note)`, or an index sum."""
+    note = f"   ({step.note})" if step.note else ""
+    if step.index is not None:
+        from .index import entry_text, index_text
+
+        entry = step.claim is not None and step.claim.how == "entry"
+        return f"  {entry_text(step.index) if entry else index_text(step.index)}{note}"
+    via = f"{_via(step, False)} = " if step.via else ""
+    return f"  {_side(step.lhs, False, True)} = {via}{to_text(step.expr)}{note}"
+
+
+def method_step_latex(step: Step) -> str:
+    note = rf" \qquad {_latex_words('(' + step.note + ')')}" if step.note else ""
+    if step.index is not None:
+        from .index import entry_latex, index_latex
+
+        sums = entry_latex(step.index) if step.claim and step.claim.how == "entry" else index_latex(step.index)
+        left, right = sums.split(" = ", 1)
+        return rf"{left} &= {right}{note}"
+    via = f"{_via(step, True)} = " if step.via else ""
+    return rf"{_side(step.lhs, True, step.title == 'intermediate')} &= {via}{to_latex(step.expr)}{note}"
 
 
 def derivation(steps: tuple[Step, ...], latex: bool = False) -> str:
-    """The steps, one per line: `title: expression   [rules]`; with `latex`, a LaTeX `aligned` block."""
-    if not latex:
-        return "\n".join(step_text(step) for step in steps)
-    lines = []
+    """The steps, one per line: `title: expression   [rules]`, or a method's lines under their section headings;
+    with `latex`, a LaTeX `aligned` block."""
+    lines: list[str] = []
+    section = ""
     for step in steps:
-        rules = rf" \qquad {_latex_words('[' + ', '.join(dict.fromkeys(step.rules)) + ']')}" if step.rules else ""
-        lines.append(rf"{_latex_words(step.title + ':')} \quad & {to_latex(step.expr)}{rules}")
+        if step.section and step.section != section:
+            section = step.section
+            lines.append(rf"& {_latex_words(section)}" if latex else f"{section}:")
+        if step.section:
+            lines.append(method_step_latex(step) if latex else method_step_text(step))
+        elif latex:
+            rules = rf" \qquad {_latex_words('[' + ', '.join(dict.fromkeys(step.rules)) + ']')}" if step.rules else ""
+            lines.append(rf"{_latex_words(step.title + ':')} \quad & {to_latex(step.expr)}{rules}")
+        else:
+            lines.append(step_text(step))
+    if not latex:
+        return "\n".join(lines)
     return "\\begin{aligned}\n" + " \\\\\n".join(lines) + "\n\\end{aligned}"
 
 
-def json_of(d: Result, text: str, where: dict[str, str], forms: dict[str, Any]) -> dict[str, Any]:
+def step_json(step: Step) -> dict[str, Any]:
+    """A step as JSON: title, text and rules; a method's step also its section, its line as printed and its note."""
+    out: dict[str, Any] = {"title": step.title, "text": to_text(step.expr), "rules": list(dict.fromkeys(step.rules))}
+    if step.section:
+        out.update(section=step.section, line=method_step_text(step).strip(), note=step.note)
+    return out
+
+
+def json_of(d: Result, text: str, where: dict[str, str], forms: dict[str, Any],
+            steps: tuple[Step, ...] | None = None) -> dict[str, Any]:
     """The JSON record of a derivative (`--json`): input, declarations, shape, each form, definitions, steps."""
     return {
         "function": program_text(d.program) if d.program else to_text(d.function),
@@ -69,8 +150,7 @@ def json_of(d: Result, text: str, where: dict[str, str], forms: dict[str, Any]) 
         "definitions": [{"name": name, "text": to_text(e)} for name, e in d.definitions],
         "result": to_text(d.body),
         "latex": equation_latex(d),
-        "steps": [{"title": s.title, "text": to_text(s.expr), "rules": list(dict.fromkeys(s.rules))}
-                  for s in d.steps],
+        "steps": [step_json(s) for s in (d.steps if steps is None else steps)],
     }
 
 

@@ -77,6 +77,17 @@ def index_text(form: IndexForm) -> str:
     return f"∂{output} / ∂{variable} = {_right(form, latex=False)}"
 
 
+def entry_text(form: IndexForm) -> str:
+    """F_ij = Σ ... : the entry of a function as a sum (index_form.entry_form)."""
+    output, _ = _left(form, latex=False)
+    return f"{output} = {_right(form, latex=False)}"
+
+
+def entry_latex(form: IndexForm) -> str:
+    output, _ = _left(form, latex=True)
+    return f"{output} = {_right(form, latex=True)}"
+
+
 def index_latex(form: IndexForm) -> str:
     output, variable = _left(form, latex=True)
     return rf"\frac{{\partial {output}}}{{\partial {variable}}} = {_right(form, latex=True)}"
