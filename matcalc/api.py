@@ -39,6 +39,7 @@ from .results import (
     _variable,
     _with_dimensions,
 )
+from .rules.simplify import simplify
 
 
 def _without_cycle_collection(entry: Callable) -> Callable:
@@ -172,6 +173,8 @@ def diff(expr: str, wrt: str, where: str | dict | None = None, layout: Layout = 
 
     - scalar w.r.t. scalar, vector or matrix: the gradient, with the variable's shape;
     - vector (m) w.r.t. vector (n): the Jacobian, m x n (numerator layout) or n x m (denominator);
+    - with layout="jacobian" (the seeds': Parr & Howard, Dillon), a scalar's derivative is its Jacobian, the
+      transpose of the gradient: the 1 x n row w.r.t. a vector, n x m w.r.t. an m x n matrix;
       a row vector has the Jacobian of its transpose;
     - vector or matrix w.r.t. a scalar: the entrywise derivative, with the expression's shape.
     A gradient w.r.t. a symmetric matrix is sym(G) = (G + G^T)/2 (see docs/conventions.md).
@@ -185,12 +188,26 @@ def _diff(prepared: _Prepared, layout: Layout, inline: bool, variable: Var | Non
     variable = variable or prepared.variables[0]
     function = prepared.function
     if prepared.program.is_program and function.shape == ir.SCALAR:
-        return _backward(prepared, inline, [variable])[variable.name]
+        return _in_layout(_backward(prepared, inline, [variable])[variable.name], layout)
     spec = DerivativeSpec.of(function, variable, layout)
     result, steps = derive.derivative(function, variable, spec)
     steps.insert(0, Step("function", function))
     d = _derivative(prepared, variable, result, spec.kind, layout, steps, inline)
     return dataclasses.replace(d, form="vec") if spec.form == "vec" else d
+
+
+def _in_layout(d: Derivative, layout: Layout) -> Derivative:
+    """A program's gradient (from the backward pass, in the variable's shape) in the layout asked for: in the
+    Jacobian layout its last line is transposed, the definitions it uses stay as they are."""
+    spec = DerivativeSpec(Kind(d.kind), layout, d.variable.symmetric)
+    if not spec.transposed:
+        return d
+    trace: list[str] = []
+    body = simplify(ir.transpose(d.body), trace)
+    steps = (*d.steps, Step(spec.layout_step, body, tuple(trace)))
+    if d.inline_result is not None:  # inline: the body is the whole result
+        return dataclasses.replace(d, body=body, layout=layout, steps=steps, inline_result=body)
+    return dataclasses.replace(d, body=body, layout=layout, steps=steps)
 
 
 @_without_cycle_collection
@@ -313,9 +330,27 @@ def _wrong_shape(derivative: Derivative, candidate: Expr) -> str:
         if derivative.kind == "jacobian":
             other = "numerator" if derivative.layout == "denominator" else "denominator"
             reason += f"; your candidate is its transpose (the {other} layout: check it with layout='{other}')"
+        elif derivative.kind == "gradient":
+            reason += _gradient_transposed(derivative)
         else:
             reason += "; your candidate is its transpose (a gradient has the shape of its variable)"
     return reason
+
+
+def _gradient_transposed(derivative: Derivative) -> str:
+    """Why the transpose of a scalar's derivative is wrong in this layout, and the layout in which it is right: the
+    gradient (the variable's shape) and the Jacobian layout's derivative ∂f/∂x = (∇f)^T are each other's
+    transposes, the difference the seeds ask students to check."""
+    name = derivative.variable.name
+    row = ("the Jacobian with one row" if ir.is_column(derivative.variable.shape)
+           else "n×m for an m×n matrix, the transpose of the gradient")
+    if derivative.layout == "jacobian":
+        return (f"; your candidate is its transpose, the gradient ∇f (shaped like {name}): in the Jacobian layout "
+                f"the derivative of a scalar is {row}, ∂f/∂{name} = (∇f)^T (check the gradient with "
+                f"layout='numerator')")
+    return (f"; your candidate is its transpose (a gradient has the shape of its variable): it is the derivative "
+            f"in the Jacobian layout, ∂f/∂{name} = (∇f)^T, {row} as Parr & Howard write it (check it with "
+            f"layout='jacobian')")
 
 
 def _candidate(text: str, where: Declarations, shape: ir.Shape | None) -> Parsed:

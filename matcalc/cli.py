@@ -80,8 +80,10 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     def common(sub: argparse.ArgumentParser) -> None:
         """Options shared by diff and check."""
         sub.add_argument("--where", metavar="DECLS", help='declarations, e.g. "A: symmetric; X: matrix(m, n)"')
-        sub.add_argument("--layout", choices=["numerator", "denominator"], default="numerator",
-                         help="Jacobian layout: numerator m×n (default) or denominator n×m")
+        sub.add_argument("--layout", choices=["numerator", "denominator", "jacobian"], default="numerator",
+                         help="numerator: a Jacobian m×n, a gradient shaped like its variable (default); "
+                              "denominator: a Jacobian n×m; jacobian: a scalar's derivative is a row, the "
+                              "transpose of the gradient (as Parr & Howard write it)")
         sub.add_argument("--hessian", action="store_true",
                          help="the Hessian of a scalar w.r.t. a vector or a matrix (of x,y: the block Hessian)")
         sub.add_argument("--timeout", type=float, default=None, metavar="SECONDS",

@@ -68,7 +68,7 @@ def differentiate_matrix(function: Expr, variable: Var, spec: DerivativeSpec) ->
     if spec.transposed:
         trace = []
         result = simplify(ir.transpose(result), trace)
-        steps.append(Step("denominator layout (transpose)", result, tuple(trace)))
+        steps.append(Step(spec.layout_step, result, tuple(trace)))
     return result, steps
 
 
