@@ -27,6 +27,7 @@ from .results import (
     _NAME,
     BlockHessian,
     CheckResult,
+    Code,
     Derivative,
     Gradients,
     TensorShape,
@@ -280,7 +281,7 @@ def _block_hessian(expr: str, names: list[str], where: str | dict | None, inline
 
 @_without_cycle_collection
 def codegen(expr: str, wrt: list[str] | tuple[str, ...], where: str | dict | None = None, backend: str = "numpy",
-            hessian: bool = False, name: str = "value_and_gradients") -> str:
+            hessian: bool = False, name: str = "value_and_gradients") -> Code:
     """The source of one function returning the value of a scalar expression or program and its gradient w.r.t.
     each variable in `wrt`, sharing the forward pass (one backward pass, as `grad`): (value, grad_1, ...). With
     `hessian`, the Hessian w.r.t. each variable follows (a matrix variable's in vec form, as an n-D array)."""
@@ -319,7 +320,7 @@ def codegen(expr: str, wrt: list[str] | tuple[str, ...], where: str | dict | Non
                 else f"{gradients.output} = {to_text(first.function)}, ")
     docstring = (f"The value of {function}and its gradients w.r.t. {names}, from one backward pass.\n\n"
                  f"Returns ({', '.join(returned)}).\n\n" + shapes_doc(parameters, ()).split(" Returns")[0])
-    return function_source(identifier(name), docstring, parameters, bindings, outputs, target(backend))
+    return Code(function_source(identifier(name), docstring, parameters, bindings, outputs, target(backend)))
 
 
 def _wrong_shape(derivative: Derivative, candidate: Expr) -> str:
