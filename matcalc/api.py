@@ -213,9 +213,14 @@ def _in_layout(d: Derivative, layout: Layout) -> Derivative:
 
 @_without_cycle_collection
 def grad(expr: str, wrt: list[str] | tuple[str, ...], where: str | dict | None = None,
-         inline: bool = False) -> Gradients:
-    """The gradients of a scalar expression or program w.r.t. several variables, by name, from one backward pass."""
-    return _backward(_prepare_scalar(expr, wrt, where), _flag(inline, "inline"))
+         inline: bool = False, layout: Layout = "numerator") -> Gradients:
+    """The gradients of a scalar expression or program w.r.t. several variables, by name, from one backward pass;
+    with layout="jacobian", each written as the seeds do, the transpose of the gradient (a row for a vector)."""
+    layout = check_layout(layout)
+    gradients = _backward(_prepare_scalar(expr, wrt, where), _flag(inline, "inline"))
+    if layout == "jacobian":
+        return Gradients({name: _in_layout(d, layout) for name, d in gradients.items()}, gradients.output)
+    return gradients
 
 
 def _names(wrt: object, what: str) -> list[str]:

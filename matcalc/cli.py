@@ -274,7 +274,7 @@ def _run_diff(args: argparse.Namespace) -> int:
             print("verified: every block" if verified else "not verified")
         return 0
     if len(names) > 1:
-        derivatives = grad(args.expr, names, args.where, inline=args.inline)
+        derivatives = grad(args.expr, names, args.where, inline=args.inline, layout=args.layout)
     elif args.hessian:
         derivatives = {names[0]: hessian(args.expr, names[0], args.where, inline=args.inline)}
     else:

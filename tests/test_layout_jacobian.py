@@ -187,3 +187,23 @@ def test_the_command_line_takes_layout_jacobian(capsys: pytest.CaptureFixture):
     assert code == 3 and "--layout numerator" in out
     code, _, err = run_cli(capsys, "diff", "a^T x", "x", "--layout", "seeds")
     assert code == 2 and "jacobian" in err
+
+
+STACK = "H1 = sigmoid(W1 X + b1); H2 = sigmoid(W2 H1 + b2); L = sum((H2 - Y).^2) / B"
+STACK_SHAPES = "X: matrix(d, B); Y: matrix(k, B); W1: matrix(m, d); W2: matrix(k, m); b1: vector(m); b2: vector(k)"
+
+
+def test_grad_writes_every_gradient_of_one_backward_pass_in_the_jacobian_layout():
+    rows = matcalc.grad(STACK, ["W1", "b1"], where=STACK_SHAPES, layout="jacobian")
+    assert str(rows).splitlines()[-1] == "dL_db1 = sum(g_H1^T .* H1^T .* (1 - H1^T), 1)"
+    assert rows["b1"].shape == (1, "m") and rows["W1"].shape == ("d", "m")
+    values = random_values([rows["W1"].function], seed=9, sizes={"d": 2, "B": 3, "k": 2, "m": 4})
+    for name in ("W1", "b1"):
+        np.testing.assert_allclose(printed_value(rows[name], values),
+                                   gradient_by_differences(STACK, name, values, where=STACK_SHAPES).T,
+                                   rtol=1e-5, atol=1e-7)
+
+
+def test_the_command_line_writes_several_gradients_in_the_jacobian_layout(capsys: pytest.CaptureFixture):
+    code, out, _ = run_cli(capsys, "diff", STACK, "W2,b2", "--where", STACK_SHAPES, "--layout", "jacobian")
+    assert code == 0 and out.splitlines()[-1] == "dL_db2 = sum(g_H2^T .* H2^T .* (1 - H2^T), 1)"
