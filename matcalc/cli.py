@@ -25,6 +25,7 @@ examples:
   matcalc diff "-logdet(X)" X --verify              ->  -inv(X)^T, proven with SymPy
   matcalc diff "x^T A x" x --hessian --verify       ->  A + A^T, proven with SymPy
   matcalc diff "W x + b" x --layout denominator --json
+  matcalc diff "a^T x" x --layout jacobian          ->  a^T  (a scalar's derivative as a row, as Parr & Howard)
   matcalc diff "W x + b" W                          ->  x^T ⊗ I  (a 3rd-order tensor, d vec(F) / d vec(W)^T)
   matcalc diff "inv(X)" X --form index              ->  ∂inv(X)_ij / ∂X_kl = -inv(X)_ik inv(X)_lj
   matcalc diff "x^T A x" x --code numpy             ->  a Python function computing (A + A^T) x

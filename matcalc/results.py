@@ -389,8 +389,8 @@ class Derivation(str):
 
     def _repr_markdown_(self) -> str | None:
         if self.latex:  # the math itself, under its heading (a front end that prefers Markdown shows this)
-            return f"**{self.heading}**\n\n$$\n{self}\n$$"
-        return f"**{self.heading}**\n\n```text\n{self}\n```"
+            return f"#### {self.heading}\n\n$$\n{self}\n$$"
+        return f"#### {self.heading}\n\n```text\n{self}\n```"
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
         """IPython's terminal: the lines, as print shows them, not the escaped repr of a string."""
