@@ -13,10 +13,8 @@ jax.jit(jax.value_and_grad). Printed, for d = 64, 128 and T = 64, 128:
 and the symbolic derivation time of the block (matcalc.grad of the program, and matcalc.codegen: derivation and
 code). Times are medians of repeats, in float64 (as the tests compare to 1e-9).
 
-NumPy has no erf: the generated NumPy code's `_erf` and `_gelu` (their FunctionSpecs' helpers, core/functions.py)
-call math.erf entry by entry through np.vectorize, which dominates the NumPy time. So the NumPy function is also
-timed with those two helpers computed by scipy.special.erf, where SciPy is installed (a change of the two
-FunctionSpecs, not made here), to show what the rest of the generated code costs.
+The generated NumPy code computes erf and GELU with scipy.special where SciPy is installed (as it is with JAX), and
+with math.erf entry by entry where it is not; the line says which.
 
     PYTHONPATH=. python benchmarks/batches.py [--quick]
 """
@@ -29,6 +27,7 @@ import os
 # fight XLA's thread pool in the same process, and the NumPy times grow tenfold and vary from run to run.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
+import importlib.util
 import inspect
 import statistics
 import sys
@@ -122,22 +121,6 @@ def derivation_times(repeats: int = 3) -> tuple[float, float, float]:
     return first, statistics.median(grads), statistics.median(codes)
 
 
-def with_scipy_erf(source: str) -> str | None:
-    """The generated NumPy source with its `_erf` and `_gelu` helpers computed by scipy.special.erf, or None."""
-    try:
-        import scipy.special  # noqa: F401
-    except ImportError:
-        return None
-    helpers = {"_erf": "def _erf(a):\n    from scipy.special import erf\n    return erf(a)",
-               "_gelu": "def _gelu(a):\n    from scipy.special import erf\n"
-                        "    return a * (1.0 + erf(a / np.sqrt(2.0))) / 2"}
-    for name, helper in helpers.items():
-        start = source.index(f"def {name}(a):")
-        end = source.index("\n\n\n", start)
-        source = source[:start] + helper + source[end:]
-    return source
-
-
 def largest_difference(a: tuple, b: tuple) -> float:
     return max(float(np.max(np.abs(np.asarray(x) - np.asarray(y)))) for x, y in zip(a, b, strict=True))
 
@@ -149,11 +132,10 @@ def main() -> None:
     generated_jax = compile_source(matcalc.codegen(BLOCK, WEIGHTS, where=WHERE, backend="jax"), "value_and_gradients")
     numpy_source = matcalc.codegen(BLOCK, WEIGHTS, where=WHERE)
     generated_numpy = compile_source(numpy_source, "value_and_gradients")
-    scipy_source = with_scipy_erf(numpy_source)
-    numpy_scipy_erf = compile_source(scipy_source, "value_and_gradients") if scipy_source else None
     jitted = jax.jit(generated_jax)
     reference = jax.jit(jax.value_and_grad(block))
-    print(f"times in ms (medians; OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}, {os.cpu_count()} CPUs); "
+    print(f"times in ms (medians; OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}, {os.cpu_count()} CPUs; "
+          f"NumPy erf by {'scipy.special' if importlib.util.find_spec('scipy') else 'math.erf, entry by entry'}); "
           "ratio = jax.jit(jax.value_and_grad) time / other time (> 1: faster than JAX)")
     sizes = [(16, 8)] if QUICK else [(64, 64), (64, 128), (128, 64), (128, 128)]
     repeats = 5 if QUICK else 30
@@ -172,10 +154,6 @@ def main() -> None:
         line = (f"  d = {d:3d}, T = {t:3d}: jax.jit(jax.value_and_grad) {t_reference * 1e3:7.3f} | generated JAX "
                 f"{t_jax * 1e3:7.3f} (x{t_reference / t_jax:5.2f}) | generated NumPy {t_numpy * 1e3:7.3f} "
                 f"(x{t_reference / t_numpy:5.2f})")
-        if numpy_scipy_erf is not None:
-            t_scipy = median_time(lambda values=values: numpy_scipy_erf(**values), repeats)
-            line += (f" | NumPy, erf by SciPy {t_scipy * 1e3:7.3f} (x{t_reference / t_scipy:5.2f}, max abs difference "
-                     f"{largest_difference(numpy_scipy_erf(**values), expected):.1e})")
         print(line + f" | max abs difference: JAX {largest_difference(ours_jax, expected):.1e}, "
               f"NumPy {largest_difference(ours_numpy, expected):.1e}")
 

@@ -21,7 +21,7 @@ from .core.errors import ParseError, ResultShapeError, ShapeError, abbreviate
 from .core.ir import Expr, Var
 from .frontend.parse import Declarations, dimension_names, parse_declarations
 from .frontend.typecheck import Parsed, ParsedProgram, parse_program
-from .render.naming import name_shared
+from .render.naming import name_shared, name_shared_lines
 from .render.text import program_text, to_text
 from .results import (
     _NAME,
@@ -149,14 +149,18 @@ def _backward(prepared: _Prepared, inline: bool, variables: list[Var] | None = N
     variables = variables or list(prepared.variables)
     backward = backpropagate(bindings, variables, prepared.taken)
     shared = (*bindings, *backward.adjoints)
-    where = _with_dimensions(prepared.symbols, [prepared.function, *(e for _, e in shared),
-                                                *backward.gradients.values()])
+    gradients = {variable.name: backward.gradients[variable.name] for variable in variables}
+    if not inline:  # what the local derivatives repeat (a layer norm's scale, a GELU's slope) is named once
+        printed = {name for name, _ in needed_bindings(shared, list(gradients.values()))}
+        shared, bodies = name_shared_lines(shared, list(gradients.values()), prepared.taken, printed)
+        gradients = dict(zip(gradients, bodies, strict=True))
+    where = _with_dimensions(prepared.symbols, [prepared.function, *(e for _, e in shared), *gradients.values()])
     steps = tuple([*(Step(f"forward: {n}", e) for n, e in bindings),
                    *(Step(f"backward: {n}", e, backward.rules[n]) for n, e in backward.adjoints)])
     program = bindings if prepared.program.is_program else ()
     out: dict[str, Derivative] = {}
     for variable in variables:
-        gradient = backward.gradients[variable.name]
+        gradient = gradients[variable.name]
         kind: Kind = "derivative" if variable.is_scalar else "gradient"
         d = Derivative(prepared.function, variable, gradient, kind, "numerator", where,
                        (*steps, Step(f"gradient w.r.t. {variable.name}", gradient, backward.rules[variable.name])),

@@ -268,3 +268,29 @@ def test_a_variable_defined_by_the_program_cannot_be_differentiated_against() ->
 def test_the_variables_of_a_program_are_its_inputs() -> None:
     d = matcalc.diff(mlp_program(2), "W2")
     assert set(ir.variables(d.function)) == {"W1", "W2", "x"}
+
+
+# ---------------------------------------------------------------- what a backward pass repeats is named once
+
+LAYER_NORM = """
+N = (X - mean(X, 1)) ./ sqrt(var(X, 1) + 0.00001)
+L = sum(C .* (g .* N + beta))
+"""
+
+
+def _layer_norm(v: dict) -> float:
+    centred = v["X"] - v["X"].mean(axis=0, keepdims=True)
+    n = centred / np.sqrt((centred * centred).mean(axis=0, keepdims=True) + 1e-5)
+    return float(np.sum(v["C"] * (v["g"][:, None] * n + v["beta"][:, None])))
+
+
+def test_the_centred_input_and_scale_a_layer_norm_gradient_repeats_are_named_once() -> None:
+    d = matcalc.diff(LAYER_NORM, "X", where="X, C: matrix(d, B); g, beta: vector(d)")
+    text = str(d)
+    assert "U = X - sum(X, 1) / d\n" in text and text.count("X - sum(X, 1) / d") == 1, text
+    assert max(map(len, text.splitlines())) < 60, text  # 616 characters on one line before
+    parses_back(d)
+    rng = np.random.default_rng(0)
+    values = {"X": rng.normal(size=(4, 3)), "C": rng.normal(size=(4, 3)), "g": rng.normal(size=4),
+              "beta": rng.normal(size=4)}
+    assert_gradient(d, _layer_norm, values, "X")

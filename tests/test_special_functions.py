@@ -132,3 +132,29 @@ def test_gelu_is_torch_s_exact_gelu():
 
 def test_gelu_prints_in_latex_as_an_operator():
     assert r"\operatorname{gelu}\left(W \, x\right)" in matcalc.diff("sum(gelu(W x))", "W").latex()
+
+
+@pytest.mark.parametrize("scipy", ["installed", "absent"])
+def test_erf_and_gelu_compute_the_same_numbers_with_scipy_and_without_it(scipy, monkeypatch):
+    """SciPy's erf (whole arrays at once) where it is installed; math.erf entry by entry where it is not: the
+    evaluation and the generated NumPy code give math's values, to the last digits, either way."""
+    import sys
+
+    from matcalc.core import functions
+
+    if scipy == "installed":
+        pytest.importorskip("scipy.special")
+    else:
+        monkeypatch.setitem(sys.modules, "scipy.special", None)  # import scipy.special raises ImportError
+    functions._erf_functions.cache_clear()
+    try:
+        points = np.array([[-40.0, -6.0, -1.5, -1e-8, 0.0, 1e-8, 0.3, 2.0, 7.0]])
+        erf = [math.erf(v) for v in points[0]]
+        gelu = [v * math.erfc(-v / math.sqrt(2)) / 2 for v in points[0]]
+        np.testing.assert_allclose(FUNCTIONS["erf"].numpy(np, points)[0], erf, rtol=1e-15, atol=0)
+        np.testing.assert_allclose(FUNCTIONS["gelu"].numpy(np, points)[0], gelu, rtol=1e-15, atol=0)
+        code = matcalc.codegen("sum(erf(x)) + sum(gelu(x))", ["x"], backend="numpy")
+        value, _ = compile_source(code, "value_and_gradients")(x=points[0])
+        np.testing.assert_allclose(value, sum(erf) + sum(gelu), rtol=1e-15)
+    finally:
+        functions._erf_functions.cache_clear()

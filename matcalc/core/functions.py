@@ -22,6 +22,7 @@ matrix (axis 1); the backends transpose for axis 2 and apply the SymPy meaning c
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -279,14 +280,26 @@ def _logdet(np: Any, a: Any) -> Any:
     return np.array([[logabs if sign > 0 else np.nan]])
 
 
+@functools.cache
+def _erf_functions() -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
+    """(erf, erfc) on arrays: SciPy's, where it is installed (JAX brings it); else math's, entry by entry (NumPy has
+    none, and SciPy is not a dependency), both in float64 to the last digit or so."""
+    try:
+        from scipy.special import erf, erfc
+    except ImportError:
+        import numpy
+
+        return (numpy.vectorize(math.erf, otypes=[float]), numpy.vectorize(math.erfc, otypes=[float]))
+    return erf, erfc
+
+
 def _erf(np: Any, a: Any) -> Any:
-    """NumPy has no erf (and SciPy is not a dependency): math.erf, entry by entry, in float64."""
-    return np.vectorize(math.erf, otypes=[float])(a)
+    return _erf_functions()[0](a)
 
 
 def _gelu(np: Any, a: Any) -> Any:
     """u Phi(u) with Phi(u) = erfc(-u / sqrt(2)) / 2: no 1 + erf(..) cancelling far in the negative tail."""
-    return a * np.vectorize(math.erfc, otypes=[float])(-a / math.sqrt(2.0)) / 2
+    return a * _erf_functions()[1](-a / math.sqrt(2.0)) / 2
 
 
 def _elu(np: Any, a: Any) -> Any:
@@ -333,11 +346,19 @@ _LOGDET_JAX = '''def _logdet(a):
     sign, value = jnp.linalg.slogdet(a)
     return jnp.where(sign > 0, value, jnp.nan)'''
 _ERF_NUMPY = '''def _erf(a):
-    from math import erf
-    return np.vectorize(erf, otypes=[float])(a)'''
+    try:
+        from scipy.special import erf
+    except ImportError:  # NumPy has no erf: math's, entry by entry
+        from math import erf
+        return np.vectorize(erf, otypes=[float])(a)
+    return erf(a)'''
 _GELU_NUMPY = '''def _gelu(a):
-    from math import erfc, sqrt
-    return a * np.vectorize(erfc, otypes=[float])(-a / sqrt(2.0)) / 2'''
+    try:
+        from scipy.special import erfc
+    except ImportError:  # NumPy has no erfc: math's, entry by entry
+        from math import erfc
+        erfc = np.vectorize(erfc, otypes=[float])
+    return a * erfc(-a / 1.4142135623730951) / 2'''
 _LOGDET_TORCH = '''def _logdet(a):
     sign, value = torch.linalg.slogdet(a)
     return torch.where(sign > 0, value, torch.full_like(value, float("nan")))'''

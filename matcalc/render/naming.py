@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ..core import ir
 from ..core.ir import Bindings, Expr, Func, Var, fresh_name
-from .text import shared_subexpressions
+from .text import shared_across, shared_subexpressions
 
 MIN_NAMED_SIZE = 5  # printed tokens: `X^T X` stays inline, `softmax(W x)` is named
 
@@ -58,3 +58,50 @@ def bind_names(e: Expr, names: dict[int, Var], order: list[Expr] | None = None) 
         form[id(node)] = ir.with_children(node, new_children) if changed else node
     bindings = tuple((names[id(node)].name, form[id(node)]) for node in order if id(node) in names)
     return bindings, form[id(e)]
+
+
+def name_shared_lines(lines: Bindings, results: list[Expr], taken: set[str], printed: set[str] | None = None,
+                      min_size: int = MIN_NAMED_SIZE) -> tuple[Bindings, list[Expr]]:
+    """(lines, results) of a listing (a program's definitions and adjoints, each over the names before it, then the
+    results it computes) with each subexpression that would be printed more than once over all of them named
+    once, in a line of its own before its first use; a line's value met again later is that line's name. Only the
+    lines named in `printed` (all by default) count and change: the others (a loss the gradients do not use) are
+    kept as they are.
+
+    A backward pass writes the local derivative of a definition in terms of the definition's value (a layer norm's
+    centred input and its scale, a GELU's derivative in three gradients): named, each prints once.
+    """
+    shown = [(name, value) for name, value in lines if printed is None or name in printed]
+    line_names = {value: Var(name, value.shape) for name, value in reversed(shown)}  # the first line with a value
+    roots = [value for _, value in shown] + list(results)
+    fresh = shared_across(roots, min_size, frozenset(roots))
+    used = set(taken) | {name for name, _ in lines}
+    names: dict[int, Var] = {}
+    for node in fresh:
+        name = fresh_name(_base_name(node), used)
+        used.add(name)
+        names[id(node)] = Var(name, node.shape)
+    fresh_names = {var.name for var in names.values()}
+    defined: set[str] = set()
+    known = dict(names)  # the fresh names, and the values of the lines written so far by their lines' names
+    out: list[tuple[str, Expr]] = []
+
+    def written(e: Expr) -> Expr:
+        own = known.pop(id(e), None)  # a line's own value is written out, not referred to
+        definitions, body = bind_names(e, known)
+        if own is not None:
+            known[id(e)] = own
+        for name, value in definitions:
+            if name in fresh_names and name not in defined:
+                defined.add(name)
+                out.append((name, value))
+        return body
+
+    for name, value in lines:
+        if printed is not None and name not in printed:
+            out.append((name, value))
+            continue
+        out.append((name, written(value)))
+        known.setdefault(id(value), line_names[value])
+    bodies = [written(result) for result in results]
+    return tuple(out), bodies

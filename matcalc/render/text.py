@@ -659,18 +659,35 @@ def shared_subexpressions(e: Expr, min_size: int = 5) -> list[Expr]:
     (`ir.substitute(node, names)`, which is also its binding's value), to its name: substitute matches
     nodes as it rebuilds them, so a later node is found by that value, not by itself.
     """
-    order = ir.postorder(e)  # children first
+    return shared_across([e], min_size)
+
+
+def shared_across(roots: Sequence[Expr], min_size: int = 5, named_already: frozenset[Expr] = frozenset()) -> list[Expr]:
+    """shared_subexpressions of several expressions printed together (the lines of a listing), each root printed
+    once: a subexpression printed more than once over all of them is worth naming. The nodes `named_already` (the
+    values of earlier lines, referred to by their line's name) are printed once, and are not returned."""
+    order: list[Expr] = []  # children first over all roots: each root's postorder, without the nodes seen before
+    seen: set[int] = set()
+    for root in roots:
+        for node in ir.postorder(root):
+            if id(node) not in seen:
+                seen.add(id(node))
+                order.append(node)
     tree_size: dict[Expr, int] = {}
     parents: dict[Expr, list[Expr]] = {}  # the distinct parents of each node
     for node in order:
         tree_size[node] = _own_tokens(node) + sum(tree_size[child] for child in node.children)
         for child in dict.fromkeys(node.children):
             parents.setdefault(child, []).append(node)
-    occurrences: dict[Expr, int] = {e: 1}
+    occurrences: dict[Expr, int] = {}
+    for root in roots:
+        occurrences[root] = occurrences.get(root, 0) + 1
     named: set[Expr] = set()
     for node in reversed(order):  # parents first: every parent's count is complete
         count = occurrences[node]
-        if count > 1 and tree_size[node] >= min_size and _nameable(node, parents[node]):
+        if node in named_already:
+            count = 1
+        elif count > 1 and tree_size[node] >= min_size and _nameable(node, parents.get(node, [])):
             named.add(node)
             count = 1
         for child in node.children:
