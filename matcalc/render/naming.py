@@ -74,7 +74,7 @@ def name_shared_lines(lines: Bindings, results: list[Expr], taken: set[str], pri
     shown = [(name, value) for name, value in lines if printed is None or name in printed]
     line_names = {value: Var(name, value.shape) for name, value in reversed(shown)}  # the first line with a value
     roots = [value for _, value in shown] + list(results)
-    fresh = shared_across(roots, min_size, frozenset(roots))
+    fresh = shared_across(roots, min_size, frozenset(value for _, value in shown))
     used = set(taken) | {name for name, _ in lines}
     names: dict[int, Var] = {}
     for node in fresh:
@@ -86,8 +86,8 @@ def name_shared_lines(lines: Bindings, results: list[Expr], taken: set[str], pri
     known = dict(names)  # the fresh names, and the values of the lines written so far by their lines' names
     out: list[tuple[str, Expr]] = []
 
-    def written(e: Expr) -> Expr:
-        own = known.pop(id(e), None)  # a line's own value is written out, not referred to
+    def written(e: Expr, line: bool) -> Expr:
+        own = known.pop(id(e), None) if line else None  # a line's own value is written out, not referred to
         definitions, body = bind_names(e, known)
         if own is not None:
             known[id(e)] = own
@@ -95,13 +95,13 @@ def name_shared_lines(lines: Bindings, results: list[Expr], taken: set[str], pri
             if name in fresh_names and name not in defined:
                 defined.add(name)
                 out.append((name, value))
-        return body
+        return names.get(id(e), body) if not line else body  # a result another line uses is its name
 
     for name, value in lines:
         if printed is not None and name not in printed:
             out.append((name, value))
             continue
-        out.append((name, written(value)))
+        out.append((name, written(value, True)))
         known.setdefault(id(value), line_names[value])
-    bodies = [written(result) for result in results]
+    bodies = [written(result, False) for result in results]
     return tuple(out), bodies
