@@ -27,6 +27,7 @@ from .results import (
     _NAME,
     BlockHessian,
     CheckResult,
+    Code,
     Derivative,
     Gradients,
     TensorShape,
@@ -39,6 +40,7 @@ from .results import (
     _variable,
     _with_dimensions,
 )
+from .rules.simplify import simplify
 
 
 def _without_cycle_collection(entry: Callable) -> Callable:
@@ -192,6 +194,8 @@ def diff(expr: str, wrt: str, where: str | dict | None = None, layout: Layout = 
 
     - scalar w.r.t. scalar, vector or matrix: the gradient, with the variable's shape;
     - vector (m) w.r.t. vector (n): the Jacobian, m x n (numerator layout) or n x m (denominator);
+    - with layout="jacobian" (the seeds': Parr & Howard, Dillon), a scalar's derivative is its Jacobian, the
+      transpose of the gradient: the 1 x n row w.r.t. a vector, n x m w.r.t. an m x n matrix;
       a row vector has the Jacobian of its transpose;
     - vector or matrix w.r.t. a scalar: the entrywise derivative, with the expression's shape.
     A gradient w.r.t. a symmetric matrix is sym(G) = (G + G^T)/2 (see docs/conventions.md).
@@ -205,7 +209,7 @@ def _diff(prepared: _Prepared, layout: Layout, inline: bool, variable: Var | Non
     variable = variable or prepared.variables[0]
     function = prepared.function
     if prepared.program.is_program and function.shape == ir.SCALAR:
-        return _backward(prepared, inline, [variable])[variable.name]
+        return _in_layout(_backward(prepared, inline, [variable])[variable.name], layout)
     spec = DerivativeSpec.of(function, variable, layout)
     result, steps = derive.derivative(function, variable, spec)
     steps.insert(0, Step("function", function, claim=Claim("value", function)))
@@ -213,11 +217,30 @@ def _diff(prepared: _Prepared, layout: Layout, inline: bool, variable: Var | Non
     return dataclasses.replace(d, form="vec") if spec.form == "vec" else d
 
 
+def _in_layout(d: Derivative, layout: Layout) -> Derivative:
+    """A program's gradient (from the backward pass, in the variable's shape) in the layout asked for: in the
+    Jacobian layout its last line is transposed, the definitions it uses stay as they are."""
+    spec = DerivativeSpec(Kind(d.kind), layout, d.variable.symmetric)
+    if not spec.transposed:
+        return d
+    trace: list[str] = []
+    body = simplify(ir.transpose(d.body), trace)
+    steps = (*d.steps, Step(spec.layout_step, body, tuple(trace)))
+    if d.inline_result is not None:  # inline: the body is the whole result
+        return dataclasses.replace(d, body=body, layout=layout, steps=steps, inline_result=body)
+    return dataclasses.replace(d, body=body, layout=layout, steps=steps)
+
+
 @_without_cycle_collection
 def grad(expr: str, wrt: list[str] | tuple[str, ...], where: str | dict | None = None,
-         inline: bool = False) -> Gradients:
-    """The gradients of a scalar expression or program w.r.t. several variables, by name, from one backward pass."""
-    return _backward(_prepare_scalar(expr, wrt, where), _flag(inline, "inline"))
+         inline: bool = False, layout: Layout = "numerator") -> Gradients:
+    """The gradients of a scalar expression or program w.r.t. several variables, by name, from one backward pass;
+    with layout="jacobian", each written as the seeds do, the transpose of the gradient (a row for a vector)."""
+    layout = check_layout(layout)
+    gradients = _backward(_prepare_scalar(expr, wrt, where), _flag(inline, "inline"))
+    if layout == "jacobian":
+        return Gradients({name: _in_layout(d, layout) for name, d in gradients.items()}, gradients.output)
+    return gradients
 
 
 def _names(wrt: object, what: str) -> list[str]:
@@ -283,7 +306,7 @@ def _block_hessian(expr: str, names: list[str], where: str | dict | None, inline
 
 @_without_cycle_collection
 def codegen(expr: str, wrt: list[str] | tuple[str, ...], where: str | dict | None = None, backend: str = "numpy",
-            hessian: bool = False, name: str = "value_and_gradients") -> str:
+            hessian: bool = False, name: str = "value_and_gradients") -> Code:
     """The source of one function returning the value of a scalar expression or program and its gradient w.r.t.
     each variable in `wrt`, sharing the forward pass (one backward pass, as `grad`): (value, grad_1, ...). With
     `hessian`, the Hessian w.r.t. each variable follows (a matrix variable's in vec form, as an n-D array)."""
@@ -322,7 +345,7 @@ def codegen(expr: str, wrt: list[str] | tuple[str, ...], where: str | dict | Non
                 else f"{gradients.output} = {to_text(first.function)}, ")
     docstring = (f"The value of {function}and its gradients w.r.t. {names}, from one backward pass.\n\n"
                  f"Returns ({', '.join(returned)}).\n\n" + shapes_doc(parameters, ()).split(" Returns")[0])
-    return function_source(identifier(name), docstring, parameters, bindings, outputs, target(backend))
+    return Code(function_source(identifier(name), docstring, parameters, bindings, outputs, target(backend)))
 
 
 def _wrong_shape(derivative: Derivative, candidate: Expr) -> str:
@@ -333,9 +356,27 @@ def _wrong_shape(derivative: Derivative, candidate: Expr) -> str:
         if derivative.kind == "jacobian":
             other = "numerator" if derivative.layout == "denominator" else "denominator"
             reason += f"; your candidate is its transpose (the {other} layout: check it with layout='{other}')"
+        elif derivative.kind == "gradient":
+            reason += _gradient_transposed(derivative)
         else:
             reason += "; your candidate is its transpose (a gradient has the shape of its variable)"
     return reason
+
+
+def _gradient_transposed(derivative: Derivative) -> str:
+    """Why the transpose of a scalar's derivative is wrong in this layout, and the layout in which it is right: the
+    gradient (the variable's shape) and the Jacobian layout's derivative ∂f/∂x = (∇f)^T are each other's
+    transposes, the difference the seeds ask students to check."""
+    name = derivative.variable.name
+    row = ("the Jacobian with one row" if ir.is_column(derivative.variable.shape)
+           else "n×m for an m×n matrix, the transpose of the gradient")
+    if derivative.layout == "jacobian":
+        return (f"; your candidate is its transpose, the gradient ∇f (shaped like {name}): in the Jacobian layout "
+                f"the derivative of a scalar is {row}, ∂f/∂{name} = (∇f)^T (check the gradient with "
+                f"layout='numerator')")
+    return (f"; your candidate is its transpose (a gradient has the shape of its variable): it is the derivative "
+            f"in the Jacobian layout, ∂f/∂{name} = (∇f)^T, {row} as Parr & Howard write it (check it with "
+            f"layout='jacobian')")
 
 
 def _candidate(text: str, where: Declarations, shape: ir.Shape | None) -> Parsed:

@@ -28,6 +28,7 @@ examples:
   matcalc diff "-logdet(X)" X --verify              ->  -inv(X)^T, proven with SymPy
   matcalc diff "x^T A x" x --hessian --verify       ->  A + A^T, proven with SymPy
   matcalc diff "W x + b" x --layout denominator --json
+  matcalc diff "a^T x" x --layout jacobian          ->  a^T  (a scalar's derivative as a row, as Parr & Howard)
   matcalc diff "W x + b" W                          ->  x^T ⊗ I  (a 3rd-order tensor, d vec(F) / d vec(W)^T)
   matcalc diff "inv(X)" X --form index              ->  ∂inv(X)_ij / ∂X_kl = -inv(X)_ik inv(X)_lj
   matcalc diff "x^T A x" x --code numpy             ->  a Python function computing (A + A^T) x
@@ -84,8 +85,10 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     def common(sub: argparse.ArgumentParser) -> None:
         """Options shared by diff and check."""
         sub.add_argument("--where", metavar="DECLS", help='declarations, e.g. "A: symmetric; X: matrix(m, n)"')
-        sub.add_argument("--layout", choices=["numerator", "denominator"], default="numerator",
-                         help="Jacobian layout: numerator m×n (default) or denominator n×m")
+        sub.add_argument("--layout", choices=["numerator", "denominator", "jacobian"], default="numerator",
+                         help="numerator: a Jacobian m×n, a gradient shaped like its variable (default); "
+                              "denominator: a Jacobian n×m; jacobian: a scalar's derivative is a row, the "
+                              "transpose of the gradient (as Parr & Howard write it)")
         sub.add_argument("--hessian", action="store_true",
                          help="the Hessian of a scalar w.r.t. a vector or a matrix (of x,y: the block Hessian)")
         sub.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
@@ -291,7 +294,7 @@ def _run_diff(args: argparse.Namespace) -> int:
             print("verified: every block" if verified else "not verified")
         return 0
     if len(names) > 1:
-        derivatives = grad(args.expr, names, args.where, inline=args.inline)
+        derivatives = grad(args.expr, names, args.where, inline=args.inline, layout=args.layout)
     elif args.hessian:
         derivatives = {names[0]: hessian(args.expr, names[0], args.where, inline=args.inline)}
     else:

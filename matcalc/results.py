@@ -28,7 +28,6 @@ from .render.text import (
     SIZED_IN_KRONECKER,
     SIZED_IN_KRONECKER_AND_CONSTANTS,
     latex_name,
-    program_latex,
     program_text,
     to_latex,
     to_text,
@@ -255,7 +254,7 @@ class Derivative:
         """
         if isinstance(method, bool):  # derivation(True), as latex was once the first parameter
             method, latex = "differential", method
-        return render.derivation(self.method_steps(method), latex)
+        return Derivation(render.derivation(self.method_steps(method), latex), latex, check_method(method))
 
     def method_steps(self, method: str = "differential") -> tuple[Step, ...]:
         """The steps of a derivation method (see `derivation`); each carries its claim (spec.Claim)."""
@@ -324,10 +323,10 @@ class Derivative:
         name = name or self._code_name(product)
         target = pycode.backend(backend)
         if product is None:
-            return pycode.derivative_source(self, str(self), name, target)
+            return Code(pycode.derivative_source(self, str(self), name, target))
         taken = {*self.where, *ir.variables(self.of), *dimension_names(self.where)}
         direction, result = derive.linear_map(self.of, self.variable, product, taken)
-        return pycode.product_source(self, name, product, direction, result, target)
+        return Code(pycode.product_source(self, name, product, direction, result, target))
 
     def compile(self, backend: str = "numpy", product: Product = None) -> Callable[..., Any]:
         """The function of `to_code(backend, product=...)`, ready to call: f(X=..., y=...)."""
@@ -403,6 +402,60 @@ def index_method(d: Derivative, prefix: str = "") -> list[Step]:
 
     label = _result_label(d)
     return index_steps(d.of, d.variable, d.expr, label if isinstance(label, str) else "J", prefix)
+
+
+# The headings of a derivation's Markdown in a notebook, by its method (`Derivation.method`); None: matcalc's own.
+METHOD_HEADINGS: dict[str | None, str] = {
+    None: "Derivation",
+    "differential": "Derivation: differentials, then identification",
+    "chain": "Derivation: the vector chain rule (Parr & Howard's four steps)",
+    "index": "Derivation: the index method (entry by entry, Kronecker deltas summed out)",
+}
+
+
+class Derivation(str):
+    """A derivation, as `Derivative.derivation` returns it: the text itself (a str, so that printing, comparing,
+    splitting and writing it keep working), which also renders in a notebook: a LaTeX derivation (`latex=True`,
+    an `aligned` block) as displayed math, a text one as Markdown, a heading naming its method above its lines in
+    a code block (never escaped as a string's repr is)."""
+
+    latex: bool
+    method: str | None
+
+    def __new__(cls, text: str, latex: bool = False, method: str | None = None) -> Derivation:
+        self = super().__new__(cls, text)
+        self.latex = bool(latex)
+        self.method = method
+        return self
+
+    def __getnewargs__(self) -> tuple:  # copy and pickle keep the kind of text
+        return str(self), self.latex, self.method
+
+    @property
+    def heading(self) -> str:
+        return METHOD_HEADINGS.get(self.method, f"Derivation: {self.method}")
+
+    def _repr_latex_(self) -> str | None:
+        return f"$${self}$$" if self.latex else None  # None: IPython then takes the Markdown
+
+    def _repr_markdown_(self) -> str | None:
+        if self.latex:  # the math itself, under its heading (a front end that prefers Markdown shows this)
+            return f"#### {self.heading}\n\n$$\n{self}\n$$"
+        return f"#### {self.heading}\n\n```text\n{self}\n```"
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        """IPython's terminal: the lines, as print shows them, not the escaped repr of a string."""
+        printer.text(str(self))
+
+
+class Code(str):
+    """Generated source (`to_code`): the text itself, which a notebook shows as a highlighted Python block."""
+
+    def _repr_markdown_(self) -> str:
+        return f"```python\n{self}```"
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(str(self))
 
 MAX_FORMS_SIZE = 400  # distinct nodes of the function past which to_json leaves out the index and differential forms
 
@@ -488,8 +541,15 @@ class Gradients(dict):
         return program_text((*definitions, *results))
 
     def latex(self) -> str:
+        """An `aligned` block: a row per definition, then one per gradient, labelled ∂L/∂W."""
         definitions, results = self._lines()
-        return program_latex((*definitions, *results))
+        rows = [rf"{latex_name(name)} &= {to_latex(value)}" for name, value in definitions]
+        rows += [rf"{_partial(self.output, name)} &= {to_latex(body)}" for name, (_, body) in zip(self, results,
+                                                                                                  strict=True)]
+        return "\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}"
+
+    def _repr_latex_(self) -> str:
+        return f"$${self.latex()}$$"
 
     def method_steps(self, method: str = "differential") -> tuple[Step, ...]:
         """The derivation of every gradient, what they share written once: the forward and backward steps of the one
@@ -527,8 +587,29 @@ class BlockHessian(dict):
         return "\n".join(f"{label} = {d.text(inline=True)}" for label, d in self._upper())
 
     def latex(self) -> str:
-        rows = [rf"{latex_name(label)} &= {to_latex(d.expr)}" for label, d in self._upper()]
+        """An `aligned` block, a row per block on and above the diagonal, labelled ∂²f/∂a ∂b^T."""
+        rows = [rf"{self._label(a, b)} &= {to_latex(self[a, b].expr)}"
+                for i, a in enumerate(self.names) for b in self.names[i:]]
         return "\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}"
+
+    def _label(self, a: str, b: str) -> str:
+        """∂²f / ∂a ∂b^T of block (a, b), d vec(grad_a f) / d vec(b)^T: a matrix variable as its vec."""
+        def axis(name: str, transposed: bool) -> str:
+            variable = self[a, b].variable if name == b else self[a, a].variable
+            x = latex_name(name)
+            if variable.is_scalar:
+                return x
+            if not ir.is_column(variable.shape):
+                x = rf"\operatorname{{vec}}\left({x}\right)"
+            return rf"{x}^\top" if transposed else x
+
+        f = latex_name(self.output)
+        if a == b and self[a, a].variable.is_scalar:
+            return rf"\frac{{\partial^2 {f}}}{{\partial {axis(a, False)}^2}}"
+        return rf"\frac{{\partial^2 {f}}}{{\partial {axis(a, False)} \, \partial {axis(b, True)}}}"
+
+    def _repr_latex_(self) -> str:
+        return f"$${self.latex()}$$"
 
     def evaluate(self, values: dict[str, Any]) -> Any:
         import numpy as np
@@ -583,6 +664,11 @@ class CheckResult:
         return {"verdict": self.verdict, "variable": self.derivative.variable.name,
                 "candidate": to_text(self.candidate), "derivative": str(self.derivative),
                 "reason": self.reason or None, **self.report.to_json(), "message": str(self)}
+
+
+def _partial(output: str, variable: str) -> str:
+    """∂L/∂W in LaTeX, the label of a gradient."""
+    return rf"\frac{{\partial {latex_name(output)}}}{{\partial {latex_name(variable)}}}"
 
 
 def _progress(progress: Any) -> Any:

@@ -2,7 +2,8 @@
 
 The conventions (docs/conventions.md) are decided here and nowhere else:
 - a gradient w.r.t. a symmetric matrix is sym(G) = (G + G^T)/2 (`symmetric_gradient`, `sym`);
-- the denominator layout is the transpose of a Jacobian (`transposed`, `in_layout`).
+- the denominator layout is the transpose of a Jacobian, the Jacobian layout (the seeds': Parr & Howard, Dillon)
+  the transpose of a gradient, the 1×n row ∂f/∂x = ∇f^T (`transposed`, `layout_step`).
 The engine (derive, backprop), the proof (backends/verify) and the printers ask a DerivativeSpec.
 """
 
@@ -17,7 +18,8 @@ from ..core import ir
 from ..core.errors import ParseError, UnsupportedError
 from ..core.ir import Expr, Var
 
-Layout = Literal["numerator", "denominator"]
+Layout = Literal["numerator", "denominator", "jacobian"]
+LAYOUTS: tuple[str, ...] = ("numerator", "denominator", "jacobian")
 Axes = tuple[ir.Dim, ...]
 
 
@@ -118,8 +120,8 @@ def kind_of(function: Expr, variable: Var) -> Kind:
 
 
 def check_layout(layout: object) -> Layout:
-    if not isinstance(layout, str) or layout not in ("numerator", "denominator"):
-        raise ParseError(f"layout must be 'numerator' or 'denominator', not {layout!r}")
+    if not isinstance(layout, str) or layout not in LAYOUTS:
+        raise ParseError(f"layout must be 'numerator', 'denominator' or 'jacobian', not {layout!r}"[:300])
     return layout  # type: ignore[return-value]
 
 
@@ -150,8 +152,19 @@ class DerivativeSpec:
 
     @property
     def transposed(self) -> bool:
-        """The denominator layout writes a Jacobian transposed (n x m)."""
-        return self.layout == "denominator" and self.kind is Kind.JACOBIAN
+        """The denominator layout writes a Jacobian transposed (n x m); the Jacobian layout writes a gradient
+        transposed, as the Jacobian of a scalar: the 1×n row w.r.t. a vector, n×m w.r.t. an m×n matrix (so that
+        df = (∂f/∂x) dx, and df = tr((∂f/∂X) dX)). Every other kind is the same in all three layouts."""
+        if self.layout == "denominator":
+            return self.kind is Kind.JACOBIAN
+        return self.layout == "jacobian" and self.kind is Kind.GRADIENT
+
+    @property
+    def layout_step(self) -> str:
+        """The title of the derivation's step that writes the result in its layout (when `transposed`)."""
+        if self.layout == "jacobian":
+            return "Jacobian layout (a row: the transpose of the gradient)"
+        return "denominator layout (transpose)"
 
     def sym(self, gradient: Expr) -> Expr:
         """sym(G) = (G + G^T)/2 where it applies, before simplifying, so that G and G^T meet as like terms."""
