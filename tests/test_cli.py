@@ -150,7 +150,7 @@ def test_a_program_is_read_from_standard_input():
 def test_several_variables_print_one_program_from_one_backward_pass():
     result = run("diff", MODEL, "W1,W2")
     assert result.returncode == 0
-    assert result.stdout.endswith("dL_dW1 = (g_h1 .* (1 - h1.^2)) x^T\ndL_dW2 = (1 - h2.^2) h1^T\n")
+    assert result.stdout.endswith("dL_dW1 = (g_h1 .* (1 - h1.^2)) x^T\ndL_dW2 = u h1^T\n")
 
 
 def test_a_missing_file_is_a_user_error():

@@ -40,7 +40,7 @@ def test_a_derivation_is_the_same_string_as_before():
 def test_a_text_derivation_renders_as_markdown_with_its_lines_in_a_block():
     text = matcalc.diff("x^T A x", "x").derivation()
     assert text._repr_latex_() is None  # IPython then shows the Markdown
-    assert text._repr_markdown_() == f"#### Derivation\n\n```text\n{text}\n```"
+    assert text._repr_markdown_() == f"#### Derivation: differentials, then identification\n\n```text\n{text}\n```"
 
 
 def test_a_latex_derivation_renders_as_displayed_math():
