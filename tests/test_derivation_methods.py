@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from oracles import _vec_jacobian as central_vec_jacobian
 from oracles import close_to_finite_differences, random_values
 from test_first_contact import braces_balance
 
@@ -62,17 +63,7 @@ def _natural(array: np.ndarray, var: Var) -> Any:
 
 def vec_jacobian(of: Expr, wrt: Var, values: dict[str, Any], step: float = STEP) -> np.ndarray:
     """d vec(of) / d vec(wrt)^T by central differences (both vecs column-major)."""
-    point = np.asarray(values[wrt.name], dtype=float).reshape(_dims(wrt.shape, values), order="F")
-    flat = point.reshape(-1, order="F")
-    columns = []
-    for c in range(flat.size):
-        up, down = flat.copy(), flat.copy()
-        up[c] += step
-        down[c] -= step
-        f_up = value_2d(of, {**values, wrt.name: _natural(up.reshape(point.shape, order="F"), wrt)})
-        f_down = value_2d(of, {**values, wrt.name: _natural(down.reshape(point.shape, order="F"), wrt)})
-        columns.append((f_up - f_down).reshape(-1, order="F") / (2 * step))
-    return np.stack(columns, axis=-1)
+    return central_vec_jacobian(of, value_2d, values, wrt.name, step)
 
 
 def index_value(form: IndexForm, values: dict[str, Any], entry: bool) -> np.ndarray:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 from test_codegen import call
+from test_codegen_batches import finite_differences
 
 import matcalc
 from matcalc.backends.pycode import compile_source
@@ -183,17 +184,6 @@ def model_values(model: Model, seed: int = 0) -> dict[str, Any]:
     return values
 
 
-def central_differences(loss: Callable[[dict], float], at: dict, name: str, step: float = 1e-6) -> np.ndarray:
-    point = np.asarray(at[name], dtype=float)
-    gradient = np.zeros_like(point)
-    for index in np.ndindex(point.shape):
-        up, down = point.copy(), point.copy()
-        up[index] += step
-        down[index] -= step
-        gradient[index] = (loss({**at, name: up}) - loss({**at, name: down})) / (2 * step)
-    return gradient
-
-
 def gradients(name: str) -> matcalc.Gradients:
     model = MODELS[name]
     return matcalc.grad(model.program, list(model.weights), where=model.where)
@@ -207,7 +197,7 @@ def test_every_gradient_of_the_model_matches_central_finite_differences(name):
     model = MODELS[name]
     at = model_values(model)
     for weight, d in gradients(name).items():
-        numeric = central_differences(lambda v: float(model.loss(np, v)), at, weight)
+        numeric = finite_differences(lambda v: float(model.loss(np, v)), at, weight)
         np.testing.assert_allclose(d.evaluate(at), numeric, rtol=1e-6, atol=1e-8, err_msg=f"dL/d{weight}")
 
 
@@ -230,7 +220,7 @@ def test_the_generated_value_and_gradients_function_computes_the_loss_and_every_
     value, *computed = call(compile_source(source, "value_and_gradients"), at)
     assert np.isclose(float(value), float(model.loss(np, at)), rtol=1e-12)
     for weight, got in zip(model.weights, computed, strict=True):
-        numeric = central_differences(lambda v: float(model.loss(np, v)), at, weight)
+        numeric = finite_differences(lambda v: float(model.loss(np, v)), at, weight)
         np.testing.assert_allclose(got, numeric, rtol=1e-6, atol=1e-8, err_msg=f"dL/d{weight}")
 
 
@@ -258,7 +248,7 @@ def test_the_logistic_regression_hessian_matches_finite_differences_of_its_gradi
     at = model_values(model, seed=3)
     h = matcalc.hessian(model.program, "w", where=model.where)
     gradient = matcalc.grad(model.program, ["w"], where=model.where)["w"]
-    numeric = np.stack([central_differences(lambda v, i=i: np.asarray(gradient.evaluate(v))[i], at, "w")
+    numeric = np.stack([finite_differences(lambda v, i=i: np.asarray(gradient.evaluate(v))[i], at, "w")
                         for i in range(model.sizes["n"])])
     np.testing.assert_allclose(h.evaluate(at), numeric, rtol=1e-6, atol=1e-8)
     assert np.allclose(h.evaluate(at), np.asarray(h.evaluate(at)).T, rtol=1e-12)  # a Hessian is symmetric

@@ -10,21 +10,11 @@ import pickle
 
 import numpy as np
 from oracles import evaluate_expr, random_values
+from test_first_contact import braces_balance
 
 import matcalc
 from matcalc.render.derivative import derivation as plain_derivation
 from matcalc.results import Derivation
-
-
-def balanced(latex: str) -> bool:
-    """Braces nest and close, and every \\left has its \\right: what a LaTeX reader needs first."""
-    depth = 0
-    for character in latex.replace(r"\{", "").replace(r"\}", ""):
-        depth += {"{": 1, "}": -1}.get(character, 0)
-        if depth < 0:
-            return False
-    return depth == 0 and latex.count(r"\left") == latex.count(r"\right")
-
 
 PROGRAM = "h = tanh(W1 x); L = sum(tanh(W2 h))"
 
@@ -46,7 +36,7 @@ def test_a_text_derivation_renders_as_markdown_with_its_lines_in_a_block():
 def test_a_latex_derivation_renders_as_displayed_math():
     latex = matcalc.diff("tr(A X B)", "X").derivation(latex=True)
     shown = latex._repr_latex_()
-    assert shown == f"$${latex}$$" and shown.startswith(r"$$\begin{aligned}") and balanced(latex)
+    assert shown == f"$${latex}$$" and shown.startswith(r"$$\begin{aligned}") and braces_balance(latex)
 
 
 def test_a_derivation_keeps_its_kind_through_copy_and_pickle():
@@ -64,7 +54,7 @@ def test_the_heading_names_the_method():
 def test_gradients_render_as_an_aligned_block_labelled_by_partials():
     g = matcalc.grad(PROGRAM, ["W1", "W2"])
     shown = g._repr_latex_()
-    assert shown == f"$${g.latex()}$$" and balanced(g.latex())
+    assert shown == f"$${g.latex()}$$" and braces_balance(g.latex())
     rows = g.latex().split(" \\\\\n")
     assert rows[0] == r"\begin{aligned}" + "\n" + r"h &= \tanh\left(W_{1} \, x\right)"
     assert rows[-2].startswith(r"\frac{\partial L}{\partial W_{1}} &= ")
@@ -75,7 +65,7 @@ def test_gradients_render_as_an_aligned_block_labelled_by_partials():
 def test_a_block_hessian_renders_with_second_partials_and_vecs_of_matrices():
     h = matcalc.hessian("x^T A y + sum(exp(y)) + alpha^2 tr(X)", ["x", "y", "alpha", "X"])
     latex = h.latex()
-    assert h._repr_latex_() == f"$${latex}$$" and balanced(latex)
+    assert h._repr_latex_() == f"$${latex}$$" and braces_balance(latex)
     assert r"\frac{\partial^2 f}{\partial x \, \partial y^\top} &= A" in latex
     assert r"\frac{\partial^2 f}{\partial \alpha^2} &= 2 \operatorname{tr}\left(X\right)" in latex
     assert (r"\frac{\partial^2 f}{\partial \alpha \, \partial \operatorname{vec}\left(X\right)^\top} &= 2 \alpha \, I"

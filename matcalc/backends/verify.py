@@ -167,10 +167,17 @@ class DualBackend:
         return Dual(a.value.T, a.tangent.T)
 
     def scalar_power(self, a: Dual, p: Dual) -> Dual:
-        return self._entrywise(a, p, lambda base, exponent: base ** exponent)
+        return self.elem_power(a, p)  # a 1 x 1 a
 
     def elem_power(self, a: Dual, p: Dual) -> Dual:
-        return self._entrywise(a, p, lambda base, exponent: base ** exponent)
+        """a.^p (a scalar p) along the line, entry by entry, differentiated by SymPy."""
+        sp, t = self.sp, self.t
+        exponent, d_exponent = p.value[0, 0], p.tangent[0, 0]
+        value = a.value.applyfunc(lambda v: v ** exponent)
+        tangent = sp.Matrix(a.value.rows, a.value.cols, lambda i, j: _tangent_at_zero(
+            (a.value[i, j] + t * a.tangent[i, j]) ** (exponent + t * d_exponent), t, sp)
+            if a.tangent[i, j] != 0 or d_exponent != 0 else 0)
+        return Dual(value, tangent)
 
     def matrix_power(self, a: Dual, k: int) -> Dual:
         if k < 0:
@@ -236,16 +243,6 @@ class DualBackend:
         sp, t = self.sp, self.t
         on_line = meaning(a.value + t * a.tangent)
         tangent = on_line.applyfunc(lambda entry: _tangent_at_zero(entry, t, sp))
-        return Dual(value, tangent)
-
-    def _entrywise(self, a: Dual, p: Dual, power: Callable[[Any, Any], Any]) -> Dual:
-        """a.^p (a scalar p) along the line, entry by entry, differentiated by SymPy."""
-        sp, t = self.sp, self.t
-        exponent, d_exponent = p.value[0, 0], p.tangent[0, 0]
-        value = a.value.applyfunc(lambda v: power(v, exponent))
-        tangent = sp.Matrix(a.value.rows, a.value.cols, lambda i, j: _tangent_at_zero(
-            power(a.value[i, j] + t * a.tangent[i, j], exponent + t * d_exponent), t, sp)
-            if a.tangent[i, j] != 0 or d_exponent != 0 else 0)
         return Dual(value, tangent)
 
 

@@ -72,7 +72,6 @@ def name_shared_lines(lines: Bindings, results: list[Expr], taken: set[str], pri
     centred input and its scale, a GELU's derivative in three gradients): named, each prints once.
     """
     shown = [(name, value) for name, value in lines if printed is None or name in printed]
-    line_names = {value: Var(name, value.shape) for name, value in reversed(shown)}  # the first line with a value
     roots = [value for _, value in shown] + list(results)
     fresh = shared_across(roots, min_size, frozenset(value for _, value in shown))
     used = set(taken) | {name for name, _ in lines}
@@ -102,6 +101,6 @@ def name_shared_lines(lines: Bindings, results: list[Expr], taken: set[str], pri
             out.append((name, value))
             continue
         out.append((name, written(value, True)))
-        known.setdefault(id(value), line_names[value])
+        known.setdefault(id(value), Var(name, value.shape))  # the first line with this value names it
     bodies = [written(result, False) for result in results]
     return tuple(out), bodies
