@@ -15,6 +15,7 @@ entry by entry: the gradient in the space of symmetric matrices.
 
 from __future__ import annotations
 
+import functools
 import random
 import signal
 import threading
@@ -905,11 +906,16 @@ class _DualLines(_Lines):
     """The first derivatives along lines, exactly, by forward mode (DualBackend): the function is evaluated once
     per direction over exact values and their tangents; second derivatives (a Hessian) go by SymPy in s and t."""
 
+    @functools.cached_property
+    def _dual_values(self) -> tuple[DualBackend, dict[str, Dual]]:
+        """The backend and the constants' values (tangent 0), the same along every direction."""
+        dual = DualBackend()
+        return dual, {name: dual.fixed(value) for name, value in self.values.items()}
+
     def first(self, c: int) -> Any:
         self.deadline.check()
         sp = self.sp
-        dual = DualBackend()
-        values = {name: dual.fixed(value) for name, value in self.values.items()}
+        dual, values = self._dual_values
         f = interpret(self.function, {**values, self.variable.name: Dual(self.point, self.unit(c))}, self.sizes,
                       dual)
         if any(entry.has(sp.zoo, sp.nan, sp.oo, -sp.oo) for entry in (*f.value, *f.tangent)):
