@@ -149,6 +149,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     serve.add_argument("--workers", type=int, default=None, help="worker processes (default: one per core)")
     serve.add_argument("--timeout", type=float, default=20.0, metavar="SECONDS",
                        help="time limit of each request's work (default 20): past it the worker is stopped")
+    serve.add_argument("--queue", type=int, default=64, help="requests that may wait for a worker (default 64)")
     return parser, {"diff": diff, "check": check, "codegen": codegen, "rules": rules, "serve": serve}
 
 
@@ -439,10 +440,11 @@ def _run_serve(args: argparse.Namespace) -> int:
     missing = missing_web_extra()
     if missing is not None:
         raise MatcalcError(missing)
-    if not 0 <= args.port <= 65535 or (args.workers is not None and args.workers < 1) or not args.timeout > 0:
-        raise MatcalcError("--port must be 0 to 65535, --workers at least 1 and --timeout positive")
+    if not 0 <= args.port <= 65535 or (args.workers is not None and args.workers < 1) or not args.timeout > 0 \
+            or args.queue < 0:
+        raise MatcalcError("--port must be 0 to 65535, --workers at least 1, --timeout positive, --queue at least 0")
     print(f"matcalc: serving on http://{args.host}:{args.port}/ (Ctrl-C stops)", file=sys.stderr)
-    serve(args.host, args.port, timeout=args.timeout,
+    serve(args.host, args.port, timeout=args.timeout, queue=args.queue,
           **({"workers": args.workers} if args.workers is not None else {}))
     return 0
 
