@@ -2,8 +2,9 @@
 its time limit has its worker killed and replaced, so no input can hold the server. Requests waiting for a free
 worker form a bounded queue: past its length, or past `queue_timeout` seconds of waiting, the reply is a JSON 503.
 
-The workers are forked from a fork server that has imported matcalc already (multiprocessing's `forkserver`, with
-the jobs module preloaded), so a new worker is ready in milliseconds and a request never pays for the import.
+The workers are forked from a fork server that has imported matcalc, NumPy and SymPy already and made a first
+call of each kind (multiprocessing's `forkserver`, preloading `preload.py`), so a new worker is ready in
+milliseconds and a request never pays for an import.
 Nothing is shared between requests but the worker's caches of the IR (interned nodes hold no user's data apart
 from the expression itself, and no reply depends on an earlier request)."""
 
@@ -44,9 +45,7 @@ class Settings:
 def _worker_main(connection: Connection, memory_mb: int | None) -> None:
     """A worker: warm up, say "ready", then answer one job at a time until told to stop (None) or killed."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the server, which stops its workers
-    from . import jobs
-
-    jobs.run("diff", {"expr": "x^T A x", "wrt": "x"}, 1.0)  # the first call builds the parser's tables
+    from . import jobs, preload  # noqa: F401 (imported by the fork server already: warm)
     if memory_mb is not None:
         with contextlib.suppress(ValueError, OSError, ImportError):
             import resource
@@ -74,7 +73,7 @@ def _mp_context() -> Any:
     global _context
     if _context is None:
         _context = multiprocessing.get_context("forkserver")
-        _context.set_forkserver_preload(["matcalc.serve.jobs"])
+        _context.set_forkserver_preload(["matcalc.serve.preload"])
     return _context
 
 
