@@ -86,6 +86,9 @@ def checked(endpoint: str, body: bytes, max_expr: int) -> dict[str, Any]:
             raise RequestError(400, "BadValue", f"{name!r} must be one of {shown}, not {str(value)[:60]!r}", name)
         if field.text:
             _check_length(name, value, max_expr)
+    timeout = request.get("timeout")
+    if timeout is not None and not (isinstance(timeout, int | float) and 0 < timeout < float("inf")):
+        raise RequestError(400, "BadValue", f"'timeout' must be a positive number of seconds, not {timeout}", "timeout")
     wrt = request["wrt"]
     if isinstance(wrt, list):
         if not wrt or len(wrt) > MAX_VARIABLES or not all(isinstance(name, str) and len(name) <= 100 for name in wrt):
