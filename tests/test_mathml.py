@@ -18,7 +18,7 @@ from matcalc.render.mathml import derivative_mathml, to_mathml
 NS = "{http://www.w3.org/1998/Math/MathML}"
 GREEK = {"α": "alpha", "β": "beta", "λ": "lambda", "θ": "theta", "σ": "sigma", "π": "pi"}
 FUNCTION_NAMES = {"σ": "sigmoid", "log det": "logdet"}
-OPERATORS = {"\u2062": " ", "\u2061": "", "⊙": " .* ", "⊘": " ./ ", "⊗": " ⊗ ", "·": " * ", "+": " + ", "-": " - ",
+OPERATORS = {"\u2062": " ", "\u2061": "", "⊙": " .* ", "⊘": " ./ ", "⊗": " ⊗ ", "·": " * ", "+": " + ", "−": " - ",
              "(": "(", ")": ")", ",": ", "}
 
 
@@ -53,7 +53,7 @@ def read(element: ET.Element) -> str:
         base, exponent = (read(child) for child in children)
         if exponent == "⊤":
             return f"({base})^T"
-        if exponent.replace(" ", "") == "-⊤":
+        if exponent.replace(" ", "") == "-⊤":  # the minus sign −, read as -
             return f"inv({base})^T"
         if exponent.replace(" ", "") == "-1":
             return f"inv({base})"

@@ -73,9 +73,9 @@ def name_mathml(name: str) -> str:
 def _number(value: Fraction) -> str:
     if value.denominator != 1 and "/" in number_text(value):
         fraction = f"<mfrac><mn>{abs(value.numerator)}</mn><mn>{value.denominator}</mn></mfrac>"
-        return f"<mrow><mo>-</mo>{fraction}</mrow>" if value < 0 else fraction
+        return f"<mrow><mo>−</mo>{fraction}</mrow>" if value < 0 else fraction
     text = number_text(value)
-    return f"<mrow><mo>-</mo><mn>{escape(text[1:])}</mn></mrow>" if text.startswith("-") else f"<mn>{escape(text)}</mn>"
+    return f"<mrow><mo>−</mo><mn>{escape(text[1:])}</mn></mrow>" if text.startswith("-") else f"<mn>{escape(text)}</mn>"
 
 
 def _row(pieces: list[Piece]) -> list[Piece]:
@@ -118,7 +118,7 @@ def _fill(e: Fill) -> list[Piece]:
     if e.value in (0, 1):
         body = f'<mn mathvariant="bold">{e.value}</mn>'
     elif e.value == -1:
-        body = f"<mrow><mo>-</mo>{one}</mrow>"
+        body = f"<mrow><mo>−</mo>{one}</mrow>"
     else:
         body = f"<mrow>{_number(e.value)}<mo>·</mo>{one}</mrow>"
     return [f"<msup>{body}{TRANSPOSE}</msup>" if e.shape[0] == 1 else body]
@@ -130,7 +130,7 @@ def _product(e: MatMul) -> list[Piece]:
     if isinstance(factors[0], Num) and len(factors) > 1:
         coefficient = factors.pop(0).value
         if coefficient == -1:
-            prefix = ["<mo>-</mo>"]
+            prefix = ["<mo>−</mo>"]
         elif coefficient != 1:
             prefix = [_number(coefficient), TIMES]
     body = _joined(TIMES, [_operand(f) for f in factors])
@@ -145,7 +145,7 @@ _is_inverse = ir.is_call("inv")
 
 def _transpose(e: Transpose) -> list[Piece]:
     if _is_inverse(e.arg):
-        return ["<msup>", *_base(e.arg.arg), "<mrow><mo>-</mo><mo>⊤</mo></mrow></msup>"]
+        return ["<msup>", *_base(e.arg.arg), "<mrow><mo>−</mo><mo>⊤</mo></mrow></msup>"]
     return ["<msup>", *_base(e.arg), f"{TRANSPOSE}</msup>"]
 
 
@@ -163,7 +163,7 @@ _BRACKETED: dict[str, Callable[[Expr], list[Piece]]] = {
     "abs": lambda e: ["<mrow><mo>|</mo>", e.arg, "<mo>|</mo></mrow>"],
     "norm1": lambda e: ["<msub><mrow><mo>‖</mo>", e.arg, "<mo>‖</mo></mrow><mn>1</mn></msub>"],
     "norm2": lambda e: ["<msub><mrow><mo>‖</mo>", e.arg, "<mo>‖</mo></mrow><mn>2</mn></msub>"],
-    "inv": lambda e: ["<msup>", *_base(e.arg), "<mrow><mo>-</mo><mn>1</mn></mrow></msup>"],
+    "inv": lambda e: ["<msup>", *_base(e.arg), "<mrow><mo>−</mo><mn>1</mn></mrow></msup>"],
 }
 
 
@@ -183,7 +183,7 @@ def _dim(dim: ir.Dim) -> str:
 
 def _add(e: Add) -> list[Piece]:
     pieces = _join_terms(e, lambda term: [term], _paren)
-    return _row(["<mo>+</mo>" if p == " + " else "<mo>-</mo>" if p == " - " else p for p in pieces])
+    return _row(["<mo>+</mo>" if p == " + " else "<mo>−</mo>" if p == " - " else p for p in pieces])
 
 
 _MATHML: dict[type, Callable[[Any], list[Piece]]] = {
@@ -246,7 +246,7 @@ def derivative_mathml(d: Result, inline: bool = False) -> str:
     if len(rows) == 1:
         body = f"<mrow>{rows[0][0]}<mo>=</mo>{rows[0][1]}</mrow>"
     else:
-        body = '<mtable columnalign="right left">' + "".join(
+        body = '<mtable columnalign="right left" displaystyle="true">' + "".join(
             f"<mtr><mtd>{left}</mtd><mtd><mrow><mo>=</mo>{right}</mrow></mtd></mtr>" for left, right in rows) \
             + "</mtable>"
     return f'<math xmlns="http://www.w3.org/1998/Math/MathML" display="block">{body}</math>'

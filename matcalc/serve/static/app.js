@@ -37,6 +37,7 @@ function showError(error) {
   $("error-caret").hidden = !error.caret;
   $("error-hint").textContent = error.hint || "";
   $("error-hint").hidden = !error.hint;
+  $("error").scrollIntoView({ block: "nearest" });
 }
 
 function clearError() { $("error").hidden = true; }
