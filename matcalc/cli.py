@@ -143,7 +143,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     codegen.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
     rules = commands.add_parser("rules", help="list every derivative and simplification rule")
-    serve = commands.add_parser("serve", help="serve the page and the JSON API (docs/server.md; the extra 'web')")
+    serve = commands.add_parser("serve", help="serve the page and the JSON API (docs/server.md)")
     serve.add_argument("--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="the port (default 8000)")
     serve.add_argument("--workers", type=int, default=None, help="worker processes (default: one per core)")
