@@ -30,6 +30,8 @@ with warnings.catch_warnings():  # Starlette 1.x warns that its TestClient will 
 
 from oracles import evaluate_expr, finite_difference, random_values
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))  # serve_load: the real server
+
 import matcalc
 from matcalc.serve.app import create_app
 from matcalc.serve.pool import Settings
@@ -317,3 +319,46 @@ def test_serve_without_the_web_extra_says_what_to_install():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert done.returncode == 2
     assert "pip install 'matcalc-symbolic[web]'" in done.stderr
+
+
+@pytest.mark.slow  # a few seconds: the fork server's imports; CI runs the real server under load anyway
+def test_matcalc_serve_runs_the_real_server_on_the_loopback_address():
+    import httpx
+    from serve_load import free_port, start_server
+
+    port = free_port()
+    server = start_server(port, workers=1, timeout=10.0, queue=4)  # `python -m matcalc serve ...`
+    try:
+        reply = httpx.post(f"http://127.0.0.1:{port}/api/diff", json={"expr": "x^T A x", "wrt": "x"}, timeout=30)
+        assert reply.status_code == 200 and reply.json()["text"] == "(A + A^T) x"
+        assert httpx.get(f"http://127.0.0.1:{port}/", timeout=30).status_code == 200
+    finally:
+        server.terminate()
+        server.wait(15)
+    assert server.returncode is not None
+
+
+def test_a_worker_that_dies_gives_a_json_500_and_is_replaced():
+    import asyncio
+    import os
+    import signal
+
+    from matcalc.serve.pool import Pool
+
+    async def scenario() -> tuple[int, dict[str, Any], int, str]:
+        pool = Pool(Settings(workers=1, timeout=60.0, proof_timeout=600.0))
+        await pool.start()
+        try:
+            (worker,) = pool.workers
+            running = asyncio.ensure_future(pool.run("verify", {"expr": HOSTILE_PROOF, "wrt": "X"}))
+            await asyncio.sleep(0.3)
+            os.kill(worker.process.pid, signal.SIGKILL)  # as the kernel's out-of-memory killer would
+            status, payload = await running
+            after, reply = await pool.run("diff", {"expr": "x^T A x", "wrt": "x"})
+            return status, payload, after, reply["text"]
+        finally:
+            await pool.close()
+
+    status, payload, after, text = asyncio.run(scenario())
+    assert status == 500 and payload["error"]["type"] == "WorkerDied"
+    assert after == 200 and text == "(A + A^T) x"

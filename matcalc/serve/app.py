@@ -81,8 +81,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
             fields = checked(endpoint, await _body(request, settings.max_body), settings.max_expr)
         except RequestError as error:
             return JSONResponse(error.payload, status_code=error.status)
-        if endpoint == "verify":
-            fields["verify"] = True
         status, payload = await state["pool"].run(endpoint, fields)
         return JSONResponse(payload, status_code=status)
 

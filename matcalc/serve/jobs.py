@@ -114,7 +114,12 @@ def code(request: dict[str, Any], timeout: float) -> Reply:
     return 200, {"input": expr, "variables": names, "backend": backend, "code": str(source)}
 
 
-ENDPOINTS = {"diff": diff, "verify": diff, "check": check, "code": code}
+def verify(request: dict[str, Any], timeout: float) -> Reply:
+    """POST /api/verify: /api/diff's reply, proven."""
+    return diff({**request, "verify": True}, timeout)
+
+
+ENDPOINTS = {"diff": diff, "verify": verify, "check": check, "code": code}
 
 
 def run(endpoint: str, request: dict[str, Any], timeout: float) -> Reply:
