@@ -110,11 +110,13 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_server(port: int, workers: int, timeout: float, queue: int) -> subprocess.Popen:
+def start_server(port: int, workers: int, timeout: float, queue: int,
+                 proof_timeout: float | None = None) -> subprocess.Popen:
     """`python -m matcalc serve` on 127.0.0.1:port, once its workers are ready."""
+    proof = ["--proof-timeout", str(proof_timeout)] if proof_timeout is not None else []
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     server = subprocess.Popen([sys.executable, "-m", "matcalc", "serve", "--host", "127.0.0.1", "--port", str(port),
-                               "--workers", str(workers), "--timeout", str(timeout), "--queue", str(queue)],
+                               "--workers", str(workers), "--timeout", str(timeout), "--queue", str(queue), *proof],
                               env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -136,6 +138,7 @@ def mixed_requests(count: int, seed: int = 19) -> list[tuple[str, str, bytes, se
     rng = random.Random(seed)
     hostile = _hostile_inputs()
     out: list[tuple[str, str, bytes, set[int], str | None]] = []
+    hostile_count = 0
     for index in range(count):
         share = index % 12
         if share < 6:
@@ -145,11 +148,13 @@ def mixed_requests(count: int, seed: int = 19) -> list[tuple[str, str, bytes, se
             endpoint, body, text = HARD[index % len(HARD)]
             out.append(("hard", endpoint, json.dumps(body).encode(), {200}, text))
         elif share < 10:
-            text = hostile[index % len(hostile)]
+            text = hostile[hostile_count % len(hostile)]  # the proof past the limit first, and each of them in turn
+            hostile_count += 1
             endpoint = "verify" if text == HOSTILE_PROOF else "diff"
             body = {"expr": text, "wrt": "X" if "X" in text else "x"}
             # a result, a clean refusal (too long, not in the language), or stopped at the time limit
-            out.append(("hostile", endpoint, json.dumps(body).encode(), {200, 413, 422, 504}, None))
+            expected = {504} if text == HOSTILE_PROOF else {200, 413, 422, 504}
+            out.append(("hostile", endpoint, json.dumps(body).encode(), expected, None))
         else:
             endpoint, raw, status = MALFORMED[index % len(MALFORMED)]
             out.append(("malformed", endpoint, raw, {status}, None))
@@ -196,9 +201,10 @@ async def run_load(base: str, count: int, hang: float) -> Load:
 
 def measure(count: int = 200, workers: int = 2, timeout: float = 10.0, queue: int | None = None,
             hang: float = 120.0) -> Load:
-    """Start the server, send the load, stop the server."""
+    """Start the server, send the load, stop the server. The proofs may run past the time limit (to 10 times it),
+    so that the hostile proof is stopped by the limit: its worker killed and replaced under load."""
     port = free_port()
-    server = start_server(port, workers, timeout, count if queue is None else queue)
+    server = start_server(port, workers, timeout, count if queue is None else queue, proof_timeout=10 * timeout)
     try:
         return asyncio.run(run_load(f"http://127.0.0.1:{port}", count, hang))
     finally:

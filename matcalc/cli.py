@@ -150,6 +150,8 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     serve.add_argument("--timeout", type=float, default=20.0, metavar="SECONDS",
                        help="time limit of each request's work (default 20): past it the worker is stopped")
     serve.add_argument("--queue", type=int, default=64, help="requests that may wait for a worker (default 64)")
+    serve.add_argument("--proof-timeout", type=float, default=None, metavar="SECONDS",
+                       help="time limit of a SymPy proof, past it undecided (default: 60%% of --timeout)")
     return parser, {"diff": diff, "check": check, "codegen": codegen, "rules": rules, "serve": serve}
 
 
@@ -441,10 +443,11 @@ def _run_serve(args: argparse.Namespace) -> int:
     if missing is not None:
         raise MatcalcError(missing)
     if not 0 <= args.port <= 65535 or (args.workers is not None and args.workers < 1) or not args.timeout > 0 \
-            or args.queue < 0:
-        raise MatcalcError("--port must be 0 to 65535, --workers at least 1, --timeout positive, --queue at least 0")
+            or args.queue < 0 or (args.proof_timeout is not None and not args.proof_timeout > 0):
+        raise MatcalcError("--port must be 0 to 65535, --workers at least 1, --timeout and --proof-timeout positive, "
+                           "--queue at least 0")
     print(f"matcalc: serving on http://{args.host}:{args.port}/ (Ctrl-C stops)", file=sys.stderr)
-    serve(args.host, args.port, timeout=args.timeout, queue=args.queue,
+    serve(args.host, args.port, timeout=args.timeout, queue=args.queue, proof_timeout=args.proof_timeout,
           **({"workers": args.workers} if args.workers is not None else {}))
     return 0
 
