@@ -30,8 +30,8 @@ def error_payload(error: BaseException, kind: str | None = None) -> dict[str, An
 
 
 def _one_or_many(wrt: str | list[str]) -> list[str]:
-    names = [name.strip() for name in wrt.split(",")] if isinstance(wrt, str) else list(wrt)
-    return names
+    """The variables: a list, or a name, or names with commas as the CLI takes them (W1,W2)."""
+    return [name.strip() for name in wrt.split(",")] if isinstance(wrt, str) else list(wrt)
 
 
 def _derivative_payload(expr: str, d: Any, steps: str, verify: bool, timeout: float) -> dict[str, Any]:
@@ -70,7 +70,7 @@ def diff(request: dict[str, Any], timeout: float) -> Reply:
         gradients = api.grad(expr, names, where, inline=inline, layout=layout)
         return 200, {"input": expr, "variables": names, "kind": "gradient", "text": str(gradients),
                      "latex": gradients.latex(),
-                     "steps": [step for step in _steps_json(gradients, steps)],
+                     "steps": _steps_json(gradients, steps),
                      "gradients": {name: _derivative_payload(expr, d, steps, verify, timeout)
                                    for name, d in gradients.items()}}
     if kind == "hessian":
