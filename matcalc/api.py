@@ -225,7 +225,8 @@ def _in_layout(d: Derivative, layout: Layout) -> Derivative:
         return d
     trace: list[str] = []
     body = simplify(ir.transpose(d.body), trace)
-    steps = (*d.steps, Step(spec.layout_step, body, tuple(trace)))
+    claim = Claim(spec.layout_claim, d.function, d.variable)
+    steps = (*d.steps, Step(spec.layout_step, body, tuple(trace), claim=claim))
     if d.inline_result is not None:  # inline: the body is the whole result
         return dataclasses.replace(d, body=body, layout=layout, steps=steps, inline_result=body)
     return dataclasses.replace(d, body=body, layout=layout, steps=steps)

@@ -380,6 +380,8 @@ def _result_label(d: Derivative) -> str | Partial:
                        ir.is_vector_shape(d.variable.shape))
     if d.kind == "jacobian" and d.layout == "denominator":
         return "Jacobian in denominator layout (the transpose)"
+    if d.kind == "gradient" and d.layout == "jacobian":
+        return "Jacobian (the gradient transposed)"
     return {"gradient": "gradient", "jacobian": "Jacobian", "hessian": "Hessian", "derivative": "derivative",
             "tensor": "derivative"}[d.kind]
 
@@ -393,7 +395,8 @@ def chain_method(derivatives: list[Derivative]) -> list[Step]:
     results = {d.variable.name: (d.expr, _result_label(d)) for d in derivatives}
     variables = [d.variable for d in derivatives]
     gradient = first.of if first.kind == "hessian" else None
-    return chain_derivation(first.function, first.program, variables, results, taken, gradient)
+    row = first.kind == "gradient" and first.layout == "jacobian"
+    return chain_derivation(first.function, first.program, variables, results, taken, gradient, row)
 
 
 def index_method(d: Derivative, prefix: str = "") -> list[Step]:

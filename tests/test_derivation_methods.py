@@ -143,12 +143,13 @@ def assert_every_step_true(steps: tuple[Step, ...], derivatives: list[Derivative
             if claim.wrt.is_scalar and step.expr.shape == claim.of.shape:  # the entrywise derivative, F's shape
                 got = got.reshape(-1, 1, order="F")
             _close(got, expected, what)
-        elif claim.how in ("gradient", "sym_gradient"):
+        elif claim.how in ("gradient", "gradient_T", "sym_gradient"):
             row = vec_jacobian(claim.of, claim.wrt, values)
             expected = row.reshape(_dims(claim.wrt.shape, values), order="F")
             if claim.how == "sym_gradient":
                 expected = (expected + expected.T) / 2
-            _close(value_2d(step.expr, values), expected, what)
+            got = value_2d(step.expr, values)
+            _close(got.T if claim.how == "gradient_T" else got, expected, what)
         elif claim.how == "differential":
             rng = np.random.default_rng(seed + 1)
             direction = Var("direction_of_the_test", claim.wrt.shape)
@@ -194,6 +195,8 @@ SINGLE = [  # (expression, variable, where, hessian)
     ("tr(X^T A X)", "X", None, True),  # a Hessian w.r.t. a matrix, 4th order
     ("sum(tanh(W x))", "W", None, False),
     ("W x + b", "x", None, "denominator"),
+    ("a^T x", "x", None, "jacobian"),  # the seeds' layout: the 1×n row, the gradient's transpose
+    ("tr(A X)", "X", None, "jacobian"),
     ("tr(A S)", "S", "S: symmetric", False),  # w.r.t. a symmetric matrix: sym(G) at the end
     ("a^T b", "x", "x: vector", False),  # a function free of the variable: zero
 ]
@@ -210,8 +213,8 @@ INDEXED = ["max(0, w^T x + b)", "W x", "a^T x", "x^T A x", "tr(A X)", "W x + b",
 def _single(expr: str, var: str, where: str | None, hessian: bool | str) -> Derivative:
     if hessian is True:
         return matcalc.hessian(expr, var, where=where)
-    if hessian == "denominator":
-        return matcalc.diff(expr, var, where=where, layout="denominator")
+    if hessian in ("denominator", "jacobian"):
+        return matcalc.diff(expr, var, where=where, layout=hessian)
     return matcalc.diff(expr, var, where=where)
 
 
@@ -240,6 +243,12 @@ def test_every_step_of_a_network_is_true(program, variables, method):
     derivatives = list(gradients.values())
     steps = gradients.method_steps(method)
     assert assert_every_step_true(steps, derivatives) == len(steps)
+
+
+def test_a_network_in_the_jacobian_layout_ends_in_the_gradient_transposed():
+    d = matcalc.diff("h1 = tanh(W1 x + b1); L = sum(h1 .* h1)", "W1", layout="jacobian")
+    assert d.steps[-1].claim is not None and d.steps[-1].claim.how == "gradient_T"
+    assert assert_every_step_true(d.steps, [d]) == sum(step.claim is not None for step in d.steps)
 
 
 def test_a_wrong_step_is_caught_by_the_checker():

@@ -213,7 +213,7 @@ def _shape_product(factors: list[Expr]) -> str:
 
 
 def chain_steps(bindings: Bindings, variables: list[Var], results: dict[str, tuple[Expr, str | Partial]],
-                section_prefix: str = "", result_claim: ClaimKind = "result") -> list[Step]:
+                section_prefix: str = "", result_claim: ClaimKind = "result", row: bool = False) -> list[Step]:
     """The four steps over `bindings` (intermediate variables, the last being the function), for each variable:
     `results` gives, by variable name, the engine's result and what it is ("gradient", "Jacobian", ...)."""
     prefix = f"{section_prefix}: " if section_prefix else ""
@@ -283,7 +283,7 @@ def chain_steps(bindings: Bindings, variables: list[Var], results: dict[str, tup
                               note="the intermediate variables replaced by their definitions",
                               claim=Claim("jacobian", function, variable)))
         steps.append(Step("result", result, section=prefix + RESULT + which, lhs=(what,),
-                          note=_result_note(output, variable, final is not None),
+                          note=_result_note(output, variable, final is not None, row),
                           claim=Claim(result_claim, function, variable)))
     return steps
 
@@ -296,9 +296,16 @@ def _value_note(value: Expr) -> str:
     return f"matrix, {shape_text(value.shape)}"
 
 
-def _result_note(output: Expr, variable: Var, depends: bool = True) -> str:
+def _result_note(output: Expr, variable: Var, depends: bool = True, row: bool = False) -> str:
+    """Where the engine's result comes from; `row`: a scalar's derivative in the Jacobian layout (the row itself)."""
     if not depends:
         return f"the function does not depend on {variable.name}: zero, as the engine prints it"
+    if row and ir.is_column(variable.shape):
+        return "the row above, in the Jacobian layout: as the engine prints it"
+    if row:
+        return (f"vec(G)^T above, reshaped like {variable.name} and transposed "
+                f"({shape_text((variable.shape[1], variable.shape[0]))}), in the Jacobian layout: as the engine "
+                "prints it")
     if output.is_scalar and variable.symmetric and not ir.is_vector_shape(variable.shape):
         return (f"G from vec(G)^T above, and as {variable.name} is symmetric its symmetric part sym(G) = "
                 f"(G + G^T)/2: as the engine prints it")
@@ -312,17 +319,18 @@ def _result_note(output: Expr, variable: Var, depends: bool = True) -> str:
 
 def chain_derivation(function: Expr, program: Bindings, variables: list[Var],
                      results: dict[str, tuple[Expr, str | Partial]],
-                     taken: set[str], gradient: Expr | None = None) -> list[Step]:
+                     taken: set[str], gradient: Expr | None = None, row: bool = False) -> list[Step]:
     """The chain method for a function (or a program: its definitions are the intermediate variables) and each
     variable. For a Hessian, `gradient` is the engine's gradient: the four steps give it, then the chain rule
-    applied to the gradient gives the Hessian (`results` holds the Hessian)."""
+    applied to the gradient gives the Hessian (`results` holds the Hessian). `row`: the results are a scalar's
+    derivative in the Jacobian layout (the gradient transposed)."""
     taken = {*taken, *ir.variables(function), *(name for name, _ in program)}
     if len(program) > MAX_INTERMEDIATES:
         raise UnsupportedError(f"the chain method would multiply the Jacobians of {len(program)} definitions; it is "
                                f"written for programs of at most {MAX_INTERMEDIATES} (try --steps)")
     bindings = program if program else intermediates(function, variables, taken)
     if gradient is None:
-        return chain_steps(bindings, variables, results)
+        return chain_steps(bindings, variables, results, row=row)
     (variable,) = variables
     steps = chain_steps(bindings, variables, {variable.name: (gradient, "gradient")}, "the gradient", "gradient")
     taken |= {name for name, _ in bindings}

@@ -76,7 +76,7 @@ def differentiate_matrix(function: Expr, variable: Var, spec: DerivativeSpec) ->
     if spec.transposed:
         trace = []
         result = simplify(ir.transpose(result), trace)
-        steps.append(Step(spec.layout_step, result, tuple(trace), claim=Claim("jacobian_T", function, variable)))
+        steps.append(Step(spec.layout_step, result, tuple(trace), claim=Claim(spec.layout_claim, function, variable)))
     return result, steps
 
 
