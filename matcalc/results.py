@@ -386,13 +386,23 @@ def _result_label(d: Derivative) -> str | Partial:
             "tensor": "derivative"}[d.kind]
 
 
+def _in_program_names(d: Derivative) -> Expr:
+    """The result as one expression, but over the program's own names where it was a program: the user's
+    definitions are the chain method's intermediate variables, and substituting them back would write each
+    layer out again inside the next."""
+    if not d.program:
+        return d.expr
+    own = {name for name, _ in d.program}
+    return ir.inline(tuple(b for b in d.definitions if b[0] not in own), d.body)
+
+
 def chain_method(derivatives: list[Derivative]) -> list[Step]:
     """Parr & Howard's chain rule for one derivative, or for the gradients of one program (shared steps once)."""
     from .calculus.chain_steps import chain_derivation
 
     first = derivatives[0]
     taken = {*first.where, *dimension_names(first.where)}
-    results = {d.variable.name: (d.expr, _result_label(d)) for d in derivatives}
+    results = {d.variable.name: (_in_program_names(d), _result_label(d)) for d in derivatives}
     variables = [d.variable for d in derivatives]
     gradient = first.of if first.kind == "hessian" else None
     row = first.kind == "gradient" and first.layout == "jacobian"
