@@ -184,7 +184,7 @@ def _adjoint_claim(bindings: Bindings, adjoint: str, value: Expr) -> Claim | Non
         return None
     h = Var(name, bindings[position][1].shape)
     later = bindings[position + 1:]
-    return Claim("gradient", ir.inline(later[:-1], later[-1][1]), h) if later else None
+    return Claim("gradient", lambda: ir.inline(later[:-1], later[-1][1]), h) if later else None
 
 
 @_without_cycle_collection

@@ -9,6 +9,8 @@ The engine (derive, backprop), the proof (backends/verify) and the printers ask 
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from fractions import Fraction
@@ -79,8 +81,14 @@ class Claim:
     written over the inputs and the intermediate variables before it; those are the function's own values."""
 
     how: ClaimKind
-    of: Expr
+    # `of`, or how to build it when a check asks (an adjoint's claim inlines the rest of the program: built for
+    # every line of a deep network, the claims alone would cost time quadratic in its depth)
+    stated: Expr | Callable[[], Expr]
     wrt: Var | None = None
+
+    @functools.cached_property
+    def of(self) -> Expr:
+        return self.stated if isinstance(self.stated, Expr) else self.stated()
 
 
 @dataclass(frozen=True)
