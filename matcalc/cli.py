@@ -143,7 +143,14 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     codegen.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
     rules = commands.add_parser("rules", help="list every derivative and simplification rule")
-    return parser, {"diff": diff, "check": check, "codegen": codegen, "rules": rules}
+    serve = commands.add_parser("serve", help="serve the page and the JSON API (docs/server.md; the extra 'web')")
+    serve.add_argument("--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="the port (default 8000)")
+    serve.add_argument("--workers", type=int, default=None, help="worker processes (default: one per core)")
+    serve.add_argument("--timeout", type=float, default=20.0, metavar="SECONDS",
+                       help="time limit of each request's work (default 20): past it the worker is stopped")
+    serve.add_argument("--queue", type=int, default=64, help="requests that may wait for a worker (default 64)")
+    return parser, {"diff": diff, "check": check, "codegen": codegen, "rules": rules, "serve": serve}
 
 
 def _option_action(token: str, parser: argparse.ArgumentParser,
@@ -426,6 +433,22 @@ def _run_codegen(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_serve(args: argparse.Namespace) -> int:
+    from .core.errors import MatcalcError
+    from .serve import missing_web_extra, serve
+
+    missing = missing_web_extra()
+    if missing is not None:
+        raise MatcalcError(missing)
+    if not 0 <= args.port <= 65535 or (args.workers is not None and args.workers < 1) or not args.timeout > 0 \
+            or args.queue < 0:
+        raise MatcalcError("--port must be 0 to 65535, --workers at least 1, --timeout positive, --queue at least 0")
+    print(f"matcalc: serving on http://{args.host}:{args.port}/ (Ctrl-C stops)", file=sys.stderr)
+    serve(args.host, args.port, timeout=args.timeout, queue=args.queue,
+          **({"workers": args.workers} if args.workers is not None else {}))
+    return 0
+
+
 def _quiet_stdout() -> None:
     """Send what is left of standard output to /dev/null: the interpreter flushes its buffer at exit, and a closed
     pipe would then print "Exception ignored ... BrokenPipeError" (as Python's docs on SIGPIPE advise)."""
@@ -448,6 +471,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "rules":
             code = _run_rules()
+        elif args.command == "serve":
+            code = _run_serve(args)
         elif args.command == "codegen":
             code = _run_codegen(args)
         else:

@@ -17,7 +17,8 @@ ALLOWED = {
     "backends": {"core", "rules", "calculus", "render"},
     "results": {"core", "frontend", "rules", "calculus", "render", "backends"},
     "api": {"core", "frontend", "rules", "calculus", "render", "backends", "results"},
-    "cli": {"core", "frontend", "rules", "calculus", "render", "backends", "results", "api", "__init__"},
+    "cli": {"core", "frontend", "rules", "calculus", "render", "backends", "results", "api", "__init__", "serve"},
+    "serve": {"core", "frontend", "rules", "calculus", "render", "backends", "results", "api"},
 }
 
 
