@@ -112,6 +112,8 @@ def _describe_terminal(name: str) -> str:
 
 
 def _expected(names: set[str] | frozenset[str]) -> str:
+    # `[]` stands in one place only (max(U, [], k), which _check_empty enforces): not offered as an operand
+    names = set(names) - {"EMPTY"}
     if "MUL_OP" in names:  # wherever ⊗ may come, a product's operator may too: "an operator" says both
         names = set(names) - {"KRON_OP"}
     described = sorted({_describe_terminal(n) for n in names})
