@@ -16,6 +16,7 @@ entry by entry: the gradient in the space of symmetric matrices.
 from __future__ import annotations
 
 import functools
+import itertools
 import random
 import signal
 import threading
@@ -440,8 +441,12 @@ class PreciseBackend:
         return out
 
     def function(self, name: str, a: Any) -> Any:
-        if _is_non_smooth(name) and any(abs(a[i, j]) <= self.kink_distance
-                                        for i in range(a.rows) for j in range(a.cols)):
+        if _is_non_smooth(name) and FUNCTIONS[name].kind == "vector":
+            entries = sorted(a[i, j] for i in range(a.rows) for j in range(a.cols))
+            if any(b - c <= self.kink_distance for c, b in itertools.pairwise(entries)):
+                raise _Undefined  # at or within a step of a kink of max: two entries (nearly) tie
+        elif _is_non_smooth(name) and any(abs(a[i, j]) <= self.kink_distance
+                                          for i in range(a.rows) for j in range(a.cols)):
             raise _Undefined  # at or within a step of the kink (at 0) of relu, abs, sign, step, norm1
         if FUNCTIONS[name].kind == "elementwise":
             return self._each(a, _entrywise(name))
