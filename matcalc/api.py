@@ -9,9 +9,10 @@ from __future__ import annotations
 import dataclasses
 import functools
 import gc
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .calculus import derive
 from .calculus.backprop import backpropagate, needed_bindings
@@ -20,7 +21,6 @@ from .core import ir
 from .core.errors import ParseError, ResultShapeError, ShapeError, abbreviate
 from .core.ir import Bindings, Expr, Var
 from .frontend.parse import Declarations, dimension_names, parse_declarations
-from .frontend.sympy_reader import SympyReading, is_sympy
 from .frontend.typecheck import Parsed, ParsedProgram, parse_program
 from .render.naming import name_shared, name_shared_lines
 from .render.text import program_text, to_text
@@ -43,6 +43,9 @@ from .results import (
     _wrt_name,
 )
 from .rules.simplify import simplify
+
+if TYPE_CHECKING:
+    from .frontend.sympy_reader import SympyReading
 
 
 def _without_cycle_collection(entry: Callable) -> Callable:
@@ -112,6 +115,16 @@ def to_sympy(value: Any) -> Any:
     if not isinstance(value, Expr):
         raise ParseError(f"to_sympy takes an expression from matcalc.parse or a result, not {type(value).__name__}")
     return write(value)
+
+
+def is_sympy(value: object) -> bool:
+    """Whether `value` is a SymPy object. The reader is imported only when SymPy is (`import matcalc` imports
+    neither): without SymPy loaded, nothing can be a SymPy object."""
+    if "sympy" not in sys.modules:
+        return False
+    from .frontend.sympy_reader import is_sympy as of_sympy
+
+    return of_sympy(value)
 
 
 def _text_input(expr: Any, where: str | dict | None) -> tuple[Any, Any]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import difflib
 import functools
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
@@ -518,6 +519,8 @@ def _absent_variable(name: str, occurring: set[str], dimensions: set[str]) -> Pa
 def _wrt_name(wrt: object) -> object:
     """A variable given as a SymPy Symbol or MatrixSymbol: its name; anything else as it is (checked by
     _check_variable_name)."""
+    if "sympy" not in sys.modules or isinstance(wrt, str):  # no SymPy object without SymPy loaded
+        return wrt
     from .frontend.sympy_reader import is_sympy, sympy_name
 
     return sympy_name(wrt) if is_sympy(wrt) else wrt

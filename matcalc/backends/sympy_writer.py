@@ -8,7 +8,7 @@ expression has too (an ElementwiseApplyFunction), and the named constants' (core
 SymPy has as matrix expressions are written as them (tr -> Trace, det -> Determinant, inv -> Inverse, diag ->
 DiagMatrix / DiagonalOf, ⊗ -> KroneckerProduct, .* -> HadamardProduct, .^ -> HadamardPower); sum, norm1, norm2,
 softmax and logsumexp as the products with ones and traces they are. A 1 x 1 matrix expression where SymPy wants a
-scalar (x^T A x as a factor) is its one entry, MatrixElement(x.T*A*x, 0, 0), which SymPy keeps unevaluated.
+scalar (x^T A x as a factor) is its trace, Trace(x.T*A*x): its one entry, in a form SymPy's arithmetic keeps.
 
 What SymPy has no matrix expression for (vec, the commutation matrix K(m, n), a softmax along an axis) is an
 UnsupportedError naming the part. A variable declared symmetric is written as a plain MatrixSymbol: SymPy's matrix
@@ -41,12 +41,9 @@ def _is_matrix(sp: Any, value: Any) -> bool:
 
 
 def _scalar(sp: Any, value: Any) -> Any:
-    """A value where SymPy wants a scalar: a 1 x 1 matrix expression's one entry."""
-    if _is_matrix(sp, value):
-        from sympy.matrices.expressions.matexpr import MatrixElement
-
-        return MatrixElement(value, 0, 0)
-    return value
+    """A value where SymPy wants a scalar: a 1 x 1 matrix expression's trace, its one entry. Not MatrixElement(v, 0,
+    0), which SymPy's `*` writes out as a Sum over indices; a trace it keeps (and from_sympy reads back as v)."""
+    return sp.Trace(value) if _is_matrix(sp, value) else value
 
 
 def _refused(node: Expr, why: str) -> UnsupportedError:

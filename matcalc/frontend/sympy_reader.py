@@ -37,7 +37,7 @@ from .parse import _NAME, Declaration, Declarations, _check_dimension_names, _re
 def is_sympy(value: object) -> bool:
     """Whether `value` is a SymPy object; never imports SymPy (an object of it exists only if it is imported)."""
     sympy = sys.modules.get("sympy")
-    return sympy is not None and isinstance(value, sympy.Basic)
+    return sympy is not None and isinstance(value, sympy.Basic | sympy.MatrixBase)
 
 
 @dataclass(frozen=True)
@@ -249,6 +249,9 @@ class _Reader:
                 raise _refused(node, "an explicit matrix of entries; matcalc works with symbols: use a MatrixSymbol")
             if getattr(node, "is_number", False) and node.is_real is False:
                 raise _refused(node, "a complex number; matcalc's matrices are real")
+            if isinstance(node, sp.Sum):
+                raise _refused(node, "a sum over indices; SymPy writes the entry (x.T*A*x)[0, 0] out as one when it "
+                                     "is multiplied with `*`: write the scalar as Trace(x.T*A*x), which it keeps")
             raise _refused(node, "the language has no such operation")
         if isinstance(node, sp.MatrixSymbol | sp.Identity | sp.ZeroMatrix | sp.OneMatrix | sp.Atom):
             return build, ()
@@ -268,6 +271,18 @@ def _matrix_power(r: _Reader, node: Any, args: list[Expr]) -> Expr:
     if k is None or k.denominator != 1:
         raise _refused(node, "a matrix power whose exponent is not a whole number")
     return ir.identity(args[0].shape[0]) if k == 0 else ir.power(args[0], ir.Num(k))
+
+
+def _product(r: _Reader, node: Any, args: list[Expr]) -> Expr:
+    """A MatMul; 1^T M 1 with SymPy's OneMatrix (1^T v for a column v) is sum(M), as to_sympy writes a sum."""
+    ones = r.sp.OneMatrix
+    first, last = node.args[0], node.args[-1]
+    if node.shape == (1, 1) and len(args) > 1 and isinstance(first, ones) and first.shape[0] == 1:
+        inner = args[1:-1] if len(args) > 2 and isinstance(last, ones) and last.shape[1] == 1 else args[1:]
+        middle = ir.mul(*inner)
+        if middle.shape[1] == 1 or inner is not args[1:]:
+            return ir.func("sum", middle)
+    return ir.mul(*args)
 
 
 def _entry(r: _Reader, node: Any, args: list[Expr]) -> Expr:
@@ -330,7 +345,7 @@ def _table() -> tuple[tuple[Any, Callable[[_Reader, Any, list[Expr]], Expr]], ..
         (sp.ZeroMatrix | sp.OneMatrix, _fills),
         (_applyfunc_class(), lambda r, node, args: args[1]),  # the body, its variable read as the argument
         (MatrixElement, _entry),
-        (sp.MatMul, lambda r, node, args: ir.mul(*args)),
+        (sp.MatMul, _product),
         (sp.MatAdd, lambda r, node, args: ir.add(*args)),
         (sp.Inverse, lambda r, node, args: ir.func("inv", args[0])),
         (sp.MatPow, _matrix_power),
@@ -438,7 +453,7 @@ def from_sympy(expr: Any, where: str | dict | Declarations | None = None) -> Sym
 
     if isinstance(expr, sp.MatrixBase) or not isinstance(expr, sp.Expr):
         raise _refused(expr, "an explicit matrix of entries; matcalc works with symbols: use a MatrixSymbol"
-                       if isinstance(expr, sp.MatrixBase) else "not an expression")
+                       if isinstance(expr, sp.MatrixBase) else "not an expression (an equation, a set, ...)")
     given = parse_declarations(where)
     shapes, dims = _symbols(expr)
     declarations: Declarations = {}
@@ -458,21 +473,22 @@ def from_sympy(expr: Any, where: str | dict | Declarations | None = None) -> Sym
 
 
 def _read(expr: Any, reader: _Reader) -> Expr:
-    """The walk: each distinct node once, after its children, with an explicit stack."""
-    done: dict[Any, Expr] = {}
+    """The walk: each node once, after its children, with an explicit stack. Nodes are known by identity, not by
+    SymPy's equality, whose hash recurses over the depth (SymPy builds a tree a few hundred levels deep at most)."""
+    done: dict[int, Expr] = {}
     stack: list[tuple[Any, tuple[Any, tuple[Any, ...]] | None]] = [(expr, None)]
     while stack:
         node, reading = stack.pop()
-        if node in done:
+        if id(node) in done:
             continue
-        if node in reader.bound:  # a Lambda's variable: the argument of its applyfunc, read first
-            done[node] = done[reader.bound[node]]
+        if isinstance(node, reader.sp.Dummy) and node in reader.bound:  # a Lambda's variable: its argument's IR
+            done[id(node)] = done[id(reader.bound[node])]
             continue
         if reading is None:
             reading = reader.reading(node)
             stack.append((node, reading))
-            stack.extend((child, None) for child in reversed(reading[1]) if child not in done)
+            stack.extend((child, None) for child in reversed(reading[1]) if id(child) not in done)
             continue
         build, children = reading
-        done[node] = build(reader, node, [done[c] for c in children])
-    return done[expr]
+        done[id(node)] = build(reader, node, [done[id(c)] for c in children])
+    return done[id(expr)]
