@@ -276,8 +276,8 @@ def _matrix_power(r: _Reader, node: Any, args: list[Expr]) -> Expr:
 def _product(r: _Reader, node: Any, args: list[Expr]) -> Expr:
     """A MatMul; 1^T M 1 with SymPy's OneMatrix (1^T v for a column v) is sum(M), as to_sympy writes a sum."""
     ones = r.sp.OneMatrix
-    first, last = node.args[0], node.args[-1]
-    if node.shape == (1, 1) and len(args) > 1 and isinstance(first, ones) and first.shape[0] == 1:
+    first, last = node.args[0], node.args[-1]  # SymPy's own shapes are asked of the ones only (they recurse)
+    if len(args) > 1 and isinstance(first, ones) and first.shape[0] == 1 and ir.mul(*args).is_scalar:
         inner = args[1:-1] if len(args) > 2 and isinstance(last, ones) and last.shape[1] == 1 else args[1:]
         middle = ir.mul(*inner)
         if middle.shape[1] == 1 or inner is not args[1:]:
