@@ -104,7 +104,10 @@ def _pattern_call(node: Any) -> tuple[str, Any] | None:
     """(name, argument) when `node` is exactly a function of the language written with others (sigmoid's
     1 / (1 + exp(-u))), checked by rebuilding it: a match is an identity, never a guess."""
     for pattern, wild, name in _function_table().patterns.get(node.func, ()):
-        found = node.match(pattern)
+        try:
+            found = node.match(pattern)
+        except (TypeError, ValueError, NotImplementedError, AttributeError):  # SymPy's matcher on matrix entries
+            found = None
         if found and wild in found and pattern.xreplace({wild: found[wild]}) == node:
             return name, found[wild]
     return None
@@ -282,7 +285,27 @@ def _product(r: _Reader, node: Any, args: list[Expr]) -> Expr:
         middle = ir.mul(*inner)
         if middle.shape[1] == 1 or inner is not args[1:]:
             return ir.func("sum", middle)
-    return ir.mul(*args)
+    return _recognised(ir.mul(*args))
+
+
+def _exp_sum(e: Expr) -> Expr | None:
+    """u, for sum(exp(u)) of a column u."""
+    if ir.is_call("sum")(e) and ir.is_call("exp")(e.arg) and ir.is_column(e.arg.shape):  # type: ignore[attr-defined]
+        return e.arg.arg  # type: ignore[attr-defined]
+    return None
+
+
+def _recognised(e: Expr) -> Expr:
+    """The functions SymPy has no matrix expression for, in the forms to_sympy writes them: exp(u) / sum(exp(u)) is
+    softmax(u), log(sum(exp(u))) is logsumexp(u) (u a column). Any other expression as it is."""
+    if isinstance(e, ir.MatMul) and len(e.factors) == 2:
+        scale, exps = e.factors
+        if isinstance(scale, ir.Power) and scale.exponent == ir.num(-1) and _exp_sum(scale.base) is not None \
+                and scale.base.arg is exps:  # type: ignore[attr-defined]
+            return ir.func("softmax", _exp_sum(scale.base))  # type: ignore[arg-type]
+    if ir.is_call("log")(e) and _exp_sum(e.arg) is not None:  # type: ignore[attr-defined]
+        return ir.func("logsumexp", _exp_sum(e.arg))  # type: ignore[arg-type, attr-defined]
+    return e
 
 
 def _entry(r: _Reader, node: Any, args: list[Expr]) -> Expr:
@@ -325,7 +348,7 @@ def _diagonal(r: _Reader, node: Any, args: list[Expr]) -> Expr:
 def _function(r: _Reader, node: Any, args: list[Expr]) -> Expr:
     name = _function_table().by_class.get(node.func)
     if name is not None and len(args) == 1:
-        return ir.func(name, args[0])
+        return _recognised(ir.func(name, args[0]))
     if isinstance(node, r.sp.core.function.AppliedUndef):
         raise _refused(node, f"an undefined function {node.func}; write the expression it stands for")
     raise _refused(node, f"the language has no function {node.func} (its functions: docs/language.md)")
