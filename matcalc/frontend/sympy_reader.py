@@ -75,6 +75,9 @@ def _checked_name(name: str, node: Any) -> str:
 class _FunctionTable:
     by_class: dict[Any, str]  # sympy.exp -> "exp": a meaning that is one SymPy function of u
     patterns: dict[Any, list[tuple[Any, Any, str]]]  # head class -> (pattern over a Wild, the Wild, name)
+    # per pattern: the SymPy functions it holds (1 / (1 + exp(-w)): exp) and how many levels down, so that a node
+    # without them is not offered to SymPy's matcher (slow on long sums)
+    signatures: dict[Any, tuple[frozenset, int]]
 
 
 @functools.cache
@@ -86,6 +89,7 @@ def _function_table() -> _FunctionTable:
     u, w = sp.Dummy("u"), sp.Wild("w")
     by_class: dict[Any, str] = {sp.sign: "sign"}  # SymPy's own sign: matcalc's sign (sign(0) = 0) by another name
     patterns: dict[Any, list[tuple[Any, Any, str]]] = {}
+    signatures: dict[Any, tuple[frozenset, int]] = {}
     for name, spec in FUNCTIONS.items():
         if spec.kind != "elementwise" or spec.sympy is None:
             continue
@@ -97,13 +101,39 @@ def _function_table() -> _FunctionTable:
         else:
             pattern = meaning.xreplace({u: w})
             patterns.setdefault(pattern.func, []).append((pattern, w, name))
-    return _FunctionTable(by_class, patterns)
+            signatures[pattern] = (frozenset(_functions_within(pattern, 8)), _levels(pattern))
+    return _FunctionTable(by_class, patterns, signatures)
+
+
+def _functions_within(node: Any, levels: int) -> set[Any]:
+    """The classes of the SymPy functions (exp, Heaviside, ...) in the first `levels` levels below `node`."""
+    import sympy as sp
+
+    found: set[Any] = set()
+    layer = [node]
+    for _ in range(levels + 1):
+        found.update(n.func for n in layer if isinstance(n, sp.Function | sp.Max | sp.Piecewise))
+        layer = [a for n in layer for a in n.args]
+    return found
+
+
+def _levels(node: Any) -> int:
+    """How many levels a (small) pattern has."""
+    depth, layer = 0, [node]
+    while layer:
+        layer = [a for n in layer for a in n.args]
+        depth += 1
+    return depth
 
 
 def _pattern_call(node: Any) -> tuple[str, Any] | None:
     """(name, argument) when `node` is exactly a function of the language written with others (sigmoid's
     1 / (1 + exp(-u))), checked by rebuilding it: a match is an identity, never a guess."""
-    for pattern, wild, name in _function_table().patterns.get(node.func, ()):
+    table = _function_table()
+    for pattern, wild, name in table.patterns.get(node.func, ()):
+        needed, levels = table.signatures[pattern]
+        if not needed <= _functions_within(node, levels):
+            continue
         try:
             found = node.match(pattern)
         except (TypeError, ValueError, NotImplementedError, AttributeError):  # SymPy's matcher on matrix entries
