@@ -4,10 +4,10 @@
     >>> str(matcalc.diff("x^T A x", "x"))
     '(A + A^T) x'
 
-SymPy and NumPy are imported only by verify() and evaluate().
+SymPy and NumPy are imported only by verify() and evaluate() (and SymPy by from_sympy() and to_sympy()).
 """
 
-from .api import CheckResult, Derivative, Step, check, codegen, diff, grad, hessian, parse
+from .api import CheckResult, Derivative, Step, check, codegen, diff, from_sympy, grad, hessian, parse, to_sympy
 from .core.errors import (
     DeclarationError,
     EvaluationError,
@@ -30,8 +30,10 @@ __all__ = [
     "check",
     "codegen",
     "diff",
+    "from_sympy",
     "grad",
     "hessian",
     "parse",
+    "to_sympy",
 ]
 __version__ = "0.1.0"

@@ -9,9 +9,10 @@ from __future__ import annotations
 import dataclasses
 import functools
 import gc
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .calculus import derive
 from .calculus.backprop import backpropagate, needed_bindings
@@ -39,8 +40,12 @@ from .results import (
     _timeout,
     _variable,
     _with_dimensions,
+    _wrt_name,
 )
 from .rules.simplify import simplify
+
+if TYPE_CHECKING:
+    from .frontend.sympy_reader import SympyReading
 
 
 def _without_cycle_collection(entry: Callable) -> Callable:
@@ -88,6 +93,54 @@ def _checked_shape(shape: object) -> ir.Shape | None:
             raise ShapeError(f"a dimension in shape must be a name, a whole number of at least 1 or a product of "
                              f"them, not {abbreviate(repr(dim))}")
     return (shape[0], shape[1])
+
+
+def from_sympy(expr: Any, where: str | dict | None = None) -> SympyReading:
+    """A SymPy matrix expression (MatrixSymbol, MatMul, MatAdd, MatPow, Transpose, Inverse, Trace, Determinant,
+    HadamardProduct, HadamardPower, applyfunc of a function of the language, scalar Symbols, numbers, ...) read into
+    matcalc's IR: `.expr` (str() is its text) and `.where`, the declarations of its symbols from their SymPy shapes
+    (MatrixSymbol("A", n, n) is A: matrix(n, n), an n x 1 one a vector), merged with `where` (a conflict is a
+    DeclarationError). What the language cannot say is an UnsupportedError naming the SymPy part."""
+    from .frontend.sympy_reader import from_sympy as read
+
+    return read(expr, where)
+
+
+def to_sympy(value: Any) -> Any:
+    """An expression (from `parse`) or a result (Derivative, Gradients) as SymPy matrix expressions."""
+    from .backends.sympy_writer import to_sympy as write
+
+    if isinstance(value, Derivative | Gradients):
+        return value.to_sympy()
+    if not isinstance(value, Expr):
+        raise ParseError(f"to_sympy takes an expression from matcalc.parse or a result, not {type(value).__name__}")
+    return write(value)
+
+
+def is_sympy(value: object) -> bool:
+    """Whether `value` is a SymPy object. The reader is imported only when SymPy is (`import matcalc` imports
+    neither): without SymPy loaded, nothing can be a SymPy object."""
+    if "sympy" not in sys.modules:
+        return False
+    from .frontend.sympy_reader import is_sympy as of_sympy
+
+    return of_sympy(value)
+
+
+def _text_input(expr: Any, where: str | dict | None) -> tuple[Any, Any]:
+    """A SymPy expression as the text of its IR and its declarations merged with `where` (the pipeline then runs as
+    for text, so that it behaves the same); text as it is."""
+    if not is_sympy(expr):
+        return expr, where
+    reading = from_sympy(expr, where)
+    return to_text(reading.expr), reading.where
+
+
+def _wrt_names(wrt: Any) -> Any:
+    """Variables given as SymPy symbols, as their names (one, or a list or tuple of them)."""
+    if isinstance(wrt, list | tuple):
+        return type(wrt)(_wrt_name(w) for w in wrt)
+    return _wrt_name(wrt)
 
 
 @dataclass(frozen=True)
@@ -184,7 +237,7 @@ def _adjoint_claim(bindings: Bindings, adjoint: str, value: Expr) -> Claim | Non
         return None
     h = Var(name, bindings[position][1].shape)
     later = bindings[position + 1:]
-    return Claim("gradient", ir.inline(later[:-1], later[-1][1]), h) if later else None
+    return Claim("gradient", lambda: ir.inline(later[:-1], later[-1][1]), h) if later else None
 
 
 @_without_cycle_collection
@@ -201,7 +254,10 @@ def diff(expr: str, wrt: str, where: str | dict | None = None, layout: Layout = 
     A gradient w.r.t. a symmetric matrix is sym(G) = (G + G^T)/2 (see docs/conventions.md).
     The gradient of a program with a scalar output comes from a backward pass over its definitions.
     The result prints with its shared subexpressions named (one definition per line), or `inline`.
+    `expr` may be a SymPy matrix expression (its shapes are declarations, merged with `where`), `wrt` a SymPy symbol.
     """
+    expr, where = _text_input(expr, where)
+    wrt = _wrt_names(wrt)
     return _diff(_prepare(expr, [wrt], where), check_layout(layout), _flag(inline, "inline"))
 
 
@@ -225,7 +281,8 @@ def _in_layout(d: Derivative, layout: Layout) -> Derivative:
         return d
     trace: list[str] = []
     body = simplify(ir.transpose(d.body), trace)
-    steps = (*d.steps, Step(spec.layout_step, body, tuple(trace)))
+    claim = Claim(spec.layout_claim, d.function, d.variable)
+    steps = (*d.steps, Step(spec.layout_step, body, tuple(trace), claim=claim))
     if d.inline_result is not None:  # inline: the body is the whole result
         return dataclasses.replace(d, body=body, layout=layout, steps=steps, inline_result=body)
     return dataclasses.replace(d, body=body, layout=layout, steps=steps)
@@ -237,7 +294,8 @@ def grad(expr: str, wrt: list[str] | tuple[str, ...], where: str | dict | None =
     """The gradients of a scalar expression or program w.r.t. several variables, by name, from one backward pass;
     with layout="jacobian", each written as the seeds do, the transpose of the gradient (a row for a vector)."""
     layout = check_layout(layout)
-    gradients = _backward(_prepare_scalar(expr, wrt, where), _flag(inline, "inline"))
+    expr, where = _text_input(expr, where)
+    gradients = _backward(_prepare_scalar(expr, _wrt_names(wrt), where), _flag(inline, "inline"))
     if layout == "jacobian":
         return Gradients({name: _in_layout(d, layout) for name, d in gradients.items()}, gradients.output)
     return gradients
@@ -273,6 +331,8 @@ def hessian(expr: str, wrt: str | list[str] | tuple[str, ...], where: str | dict
     derivative; w.r.t. a matrix X, d vec(G) / d vec(X)^T (4th order, in vec form). Given a list of variables, the
     block Hessian: a block per pair, each the Jacobian of one gradient w.r.t. the other variable."""
     inline = _flag(inline, "inline")
+    expr, where = _text_input(expr, where)
+    wrt = _wrt_names(wrt)
     if isinstance(wrt, list | tuple):
         return _block_hessian(expr, _names(wrt, "hessian"), where, inline)
     return _hessian(_prepare(expr, [wrt], where), inline)
@@ -314,6 +374,8 @@ def codegen(expr: str, wrt: list[str] | tuple[str, ...], where: str | dict | Non
     from .backends.pycode import backend as target
 
     hessian = _flag(hessian, "hessian")
+    expr, where = _text_input(expr, where)
+    wrt = _wrt_names(wrt)
     if not isinstance(name, str):
         raise ParseError(f"the function's name must be text, not {abbreviate(repr(name))}")
     prepared = _prepare_scalar(expr, wrt, where, "codegen")
@@ -396,6 +458,10 @@ def check(expr: str, wrt: str, candidate: str, where: str | dict | None = None, 
     from .backends.verify import DEFAULT_TIMEOUT, VerificationReport, verify_derivative
 
     timeout = _timeout(timeout)
+    expr, where = _text_input(expr, where)
+    wrt = _wrt_names(wrt)
+    if is_sympy(candidate):  # read with the function's declarations, so that its symbols keep their shapes
+        candidate = to_text(from_sympy(candidate, where).expr)
     derivative = hessian(expr, wrt, where) if _flag(hessian_of, "hessian_of") else diff(expr, wrt, where, layout)
     try:
         parsed = _candidate(candidate, derivative.where, derivative.body.shape)

@@ -54,7 +54,8 @@ def _language_summary() -> str:
     from .core.constants import CONSTANTS
     from .core.functions import FUNCTIONS
 
-    sizes = [name for name, spec in FUNCTIONS.items() if spec.kind == "lowered" and name != "mean"]
+    # the sizes: the lowered functions with no lowering (rows, cols, size); var, min, leaky_relu are functions
+    sizes = [name for name, spec in FUNCTIONS.items() if spec.kind == "lowered" and spec.lowering is None]
     functions = [name for name in FUNCTIONS if name not in sizes]
     text = (f"language: products by juxtaposition or *, transpose ^T ' or ᵀ, powers ^k, element-wise .* ./ .^ "
             f"(or ⊙ ⊘), functions {' '.join(functions)}, sizes {' '.join(sizes)} (and a declared dimension's "

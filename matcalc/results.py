@@ -6,6 +6,7 @@ from __future__ import annotations
 import difflib
 import functools
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
@@ -347,7 +348,7 @@ class Derivative:
     def diff(self, wrt: str) -> Derivative:
         """This derivative differentiated again w.r.t. `wrt` (a mixed or higher derivative): a tensor with this one's
         axes, then wrt's. Held as a matrix while it has two axes or fewer, else in vec form."""
-        variable = _variable(_check_variable_name(wrt), self.where, {**ir.variables(self.function),
+        variable = _variable(_check_variable_name(_wrt_name(wrt)), self.where, {**ir.variables(self.function),
                                                                     **ir.variables(self.expr)})
         function = self.expr
         output = (*self.split_axes[0], *self.split_axes[1]) if self.form == "vec" else axes_of(function.shape)
@@ -362,6 +363,14 @@ class Derivative:
         return Derivative(function, variable, body, kind, "numerator", where, tuple(steps), bindings, (), result,
                           "vec" if kind == "tensor" else "matrix", (output, axes_of(variable.shape)))
 
+
+    def to_sympy(self) -> Any:
+        """The result as a SymPy matrix expression (MatrixSymbol, MatMul, MatAdd, Trace, ...; a scalar expression for a
+        scalar), its named parts written in. A part SymPy has no matrix expression for (vec, the commutation matrix)
+        is an UnsupportedError naming it. For a tensor, the matrix of its vec form d vec(F) / d vec(X)^T."""
+        from .backends.sympy_writer import to_sympy
+
+        return to_sympy(self.expr)
 
     def to_json(self, method: str = "differential") -> dict[str, Any]:
         """The JSON record (`--json`); its "steps" are those of the derivation `method` (`--steps METHOD`)."""
@@ -380,8 +389,20 @@ def _result_label(d: Derivative) -> str | Partial:
                        ir.is_vector_shape(d.variable.shape))
     if d.kind == "jacobian" and d.layout == "denominator":
         return "Jacobian in denominator layout (the transpose)"
+    if d.kind == "gradient" and d.layout == "jacobian":
+        return "Jacobian (the gradient transposed)"
     return {"gradient": "gradient", "jacobian": "Jacobian", "hessian": "Hessian", "derivative": "derivative",
             "tensor": "derivative"}[d.kind]
+
+
+def _in_program_names(d: Derivative) -> Expr:
+    """The result as one expression, but over the program's own names where it was a program: the user's
+    definitions are the chain method's intermediate variables, and substituting them back would write each
+    layer out again inside the next."""
+    if not d.program:
+        return d.expr
+    own = {name for name, _ in d.program}
+    return ir.inline(tuple(b for b in d.definitions if b[0] not in own), d.body)
 
 
 def chain_method(derivatives: list[Derivative]) -> list[Step]:
@@ -390,10 +411,11 @@ def chain_method(derivatives: list[Derivative]) -> list[Step]:
 
     first = derivatives[0]
     taken = {*first.where, *dimension_names(first.where)}
-    results = {d.variable.name: (d.expr, _result_label(d)) for d in derivatives}
+    results = {d.variable.name: (_in_program_names(d), _result_label(d)) for d in derivatives}
     variables = [d.variable for d in derivatives]
     gradient = first.of if first.kind == "hessian" else None
-    return chain_derivation(first.function, first.program, variables, results, taken, gradient)
+    row = first.kind == "gradient" and first.layout == "jacobian"
+    return chain_derivation(first.function, first.program, variables, results, taken, gradient, row)
 
 
 def index_method(d: Derivative, prefix: str = "") -> list[Step]:
@@ -507,6 +529,16 @@ def _absent_variable(name: str, occurring: set[str], dimensions: set[str]) -> Pa
                       f"not use is zero: declare the variable to get that zero, {declaration})")
 
 
+def _wrt_name(wrt: object) -> object:
+    """A variable given as a SymPy Symbol or MatrixSymbol: its name; anything else as it is (checked by
+    _check_variable_name)."""
+    if "sympy" not in sys.modules or isinstance(wrt, str):  # no SymPy object without SymPy loaded
+        return wrt
+    from .frontend.sympy_reader import is_sympy, sympy_name
+
+    return sympy_name(wrt) if is_sympy(wrt) else wrt
+
+
 def _check_variable_name(wrt: object) -> str:
     if not isinstance(wrt, str) or not _NAME.match(wrt):
         raise ParseError(f"not a variable name: {wrt!r}")
@@ -539,6 +571,10 @@ class Gradients(dict):
     def __str__(self) -> str:
         definitions, results = self._lines()
         return program_text((*definitions, *results))
+
+    def to_sympy(self) -> dict[str, Any]:
+        """Each gradient as a SymPy matrix expression (Derivative.to_sympy), by variable name."""
+        return {name: d.to_sympy() for name, d in self.items()}
 
     def latex(self) -> str:
         """An `aligned` block: a row per definition, then one per gradient, labelled ∂L/∂W."""

@@ -195,7 +195,7 @@ class ExpressionGenerator:
             elif rows != 1 and cols != 1:
                 makers += [self._softmax_along, self._broadcast, self._broadcast, self._broadcast]
             elif shape == SCALAR:
-                makers += [self._sum_of_axis_result]
+                makers += [self._sum_of_axis_result, self._largest_entry]
         return makers
 
     # --- batches and axes (issue 17)
@@ -203,13 +203,21 @@ class ExpressionGenerator:
     def _reduced_down_columns(self, shape: Shape, depth: int) -> str:
         """A row: a reduction of each column of a matrix."""
         rows = self.choose.choice(self.dims)
-        name = self.choose.choice(["sum", "mean", "logsumexp", "norm2", "var"])
-        return f"{name}({self.expr((rows, shape[1]), depth)}, 1)"
+        return self._reduced(self.expr((rows, shape[1]), depth), 1)
 
     def _reduced_along_rows(self, shape: Shape, depth: int) -> str:
         cols = self.choose.choice(self.dims)
-        name = self.choose.choice(["sum", "mean", "logsumexp", "norm2", "var"])
-        return f"{name}({self.expr((shape[0], cols), depth)}, 2)"
+        return self._reduced(self.expr((shape[0], cols), depth), 2)
+
+    def _reduced(self, matrix: str, axis: int) -> str:
+        """A reduction of each column (axis 1) or row (axis 2); max and min in MATLAB's form, max(U, [], k)."""
+        name = self.choose.choice(["sum", "mean", "logsumexp", "norm2", "var", "max", "min"])
+        return f"{name}({matrix}, [], {axis})" if name in ("max", "min") else f"{name}({matrix}, {axis})"
+
+    def _largest_entry(self, shape: Shape, depth: int) -> str:
+        """max(u) or min(u) of a vector: its largest (smallest) entry."""
+        name = self.choose.choice(["max", "min"])
+        return f"{name}({self.expr((self.choose.choice(self.dims), 1), depth)})"
 
     def _softmax_along(self, shape: Shape, depth: int) -> str:
         return f"softmax({self.expr(shape, depth)}, {self.choose.choice(['1', '2'])})"

@@ -114,7 +114,7 @@ def finite_difference(d: Derivative, values: dict[str, Any], step: float = STEP)
         gradient = jac.reshape(point.shape)
         if var.symmetric:
             gradient = (gradient + gradient.T) / 2
-        return gradient
+        return gradient.T if d.layout == "jacobian" else gradient  # the Jacobian layout: the gradient's transpose
     jacobian = jac.reshape(-1, flat.size)
     return jacobian.T if d.layout == "denominator" else jacobian
 

@@ -143,12 +143,13 @@ def assert_every_step_true(steps: tuple[Step, ...], derivatives: list[Derivative
             if claim.wrt.is_scalar and step.expr.shape == claim.of.shape:  # the entrywise derivative, F's shape
                 got = got.reshape(-1, 1, order="F")
             _close(got, expected, what)
-        elif claim.how in ("gradient", "sym_gradient"):
+        elif claim.how in ("gradient", "gradient_T", "sym_gradient"):
             row = vec_jacobian(claim.of, claim.wrt, values)
             expected = row.reshape(_dims(claim.wrt.shape, values), order="F")
             if claim.how == "sym_gradient":
                 expected = (expected + expected.T) / 2
-            _close(value_2d(step.expr, values), expected, what)
+            got = value_2d(step.expr, values)
+            _close(got.T if claim.how == "gradient_T" else got, expected, what)
         elif claim.how == "differential":
             rng = np.random.default_rng(seed + 1)
             direction = Var("direction_of_the_test", claim.wrt.shape)
@@ -161,7 +162,8 @@ def assert_every_step_true(steps: tuple[Step, ...], derivatives: list[Derivative
             _close(got, expected, what)
         elif claim.how == "result":
             d = by_variable[claim.wrt.name]
-            assert step.expr is d.expr, what  # the engine's own result, as printed
+            # the engine's own result (over the program's names, where it was a program)
+            _close(value_2d(step.expr, values), value_2d(d.expr, values), what)
             assert close_to_finite_differences(d, inputs), what
         elif claim.how == "entry":
             _close(index_value(step.index, values, entry=True), value_2d(claim.of, values).reshape(-1, 1, order="F"),
@@ -194,6 +196,8 @@ SINGLE = [  # (expression, variable, where, hessian)
     ("tr(X^T A X)", "X", None, True),  # a Hessian w.r.t. a matrix, 4th order
     ("sum(tanh(W x))", "W", None, False),
     ("W x + b", "x", None, "denominator"),
+    ("a^T x", "x", None, "jacobian"),  # the seeds' layout: the 1×n row, the gradient's transpose
+    ("tr(A X)", "X", None, "jacobian"),
     ("tr(A S)", "S", "S: symmetric", False),  # w.r.t. a symmetric matrix: sym(G) at the end
     ("a^T b", "x", "x: vector", False),  # a function free of the variable: zero
 ]
@@ -210,8 +214,8 @@ INDEXED = ["max(0, w^T x + b)", "W x", "a^T x", "x^T A x", "tr(A X)", "W x + b",
 def _single(expr: str, var: str, where: str | None, hessian: bool | str) -> Derivative:
     if hessian is True:
         return matcalc.hessian(expr, var, where=where)
-    if hessian == "denominator":
-        return matcalc.diff(expr, var, where=where, layout="denominator")
+    if hessian in ("denominator", "jacobian"):
+        return matcalc.diff(expr, var, where=where, layout=hessian)
     return matcalc.diff(expr, var, where=where)
 
 
@@ -240,6 +244,12 @@ def test_every_step_of_a_network_is_true(program, variables, method):
     derivatives = list(gradients.values())
     steps = gradients.method_steps(method)
     assert assert_every_step_true(steps, derivatives) == len(steps)
+
+
+def test_a_network_in_the_jacobian_layout_ends_in_the_gradient_transposed():
+    d = matcalc.diff("h1 = tanh(W1 x + b1); L = sum(h1 .* h1)", "W1", layout="jacobian")
+    assert d.steps[-1].claim is not None and d.steps[-1].claim.how == "gradient_T"
+    assert assert_every_step_true(d.steps, [d]) == sum(step.claim is not None for step in d.steps)
 
 
 def test_a_wrong_step_is_caught_by_the_checker():
@@ -313,7 +323,7 @@ def test_a_two_layer_network_uses_the_programs_own_definitions_as_intermediates(
     assert "dL/dvec(W1)^T = ∂L/∂h2 dh2/dvec(W1)^T = h2^T W2 diag(1 - h1.^2) (x^T ⊗ I)   (1×p times p×m·n is " \
            "1×m·n)" in text
     assert text.count("2. local derivatives:") == 1  # shared by both gradients
-    assert "4. substitute back and simplify (w.r.t. W2):" in text
+    assert "4. simplify (the program's own definitions stay by name: nothing to substitute back) (w.r.t. W2):" in text
 
 
 def test_dillons_stack_of_sigmoid_layers_multiplies_diagonal_jacobians_in_order():
@@ -321,6 +331,9 @@ def test_dillons_stack_of_sigmoid_layers_multiplies_diagonal_jacobians_in_order(
     text = gradients.derivation("chain")
     assert "∂h2/∂h1 = diag(h2 .* (1 - h2)) W2" in text
     assert "∂L/∂h2 = vector(1)^T   (a row of ones 1^T (sum reduction), 1×p)" in text
+    # the program's names stay in the result: substituted back, each layer would be written out inside the next
+    assert "  gradient = ((W2^T (h2 .* (1 - h2))) .* h1 .* (1 - h1)) x^T   (" in text
+    assert "sigmoid(W2 sigmoid" not in text
 
 
 def test_a_variable_used_twice_sums_over_its_paths_the_total_derivative():

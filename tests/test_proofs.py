@@ -120,7 +120,9 @@ def test_a_progress_that_is_not_a_function_is_a_clear_error():
 
 FORWARD_MODE_CASES = [("tr(A X^T B X C)", "X"), ("log(det(inv(X)))", "X"), ("norm2(V relu(W x) - y)^2", "W"),
                       ("softmax(W x)", "x"), ("sum(X ⊗ X)", "X"), ("x.^3 ./ (1 + x.^2)", "x"), ("det(X) inv(X) a", "X"),
-                      ("sum(softmax(Z, 1) .* C)", "Z"), ("X^-2 a", "X"), ("(x^T x)^(3/2)", "x")]
+                      ("sum(softmax(Z, 1) .* C)", "Z"), ("X^-2 a", "X"), ("(x^T x)^(3/2)", "x"),
+                      # the partials of a meaning on symbols (logsumexp, diag, vec), and norm1's kink along the line
+                      ("logsumexp(A x) + sum(diag(x x^T))", "x"), ("norm1(vec(X) - a) + sum(logsumexp(X, 2))", "X")]
 
 
 @pytest.mark.parametrize(("expr", "var"), FORWARD_MODE_CASES)

@@ -97,6 +97,9 @@ _NUMPY_HELPERS = _with_function_helpers("numpy", {
     "_logsumexp_along": '''def _logsumexp_along(a, axis):
     top = np.max(a, axis=axis, keepdims=True)
     return top + np.log(np.sum(np.exp(a - top), axis=axis, keepdims=True))''',
+    "_argmax_mask_along": '''def _argmax_mask_along(a, axis):
+    mask = (a == np.max(a, axis=axis, keepdims=True)).astype(a.dtype)
+    return mask / np.sum(mask, axis=axis, keepdims=True)''',
     "_cho_inverse": '''def _cho_inverse(factor):
     inverse_factor = np.linalg.solve(factor, np.eye(len(factor)))
     return inverse_factor.T @ inverse_factor''',
@@ -104,6 +107,9 @@ _NUMPY_HELPERS = _with_function_helpers("numpy", {
     return np.linalg.solve(factor.T, np.linalg.solve(factor, b))''',
 })
 _JAX_HELPERS = _with_function_helpers("jax", {
+    "_argmax_mask_along": '''def _argmax_mask_along(a, axis):
+    mask = (a == jnp.max(a, axis=axis, keepdims=True)).astype(a.dtype)
+    return mask / jnp.sum(mask, axis=axis, keepdims=True)''',
     "_commutation": '''def _commutation(m, n):
     return jnp.eye(m * n)[jnp.array([i + m * j for i in range(m) for j in range(n)])]''',
     "_reshape_f": '''def _reshape_f(a, shape):
@@ -116,6 +122,9 @@ _JAX_HELPERS = _with_function_helpers("jax", {
     return cho_solve((factor, True), b)''',
 })
 _TORCH_HELPERS = _with_function_helpers("torch", {
+    "_argmax_mask_along": '''def _argmax_mask_along(a, axis):
+    mask = (a == torch.amax(a, dim=axis, keepdim=True)).to(a.dtype)
+    return mask / torch.sum(mask, dim=axis, keepdim=True)''',
     "_commutation": '''def _commutation(m, n, like):
     return torch.eye(m * n, dtype=like.dtype, device=like.device)[[i + m * j for i in range(m) for j in range(n)]]''',
     "_reshape_f": '''def _reshape_f(a, shape):
@@ -131,6 +140,10 @@ ALONG_AXIS: dict[str, dict[str, str]] = {
     "logsumexp": {"numpy": "_logsumexp_along({a}, {axis})",
                   "jax": "jax.scipy.special.logsumexp({a}, axis={axis}, keepdims=True)",
                   "torch": "torch.logsumexp({a}, dim={axis}, keepdim=True)"},
+    "max": {"numpy": "np.max({a}, axis={axis}, keepdims=True)", "jax": "jnp.max({a}, axis={axis}, keepdims=True)",
+            "torch": "torch.amax({a}, dim={axis}, keepdim=True)"},
+    "argmax_mask": {"numpy": "_argmax_mask_along({a}, {axis})", "jax": "_argmax_mask_along({a}, {axis})",
+                    "torch": "_argmax_mask_along({a}, {axis})"},
 }
 
 BACKENDS: dict[str, Backend] = {

@@ -16,6 +16,7 @@ entry by entry: the gradient in the space of symmetric matrices.
 from __future__ import annotations
 
 import functools
+import itertools
 import random
 import signal
 import threading
@@ -202,15 +203,19 @@ class DualBackend:
         return self.matmul(a, self._diagonal(v))
 
     def function(self, name: str, a: Dual) -> Dual:
-        if FUNCTIONS[name].kind == "elementwise":
+        kind = FUNCTIONS[name].kind
+        if kind == "elementwise":
             return self._elementwise(name, a)
+        if kind != "square":
+            return self._by_partials(name, a)
+        # det, inv, logdet: their meanings on a matrix of symbols grow factorially with its size
         return self._along(a, lambda m: self.exact.function(name, m))
 
     def _elementwise(self, name: str, a: Dual) -> Dual:
         """f(V) and f'(V) .* D, f' what SymPy makes of the derivative of f's meaning on one entry (once per f)."""
         sp = self.sp
         value = self.exact.function(name, a.value)
-        if a.tangent.is_zero_matrix:
+        if _written_zero(a.tangent):
             return self.fixed(value)
         u, meaning, slope, kinked = _entry_derivative(name, sp)
 
@@ -225,7 +230,26 @@ class DualBackend:
         return Dual(value, sp.Matrix(value.rows, value.cols, tangent))
 
     def function_of_columns(self, name: str, a: Dual) -> Dual:
-        return self._along(a, lambda m: self.exact.function_of_columns(name, m))
+        columns = [self.function(name, Dual(a.value[:, j], a.tangent[:, j])) for j in range(a.value.cols)]
+        hstack = self.sp.Matrix.hstack
+        return Dual(hstack(*(c.value for c in columns)), hstack(*(c.tangent for c in columns)))
+
+    def _by_partials(self, name: str, a: Dual) -> Dual:
+        """f(V) and its tangent Σ_k ∂f/∂v_k (V) D_k, the partials SymPy's own, of f's meaning on a matrix of
+        symbols (once per function and size): differentiated along the line through the exact values instead,
+        SymPy asks its assumptions about every exact entry (seconds for one sum of tanh values)."""
+        value = self.exact.function(name, a.value)
+        if _written_zero(a.tangent):
+            return self.fixed(value)
+        partials = _meaning_partials(name, a.value.rows, a.value.cols, self.sp)
+        if partials is None:  # a kink (norm1's abs): along the line, where a point on it proves nothing
+            return self._along(a, lambda m: self.exact.function(name, m))
+        symbols, rows = partials
+        at = dict(zip(symbols, a.value, strict=True))
+        moved = [(k, d) for k, d in enumerate(a.tangent) if d != 0]
+        tangent = [_tangent_value(self.sp.Add(*(row[k].xreplace(at) * d for k, d in moved if row[k] != 0)), self.sp)
+                   for row in rows]
+        return Dual(value, self.sp.Matrix(value.rows, value.cols, tangent))
 
     def spd_function(self, name: str, a: Dual) -> Dual:
         return self.function(name, a)
@@ -239,12 +263,35 @@ class DualBackend:
     def _along(self, a: Dual, meaning: Callable[[Any], Any]) -> Dual:
         """meaning(a) and its tangent: SymPy differentiates meaning(V + t D) in t at 0, for this one call."""
         value = meaning(a.value)
-        if a.tangent.is_zero_matrix:
+        if _written_zero(a.tangent):
             return self.fixed(value)
         sp, t = self.sp, self.t
         on_line = meaning(a.value + t * a.tangent)
         tangent = on_line.applyfunc(lambda entry: _tangent_at_zero(entry, t, sp))
         return Dual(value, tangent)
+
+
+def _written_zero(m: Any) -> bool:
+    """Whether every entry is written as 0: a shortcut only, so a zero SymPy cannot see at a glance may take the
+    long way (is_zero_matrix would ask SymPy's assumptions about every exact entry, seconds per proof)."""
+    return all(entry == 0 for entry in m)
+
+
+_MEANING_PARTIALS: dict[tuple[str, int, int], tuple[list[Any], list[list[Any]]] | None] = {}
+
+
+def _meaning_partials(name: str, rows: int, cols: int, sp: Any) -> tuple[list[Any], list[list[Any]]] | None:
+    """(the symbols v_k of a rows×cols matrix, row-major; for each entry of f's meaning on it, its partials
+    ∂f/∂v_k), or None where the meaning has a kink."""
+    key = (name, rows, cols)
+    if key not in _MEANING_PARTIALS:
+        symbols = [sp.Symbol(f"v{k}", real=True) for k in range(rows * cols)]
+        meaning = SympyBackend().function(name, sp.Matrix(rows, cols, symbols))
+        kinked = any(entry.atoms(sp.Heaviside, sp.DiracDelta, sp.Abs, sp.sign, sp.Max, sp.Min, sp.Piecewise)
+                     for entry in meaning)
+        _MEANING_PARTIALS[key] = None if kinked else (symbols, [[sp.diff(entry, v) for v in symbols]
+                                                                for entry in meaning])
+    return _MEANING_PARTIALS[key]
 
 
 _ENTRY_DERIVATIVES: dict[str, tuple[Any, Any, Any, bool]] = {}
@@ -394,8 +441,12 @@ class PreciseBackend:
         return out
 
     def function(self, name: str, a: Any) -> Any:
-        if _is_non_smooth(name) and any(abs(a[i, j]) <= self.kink_distance
-                                        for i in range(a.rows) for j in range(a.cols)):
+        if _is_non_smooth(name) and FUNCTIONS[name].kind == "vector":
+            entries = sorted(a[i, j] for i in range(a.rows) for j in range(a.cols))
+            if any(b - c <= self.kink_distance for c, b in itertools.pairwise(entries)):
+                raise _Undefined  # at or within a step of a kink of max: two entries (nearly) tie
+        elif _is_non_smooth(name) and any(abs(a[i, j]) <= self.kink_distance
+                                          for i in range(a.rows) for j in range(a.cols)):
             raise _Undefined  # at or within a step of the kink (at 0) of relu, abs, sign, step, norm1
         if FUNCTIONS[name].kind == "elementwise":
             return self._each(a, _entrywise(name))

@@ -28,6 +28,7 @@ INTERMEDIATES = "1. intermediate variables"
 LOCAL = "2. local derivatives"
 PRODUCTS = "3. the chain rule: the product of the Jacobians, in order"
 RESULT = "4. substitute back and simplify"
+RESULT_OVER_NAMES = "4. simplify (the program's own definitions stay by name: nothing to substitute back)"
 
 MAX_INTERMEDIATES = 400  # past this many, the chain method would print pages: it says so instead
 
@@ -213,7 +214,10 @@ def _shape_product(factors: list[Expr]) -> str:
 
 
 def chain_steps(bindings: Bindings, variables: list[Var], results: dict[str, tuple[Expr, str | Partial]],
-                section_prefix: str = "", result_claim: ClaimKind = "result") -> list[Step]:
+                section_prefix: str = "", result_claim: ClaimKind = "result", row: bool = False,
+                keep_names: bool = False) -> list[Step]:
+    """The chain method's steps over `bindings` (the intermediate variables). `keep_names`: they are a program's own
+    definitions, which stay by name in the result (the results are written over them)."""
     """The four steps over `bindings` (intermediate variables, the last being the function), for each variable:
     `results` gives, by variable name, the engine's result and what it is ("gradient", "Jacobian", ...)."""
     prefix = f"{section_prefix}: " if section_prefix else ""
@@ -276,14 +280,15 @@ def chain_steps(bindings: Bindings, variables: list[Var], results: dict[str, tup
         result, what = results[variable.name]
         if isinstance(what, Partial):  # a tensor's result: ∂y/∂vec(W)^T, by the function's own name
             what = dataclasses.replace(what, of=output_name, total=True)
-        if final is not None:
+        if final is not None and not keep_names:
             substituted = simplify(ir.inline(bindings, final))
             steps.append(Step("substituted back", substituted, section=prefix + RESULT + which,
                               lhs=(partial(output_name, output, variable, True),),
                               note="the intermediate variables replaced by their definitions",
                               claim=Claim("jacobian", function, variable)))
-        steps.append(Step("result", result, section=prefix + RESULT + which, lhs=(what,),
-                          note=_result_note(output, variable, final is not None),
+        steps.append(Step("result", result, section=prefix + (RESULT_OVER_NAMES if keep_names else RESULT) + which,
+                          lhs=(what,),
+                          note=_result_note(output, variable, final is not None, row, keep_names),
                           claim=Claim(result_claim, function, variable)))
     return steps
 
@@ -296,9 +301,22 @@ def _value_note(value: Expr) -> str:
     return f"matrix, {shape_text(value.shape)}"
 
 
-def _result_note(output: Expr, variable: Var, depends: bool = True) -> str:
+PRINTS = ": as the engine prints it"
+
+
+def _result_note(output: Expr, variable: Var, depends: bool = True, row: bool = False, keep_names: bool = False) -> str:
+    """Where the engine's result comes from; `row`: a scalar's derivative in the Jacobian layout (the row itself);
+    `keep_names`: written over the program's own definitions."""
     if not depends:
         return f"the function does not depend on {variable.name}: zero, as the engine prints it"
+    if keep_names:
+        return _result_note(output, variable, depends, row).replace(PRINTS, f", over the program's own names{PRINTS}")
+    if row and ir.is_column(variable.shape):
+        return "the row above, in the Jacobian layout: as the engine prints it"
+    if row:
+        return (f"vec(G)^T above, reshaped like {variable.name} and transposed "
+                f"({shape_text((variable.shape[1], variable.shape[0]))}), in the Jacobian layout: as the engine "
+                "prints it")
     if output.is_scalar and variable.symmetric and not ir.is_vector_shape(variable.shape):
         return (f"G from vec(G)^T above, and as {variable.name} is symmetric its symmetric part sym(G) = "
                 f"(G + G^T)/2: as the engine prints it")
@@ -312,17 +330,18 @@ def _result_note(output: Expr, variable: Var, depends: bool = True) -> str:
 
 def chain_derivation(function: Expr, program: Bindings, variables: list[Var],
                      results: dict[str, tuple[Expr, str | Partial]],
-                     taken: set[str], gradient: Expr | None = None) -> list[Step]:
+                     taken: set[str], gradient: Expr | None = None, row: bool = False) -> list[Step]:
     """The chain method for a function (or a program: its definitions are the intermediate variables) and each
     variable. For a Hessian, `gradient` is the engine's gradient: the four steps give it, then the chain rule
-    applied to the gradient gives the Hessian (`results` holds the Hessian)."""
+    applied to the gradient gives the Hessian (`results` holds the Hessian). `row`: the results are a scalar's
+    derivative in the Jacobian layout (the gradient transposed)."""
     taken = {*taken, *ir.variables(function), *(name for name, _ in program)}
     if len(program) > MAX_INTERMEDIATES:
         raise UnsupportedError(f"the chain method would multiply the Jacobians of {len(program)} definitions; it is "
                                f"written for programs of at most {MAX_INTERMEDIATES} (try --steps)")
     bindings = program if program else intermediates(function, variables, taken)
     if gradient is None:
-        return chain_steps(bindings, variables, results)
+        return chain_steps(bindings, variables, results, row=row, keep_names=bool(program))
     (variable,) = variables
     steps = chain_steps(bindings, variables, {variable.name: (gradient, "gradient")}, "the gradient", "gradient")
     taken |= {name for name, _ in bindings}

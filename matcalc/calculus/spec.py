@@ -9,6 +9,8 @@ The engine (derive, backprop), the proof (backends/verify) and the printers ask 
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from fractions import Fraction
@@ -65,11 +67,12 @@ class Partial:
 # How a step's claim is checked (tests/test_derivation_methods.py evaluates every step so):
 # "value": expr = of (a definition); "jacobian": expr = d vec(of) / d vec(wrt)^T (rows: the entries of vec(of));
 # "jacobian_T": its transpose (the denominator layout); "gradient": expr = the gradient of the scalar `of`, shaped
-# like wrt; "sym_gradient": its symmetric part (G + G^T)/2; "differential": expr = d(of) in the
-# direction d(wrt) (expr holds the Differential); "result": expr is the result in the derivative's own convention;
-# "entry": the index sum `index` is the entry F_ij of `of`; "index": the index sum is ∂F_ij/∂X_kl.
-ClaimKind = Literal["value", "jacobian", "jacobian_T", "gradient", "sym_gradient", "differential", "result", "entry",
-                    "index"]
+# like wrt; "gradient_T": its transpose (the Jacobian layout); "sym_gradient": its symmetric part (G + G^T)/2;
+# "differential": expr = d(of) in the direction d(wrt) (expr holds the Differential); "result": expr is the result
+# in the derivative's own convention; "entry": the index sum `index` is the entry F_ij of `of`;
+# "index": the index sum is ∂F_ij/∂X_kl.
+ClaimKind = Literal["value", "jacobian", "jacobian_T", "gradient", "gradient_T", "sym_gradient", "differential",
+                    "result", "entry", "index"]
 
 
 @dataclass(frozen=True)
@@ -78,8 +81,14 @@ class Claim:
     written over the inputs and the intermediate variables before it; those are the function's own values."""
 
     how: ClaimKind
-    of: Expr
+    # `of`, or how to build it when a check asks (an adjoint's claim inlines the rest of the program: built for
+    # every line of a deep network, the claims alone would cost time quadratic in its depth)
+    stated: Expr | Callable[[], Expr]
     wrt: Var | None = None
+
+    @functools.cached_property
+    def of(self) -> Expr:
+        return self.stated if isinstance(self.stated, Expr) else self.stated()
 
 
 @dataclass(frozen=True)
@@ -165,6 +174,12 @@ class DerivativeSpec:
         if self.layout == "jacobian":
             return "Jacobian layout (a row: the transpose of the gradient)"
         return "denominator layout (transpose)"
+
+    @property
+    def layout_claim(self) -> ClaimKind:
+        """What the layout step's expression is: the Jacobian transposed (denominator), or the gradient transposed
+        (the Jacobian layout's row)."""
+        return "gradient_T" if self.layout == "jacobian" else "jacobian_T"
 
     def sym(self, gradient: Expr) -> Expr:
         """sym(G) = (G + G^T)/2 where it applies, before simplifying, so that G and G^T meet as like terms."""

@@ -97,6 +97,10 @@ class FunctionSpec:
     usage: str = ""
     lowering: Lowering | None = None
     lowered_as: str = ""
+    # MATLAB's reduction form f(U, [], k) (max, min): the axis is the third argument, after an empty `[]` (the
+    # second argument is taken by the two-argument form f(u, v)); f(u) of a vector is its reduction. The printer
+    # writes the axis the same way, so that the text parses back.
+    axis_after_empty: bool = False
 
 
 def _each(scalar: Callable[[Any], Callable[[Any], Any]]) -> Meaning:
@@ -176,6 +180,19 @@ def _logsumexp_differential(e: Expr, du: Expr) -> Expr:
     return ir.mul(weighted, ir.ones((u.shape[1], 1)))
 
 
+def _max_differential(e: Expr, du: Expr) -> Expr:
+    """d max(u) -> argmax_mask(u)^T du (the derivative shared equally among tied entries); of each column (axis 1):
+    vector(1)^T (argmax_mask(U, 1) .* dU), a row; of each row (axis 2): (argmax_mask(U, 2) .* dU) vector(1). As
+    logsumexp's, with the mask for softmax (the mask is softmax's limit at zero temperature)."""
+    axis, u = e.axis, e.arg  # type: ignore[attr-defined]
+    if not axis:
+        return ir.mul(ir.transpose(ir.func("argmax_mask", u)), du)
+    weighted = ir.hadamard(ir.func("argmax_mask", u, axis), du)
+    if axis == 1:
+        return ir.mul(ir.transpose(ir.ones((u.shape[0], 1))), weighted)
+    return ir.mul(weighted, ir.ones((u.shape[1], 1)))
+
+
 # ---------------------------------------------------------------- lowerings: calls written with other operations
 
 
@@ -214,7 +231,8 @@ def _norm1_along(b: Builder, args: list[Any], axis: int) -> Any:
 
 def _maximum(b: Builder, args: list[Any], axis: int) -> Any:
     """max(u, v) -> u + relu(v - u);  max(u, c) and max(c, u) for a number c -> c + relu(u - c) (max(0, u) is
-    relu(u)). At a tie the derivative is step's at 0: that of the number's side, or of u."""
+    relu(u)). At a tie the derivative is step's at 0: that of the number's side, or of u. (max(u) and
+    max(U, [], k), the largest entry, are nodes of their own: only the two-argument form is lowered.)"""
     u, v = args
     b.same_shape("max", u, v)
     if b.is_number(u) or b.is_number(v):
@@ -224,7 +242,10 @@ def _maximum(b: Builder, args: list[Any], axis: int) -> Any:
 
 
 def _minimum(b: Builder, args: list[Any], axis: int) -> Any:
-    """min(u, v) -> u - relu(u - v);  min(u, c) and min(c, u) for a number c -> c - relu(c - u)."""
+    """min(u, v) -> u - relu(u - v);  min(u, c) and min(c, u) for a number c -> c - relu(c - u);  the smallest
+    entry: min(u) -> -max(-u), min(U, [], k) -> -max(-U, [], k)."""
+    if len(args) == 1:
+        return b.neg(b.call("max", b.neg(args[0]), axis=axis))
     u, v = args
     b.same_shape("min", u, v)
     if b.is_number(u) or b.is_number(v):
@@ -275,6 +296,17 @@ def _logsumexp(np: Any, a: Any) -> Any:
     return top + np.log(np.exp(a - top).sum(axis=0, keepdims=True))
 
 
+def _max(np: Any, a: Any) -> Any:
+    """Of each column: its largest entry, a row."""
+    return a.max(axis=0, keepdims=True)
+
+
+def _argmax_mask(np: Any, a: Any) -> Any:
+    """Of each column: 1 / count where the entry is the column's largest (count the entries that tie), else 0."""
+    mask = (a == a.max(axis=0, keepdims=True)).astype(float)
+    return mask / mask.sum(axis=0, keepdims=True)
+
+
 def _logdet(np: Any, a: Any) -> Any:
     sign, logabs = np.linalg.slogdet(a)
     return np.array([[logabs if sign > 0 else np.nan]])
@@ -323,6 +355,17 @@ def _softmax_sympy(sp: Any, a: Any) -> Any:
     return exps.applyfunc(lambda v: v / total)
 
 
+def _argmax_mask_sympy(sp: Any, a: Any) -> Any:
+    """Entry i is top_i / sum(top), top_i = prod over j != i of H(u_i - u_j) with H(0) = 1: 1 where u_i is a largest
+    entry, so each of the tied largest entries gets 1 / count. Exact at exact values; SymPy differentiates it (0 off
+    the ties, where the derivative's DiracDelta vanishes), and a tie is a Heaviside at 0: a kink, which proves
+    nothing (verify's _refuse_kinks)."""
+    entries = list(a)
+    top = [sp.Mul(*(sp.Heaviside(v - w, 1) for j, w in enumerate(entries) if j != i)) for i, v in enumerate(entries)]
+    count = sp.Add(*top)
+    return sp.Matrix(a.rows, a.cols, [t / count for t in top])
+
+
 def _diag_sympy(sp: Any, a: Any) -> Any:
     if a.shape == (1, 1):
         return a
@@ -339,6 +382,15 @@ _SOFTMAX_NUMPY = '''def _softmax(a):
 _LOGSUMEXP_NUMPY = '''def _logsumexp(a):
     top = np.max(a)
     return top + np.log(np.sum(np.exp(a - top)))'''
+_ARGMAX_MASK_NUMPY = '''def _argmax_mask(a):
+    mask = (a == np.max(a)).astype(a.dtype)
+    return mask / np.sum(mask)'''
+_ARGMAX_MASK_JAX = '''def _argmax_mask(a):
+    mask = (a == jnp.max(a)).astype(a.dtype)
+    return mask / jnp.sum(mask)'''
+_ARGMAX_MASK_TORCH = '''def _argmax_mask(a):
+    mask = (a == torch.max(a)).to(a.dtype)
+    return mask / torch.sum(mask)'''
 _LOGDET_NUMPY = '''def _logdet(a):
     sign, value = np.linalg.slogdet(a)
     return value if sign > 0 else np.nan'''
@@ -521,6 +573,16 @@ _SPECS = [
                  **_differential("logsumexp", "d logsumexp(u) -> softmax(u)^T du;  "
                                  "d logsumexp(U, 1) -> vector(1)^T (softmax(U, 1) .* dU)",
                                  _logsumexp_differential, ("logsumexp(W x)", "W"))),
+    # the derivative of max: piecewise constant, so its own derivative is 0 (the Hessian of max(u) is 0 almost
+    # everywhere); a function of the language so that printed derivatives of max parse back
+    FunctionSpec("argmax_mask", "vector", "where the entry is the largest of the vector u, 1 / (the number of entries "
+                 "that tie for it), else 0 (the derivative of max(u)); of each column (axis 1) or row (axis 2)",
+                 _argmax_mask, _argmax_mask_sympy, r"\operatorname{argmax\_mask}", result="same", axes=True,
+                 usage="argmax_mask(u) or argmax_mask(U, axis)",
+                 code={"numpy": "_argmax_mask({a})", "jax": "_argmax_mask({a})", "torch": "_argmax_mask({a})"},
+                 helpers={"numpy": _ARGMAX_MASK_NUMPY, "jax": _ARGMAX_MASK_JAX, "torch": _ARGMAX_MASK_TORCH},
+                 **_differential("argmax mask", "d argmax_mask(u) -> 0 (almost everywhere)",
+                                 lambda e, du: ir.zeros(e.shape), ("x^T argmax_mask(x)", "x"))),
     FunctionSpec("diag", "diag", "vector -> diagonal matrix; square matrix -> vector of its diagonal",
                  _diag_numpy, _diag_sympy, r"\operatorname{diag}", True, result="diag",
                  **_differential("diag", "d diag(A) -> diag(dA)", lambda e, du: ir.func("diag", du),
@@ -541,12 +603,23 @@ _SPECS = [
     FunctionSpec("var", "lowered", "the population variance of all entries, or of each column (axis 1) or row (2)",
                  axes=True, usage="var(U) or var(U, axis)", lowering=_variance,
                  lowered_as="var(U, k) -> mean((U - mean(U, k)) .* (U - mean(U, k)), k)"),
-    FunctionSpec("max", "lowered", "the larger of u and v, entry by entry (either may be a number: max(0, u) is relu)",
-                 arguments=2, usage="max(u, v)", lowering=_maximum,
-                 lowered_as="max(u, v) -> u + relu(v - u);  max(u, c) -> c + relu(u - c)"),
-    FunctionSpec("min", "lowered", "the smaller of u and v, entry by entry (either may be a number)",
-                 arguments=2, usage="min(u, v)", lowering=_minimum,
-                 lowered_as="min(u, v) -> u - relu(u - v);  min(u, c) -> c - relu(c - u)"),
+    # max(u) and max(U, [], k) are nodes (MATLAB's reductions); max(u, v), the element-wise form, is lowered
+    FunctionSpec("max", "vector", "the largest entry of a vector u; of each column (max(U, [], 1): a row) or row "
+                 "(max(U, [], 2): a column); max(u, v): the larger of u and v, entry by entry (either may be a "
+                 "number: max(0, u) is relu)", _max, lambda sp, a: sp.Matrix([[sp.Max(*a)]]), r"\max",
+                 True, axes=True, axis_after_empty=True, arguments=2,
+                 usage="max(u), max(U, [], axis) or max(u, v)", lowering=_maximum,
+                 lowered_as="max(u, v) -> u + relu(v - u);  max(u, c) -> c + relu(u - c)",
+                 code={"numpy": "np.max({a})", "jax": "jnp.max({a})", "torch": "torch.max({a})"},
+                 **_differential("max", "d max(u) -> argmax_mask(u)^T du;  "
+                                 "d max(U, [], 1) -> vector(1)^T (argmax_mask(U, 1) .* dU)",
+                                 _max_differential, ("max(W x)", "W"))),
+    FunctionSpec("min", "lowered", "the smallest entry of a vector, of each column or row (min(U, [], k)); "
+                 "min(u, v): the smaller of u and v, entry by entry (either may be a number)",
+                 axes=True, axis_after_empty=True, arguments=2,
+                 usage="min(u), min(U, [], axis) or min(u, v)", lowering=_minimum,
+                 lowered_as="min(u) -> -max(-u);  min(U, [], k) -> -max(-U, [], k);  min(u, v) -> u - relu(u - v);  "
+                            "min(u, c) -> c - relu(c - u)"),
     FunctionSpec("leaky_relu", "lowered", "u where u > 0, else a u, entry by entry, for a scalar slope a",
                  arguments=2, usage="leaky_relu(u, a)", lowering=_leaky_relu,
                  lowered_as="leaky_relu(u, a) -> a u + (1 - a) relu(u)"),

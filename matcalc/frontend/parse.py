@@ -112,6 +112,8 @@ def _describe_terminal(name: str) -> str:
 
 
 def _expected(names: set[str] | frozenset[str]) -> str:
+    # `[]` stands in one place only (max(U, [], k), which _check_empty enforces): not offered as an operand
+    names = set(names) - {"EMPTY"}
     if "MUL_OP" in names:  # wherever ⊗ may come, a product's operator may too: "an operator" says both
         names = set(names) - {"KRON_OP"}
     described = sorted({_describe_terminal(n) for n in names})
@@ -261,6 +263,22 @@ def _check_calls(tree: Tree, code: str, shown: str, with_line: bool = False) -> 
         raise syntax_error(shown, token.start_pos, problem, with_line=with_line)
 
 
+def _check_empty(tree: Tree, shown: str, with_line: bool = False) -> None:
+    """Refuse MATLAB's `[]` anywhere but as the middle argument of max(U, [], k) or min(U, [], k): it is no value."""
+    if "[" not in shown:
+        return
+    allowed = {id(node.children[2]) for node in tree.iter_subtrees_topdown()
+               if node.data == "call" and len(node.children) == 4 and FUNCTIONS[str(node.children[0])].axis_after_empty}
+    misplaced = [node.children[0] for node in tree.iter_subtrees_topdown()
+                 if node.data == "empty_matrix" and id(node) not in allowed]
+    if misplaced:
+        token = min(misplaced, key=lambda token: token.start_pos)
+        names = " and ".join(f"`{name}(U, [], k)`" for name, spec in FUNCTIONS.items() if spec.axis_after_empty)
+        raise syntax_error(shown, token.start_pos, f"`[]` may stand only as the middle argument of {names} (the "
+                           f"max or min of each column, k = 1, or of each row, k = 2), as in MATLAB",
+                           with_line=with_line)
+
+
 _BRACKETS = {"(": ")", "{": "}"}
 _SCANNED = re.compile(r"[(){}#\n\x00]")
 
@@ -307,6 +325,7 @@ def parse_tree(text: str) -> Tree:
     tree = _run(text, "start_expr")
     _check_nesting(tree, text)
     _check_calls(tree, text, text)
+    _check_empty(tree, text)
     return tree
 
 
@@ -398,6 +417,7 @@ def parse_statements(text: str, declarations: Declarations | None = None) -> lis
                                                       f"and cannot be defined")
     tree = _run(code, "start_program", shown=text)
     _check_calls(tree, code, text, with_line=True)
+    _check_empty(tree, text, with_line=True)
     newlines = [match.start() for match in re.finditer("\n", text)]
     statements: list[Statement] = []
     defined_at: dict[str, int] = {}  # the index of each name's definition

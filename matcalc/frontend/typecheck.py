@@ -422,8 +422,8 @@ class Inference:
     def visit_call(self, tree: Tree) -> Visit:
         name_token, *arguments = tree.children
         typed_arguments = []
-        for argument in arguments:
-            typed_arguments.append((yield argument))
+        for argument in arguments:  # `[]` stands only where parse._check_empty allows it: max(U, [], k)
+            typed_arguments.append(EMPTY if getattr(argument, "data", None) == "empty_matrix" else (yield argument))
         return self.call(str(name_token), typed_arguments, self.source(tree))
 
     def visit_kron(self, tree: Tree) -> Visit:
@@ -656,7 +656,9 @@ class Inference:
     def call(self, name: str, args: list[Typed], text: str) -> Typed:
         spec = FUNCTIONS[name]
         args, axis = self.axis_of(name, args, text)
-        if spec.lowering is not None and (spec.kind == "lowered" or axis):
+        # an IR call has one argument: a call of more is written with other operations, as is an axis of a function
+        # that is not a function of a vector (sum(U, 1)); a function of a vector along an axis is a node of its own
+        if spec.lowering is not None and (spec.kind == "lowered" or len(args) > 1 or (axis and spec.kind != "vector")):
             return spec.lowering(_Builder(self, text), args, axis)
         (arg,) = args
         if spec.kind == "lowered":
@@ -671,8 +673,13 @@ class Inference:
                 raise ShapeError(f"{name} needs a square matrix, but `{arg.text}` is {self.fmt(arg)}")
         elif spec.kind == "vector" and (arg.shape[1] != 1 or arg.is_scalar):
             if not arg.is_scalar and not self._is_one(arg.shape[0]):
-                raise ShapeError(f"{name} of a matrix needs an axis: `{name}({arg.text}, 1)` of each column, "
-                                 f"`{name}({arg.text}, 2)` of each row; `{arg.text}` is {self.fmt(arg)}")
+                called, written, axis_text = name, arg.text, ""
+                if spec.axis_after_empty:  # min(U) is written with max: the message quotes the call as written
+                    called, _, inside = text.partition("(")
+                    written, axis_text = inside[:-1].strip() or arg.text, "[], "
+                raise ShapeError(f"{called} of a matrix needs an axis: `{called}({written}, {axis_text}1)` of each "
+                                 f"column, `{called}({written}, {axis_text}2)` of each row; `{written}` is "
+                                 f"{self.fmt(arg)}")
             raise ShapeError(f"{name} needs a column vector, but `{arg.text}` is {self.fmt(arg)}")
         shape, square = ir.result_shape(spec.result, arg.shape, self.dims.product)
         if square and not self.dims.unify(arg.shape[0], arg.shape[1]):
@@ -680,21 +687,34 @@ class Inference:
         return Typed("call", shape, text, [arg], payload=name)
 
     def axis_of(self, name: str, args: list[Typed], text: str) -> tuple[list[Typed], int]:
-        """The arguments of a call and its axis (0: none), checked against the function's table entry."""
+        """The arguments of a call and its axis (0: none), checked against the function's table entry. A function
+        with `axis_after_empty` (max, min) is called as MATLAB's: f(u), f(u, v), or f(U, [], axis)."""
         spec = FUNCTIONS[name]
         usage = spec.usage or f"{name}(u)"
+        if spec.axis_after_empty:
+            if len(args) in (1, 2):
+                return args, 0
+            if len(args) != 3:
+                raise ParseError(f"{name} takes one argument, two, or a matrix, [] and an axis ({usage}), but "
+                                 f"`{text}` gives {len(args)}")
+            return [args[0]], self.axis_value(args[2], text)
         if len(args) == spec.arguments:
             return args, 0
         if not spec.axes or len(args) != spec.arguments + 1:
             count = f"{spec.arguments} argument{'s' if spec.arguments > 1 else ''}"
             more = " and an optional axis" if spec.axes else ""
             raise ParseError(f"{name} takes {count}{more} ({usage}), but `{text}` gives {len(args)}")
-        axis = _number_value(args[-1])
+        return args[:-1], self.axis_value(args[-1], text)
+
+    @staticmethod
+    def axis_value(argument: Typed, text: str) -> int:
+        """The axis a call names: 1 or 2, else a ParseError that states the convention."""
+        axis = _number_value(argument)
         if axis not in (1, 2):
-            raise ParseError(f"the axis of `{text}` must be 1 or 2, not `{args[-1].text}`: axis 1 goes down each "
+            raise ParseError(f"the axis of `{text}` must be 1 or 2, not `{argument.text}`: axis 1 goes down each "
                              f"column (a row of results, one per column), axis 2 along each row (a column of "
                              f"results, one per row), as in MATLAB")
-        return args[:-1], int(axis)  # type: ignore[arg-type]
+        return int(axis)  # type: ignore[arg-type]
 
     def lowered_call(self, name: str, arg: Typed, text: str) -> Typed:
         """rows, cols and size are sizes of dimensions."""
@@ -730,6 +750,10 @@ def _variables(node: Typed) -> list[Typed]:
     return found
 
 
+# MATLAB's `[]`, as the middle argument of max(U, [], k): a placeholder, never an operand (parse._check_empty).
+EMPTY = Typed("empty", (1, 1), "[]")
+
+
 class _Builder:
     """The type checker's operations, as a function's lowering (core/functions.py) writes with them: every node
     carries the call's text, which is what a message about it should quote."""
@@ -739,6 +763,8 @@ class _Builder:
 
     def call(self, name: str, *args: Typed, axis: int = 0) -> Typed:
         axis_argument = [Typed("num", (1, 1), str(axis), payload=Fraction(axis))] if axis else []
+        if axis and FUNCTIONS[name].axis_after_empty:  # max(U, [], k)
+            axis_argument.insert(0, EMPTY)
         return self.inference.call(name, [*args, *axis_argument], self.text)
 
     def add(self, a: Typed, b: Typed) -> Typed:

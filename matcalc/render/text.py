@@ -406,10 +406,17 @@ _TEXT: dict[type, Callable[[Any], list[Piece]]] = {
     Transpose: lambda e: [*_base(e.arg), "^T"],
     Power: lambda e: [*_base(e.base), "^", *_exponent(e.exponent)],
     ElemPower: lambda e: [*_base(e.base), ".^", *_exponent(e.exponent)],
-    Func: lambda e: [f"{e.name}(", e.arg, f", {e.axis})" if e.axis else ")"],
+    Func: lambda e: [f"{e.name}(", e.arg, _axis_text(e)],
     Kron: lambda e: _joined(" ⊗ ", map(_kron_operand, e.factors)),
     Commutation: lambda e: [f"commutation({dim_text(e.rows)}, {dim_text(e.cols)})"],
 }
+
+
+def _axis_text(e: Func) -> str:
+    """The end of a call: its axis as the input writes it (softmax(U, 1); max(U, [], 1), MATLAB's), or none."""
+    if not e.axis:
+        return ")"
+    return f", [], {e.axis})" if FUNCTIONS[e.name].axis_after_empty else f", {e.axis})"
 
 
 def _text(e: Expr) -> list[Piece]:
@@ -565,7 +572,8 @@ def _latex_of_transpose(e: Transpose) -> list[Piece]:
 def _latex_of_call(e: Func) -> list[Piece]:
     latex = FUNCTIONS[e.name].latex
     if e.axis:  # of each column or row: the axis as a second argument, as the input writes it
-        return [rf"{latex}\left(", e.arg, rf", {e.axis}\right)"]
+        empty = r"[\,], " if FUNCTIONS[e.name].axis_after_empty else ""
+        return [rf"{latex}\left(", e.arg, rf", {empty}{e.axis}\right)"]
     if "#" not in latex:
         return [rf"{latex}\left(", e.arg, r"\right)"]
     before, after = latex.split("#")
