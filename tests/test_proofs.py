@@ -83,6 +83,15 @@ def test_a_saturated_layer_is_not_misjudged():
     assert not verify.verify_derivative(d.function, d.variable, wrong, "gradient", timeout=GENEROUS, method="lines")
 
 
+def test_a_function_that_cancels_to_zero_has_its_zero_derivative_proven():
+    # y^T - y^T is 0 up to the roundings of y: its error is of y's size, not of the (zero) function's
+    d = matcalc.diff("log(exp(x)) (y^T - y^T)", "x", where="x: vector(n); y: vector(n)")
+    assert str(d) == "matrix(0)"
+    assert d.verify(method="lines", timeout=GENEROUS)
+    wrong = matcalc.parse("vector(1) y^T", where=d.where, shape=d.shape)
+    assert not verify.verify_derivative(d.function, d.variable, wrong, d.kind, timeout=GENEROUS, method="lines")
+
+
 def test_progress_is_reported_step_by_step_and_changes_nothing():
     """verify(progress=...) (issue 16, section 1): the callback sees each assignment of sizes and how many entries of
     how many are done; the report is the one verify gives without it."""

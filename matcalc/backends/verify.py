@@ -341,6 +341,8 @@ class PreciseBackend:
 
         self.mp, self.sp, self.rng = mpmath, sympy, rng
         self.noise = mpmath.mpf(10) ** (3 - mpmath.mp.dps)
+        # the largest value any operation rounded: what cancels (y - y) leaves errors of its size, not of the result's
+        self.largest_rounded = mpmath.mpf(0)
         self.kink_distance = kink_distance
 
     def _perturbed(self, x: Any) -> Any:
@@ -350,6 +352,7 @@ class PreciseBackend:
             x = x.real
         if not self.mp.isfinite(x):
             raise _Undefined  # a pole, an overflow: this point proves nothing
+        self.largest_rounded = max(self.largest_rounded, abs(x))
         return x * (1 + self.noise * self.rng.uniform(-1, 1))
 
     def _each(self, a: Any, f: Any) -> Any:
@@ -1000,8 +1003,11 @@ class _PreciseLines(_Lines):
 
     def error_floor(self) -> Any:
         """A bound on the error the roundings of the values put in a difference quotient: their relative error
-        times the values' size, over h (over h^2 for a second difference), with a wide margin."""
-        return 100 * self.precise.noise * self.largest / (self.h**2 if self.second_order else self.h)
+        times the values' size, over h (over h^2 for a second difference), with a wide margin. The size is that of
+        the largest value rounded on the way, not only the function's: log(exp(x)) (y^T - y^T) is 0 up to the
+        roundings of y, and a floor from the function's own size called that noise a wrong derivative."""
+        size = max(self.largest, self.precise.largest_rounded)
+        return 100 * self.precise.noise * size / (self.h**2 if self.second_order else self.h)
 
     def unit(self, c: int) -> Any:
         rows = self.point.rows
