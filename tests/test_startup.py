@@ -13,9 +13,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# imported by verify/evaluate/codegen, the standalone parser's source, and the stages of --form index and --code
-HEAVY = ("sympy", "numpy", "mpmath", "lark", "regex", "matcalc.backends.verify", "matcalc.backends.interpret",
-         "matcalc.backends.pycode", "matcalc.calculus.index_form", "matcalc.render.index", "matcalc.calculus.jacobian")
+# imported by verify/evaluate/codegen, Lark itself (the standalone parser needs neither regex nor logging), and the
+# stages of --form index, --code and vector Jacobians
+HEAVY = ("sympy", "numpy", "mpmath", "lark", "regex", "logging", "matcalc.backends.verify",
+         "matcalc.backends.interpret", "matcalc.backends.pycode", "matcalc.calculus.index_form", "matcalc.render.index",
+         "matcalc.calculus.jacobian")
 
 _PROBE = """
 import contextlib, io, json, sys

@@ -5,7 +5,8 @@ neither to import Lark (and `regex`) nor to load a grammar at start-up.
     python -m matcalc.frontend.generate_parser --check  # exit 1 if the committed module is not up to date
 
 grammar/matcalc.lark stays the source of truth (`parse.grammar_text()` writes the functions' names into it);
-the generated module holds Lark's runtime (its standalone sections, docstrings stripped) and the two parse tables
+the generated module holds Lark's runtime (its standalone sections, docstrings stripped; `regex` and `logging`
+not imported: see below) and the two parse tables
 `parse.parser` uses: expressions with declarations, and programs. Lark numbers its LALR states in an order that
 changes from run to run (sets of objects hashed by id), so the tables are renumbered canonically here: states in
 breadth-first order from the start states, tokens by name. The same grammar and the same Lark then give the same
@@ -32,6 +33,24 @@ PARSERS = (("EXPRESSION", ["start_expr", "start_declarations"]), ("PROGRAM", ["s
 # only an import that costs start-up time (Lark uses it to measure a pattern's width when it is installed).
 _REGEX_IMPORT = "try:\n    import regex\n    _has_regex = True\nexcept ImportError:\n    _has_regex = False\n"
 _NO_REGEX = "_has_regex = False  # matcalc: every pattern of the grammar is one `re` reads (generate_parser.py)\n"
+# Lark logs only while it compiles a grammar or uses its cache, which the standalone parser never does: its logger
+# imports `logging` when something is logged, not at start-up.
+_LOGGING_IMPORT = "import sys, re\nimport logging\n"
+_LOGGER = ('logger: logging.Logger = logging.getLogger("lark")\nlogger.addHandler(logging.StreamHandler())\n##\n\n'
+           "##\n\nlogger.setLevel(logging.CRITICAL)\n")
+_LAZY_LOGGER = '''class _LarkLogger:  # matcalc: `logging` loads when Lark logs, never in a parse (generate_parser.py)
+    def __getattr__(self, name):
+        import logging
+
+        real = logging.getLogger("lark")
+        if not real.handlers:
+            real.addHandler(logging.StreamHandler())
+            real.setLevel(logging.CRITICAL)
+        return getattr(real, name)
+
+
+logger = _LarkLogger()
+'''
 
 
 def grammar_sha256() -> str:
@@ -74,7 +93,8 @@ def _canonical_table(table: dict[str, Any], starts: list[str]) -> dict[str, Any]
 
 
 def _runtime() -> str:
-    """Lark's standalone runtime, as `python -m lark.tools.standalone` writes it, without the `regex` import."""
+    """Lark's standalone runtime, as `python -m lark.tools.standalone` writes it, without importing `regex` or
+    `logging`."""
     from lark.tools.standalone import EXTRACT_STANDALONE_FILES, _larkdir, extract_sections, strip_docstrings
 
     parts = []
@@ -85,9 +105,13 @@ def _runtime() -> str:
             code = strip_docstrings(partial(next, iter(code.splitlines(True))))
         parts.append(code)
     runtime = "\n".join(parts)
-    if runtime.count(_REGEX_IMPORT) != 1:
-        raise RuntimeError("Lark's runtime changed: its `regex` import was not found once; update generate_parser.py")
-    return runtime.replace(_REGEX_IMPORT, _NO_REGEX)
+    replacements = ((_REGEX_IMPORT, _NO_REGEX), (_LOGGING_IMPORT, "import sys, re\n"), (_LOGGER, _LAZY_LOGGER))
+    for found, replacement in replacements:
+        if runtime.count(found) != 1:
+            raise RuntimeError(f"Lark's runtime changed: {found.splitlines()[-1]!r} was not found once; "
+                               f"update generate_parser.py")
+        runtime = runtime.replace(found, replacement)
+    return runtime
 
 
 def source() -> str:

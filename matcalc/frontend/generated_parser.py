@@ -272,17 +272,21 @@ class MissingVariableError(LarkError):
 
 
 import sys, re
-import logging
 from dataclasses import dataclass
 from typing import Generic, AnyStr
 
-logger: logging.Logger = logging.getLogger("lark")
-logger.addHandler(logging.StreamHandler())
-##
+class _LarkLogger:  # matcalc: `logging` loads when Lark logs, never in a parse (generate_parser.py)
+    def __getattr__(self, name):
+        import logging
 
-##
+        real = logging.getLogger("lark")
+        if not real.handlers:
+            real.addHandler(logging.StreamHandler())
+            real.setLevel(logging.CRITICAL)
+        return getattr(real, name)
 
-logger.setLevel(logging.CRITICAL)
+
+logger = _LarkLogger()
 
 
 NO_VALUE = object()
