@@ -65,9 +65,9 @@ class Failed(Exception):
     pass
 
 
-def run_once(argv: list[str], env: dict[str, str]) -> tuple[float, str]:
+def run_once(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[float, str]:
     start = time.perf_counter()
-    done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+    done = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, check=False)
     elapsed = time.perf_counter() - start
     if done.returncode != 0:
         raise Failed(f"{' '.join(argv)} failed (exit {done.returncode}): {done.stderr.strip().splitlines()[-1:]}")
@@ -87,10 +87,13 @@ def main() -> None:
         env = environment(not args.no_bytecode, cache)
         envs = {checkout: env if checkout is None else {**env, "PYTHONPATH": str(checkout)}
                 for _, _, checkout in listed}
+        # `python -m` puts the working directory first on sys.path: each checkout runs from its own, the others
+        # from the cache's (where no matcalc is)
+        cwds = {checkout: Path(cache) if checkout is None else checkout for _, _, checkout in listed}
         working = []
         for label, argv, checkout in listed:  # warm-up: writes the caches, and checks what matcalc prints
             try:
-                _, output = run_once(argv, envs[checkout])
+                _, output = run_once(argv, envs[checkout], cwds[checkout])
             except Failed as error:
                 if "installed" not in label:
                     raise SystemExit(str(error)) from None
@@ -103,7 +106,7 @@ def main() -> None:
         times: dict[str, list[float]] = {label: [] for label, _, _ in listed}
         for _ in range(args.repeat):  # interleaved: a burst of load slows every command, not one
             for label, argv, checkout in listed:
-                times[label].append(run_once(argv, envs[checkout])[0])
+                times[label].append(run_once(argv, envs[checkout], cwds[checkout])[0])
 
     best_pass = min(times[listed[0][0]])
     median_pass = statistics.median(times[listed[0][0]])
