@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import json
 import os
 import re
 import sys
 import textwrap
 import time
-import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -313,6 +311,8 @@ def _run_diff(args: argparse.Namespace) -> int:
         reports = {name: d.verify(timeout=args.timeout, progress=progress) if args.verify else None
                    for name, d in derivatives.items()}
     if args.json:
+        import json  # only --json prints it: kept off the start-up path
+
         payloads = {}
         for name, d in derivatives.items():
             payload = {"input": args.expr, **d.to_json(args.steps or "differential")}
@@ -419,6 +419,8 @@ def _run_check(args: argparse.Namespace) -> int:
         result = check(args.expr, args.var, args.candidate, args.where, args.layout, hessian_of=args.hessian,
                        timeout=args.timeout, progress=progress)
     if args.json:
+        import json  # only --json prints it: kept off the start-up path
+
         payload = {"input": args.expr, **result.to_json()}
         payload["message"] = for_cli(payload["message"])
         print(json.dumps(payload, ensure_ascii=False, indent=2))
@@ -485,6 +487,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     except MatcalcError as error:
         if args.debug:
+            import traceback  # only --debug prints one: kept off the start-up path
+
             traceback.print_exc()
         print(f"matcalc: error: {for_cli(str(error))}", file=sys.stderr)
         return 2
@@ -493,6 +497,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except Exception as error:  # a bug in matcalc, never the user's fault
         if args.debug:
+            import traceback  # only --debug prints one: kept off the start-up path
+
             traceback.print_exc()
         else:
             print(f"matcalc: internal error: {type(error).__name__}: {error}\n"

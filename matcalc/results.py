@@ -21,7 +21,6 @@ from .core.ir import Bindings, Expr, Var, fresh_name
 from .frontend.parse import SYMMETRIC_KINDS, Declaration, Declarations, dimension_names
 from .frontend.typecheck import default_kind
 from .render import derivative as render
-from .render.index import index_latex, index_text
 from .render.naming import name_shared
 from .render.text import (
     PLAIN,
@@ -168,7 +167,7 @@ class Derivative:
         if form == "differential":
             return f"d({to_text(self.of)}) = {to_text(self.differential_form)}"
         if form == "index":
-            return index_text(self._index_form())
+            return self._index_written(latex=False)
         return self._inline_text if inline or not self.definitions else self._named_text
 
     @functools.cached_property
@@ -212,17 +211,20 @@ class Derivative:
         """dF, linear in dX: the compact form the engine derives first; apply it to any direction dX."""
         return simplify(differential(self.of, self.variable))
 
-    def _index_form(self) -> Any:
+    def _index_written(self, latex: bool) -> str:
+        # the index form's reader and printer load only when it is asked for: they stay off the start-up path
         from .calculus.index_form import index_form
+        from .render.index import index_latex, index_text
 
-        return index_form(differential(self.of, self.variable), self.variable, self.of)
+        written = index_form(differential(self.of, self.variable), self.variable, self.of)
+        return index_latex(written) if latex else index_text(written)
 
     def latex(self, inline: bool = False, form: Form | None = None) -> str:
         _one_of(form, FORMS, "form")
         if form == "differential":
             return rf"\mathrm{{d}}\left({to_latex(self.of)}\right) = {to_latex(self.differential_form)}"
         if form == "index":
-            return index_latex(self._index_form())
+            return self._index_written(latex=True)
         return render.equation_latex(self, inline)
 
     def _forms_json(self) -> dict[str, Any]:

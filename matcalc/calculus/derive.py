@@ -12,7 +12,6 @@ from ..core.errors import ParseError, UnsupportedError
 from ..core.ir import Differential, Expr, Var
 from ..rules.simplify import simplify
 from .differential import differential
-from .jacobian import jacobian_from_differential
 from .readers import adjoints_of_linear, gradient_from_differential, vec_jacobian
 from .spec import Claim, ClaimKind, DerivativeSpec, Kind, Step
 
@@ -27,6 +26,9 @@ def derivative_from_differential(df: Expr, variable: Var, output_shape: ir.Shape
         return ir.substitute(df, {Differential(variable): ir.ONE})
     if output_shape == ir.SCALAR:
         return gradient_from_differential(df, variable.shape)
+    # the Jacobian reader (and its equal forms, rules/jacobian.py) loads for a vector function only: start-up
+    from .jacobian import jacobian_from_differential
+
     if ir.is_column(variable.shape) and ir.is_column(output_shape):
         return jacobian_from_differential(df, variable.shape[0])
     if ir.is_column(variable.shape) and ir.is_column((output_shape[1], output_shape[0])):

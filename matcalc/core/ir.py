@@ -13,7 +13,6 @@ absorbed. All real algebra lives in the rewrite-rule table (simplify.py), not he
 
 from __future__ import annotations
 
-import hashlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, fields
@@ -23,6 +22,11 @@ from typing import ClassVar, Protocol, TypeVar
 from weakref import WeakValueDictionary
 
 from .constants import CONSTANTS
+
+try:  # hashlib's own blake2b: importing hashlib also loads OpenSSL, 3 to 5 ms of the CLI's start-up
+    from _blake2 import blake2b
+except ImportError:  # a Python built without its own hash implementations
+    from hashlib import blake2b
 
 T = TypeVar("T")
 _INTERNED: WeakValueDictionary[tuple, Expr] = WeakValueDictionary()
@@ -114,6 +118,12 @@ class Expr(metaclass=_Interned):
 
     def __ne__(self, other: object) -> bool:
         return self is not other
+
+    def __repr__(self) -> str:
+        """The dataclass repr (`Var(name='x', ...)`), written once here: a dataclass writes and compiles one per
+        class, which costs the CLI's start-up time."""
+        fields = ", ".join(f"{name}={self.__dict__[name]!r}" for name in self._field_names)
+        return f"{type(self).__qualname__}({fields})"
 
     @property
     def shape(self) -> Shape:
@@ -224,7 +234,7 @@ _NO_DEFAULT = object()
 @dataclass_transform(frozen_default=True, eq_default=False)
 def node(cls: type) -> type:
     """Declare an IR node: a frozen dataclass whose equality and hash come from Expr."""
-    cls = dataclass(frozen=True, eq=False, repr=True)(cls)
+    cls = dataclass(frozen=True, eq=False, repr=False)(cls)  # the repr is Expr's: one, not one written per class
     cls._field_names = tuple(f.name for f in fields(cls))
     # a field listed in _optional_fields, at its default (a Func's axis 0), is left out of the canonical order's
     # digest: the order stays what it was before the field existed
@@ -865,7 +875,7 @@ def canonical_key(e: Expr) -> tuple[str, bytes]:
         keys = [child.__dict__["_canonical"] for child in node.children]
         fields = [repr(value) for value, default in zip(node._key(), node._skipped_defaults, strict=True)
                   if not isinstance(value, Expr | tuple) and not (default is not _NO_DEFAULT and value == default)]
-        digest = hashlib.blake2b(digest_size=8)
+        digest = blake2b(digest_size=8)
         digest.update("|".join([type(node).__name__, *fields]).encode())
         for _, child_digest in keys:
             digest.update(child_digest)

@@ -1,7 +1,8 @@
 """Stage 1: text -> Lark syntax tree, and `where` declarations -> Declaration records.
 
-Only the grammar reads user text: nothing here evaluates it. The Lark parser is built once per
-process (and cached on disk by Lark between processes).
+Only the grammar reads user text: nothing here evaluates it. The parser is Lark's standalone LALR parser of
+grammar/matcalc.lark, generated into generated_parser.py (`python -m matcalc.frontend.generate_parser`), so that
+start-up neither imports Lark nor loads a grammar; it is loaded once per process.
 """
 
 from __future__ import annotations
@@ -12,8 +13,6 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..core import ir
@@ -22,7 +21,7 @@ from ..core.errors import DeclarationError, ParseError, abbreviate
 from ..core.functions import FUNCTION_ALIASES, FUNCTIONS, NOT_YET_FUNCTIONS
 
 if TYPE_CHECKING:
-    from lark import Lark, Tree
+    from .generated_parser import Lark, Tree
 
 # No stage recurses over the depth of an expression; deeper nesting is refused up front only so that an
 # absurd input fails fast, with a clear message.
@@ -56,6 +55,10 @@ Declarations = dict[str, Declaration]
 def grammar_text() -> str:
     """The grammar shipped in the wheel (matcalc/grammar), or the checkout's grammar/ folder, with the
     names of functions.FUNCTIONS written in for its placeholder %FUNCTION_NAMES%."""
+    # only the parser's generator and its test read the grammar: these imports stay off the start-up path
+    from importlib import resources
+    from pathlib import Path
+
     try:
         text = resources.files("matcalc.grammar").joinpath("matcalc.lark").read_text(encoding="utf-8")
     except (ModuleNotFoundError, FileNotFoundError):
@@ -71,16 +74,9 @@ def parser(program: bool = False) -> Lark:
     Programs have a parser of their own: in one LALR table, an expression's states would merge with a
     statement's, and a syntax error in an expression would list ';' among the tokens it expects.
     """
-    from lark import Lark
+    from . import generated_parser  # loaded on the first parse: `import matcalc` alone stays light
 
-    return Lark(
-        grammar_text(),
-        parser="lalr",
-        start=["start_program"] if program else ["start_expr", "start_declarations"],
-        propagate_positions=True,
-        maybe_placeholders=True,
-        cache=True,
-    )
+    return generated_parser.program_parser() if program else generated_parser.expression_parser()
 
 
 # Friendly names for the grammar's terminals in "expected ..." messages.
@@ -153,7 +149,7 @@ def syntax_error(text: str, position: int, problem: str, expected: str = "", wit
 def _run(text: str, start: str, shown: str | None = None) -> Tree:
     """Parse `text` from the rule `start`. Errors quote `shown` (the text as the user wrote it, of the same
     length: a program's newlines become ';' before parsing) and, for a program, name the line."""
-    from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedToken
+    from .generated_parser import UnexpectedCharacters, UnexpectedEOF, UnexpectedToken
 
     shown = text if shown is None else shown
     with_line = start == "start_program"
@@ -189,7 +185,7 @@ def _accepted_before(text: str, start: str, position: int) -> set[str]:
     """The tokens the parser accepts just before `position`. A ',' separates kron's and commutation's arguments,
     so LALR reduces an expression on it before it fails (exp(x, y) ends `exp(x`); what may come next is what
     could have come instead of the ',', before those reductions, as for any other unexpected token."""
-    from lark.exceptions import LarkError
+    from .generated_parser import LarkError
 
     try:
         interactive = parser(program=start == "start_program").parse_interactive(text[:position], start=start)
@@ -200,7 +196,7 @@ def _accepted_before(text: str, start: str, position: int) -> set[str]:
 
 
 def _check_nesting(tree: Tree, text: str, with_line: bool = False) -> None:
-    from lark import Tree
+    from .generated_parser import Tree
 
     stack = [(tree, 1)]
     while stack:

@@ -37,7 +37,7 @@ from .parse import (
 from .typed import DimProd, DimTerm, DimVar, SymbolInfo, Typed
 
 if TYPE_CHECKING:
-    from lark import Token, Tree
+    from .generated_parser import Token, Tree
 
 T = TypeVar("T")
 GREEK = frozenset(
