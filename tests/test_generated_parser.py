@@ -13,7 +13,7 @@ from matcalc.frontend.parse import grammar_text, parser
 # inputs over the whole grammar: sums, signs, products, postfix operators, calls, fills, Kronecker products
 EXPRESSIONS = ["x^T A x", "-logdet(X) + tr(A X^T B X C)", "sigmoid(W x + b) .* y ./ z", "A^-1 B'ᵀ ⊗ -C",
                "kron(A, B, C) commutation(m, n) identity(m n)", "vector(1)^T matrix(-2/3) x.^{n - 1}",
-               "softmax(x, 1) * 2 / 3 ⊙ u ⊘ v", "(a + b)^(2) # a comment"]
+               "softmax(x, 1) * 2 / 3 ⊙ u ⊘ v", "(a + b)^(2) # a comment", "max(U, [ ], 1) + min(u)"]
 PROGRAMS = ["h = tanh(W1 x); L = sum(tanh(W2 h))", "; u = a .* b ;; v = sum(u) ;"]
 DECLARATIONS = ["A: symmetric; X, Y: matrix(m, n); n: dim", "x: vector(3);"]
 BAD = ["x^T A (", "exp(x, y)", "A ++ * B", "x $ y", "tr(A) = ", ""]
