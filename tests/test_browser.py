@@ -12,13 +12,13 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from serving import serve_load
 
 import matcalc
 
@@ -38,22 +38,12 @@ def _missing(what: str) -> None:
     pytest.skip(f"{what} is not installed")
 
 
-def _serve_load() -> Any:
-    """benchmarks/serve_load.py, which starts the real server (the load test uses it too)."""
-    spec = importlib.util.spec_from_file_location("serve_load", ROOT / "benchmarks" / "serve_load.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["serve_load"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def base_url() -> Iterator[str]:
     for module in ("starlette", "uvicorn", "httpx"):
         if importlib.util.find_spec(module) is None:
             _missing(f"{module} (the web extra)")
-    load = _serve_load()
+    load = serve_load()
     port = load.free_port()
     server = load.start_server(port, workers=2, timeout=20.0, queue=16)
     try:
