@@ -206,9 +206,9 @@ class DualBackend:
         kind = FUNCTIONS[name].kind
         if kind == "elementwise":
             return self._elementwise(name, a)
-        if kind != "square":
+        if kind != "square" or a.value.rows <= SYMBOLIC_SQUARE:
             return self._by_partials(name, a)
-        # det, inv, logdet: their meanings on a matrix of symbols grow factorially with its size
+        # det, inv, logdet of a larger matrix: their meanings on a matrix of symbols grow factorially with its size
         return self._along(a, lambda m: self.exact.function(name, m))
 
     def _elementwise(self, name: str, a: Dual) -> Dual:
@@ -277,6 +277,7 @@ def _written_zero(m: Any) -> bool:
     return all(entry == 0 for entry in m)
 
 
+SYMBOLIC_SQUARE = 3  # det, inv and logdet take their partials on symbols up to this size (3×3: 6 terms in det)
 _MEANING_PARTIALS: dict[tuple[str, int, int], tuple[list[Any], list[list[Any]]] | None] = {}
 
 
