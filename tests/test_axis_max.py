@@ -276,3 +276,17 @@ def test_the_cli_exits_2_on_an_empty_matrix_elsewhere():
     from matcalc.cli import main
 
     assert main(["diff", "sum(x + [])", "x"]) == 2
+
+
+@pytest.mark.parametrize(("expr", "var", "where", "printed"), [
+    ("x^T logsumexp(W - W, 2)", "x", "W: matrix(n, m); x: vector(n)", "log(m) vector(1)"),  # log of m equal terms
+    ("sum(softmax(W - W, 1) .* C)", "C", "W, C: matrix(n, m)", "matrix(1) / n"),  # each column shared n ways
+    ("sum(argmax_mask(W - W, 2) .* C)", "C", "W, C: matrix(n, m)", "matrix(1) / m"),  # every entry ties
+    ("x^T max(W - W + 2, [], 2)", "x", "W: matrix(n, m); x: vector(n)", "vector(2)"),
+])
+def test_a_function_of_a_constant_matrix_along_an_axis_is_the_constant_it_gives(expr, var, where, printed):
+    # the rule "functions of a constant vector", of each column or row: the printed result keeps the sizes it needs
+    d = matcalc.diff(expr, var, where=where)
+    assert str(d) == printed
+    assert matcalc.parse(str(d), where=d.where, shape=d.shape) == d.expr
+    assert_matches_finite_differences(d)

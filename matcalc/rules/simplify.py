@@ -701,21 +701,34 @@ def _determinant_power(e: Func) -> Expr | None:
     return None
 
 
-# f(matrix(c)) of each function below, from c and the shape, as the statement of the rule below writes it
-_OF_A_CONSTANT: dict[str, Callable[[Fraction, ir.Shape], Expr]] = {
-    "logsumexp": lambda c, shape: add(Num(c), func("log", ir.size(shape[0]))),
-    "softmax": lambda c, shape: mul(ir.reciprocal(ir.size(shape[0])), ir.ones(shape)),
+# f of a constant vector of n entries c, per entry of the result (a scalar for a reduction), from c and n; where
+# the function has an axis, each column (axis 1) or row (axis 2) is such a vector, and the result is this value at
+# every entry of the call's shape
+_OF_A_CONSTANT: dict[str, Callable[[Fraction, ir.Dim], Expr]] = {
+    "logsumexp": lambda c, n: add(Num(c), func("log", ir.size(n))),
+    "softmax": lambda c, n: ir.reciprocal(ir.size(n)),
+    "max": lambda c, n: Num(c),
+    "argmax_mask": lambda c, n: ir.reciprocal(ir.size(n)),  # every entry ties for the max: an equal share
+}
+_OF_A_CONSTANT_MATRIX: dict[str, Callable[[Fraction, ir.Shape], Expr]] = {
     "norm2": lambda c, shape: mul(Num(abs(c)), func("sqrt", _entries(shape))),
     "norm1": lambda c, shape: mul(Num(abs(c)), _entries(shape)),
 }
 
 
 @rule("functions of a constant vector",
-      "logsumexp(vector(c)) -> c + log(n);  softmax(vector(c)) -> vector(1) / n;  "
-      "norm2(matrix(c)) -> |c| sqrt(m n);  norm1(matrix(c)) -> |c| m n",
-      "logsumexp(vector(1)) + x^T x", on=tuple(_OF_A_CONSTANT), guard=arg_is(Fill))
+      "logsumexp(vector(c)) -> c + log(n);  softmax(vector(c)) -> vector(1) / n;  max(vector(c)) -> c;  "
+      "argmax_mask(vector(c)) -> vector(1) / n;  along an axis, of each column (row): logsumexp(matrix(c), 1) -> "
+      "(c + log(m)) vector(1)^T, softmax(matrix(c), 2) -> matrix(1) / n, ...;  norm2(matrix(c)) -> |c| sqrt(m n);  "
+      "norm1(matrix(c)) -> |c| m n",
+      "logsumexp(vector(1)) + x^T x", on=(*_OF_A_CONSTANT, *_OF_A_CONSTANT_MATRIX), guard=arg_is(Fill))
 def _functions_of_constant(e: Func) -> Expr | None:
-    return _OF_A_CONSTANT[e.name](e.arg.value, e.arg.shape) if not e.axis else None
+    c, shape = e.arg.value, e.arg.shape
+    if e.name in _OF_A_CONSTANT_MATRIX:
+        return _OF_A_CONSTANT_MATRIX[e.name](c, shape) if not e.axis else None
+    entries = shape[1] if e.axis == 2 else shape[0]  # a vector's entries, or those of each column (row)
+    value = _OF_A_CONSTANT[e.name](c, entries)
+    return value if e.is_scalar else mul(value, ir.ones(e.shape))
 
 
 _EXACT_VALUES: dict[tuple[str, Fraction], Fraction] = {
