@@ -152,8 +152,10 @@ def mixed_requests(count: int, seed: int = 19) -> list[tuple[str, str, bytes, se
             hostile_count += 1
             endpoint = "verify" if text == HOSTILE_PROOF else "diff"
             body = {"expr": text, "wrt": "X" if "X" in text else "x"}
-            # a result, a clean refusal (too long, not in the language), or stopped at the time limit
-            expected = {504} if text == HOSTILE_PROOF else {200, 413, 422, 504}
+            # a result, a clean refusal (too long, not in the language), or stopped at the time limit; the hostile
+            # proof is proven within the limit or stopped at it, whichever this machine's speed makes it (its stop at
+            # a limit it cannot meet is tests/test_serve.py's, with a limit far below its work)
+            expected = {200, 504} if text == HOSTILE_PROOF else {200, 413, 422, 504}
             out.append(("hostile", endpoint, json.dumps(body).encode(), expected, None))
         else:
             endpoint, raw, status = MALFORMED[index % len(MALFORMED)]
