@@ -277,6 +277,11 @@ def _written_zero(m: Any) -> bool:
     return all(entry == 0 for entry in m)
 
 
+def _has_kink(meaning: Any, sp: Any) -> bool:
+    """Whether a SymPy meaning holds a non-smooth part (relu's Heaviside, abs, sign, a max, a piecewise form)."""
+    return bool(meaning.atoms(sp.Heaviside, sp.DiracDelta, sp.Abs, sp.sign, sp.Max, sp.Min, sp.Piecewise))
+
+
 SYMBOLIC_SQUARE = 3  # det, inv and logdet take their partials on symbols up to this size (3×3: 6 terms in det)
 _MEANING_PARTIALS: dict[tuple[str, int, int], tuple[list[Any], list[list[Any]]] | None] = {}
 
@@ -288,8 +293,7 @@ def _meaning_partials(name: str, rows: int, cols: int, sp: Any) -> tuple[list[An
     if key not in _MEANING_PARTIALS:
         symbols = [sp.Symbol(f"v{k}", real=True) for k in range(rows * cols)]
         meaning = SympyBackend().function(name, sp.Matrix(rows, cols, symbols))
-        kinked = any(entry.atoms(sp.Heaviside, sp.DiracDelta, sp.Abs, sp.sign, sp.Max, sp.Min, sp.Piecewise)
-                     for entry in meaning)
+        kinked = any(_has_kink(entry, sp) for entry in meaning)
         _MEANING_PARTIALS[key] = None if kinked else (symbols, [[sp.diff(entry, v) for v in symbols]
                                                                 for entry in meaning])
     return _MEANING_PARTIALS[key]
@@ -303,7 +307,7 @@ def _entry_derivative(name: str, sp: Any) -> tuple[Any, Any, Any, bool]:
     if name not in _ENTRY_DERIVATIVES:
         u = sp.Symbol("u", real=True)
         meaning = FUNCTIONS[name].sympy(sp, sp.Matrix([[u]]))[0, 0]
-        kinked = bool(meaning.atoms(sp.Heaviside, sp.DiracDelta, sp.Abs, sp.sign, sp.Max, sp.Min, sp.Piecewise))
+        kinked = _has_kink(meaning, sp)
         _ENTRY_DERIVATIVES[name] = (u, meaning, sp.diff(meaning, u), kinked)
     return _ENTRY_DERIVATIVES[name]
 

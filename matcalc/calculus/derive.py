@@ -47,15 +47,15 @@ def differentiate_vec(function: Expr, variable: Var) -> tuple[Expr, list[Step]]:
     result = simplify(raw, trace)
     steps = [Step("differential", df, tuple(used), claim=Claim("differential", function, variable)),
              Step("identified: vec(dF) = J vec(dX)", raw, tuple(read), claim=Claim("jacobian", function, variable))]
-    return result, _simplified(steps, raw, result, trace, Claim("jacobian", function, variable))
+    _add_simplified(steps, raw, result, trace, Claim("jacobian", function, variable))
+    return result, steps
 
 
-def _simplified(steps: list[Step], raw: Expr, result: Expr, trace: list[str], claim: Claim) -> list[Step]:
-    """The steps, then the simplified result: a line of its own only where simplifying changed something (each
+def _add_simplified(steps: list[Step], raw: Expr, result: Expr, trace: list[str], claim: Claim) -> None:
+    """The simplified result as the last step: a line of its own only where simplifying changed something (each
     line of a derivation once)."""
     if trace or result is not raw:  # nodes are interned: an unchanged result is the same node
         steps.append(Step("simplified", result, tuple(trace), claim=claim))
-    return steps
 
 
 def differentiate_matrix(function: Expr, variable: Var, spec: DerivativeSpec) -> tuple[Expr, list[Step]]:
@@ -81,7 +81,7 @@ def differentiate_matrix(function: Expr, variable: Var, spec: DerivativeSpec) ->
         steps.append(Step("symmetric gradient sym(G) = (G + G^T)/2", raw, claim=claim))
     trace: list[str] = []
     result = simplify(raw, trace)
-    _simplified(steps, raw, result, trace, claim)
+    _add_simplified(steps, raw, result, trace, claim)
     if spec.transposed:
         trace = []
         result = simplify(ir.transpose(result), trace)

@@ -168,29 +168,27 @@ def _softmax_differential(e: Expr, du: Expr) -> Expr:
     return ir.sub(weighted, ir.hadamard(e, _column_sums(weighted) if axis == 1 else _row_sums(weighted)))
 
 
-def _logsumexp_differential(e: Expr, du: Expr) -> Expr:
-    """d logsumexp(u) = softmax(u)^T du; of each column (axis 1): vector(1)^T (softmax(U, 1) .* dU), a row; of each
-    row (axis 2): (softmax(U, 2) .* dU) vector(1)."""
-    axis, u = e.axis, e.arg  # type: ignore[attr-defined]
-    if not axis:
-        return ir.mul(ir.transpose(ir.func("softmax", u)), du)
-    weighted = ir.hadamard(ir.func("softmax", u, axis), du)
-    if axis == 1:
-        return ir.mul(ir.transpose(ir.ones((u.shape[0], 1))), weighted)
-    return ir.mul(weighted, ir.ones((u.shape[1], 1)))
+def _weighted_reduction(weights: str) -> Callable[[Expr, Expr], Expr]:
+    """d f(u) -> w(u)^T du for a reduction whose gradient is the vector w(u) (`weights`, a function of the language);
+    of each column (axis 1): vector(1)^T (w(U, 1) .* dU), a row; of each row (axis 2): (w(U, 2) .* dU) vector(1)."""
+
+    def differential(e: Expr, du: Expr) -> Expr:
+        axis, u = e.axis, e.arg  # type: ignore[attr-defined]
+        if not axis:
+            return ir.mul(ir.transpose(ir.func(weights, u)), du)
+        weighted = ir.hadamard(ir.func(weights, u, axis), du)
+        if axis == 1:
+            return ir.mul(ir.transpose(ir.ones((u.shape[0], 1))), weighted)
+        return ir.mul(weighted, ir.ones((u.shape[1], 1)))
+
+    return differential
 
 
-def _max_differential(e: Expr, du: Expr) -> Expr:
-    """d max(u) -> argmax_mask(u)^T du (the derivative shared equally among tied entries); of each column (axis 1):
-    vector(1)^T (argmax_mask(U, 1) .* dU), a row; of each row (axis 2): (argmax_mask(U, 2) .* dU) vector(1). As
-    logsumexp's, with the mask for softmax (the mask is softmax's limit at zero temperature)."""
-    axis, u = e.axis, e.arg  # type: ignore[attr-defined]
-    if not axis:
-        return ir.mul(ir.transpose(ir.func("argmax_mask", u)), du)
-    weighted = ir.hadamard(ir.func("argmax_mask", u, axis), du)
-    if axis == 1:
-        return ir.mul(ir.transpose(ir.ones((u.shape[0], 1))), weighted)
-    return ir.mul(weighted, ir.ones((u.shape[1], 1)))
+# d logsumexp(u) = softmax(u)^T du
+_logsumexp_differential = _weighted_reduction("softmax")
+# d max(u) = argmax_mask(u)^T du: the derivative shared equally among tied entries (the mask is softmax's limit at
+# zero temperature)
+_max_differential = _weighted_reduction("argmax_mask")
 
 
 # ---------------------------------------------------------------- lowerings: calls written with other operations
