@@ -111,6 +111,14 @@ def test_the_derivative_of_a_gram_matrix_of_fixed_size_parses_back():
     assert_parses_back_and_evaluates(matcalc.diff("W^T W", "W", where="W: matrix(2, 3)"))
 
 
+def test_the_hessian_of_a_row_variance_names_no_ones_of_open_size():
+    # var(x y^T, 2) is x .* x var(y): the Hessian is 2 x^T (x .* x) (I - matrix(1) / n) / n. It printed
+    # diag(vector(1) x^T (x .* x)) and (x vector(1)^T) .* (x vector(1)^T), ones whose size nothing in the text fixed
+    h = matcalc.hessian("x^T var((x y^T), 2)", "y", where="x: vector(n); y: vector(n)")
+    assert "vector(1)" not in str(h)
+    assert_parses_back_and_evaluates(h)
+
+
 def test_a_second_derivative_evaluates_from_the_functions_variables_alone():
     # d/dbeta of d/dv of (v - (u - u)) / sigmoid(beta) holds an I of v's size, which no variable of it carries
     function = "((v - (u - u)) / sigmoid((beta)^T))"

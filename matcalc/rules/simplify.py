@@ -456,9 +456,14 @@ def _diag_diag(e: Func) -> Expr | None:
     return e.arg.arg if ir.is_column(e.arg.arg.shape) else None
 
 
-@rule("scalars out of diag", "diag(c A) -> c diag(A)", "diag(2 alpha x)", on=("diag",), guard=arg_is(MatMul))
+@rule("scalars out of diag", "diag(c A) -> c diag(A);  diag(a (b^T c)) -> (b^T c) diag(a)", "diag(2 alpha x)",
+      on=("diag",), guard=arg_is(MatMul))
 def _diag_scalars_out(e: Func) -> Expr | None:
     coefficient, scalars, chain = _split_product(e.arg)
+    if ir.is_column(e.arg.shape):  # a vector's chain may end in a 1 x 1 block (vector(1) x^T y): a scalar too
+        tail = next((j for j in range(1, len(chain)) if chain[j - 1].shape[1] == 1), None)
+        if tail is not None:
+            scalars, chain = [*scalars, mul(*chain[tail:])], chain[:tail]
     if chain and (coefficient != 1 or scalars):
         return mul(Num(coefficient), *scalars, func("diag", mul(*chain)))
     return None
@@ -521,6 +526,23 @@ def _elementwise_of_broadcast(e: Expr) -> Expr | None:
     if how == "entries":
         return None  # c ./ (alpha matrix(1)) is (c / alpha) matrix(1), another rule's
     return ir.respread(ir.elem_div(ir.fill(numerator.value, core.shape), core), ones, how)
+
+
+@rule("Hadamard product of broadcasts", "(a vector(1)^T) .* (b vector(1)^T) -> (a .* b) vector(1)^T;  "
+      "(vector(1) r) .* (vector(1) s) -> vector(1) (r .* s)", "(x vector(1)^T) .* (y vector(1)^T)",
+      where="x, y: vector(n)", on=(Hadamard,))
+def _hadamard_of_broadcasts(e: Hadamard) -> Expr | None:
+    """Columns (rows) repeated alike multiply column by column: the product is taken once, then repeated."""
+    spreads = [ir.spread_parts(f) for f in e.factors]
+    for first in spreads:
+        if first is None or first[2] == "entries":
+            continue
+        alike = [j for j, other in enumerate(spreads) if other is not None and other[1:] == first[1:]]
+        if len(alike) > 1:
+            product = ir.respread(hadamard(*(spreads[j][0] for j in alike)), *first[1:])  # type: ignore[index]
+            rest = [f for j, f in enumerate(e.factors) if j not in alike]
+            return hadamard(product, *rest) if rest else product
+    return None
 
 
 @rule("sums of a softmax", "vector(1)^T softmax(U, 1) -> vector(1)^T;  softmax(U, 2) vector(1) -> vector(1);  "
