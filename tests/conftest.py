@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 from hypothesis import HealthCheck, settings
-from tally import SLOWEST, TALLY
+from tally import SLOWEST, TALLY, merge
 
 settings.register_profile("default", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("ci", parent=settings.get_profile("default"), derandomize=True, print_blob=True)
@@ -45,6 +45,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    output = getattr(session.config, "workeroutput", None)
+    if output is not None:  # a pytest-xdist worker: its figures go to the controller, which prints them all
+        output["matcalc_tally"], output["matcalc_slowest"] = dict(TALLY), dict(SLOWEST)
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist's, called on the controller as each worker ends
+def pytest_testnodedown(node: object, error: object) -> None:
+    output = getattr(node, "workeroutput", {})
+    merge(output.get("matcalc_tally", {}), output.get("matcalc_slowest", {}))
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

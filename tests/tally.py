@@ -13,3 +13,13 @@ def record_slowest(key: str, milliseconds: float, what: str = "") -> None:
         TALLY[key] = milliseconds
         if what:
             SLOWEST[key] = what
+
+
+def merge(tally: dict, slowest: dict[str, str]) -> None:
+    """Add another process's figures (a pytest-xdist worker's) to these: counts add up, a slowest time (a float, in
+    ms, from record_slowest) keeps the larger one with what took it."""
+    for key, value in tally.items():
+        if isinstance(value, float):
+            record_slowest(key, value, slowest.get(key, ""))
+        else:
+            TALLY[key] += value

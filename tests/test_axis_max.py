@@ -211,6 +211,15 @@ def test_generated_jax_code_computes_the_engines_numbers_at_a_tie():
     np.testing.assert_allclose(np.asarray(d.compile("jax")(U=TIED)), d.evaluate({"U": TIED}), rtol=1e-15)
 
 
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch is not installed")
+def test_generated_torch_code_computes_the_engines_numbers_at_a_tie():
+    import torch
+
+    d = matcalc.diff("sum(max(U, [], 1)) + sum(min(U, [], 2)) + max(vec(U))", "U")
+    got = d.compile("torch")(U=torch.tensor(TIED, dtype=torch.float64))
+    np.testing.assert_allclose(got.numpy(), d.evaluate({"U": TIED}), rtol=1e-15)
+
+
 def test_generated_numpy_code_reduces_along_an_axis_with_keepdims():
     code = matcalc.codegen("L = sum(max(U, [], 1)) + sum(min(U, [], 2))", ["U"], backend="numpy")
     assert "np.max(U, axis=0, keepdims=True)" in code  # each column's largest entry, a row

@@ -813,7 +813,9 @@ def _returned(code: str, output: Output, emitter: _Emitter) -> str:
         return f"{emitter.helper('_reshape_f')}({code}, ({sizes},))"
     if shape == ir.SCALAR:
         module = emitter.m
-        return f"{module}.asarray({code})" if module != "torch" else f"torch.as_tensor({code})"
+        if module == "torch":  # a constant (pi ** 2) would be torch's default float32: the inputs' dtype, as a fill's
+            return f"torch.as_tensor({code}, dtype=_like.dtype, device=_like.device)"
+        return f"{module}.asarray({code})"
     if ir.is_vector_shape(shape):
         return f"{_paren(code)}.reshape(-1)"
     return code
