@@ -138,6 +138,16 @@ def test_a_wrong_candidate_is_refuted_with_a_counterexample(page):
     assert page.inner_text("#counterexample").strip()
 
 
+def test_a_proof_shows_its_progress_then_its_verdict(page):
+    differentiate(page, "h1 = tanh(W1 x); h2 = tanh(W2 h1); L = sum(h2)", "W1")
+    page.click("#verify")
+    page.wait_for_selector('#verification[data-verified="true"]')
+    progress = page.locator("#proof-progress")
+    assert int(progress.get_attribute("data-seen") or 0) >= 1  # the streamed steps of the proof were shown
+    assert progress.inner_text().startswith("proving: sizes ") and not progress.is_visible()
+    assert page.inner_text("#verification").startswith("verified")
+
+
 def test_a_right_candidate_is_accepted(page):
     differentiate(page, "x^T A x", "x")
     page.fill("#candidate", "A x + A^T x")

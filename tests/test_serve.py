@@ -130,6 +130,32 @@ def test_verify_proves_the_result(client):
     assert status == 200 and reply["verified"] is True and reply["text"] == "inv(X)^T"
 
 
+def _streamed(client: TestClient, endpoint: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+    response = client.post(f"/api/{endpoint}", json={**body, "stream": True})
+    assert response.status_code == 200 and response.headers["content-type"].startswith("application/x-ndjson")
+    return [json.loads(line) for line in response.text.splitlines()]
+
+
+def test_a_streamed_verify_reports_the_proofs_progress_then_the_plain_reply(client):
+    body = {"expr": "h1 = tanh(W1 x); h2 = tanh(W2 h1); L = sum(h2)", "wrt": "W1"}
+    lines = _streamed(client, "verify", body)
+    *progress, last = lines
+    assert progress and all(set(line) == {"progress"} and line["progress"].startswith("sizes ") for line in progress)
+    status, plain = post(client, "verify", body)
+    assert last["status"] == status == 200 and last["reply"]["verified"] is True
+    assert last["reply"]["text"] == plain["text"]
+
+
+def test_a_streamed_check_of_a_wrong_candidate_ends_in_its_counterexample(client):
+    lines = _streamed(client, "check", {"expr": "x^T A x", "wrt": "x", "candidate": "2 A x"})
+    assert lines[-1]["status"] == 200 and lines[-1]["reply"]["verdict"] == "wrong" and lines[-1]["reply"]["point"]
+
+
+def test_a_streamed_error_ends_in_the_status_the_plain_request_has(client):
+    body = {"expr": "x^T A x +", "wrt": "x"}  # a syntax error: no proof, one line
+    assert _streamed(client, "verify", body) == [{"status": 422, "reply": post(client, "verify", body)[1]}]
+
+
 def test_code_computes_the_finite_difference_derivative(client):
     status, reply = post(client, "code", {"expr": "norm2(A x - b)^2", "wrt": "x", "backend": "numpy"})
     assert status == 200 and reply["backend"] == "numpy"
@@ -281,6 +307,13 @@ def test_a_hostile_input_is_stopped_at_the_time_limit_and_the_server_answers_aft
         assert health["timeouts"] == 1 and health["replaced"] == 1
         status, reply = post(small, "diff", {"expr": "x^T A x", "wrt": "x"})
         assert status == 200 and reply["text"] == "(A + A^T) x"
+
+
+def test_a_streamed_proof_past_the_time_limit_ends_in_the_504_line():
+    with TestClient(create_app(Settings(workers=1, timeout=0.5, proof_timeout=600.0))) as small:
+        lines = _streamed(small, "verify", {"expr": HOSTILE_PROOF, "wrt": "X"})
+        assert lines[-1]["status"] == 504 and lines[-1]["reply"]["error"]["type"] == "Timeout"
+        assert all("progress" in line for line in lines[:-1])
 
 
 # ---------------------------------------------------------------- the docs' examples, the CLI

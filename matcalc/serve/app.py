@@ -5,7 +5,9 @@ declarations), 503 busy, 504 past the time limit; never a traceback."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +15,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -67,6 +69,43 @@ async def _body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+async def _streamed(pool: Pool, endpoint: str, fields: dict[str, Any]) -> AsyncIterator[bytes]:
+    """A request with "stream": true, as newline-delimited JSON: {"progress": "..."} while its proofs work (which
+    sizes, how many entries of how many), then one last line {"status": <the HTTP status the plain request would
+    have had>, "reply": <its JSON reply>}. A client that goes away cancels the job (its worker is replaced)."""
+    lines: asyncio.Queue[bytes] = asyncio.Queue()
+
+    def progress(text: str) -> None:
+        lines.put_nowait(json.dumps({"progress": text}).encode() + b"\n")
+
+    async def job() -> None:
+        status, payload = await pool.run(endpoint, fields, progress)
+        lines.put_nowait(json.dumps({"status": status, "reply": payload}).encode() + b"\n")
+
+    task = asyncio.get_running_loop().create_task(job())
+    try:
+        while True:
+            getter = asyncio.ensure_future(lines.get())
+            done, _ = await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
+            if getter in done:
+                line = getter.result()
+                yield line
+                if line.startswith(b'{"status"'):
+                    return
+                continue
+            getter.cancel()
+            if task.exception() is not None:  # a bug of the server's, said as the plain request would say it
+                message = "internal error; please report the request"
+                yield json.dumps({"status": 500, "reply": {"error": {"type": "InternalError", "message": message,
+                                                                      "summary": message}}}).encode() + b"\n"
+                return
+            while not lines.empty():  # the job has ended: what it said last, its reply included, is queued
+                yield lines.get_nowait()
+            return
+    finally:
+        task.cancel()
+
+
 def create_app(settings: Settings | None = None) -> Starlette:
     """The application with its own pool of workers, started and stopped with the application (its lifespan)."""
     settings = settings or Settings()
@@ -81,6 +120,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             fields = checked(endpoint, await _body(request, settings.max_body), settings.max_expr)
         except RequestError as error:
             return JSONResponse(error.payload, status_code=error.status)
+        if fields.get("stream"):
+            return StreamingResponse(_streamed(state["pool"], endpoint, fields), media_type="application/x-ndjson")
         status, payload = await state["pool"].run(endpoint, fields)
         return JSONResponse(payload, status_code=status)
 

@@ -5,12 +5,14 @@ anything else a bug of matcalc's (500), never a traceback."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from .. import api
 from ..core.errors import MatcalcError, ParseError, ShapeError
 
 Reply = tuple[int, dict[str, Any]]
+Progress = Callable[[Any], None] | None  # called with each verify.Progress record of a proof (a live display)
 
 
 def error_payload(error: BaseException, kind: str | None = None) -> dict[str, Any]:
@@ -34,13 +36,14 @@ def _one_or_many(wrt: str | list[str]) -> list[str]:
     return [name.strip() for name in wrt.split(",")] if isinstance(wrt, str) else list(wrt)
 
 
-def _derivative_payload(expr: str, d: Any, steps: str, verify: bool, timeout: float) -> dict[str, Any]:
+def _derivative_payload(expr: str, d: Any, steps: str, verify: bool, timeout: float,
+                        progress: Progress = None) -> dict[str, Any]:
     from ..render.mathml import derivative_mathml
 
     payload = {"input": expr, **d.to_json(steps)}
     payload["mathml"] = derivative_mathml(d)  # the equation typeset, for the page
     if verify:
-        report = d.verify(timeout=timeout)
+        report = d.verify(timeout=timeout, progress=progress)
         payload["verified"] = bool(report)
         payload["verification"] = str(report)
         payload["undecided"] = bool(report.undecided)
@@ -51,7 +54,7 @@ _KIND_WORDS = {"gradient": "a gradient", "jacobian": "a Jacobian", "hessian": "a
                "derivative": "an entrywise derivative", "tensor": "a tensor (in vec form)"}
 
 
-def diff(request: dict[str, Any], timeout: float) -> Reply:
+def diff(request: dict[str, Any], timeout: float, progress: Progress = None) -> Reply:
     """POST /api/diff (and /api/verify): the derivative, as `matcalc diff --json [--steps METHOD] [--verify]`."""
     expr, where, kind = request["expr"], request.get("where"), request.get("kind", "auto")
     layout, steps, inline = request.get("layout", "numerator"), request.get("steps", "differential"), \
@@ -64,14 +67,14 @@ def diff(request: dict[str, Any], timeout: float) -> Reply:
             payload: dict[str, Any] = {"input": expr, "variables": names, "kind": "hessian", "text": str(blocks),
                                        "latex": blocks.latex()}
             if verify:
-                verified = blocks.verify(timeout=timeout)
+                verified = blocks.verify(timeout=timeout, progress=progress)
                 payload["verified"] = bool(verified)
             return 200, payload
         gradients = api.grad(expr, names, where, inline=inline, layout=layout)
         return 200, {"input": expr, "variables": names, "kind": "gradient", "text": str(gradients),
                      "latex": gradients.latex(),
                      "steps": _steps_json(gradients, steps),
-                     "gradients": {name: _derivative_payload(expr, d, steps, verify, timeout)
+                     "gradients": {name: _derivative_payload(expr, d, steps, verify, timeout, progress)
                                    for name, d in gradients.items()}}
     if kind == "hessian":
         d = api.hessian(expr, names[0], where, inline=inline)
@@ -80,7 +83,7 @@ def diff(request: dict[str, Any], timeout: float) -> Reply:
         if kind in ("gradient", "jacobian") and d.kind != kind:
             raise ShapeError(f"the derivative w.r.t. {names[0]} is {_KIND_WORDS.get(d.kind, d.kind)}, not "
                              f"{_KIND_WORDS[kind]}; ask for kind \"auto\"")
-    return 200, _derivative_payload(expr, d, steps, verify, timeout)
+    return 200, _derivative_payload(expr, d, steps, verify, timeout, progress)
 
 
 def _steps_json(gradients: Any, method: str) -> list[dict[str, Any]]:
@@ -90,15 +93,15 @@ def _steps_json(gradients: Any, method: str) -> list[dict[str, Any]]:
     return [step_json(step) for step in gradients.method_steps(method)]
 
 
-def check(request: dict[str, Any], timeout: float) -> Reply:
+def check(request: dict[str, Any], timeout: float, progress: Progress = None) -> Reply:
     """POST /api/check: the verdict on the user's own derivative, as `matcalc check --json`."""
     result = api.check(request["expr"], request["wrt"], request["candidate"], request.get("where"),
                        request.get("layout", "numerator"), hessian_of=request.get("hessian_of", False),
-                       timeout=min(timeout, request.get("timeout") or timeout))
+                       timeout=min(timeout, request.get("timeout") or timeout), progress=progress)
     return 200, {"input": request["expr"], **result.to_json()}
 
 
-def code(request: dict[str, Any], timeout: float) -> Reply:
+def code(request: dict[str, Any], timeout: float, progress: Progress = None) -> Reply:
     """POST /api/code: a Python function computing the derivative (`matcalc diff --code BACKEND`), or with several
     variables the value and every gradient from one backward pass (`matcalc codegen`)."""
     expr, where, backend = request["expr"], request.get("where"), request.get("backend", "numpy")
@@ -114,18 +117,19 @@ def code(request: dict[str, Any], timeout: float) -> Reply:
     return 200, {"input": expr, "variables": names, "backend": backend, "code": str(source)}
 
 
-def verify(request: dict[str, Any], timeout: float) -> Reply:
+def verify(request: dict[str, Any], timeout: float, progress: Progress = None) -> Reply:
     """POST /api/verify: /api/diff's reply, proven."""
-    return diff({**request, "verify": True}, timeout)
+    return diff({**request, "verify": True}, timeout, progress)
 
 
 ENDPOINTS = {"diff": diff, "verify": verify, "check": check, "code": code}
 
 
-def run(endpoint: str, request: dict[str, Any], timeout: float) -> Reply:
-    """One request, whatever happens: a reply, never an exception."""
+def run(endpoint: str, request: dict[str, Any], timeout: float, progress: Progress = None) -> Reply:
+    """One request, whatever happens: a reply, never an exception. `progress` sees each step of its proofs."""
+    request = {name: value for name, value in request.items() if name != "stream"}  # how the reply travels
     try:
-        return ENDPOINTS[endpoint](request, timeout)
+        return ENDPOINTS[endpoint](request, timeout, progress)
     except MatcalcError as error:
         return 422, error_payload(error)
     except (RecursionError, MemoryError) as error:

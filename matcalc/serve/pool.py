@@ -15,11 +15,14 @@ import contextlib
 import multiprocessing
 import os
 import signal
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
 Reply = tuple[int, dict[str, Any]]
+PROGRESS_INTERVAL = 0.25  # seconds between two progress messages of one job (a proof may report thousands of steps)
 
 
 @dataclass(frozen=True)
@@ -62,8 +65,24 @@ def _worker_main(connection: Connection, memory_mb: int | None) -> None:
             return
         if message is None:
             return
-        endpoint, request, proof_timeout = message
-        connection.send(jobs.run(endpoint, request, proof_timeout))
+        endpoint, request, proof_timeout, wants_progress = message
+        reporter = _ProgressSender(connection) if wants_progress else None
+        connection.send(jobs.run(endpoint, request, proof_timeout, reporter))
+
+
+class _ProgressSender:
+    """In a worker: a proof's progress records sent up the pipe as ("progress", text), the first at once, then at
+    most one every PROGRESS_INTERVAL seconds. The reply that ends the job is a (status, payload) pair."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self.last = float("-inf")
+
+    def __call__(self, record: object) -> None:
+        now = time.monotonic()
+        if now - self.last >= PROGRESS_INTERVAL:
+            self.last = now
+            self.connection.send(("progress", str(record)))
 
 
 _context: Any = None
@@ -101,11 +120,19 @@ class Worker:
             loop.remove_reader(descriptor)
         return self.connection.recv()
 
-    async def call(self, message: Any, timeout: float) -> Reply:
+    async def call(self, message: Any, timeout: float, on_progress: Callable[[str], None] | None = None) -> Reply:
+        """The job's reply within `timeout` seconds in all (TimeoutError); its progress messages on the way go to
+        `on_progress`."""
         self.connection.send(message)
-        reply = await self.receive(timeout)
-        self.jobs += 1
-        return reply
+        deadline = time.monotonic() + timeout
+        while True:
+            reply = await self.receive(max(deadline - time.monotonic(), 0.0))
+            if isinstance(reply, tuple) and reply and reply[0] == "progress":
+                if on_progress is not None:
+                    on_progress(reply[1])
+                continue
+            self.jobs += 1
+            return reply
 
     def kill(self) -> None:
         with contextlib.suppress(Exception):
@@ -176,9 +203,10 @@ class Pool:
         self.replacing.add(task)
         task.add_done_callback(self.replacing.discard)
 
-    async def run(self, endpoint: str, request: dict[str, Any]) -> Reply:
+    async def run(self, endpoint: str, request: dict[str, Any],
+                  on_progress: Callable[[str], None] | None = None) -> Reply:
         """The reply to one checked request: the worker's, or a JSON 503 (queue full), 504 (time limit) or
-        500 (the worker died)."""
+        500 (the worker died). `on_progress` receives the text of each progress message of its proofs."""
         settings = self.settings
         if self.waiting >= settings.queue and self.idle.empty():
             self.stats["busy"] += 1
@@ -192,7 +220,8 @@ class Pool:
         finally:
             self.waiting -= 1
         try:
-            status, payload = await worker.call((endpoint, request, settings.proof_limit), settings.timeout)
+            status, payload = await worker.call((endpoint, request, settings.proof_limit, on_progress is not None),
+                                                settings.timeout, on_progress)
         except asyncio.TimeoutError:
             self.stats["timeouts"] += 1
             self._replace(worker)

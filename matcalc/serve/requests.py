@@ -30,13 +30,14 @@ class Field:
 _COMMON = {"expr": Field((str,), required=True, text=True), "wrt": Field((str, list), required=True),
            "where": Field((str, dict, type(None)), text=True)}
 _DIFF = {**_COMMON, "kind": Field((str,), choices=KINDS), "layout": Field((str,), choices=LAYOUTS),
-         "steps": Field((str,), choices=tuple(METHODS)), "inline": Field((bool,)), "verify": Field((bool,))}
+         "steps": Field((str,), choices=tuple(METHODS)), "inline": Field((bool,)), "verify": Field((bool,)),
+         "stream": Field((bool,))}
 SCHEMAS: dict[str, dict[str, Field]] = {
     "diff": _DIFF,
     "verify": _DIFF,
     "check": {**_COMMON, "candidate": Field((str,), required=True, text=True),
               "layout": Field((str,), choices=LAYOUTS), "hessian_of": Field((bool,)),
-              "timeout": Field((int, float, type(None)))},
+              "timeout": Field((int, float, type(None))), "stream": Field((bool,))},
     "code": {**_COMMON, "backend": Field((str,), choices=BACKENDS), "kind": Field((str,), choices=("auto", "hessian")),
              "layout": Field((str,), choices=LAYOUTS), "product": Field((str, type(None)), choices=PRODUCTS)},
 }

@@ -159,6 +159,50 @@ async function code() {
   $("code").dataset.backend = body.backend;
 }
 
+// A proof's request with "stream": true: newline-delimited JSON, {"progress": "..."} while the proof works, then
+// {"status": N, "reply": {...}}. A request refused before any work is a plain JSON error.
+async function postStreamed(endpoint, body, onProgress) {
+  document.body.dataset.busy = "true";
+  try {
+    const response = await fetch("/api/" + endpoint, {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ ...body, stream: true }),
+    });
+    if (!(response.headers.get("content-type") || "").startsWith("application/x-ndjson")) {
+      let payload;
+      try { payload = await response.json(); } catch (e) {
+        payload = { error: { type: "BadReply", summary: "the server's reply is not JSON (" + response.status + ")" } };
+      }
+      return { ok: response.ok, status: response.status, payload };
+    }
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    let buffered = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      buffered += decoder.decode(value || new Uint8Array(), { stream: !done });
+      let newline;
+      while ((newline = buffered.indexOf("\n")) >= 0) {
+        const line = JSON.parse(buffered.slice(0, newline));
+        buffered = buffered.slice(newline + 1);
+        if (line.progress !== undefined) onProgress(line.progress);
+        else return { ok: line.status < 400, status: line.status, payload: line.reply };
+      }
+      if (done) break;
+    }
+    return { ok: false, status: 0, payload: { error: { type: "BadReply", summary: "the server's reply ended early" } } };
+  } catch (e) {
+    return { ok: false, status: 0, payload: { error: { type: "Network", summary: "the server cannot be reached" } } };
+  } finally {
+    document.body.dataset.busy = "false";
+  }
+}
+
+function showProgress(element, text) {
+  element.hidden = false;
+  element.textContent = "proving: " + text;
+  element.dataset.seen = String(Number(element.dataset.seen || 0) + 1); // how many it showed (kept for tests)
+}
+
 async function check() {
   if (!last) await differentiate();
   if (!last) return;
@@ -167,7 +211,9 @@ async function check() {
   if (last.request.kind === "hessian") body.hessian_of = true;
   else if (last.request.layout) body.layout = last.request.layout;
   $("check").disabled = true;
-  const reply = await post("check", body);
+  const progress = $("check-progress");
+  const reply = await postStreamed("check", body, (text) => showProgress(progress, text));
+  progress.hidden = true;
   $("check").disabled = false;
   const verdict = $("verdict");
   verdict.hidden = false;
@@ -217,7 +263,8 @@ async function verify() {
   out.hidden = false;
   out.textContent = "proving…";
   out.dataset.verified = "";
-  const reply = await post("verify", { ...last.request });
+  const reply = await postStreamed("verify", { ...last.request }, (text) => showProgress($("proof-progress"), text));
+  $("proof-progress").hidden = true;
   $("verify").disabled = false;
   if (!reply.ok) { out.textContent = (reply.payload.error || {}).summary || "error"; out.dataset.verified = "error"; return; }
   const p = reply.payload;
