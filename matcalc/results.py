@@ -559,7 +559,8 @@ class Gradients(dict):
         super().__init__(derivatives)
         self.output = output
 
-    def _lines(self) -> tuple[Bindings, list[tuple[str, Expr]]]:
+    def lines(self) -> tuple[Bindings, list[tuple[str, Expr]]]:
+        """(the definitions the gradients use, once; each gradient's line `dL_dW = ...`)."""
         first = next(iter(self.values()))
         bodies = [d.body for d in self.values()]
         taken = {*first.where, *(name for name, _ in first.bindings)}
@@ -571,7 +572,7 @@ class Gradients(dict):
         return needed_bindings(first.bindings, bodies), results
 
     def __str__(self) -> str:
-        definitions, results = self._lines()
+        definitions, results = self.lines()
         return program_text((*definitions, *results))
 
     def to_sympy(self) -> dict[str, Any]:
@@ -580,7 +581,7 @@ class Gradients(dict):
 
     def latex(self) -> str:
         """An `aligned` block: a row per definition, then one per gradient, labelled ∂L/∂W."""
-        definitions, results = self._lines()
+        definitions, results = self.lines()
         rows = [rf"{latex_name(name)} &= {to_latex(value)}" for name, value in definitions]
         rows += [rf"{_partial(self.output, name)} &= {to_latex(body)}" for name, (_, body) in zip(self, results,
                                                                                                   strict=True)]

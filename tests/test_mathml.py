@@ -13,7 +13,7 @@ from oracles import evaluate_expr, random_values
 from test_cookbook_table import COOKBOOK
 
 import matcalc
-from matcalc.render.mathml import derivative_mathml, to_mathml
+from matcalc.render.mathml import derivative_mathml, gradients_mathml, to_mathml
 
 NS = "{http://www.w3.org/1998/Math/MathML}"
 GREEK = {"α": "alpha", "β": "beta", "λ": "lambda", "θ": "theta", "σ": "sigma", "π": "pi"}
@@ -96,6 +96,22 @@ def test_the_mathml_of_a_result_reads_back_to_its_numbers(expr, wrt, where):
     values = random_values([d.function], seed=11)
     expected = evaluate_expr(d.expr, values, (d.function,))
     np.testing.assert_allclose(evaluate_expr(read_back, values, (d.function,)), expected, rtol=1e-10, atol=1e-12)
+
+
+def test_the_mathml_of_several_gradients_reads_back_to_each_ones_numbers():
+    program = "h1 = sigmoid(W1 x + b1); h2 = sigmoid(W2 h1 + b2); L = sum(h2)"
+    gradients = matcalc.grad(program, ["W1", "b1", "W2"])
+    definitions, _ = gradients.lines()
+    body = ET.fromstring(gradients_mathml(definitions, list(gradients.values())))[0]
+    rows = [[cell[0] for cell in row] for row in body]
+    shared = [f"{read(left)} = {read(right[1])}" for left, right in rows[:len(definitions)]]
+    first = next(iter(gradients.values()))
+    declarations = {name: str(declaration).split(": ", 1)[1] for name, declaration in first.where.items()}
+    values = random_values([first.function], seed=5)
+    for (_, right), d in zip(rows[len(definitions):], gradients.values(), strict=True):
+        read_back = matcalc.parse("; ".join([*shared, read(right[1])]), declarations, shape=d.expr.shape)
+        np.testing.assert_allclose(evaluate_expr(read_back, values, (d.function,)),
+                                   evaluate_expr(d.expr, values, (d.function,)), rtol=1e-10, atol=1e-12)
 
 
 def test_the_mathml_of_a_deep_expression_is_written_without_recursion():

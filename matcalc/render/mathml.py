@@ -243,6 +243,18 @@ def derivative_mathml(d: Result, inline: bool = False) -> str:
     names (a table aligned on '='), unless `inline`."""
     rows = [] if inline else [(name_mathml(name), to_mathml(value)) for name, value in d.definitions]
     rows.append((_left(d), to_mathml(d.expr if inline or not d.definitions else d.body)))
+    return _equations(rows)
+
+
+def gradients_mathml(definitions: Sequence[tuple[str, Expr]], derivatives: Sequence[Result]) -> str:
+    """The gradients of one backward pass as one block <math>: the definitions they share, once, then a row
+    `∂L/∂W = ...` per variable."""
+    rows = [(name_mathml(name), to_mathml(value)) for name, value in definitions]
+    rows += [(_left(d), to_mathml(d.body)) for d in derivatives]
+    return _equations(rows)
+
+
+def _equations(rows: list[tuple[str, str]]) -> str:
     if len(rows) == 1:
         body = f"<mrow>{rows[0][0]}<mo>=</mo>{rows[0][1]}</mrow>"
     else:

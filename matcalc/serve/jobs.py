@@ -42,12 +42,21 @@ def _derivative_payload(expr: str, d: Any, steps: str, verify: bool, timeout: fl
 
     payload = {"input": expr, **d.to_json(steps)}
     payload["mathml"] = derivative_mathml(d)  # the equation typeset, for the page
+    if d.program:
+        payload["graph"] = _graph(d.program, d.definitions, [(f"d{d.program[-1][0]}/d{d.variable.name}", d.body)])
     if verify:
         report = d.verify(timeout=timeout, progress=progress)
         payload["verified"] = bool(report)
         payload["verification"] = str(report)
         payload["undecided"] = bool(report.undecided)
     return payload
+
+
+def _graph(program: Any, definitions: Any, results: Any) -> str:
+    """The program's computation graph, forward and backward, as SVG (render/graph.py)."""
+    from ..render.graph import computation_graph, graph_svg
+
+    return graph_svg(computation_graph(program, definitions, results))
 
 
 _KIND_WORDS = {"gradient": "a gradient", "jacobian": "a Jacobian", "hessian": "a Hessian",
@@ -71,7 +80,13 @@ def diff(request: dict[str, Any], timeout: float, progress: Progress = None) -> 
                 payload["verified"] = bool(verified)
             return 200, payload
         gradients = api.grad(expr, names, where, inline=inline, layout=layout)
+        from ..render.mathml import gradients_mathml
+
+        first = next(iter(gradients.values()))
+        definitions, results = gradients.lines()
         return 200, {"input": expr, "variables": names, "kind": "gradient", "text": str(gradients),
+                     "mathml": gradients_mathml(definitions, list(gradients.values())),
+                     **({"graph": _graph(first.program, definitions, results)} if first.program else {}),
                      "latex": gradients.latex(),
                      "steps": _steps_json(gradients, steps),
                      "gradients": {name: _derivative_payload(expr, d, steps, verify, timeout, progress)

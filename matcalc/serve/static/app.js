@@ -57,6 +57,17 @@ function setMath(element, mathml, text) {
   element.appendChild(code);
 }
 
+function showGraph(svg) {
+  // the program's computation graph, drawn by the server (render/graph.py: names and lines escaped)
+  const box = $("graph");
+  box.textContent = "";
+  box.hidden = !svg;
+  $("graph-heading").hidden = !svg;
+  if (!svg) return;
+  const doc = new DOMParser().parseFromString(svg, "image/svg+xml");
+  if (!doc.querySelector("parsererror")) box.appendChild(document.importNode(doc.documentElement, true));
+}
+
 function one(payload) {
   // several variables: the reply has one record per gradient; the page shows the first one's forms
   return payload.gradients ? Object.values(payload.gradients)[0] : payload;
@@ -65,7 +76,8 @@ function one(payload) {
 function showResult(payload) {
   $("output").hidden = false;
   const first = one(payload);
-  setMath($("result"), payload.gradients ? "" : first.mathml, payload.text);
+  setMath($("result"), payload.gradients ? payload.mathml : first.mathml, payload.text);
+  showGraph(payload.graph || first.graph || "");
   $("result").dataset.kind = payload.kind || "";
   $("result-text").textContent = payload.text;
   const select = $("form");
