@@ -1148,11 +1148,47 @@ def _rational_form(value: Any) -> Any:
         return atom, 1
 
     generators = sorted({positive(atom)[0] for atom in atoms}, key=sp.default_sort_key)
-    symbols = dict(zip(generators, sp.symbols(f"t0:{len(generators)}", cls=sp.Dummy), strict=True))
-    field_of_atoms, *_ = sp.field(list(symbols.values()), sp.QQ)
-    # xreplace matches the outermost atom first, so exp(exp(1)) is one symbol, not a function of another
-    replacement = {atom: symbols[base] ** sign for atom in atoms for base, sign in [positive(atom)]}
-    return field_of_atoms.from_expr(value.xreplace(replacement))
+    field_of_atoms, *gens = _field_of_atoms(len(generators))
+    generator = dict(zip(generators, gens, strict=True))
+    # the difference rebuilt in the field bottom-up, with an explicit stack (no recursion over its depth); the
+    # outermost atom is taken whole, so exp(exp(1)) is one generator, not a function of another
+    done: dict[Any, Any] = {}
+    stack = [value]
+    while stack:
+        node = stack[-1]
+        if node in done:
+            stack.pop()
+            continue
+        if node in atoms:
+            base, sign = positive(node)
+            done[node] = generator[base] ** sign
+        elif node.is_Rational:
+            done[node] = field_of_atoms(node)
+        elif node.is_Add or node.is_Mul or (node.is_Pow and node.exp.is_Integer):
+            parts = node.args[:1] if node.is_Pow else node.args
+            waiting = [part for part in parts if part not in done]
+            if waiting:
+                stack.extend(waiting)
+                continue
+            if node.is_Pow:
+                done[node] = done[node.base] ** int(node.exp)
+            else:
+                total = done[parts[0]]
+                for part in parts[1:]:
+                    total = total + done[part] if node.is_Add else total * done[part]
+                done[node] = total
+        else:
+            raise ValueError(f"not a rational function of atoms: {node}")
+        stack.pop()
+    return done[value]
+
+
+@functools.lru_cache(maxsize=64)
+def _field_of_atoms(count: int) -> tuple[Any, ...]:
+    """QQ(t0, ..., t<count-1>) and its generators, built once per count."""
+    import sympy as sp
+
+    return sp.field(sp.symbols(f"t0:{count}", cls=sp.Dummy), sp.QQ)
 
 
 def _compare(expected: Any, got: Any, sp: Any, deadline: _Deadline) -> tuple[bool, bool]:
