@@ -484,7 +484,7 @@ class PreciseBackend:
 
 _ENTRYWISE: dict[str, Any] = {}
 _COMPILED: dict[tuple[str, int, int], Any] = {}
-_LINEAR_SIZE: dict[str, bool] = {}
+_LINEAR_SIZE: dict[tuple[str, str], bool] = {}
 
 
 def _compiled(name: str, rows: int, cols: int) -> Any:
@@ -496,20 +496,24 @@ def _compiled(name: str, rows: int, cols: int) -> Any:
         entries = sp.symbols(f"u:{r * c}", real=True)
         return entries, FUNCTIONS[name].sympy(sp, sp.Matrix(c, r, entries).T)  # column-major, as vec
 
-    if name not in _LINEAR_SIZE:
+    shape = "matrix" if rows > 1 and cols > 1 else "column" if cols == 1 else "row"
+    if (name, shape) not in _LINEAR_SIZE:
         try:
-            small, larger = (meaning(2, 2)[1], meaning(3, 3)[1]) if rows > 1 and cols > 1 else \
-                (meaning(2, 1)[1], meaning(4, 1)[1]) if cols == 1 else (meaning(1, 2)[1], meaning(1, 4)[1])
-            grows = sp.count_ops(list(larger)) <= 3 * max(sp.count_ops(list(small)), 1)
+            small, larger = (meaning(2, 2)[1], meaning(3, 3)[1]) if shape == "matrix" else \
+                (meaning(2, 1)[1], meaning(4, 1)[1]) if shape == "column" else (meaning(1, 2)[1], meaning(1, 4)[1])
+            # a vector's meaning may grow with the square of its length (softmax: each entry divides by the sum
+            # of all, 4x from 2 to 4 entries): cheap at the sizes proofs use, and far cheaper compiled than
+            # evaluated by SymPy; a matrix's may not (det and inv grow factorially)
+            grows = sp.count_ops(list(larger)) <= (3 if shape == "matrix" else 5) * max(sp.count_ops(list(small)), 1)
         except (ValueError, TypeError):
             grows = False
-        _LINEAR_SIZE[name] = grows
-    if not _LINEAR_SIZE[name]:
+        _LINEAR_SIZE[name, shape] = grows
+    if not _LINEAR_SIZE[name, shape]:
         return None
     key = (name, rows, cols)
     if key not in _COMPILED:
         entries, value = meaning(rows, cols)
-        _COMPILED[key] = sp.lambdify(entries, value.tolist(), "mpmath")
+        _COMPILED[key] = sp.lambdify(entries, value.tolist(), "mpmath", cse=True)  # softmax's sum once
     return _COMPILED[key]
 
 
