@@ -170,3 +170,10 @@ def test_a_sigmoid_layer_is_proven_exactly_and_a_wrong_jacobian_refuted():
     assert "exactly" in str(matcalc.diff("V sigmoid(W x + b)", "W").verify())
     wrong = matcalc.check("V sigmoid(W x + b)", "W", "(x^T ⊗ V)")
     assert not wrong
+
+
+def test_softmax_is_compiled_for_the_line_by_line_proof_which_proves_and_refutes():
+    assert verify._compiled("softmax", 3, 1) is not None  # quadratic in its length: compiled, not SymPy on Floats
+    assert verify._compiled("det", 3, 3) is None  # factorial: still SymPy on the numbers
+    assert matcalc.diff("y^T log(softmax(W x))", "W").verify()
+    assert not matcalc.check("y^T log(softmax(W x))", "W", "y x^T")
