@@ -30,3 +30,20 @@ def test_the_rational_form_first_still_leaves_an_algebraic_relation_to_expand():
     assert verify._compare((1 + two) ** 2 + sp.exp(0 * two), 4 + 2 * two, sp, deadline) == (True, True)
     assert verify._compare(sp.tanh(1) * (1 + two) ** 2, sp.tanh(1) * (3 + 2 * two), sp, deadline) == (True, True)
     assert verify._compare(sp.tanh(1) * (1 + two) ** 2, sp.tanh(1) * (3 + two), sp, deadline)[0] is False
+
+
+def test_the_exact_inverse_of_tanh_values_is_the_adjugate_over_the_determinant_and_a_singular_one_still_fails():
+    import pytest
+
+    m = sp.Matrix([[5 + sp.tanh(sp.Rational(1, 2)), sp.tanh(2)], [sp.tanh(-1), 5 + sp.tanh(3)]])
+    inverse = verify.SympyBackend().function("inv", m)
+    assert all(abs(sp.N(v, 50)) < sp.Float("1e-45") for v in inverse * m - sp.eye(2))
+    with pytest.raises(ValueError):  # det exactly 0: SymPy's own inverse refuses it, as before
+        verify.SympyBackend().function("inv", sp.Matrix([[sp.tanh(1), sp.tanh(1)], [2, 2]]))
+
+
+def test_a_gradient_through_an_inverse_of_tanh_values_is_proven_and_a_wrong_one_refuted():
+    f = "a^T inv(5 I + tanh(X)) b"
+    d = matcalc.diff(f, "X")
+    assert d.verify()
+    assert not matcalc.check(f, "X", "-inv(5 I + tanh(X))^T a b^T inv(5 I + tanh(X))^T")  # the 1 - tanh^2 dropped

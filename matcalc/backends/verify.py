@@ -95,6 +95,15 @@ class SympyBackend:
         return self.sp.eye(rows * cols).extract(commutation_permutation(rows, cols), list(range(rows * cols)))
 
     def function(self, name: str, a: Any) -> Any:
+        if name == "inv" and a.rows <= 3 and not a.free_symbols:
+            # the meaning's own formula (adjugate / det) on exact numbers, with the determinant's zero test by its
+            # value to 40 digits: SymPy's inv tests it by simplify, seconds on a det of tanh values
+            det = a.det(method="berkowitz")
+            try:
+                if any(_significant(part, self.sp) for part in _parts(det, self.sp)):
+                    return a.adjugate() / det
+            except _Undefined:
+                pass  # a value evalf cannot resolve: the meaning decides, as before
         return FUNCTIONS[name].sympy(self.sp, a)  # every function of the IR has its SymPy meaning
 
     def function_of_columns(self, name: str, a: Any) -> Any:
