@@ -155,3 +155,25 @@ def test_forward_mode_over_exact_values_gives_what_sympy_differentiating_along_t
     dual, symbolic = verify._DualLines(*args), verify._Lines(*args)
     for c in range(point.rows * point.cols):
         assert (dual.first(c) - symbolic.first(c)).applyfunc(sp.simplify).is_zero_matrix, (expr, c)
+
+
+def test_the_rational_form_proves_a_sum_of_exponentials_zero_and_not_a_wrong_one():
+    import sympy as sp
+
+    e = sp.exp(sp.Rational(3, 2))
+    sigmoid = 1 / (1 + 1 / e)  # sigmoid(3/2); its derivative s (1 - s) written as e / (1 + e)^2
+    assert verify._rational_form(sigmoid * (1 - sigmoid) - e / (1 + e) ** 2) == 0
+    assert verify._rational_form(sigmoid * (1 - sigmoid) - 2 * e / (1 + e) ** 2) != 0
+
+
+def test_a_sigmoid_layer_is_proven_exactly_and_a_wrong_jacobian_refuted():
+    assert "exactly" in str(matcalc.diff("V sigmoid(W x + b)", "W").verify())
+    wrong = matcalc.check("V sigmoid(W x + b)", "W", "(x^T ⊗ V)")
+    assert not wrong
+
+
+def test_softmax_is_compiled_for_the_line_by_line_proof_which_proves_and_refutes():
+    assert verify._compiled("softmax", 3, 1) is not None  # quadratic in its length: compiled, not SymPy on Floats
+    assert verify._compiled("det", 3, 3) is None  # factorial: still SymPy on the numbers
+    assert matcalc.diff("y^T log(softmax(W x))", "W").verify()
+    assert not matcalc.check("y^T log(softmax(W x))", "W", "y x^T")

@@ -95,6 +95,15 @@ class SympyBackend:
         return self.sp.eye(rows * cols).extract(commutation_permutation(rows, cols), list(range(rows * cols)))
 
     def function(self, name: str, a: Any) -> Any:
+        if name == "inv" and a.rows <= 3 and not a.free_symbols:
+            # the meaning's own formula (adjugate / det) on exact numbers, with the determinant's zero test by its
+            # value to 40 digits: SymPy's inv tests it by simplify, seconds on a det of tanh values
+            det = a.det(method="berkowitz")
+            try:
+                if any(_significant(part, self.sp) for part in _parts(det, self.sp)):
+                    return a.adjugate() / det
+            except _Undefined:
+                pass  # a value evalf cannot resolve: the meaning decides, as before
         return FUNCTIONS[name].sympy(self.sp, a)  # every function of the IR has its SymPy meaning
 
     def function_of_columns(self, name: str, a: Any) -> Any:
@@ -129,44 +138,56 @@ class DualBackend:
         self.sp = sympy
         self.exact = SympyBackend()
         self.t = sympy.Symbol(T, real=True)
+        # The values are the same along every direction (only tangents differ): each is computed once per point
+        # and the same object returned, keyed by the operation and its operands' identities (kept alive here,
+        # so an id is never reused), so that the next operation's key matches too; a miss only recomputes.
+        self._values: dict[tuple[Any, ...], tuple[Any, tuple[Any, ...]]] = {}
+
+    def _once(self, operation: str, operands: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
+        key = (operation, *map(id, operands))
+        if key not in self._values:
+            self._values[key] = (compute(), operands)
+        return self._values[key][0]
 
     def fixed(self, value: Any) -> Dual:
         return Dual(value, self.sp.zeros(value.rows, value.cols))
 
     def constant(self, value: Fraction, rows: int, cols: int) -> Dual:
-        return self.fixed(self.exact.constant(value, rows, cols))
+        return self.fixed(self._once(f"constant {value} {rows} {cols}", (),
+                                     lambda: self.exact.constant(value, rows, cols)))
 
     def named_constant(self, name: str) -> Dual:
         return self.fixed(self.exact.named_constant(name))
 
     def identity(self, size: int) -> Dual:
-        return self.fixed(self.sp.eye(size))
+        return self.fixed(self._once(f"identity {size}", (), lambda: self.sp.eye(size)))
 
     def commutation(self, rows: int, cols: int) -> Dual:
         return self.fixed(self.exact.commutation(rows, cols))
 
     def matmul(self, a: Dual, b: Dual) -> Dual:
-        return Dual(a.value * b.value, a.value * b.tangent + a.tangent * b.value)
+        return Dual(self._once("matmul", (a.value, b.value), lambda: a.value * b.value),
+                    a.value * b.tangent + a.tangent * b.value)
 
     def scale(self, scalar: Dual, a: Dual) -> Dual:
         s, ds = scalar.value[0, 0], scalar.tangent[0, 0]
-        return Dual(s * a.value, s * a.tangent + ds * a.value)
+        return Dual(self._once("scale", (scalar.value, a.value), lambda: s * a.value), s * a.tangent + ds * a.value)
 
     def add(self, a: Dual, b: Dual) -> Dual:
-        return Dual(a.value + b.value, a.tangent + b.tangent)
+        return Dual(self._once("add", (a.value, b.value), lambda: a.value + b.value), a.tangent + b.tangent)
 
     def hadamard(self, a: Dual, b: Dual) -> Dual:
-        return Dual(a.value.multiply_elementwise(b.value),
+        return Dual(self._once("hadamard", (a.value, b.value), lambda: a.value.multiply_elementwise(b.value)),
                     a.value.multiply_elementwise(b.tangent) + a.tangent.multiply_elementwise(b.value))
 
     def divide(self, a: Dual, b: Dual) -> Dual:
         sp = self.sp
-        value = self.exact.divide(a.value, b.value)
+        value = self._once("divide", (a.value, b.value), lambda: self.exact.divide(a.value, b.value))
         return Dual(value, sp.Matrix(value.rows, value.cols, lambda i, j: (
             a.tangent[i, j] - value[i, j] * b.tangent[i, j]) / b.value[i, j]))
 
     def transpose(self, a: Dual) -> Dual:
-        return Dual(a.value.T, a.tangent.T)
+        return Dual(self._once("transpose", (a.value,), lambda: a.value.T), a.tangent.T)
 
     def scalar_power(self, a: Dual, p: Dual) -> Dual:
         return self.elem_power(a, p)  # a 1 x 1 a
@@ -175,7 +196,7 @@ class DualBackend:
         """a.^p (a scalar p) along the line, entry by entry, differentiated by SymPy."""
         sp, t = self.sp, self.t
         exponent, d_exponent = p.value[0, 0], p.tangent[0, 0]
-        value = a.value.applyfunc(lambda v: v ** exponent)
+        value = self._once("power", (a.value, p.value), lambda: a.value.applyfunc(lambda v: v ** exponent))
         tangent = sp.Matrix(a.value.rows, a.value.cols, lambda i, j: _tangent_at_zero(
             (a.value[i, j] + t * a.tangent[i, j]) ** (exponent + t * d_exponent), t, sp)
             if a.tangent[i, j] != 0 or d_exponent != 0 else 0)
@@ -214,7 +235,7 @@ class DualBackend:
     def _elementwise(self, name: str, a: Dual) -> Dual:
         """f(V) and f'(V) .* D, f' what SymPy makes of the derivative of f's meaning on one entry (once per f)."""
         sp = self.sp
-        value = self.exact.function(name, a.value)
+        value = self._once(f"function {name}", (a.value,), lambda: self.exact.function(name, a.value))
         if _written_zero(a.tangent):
             return self.fixed(value)
         u, meaning, slope, kinked = _entry_derivative(name, sp)
@@ -238,7 +259,7 @@ class DualBackend:
         """f(V) and its tangent Σ_k ∂f/∂v_k (V) D_k, the partials SymPy's own, of f's meaning on a matrix of
         symbols (once per function and size): differentiated along the line through the exact values instead,
         SymPy asks its assumptions about every exact entry (seconds for one sum of tanh values)."""
-        value = self.exact.function(name, a.value)
+        value = self._once(f"function {name}", (a.value,), lambda: self.exact.function(name, a.value))
         if _written_zero(a.tangent):
             return self.fixed(value)
         partials = _meaning_partials(name, a.value.rows, a.value.cols, self.sp)
@@ -484,7 +505,7 @@ class PreciseBackend:
 
 _ENTRYWISE: dict[str, Any] = {}
 _COMPILED: dict[tuple[str, int, int], Any] = {}
-_LINEAR_SIZE: dict[str, bool] = {}
+_LINEAR_SIZE: dict[tuple[str, str], bool] = {}
 
 
 def _compiled(name: str, rows: int, cols: int) -> Any:
@@ -496,20 +517,24 @@ def _compiled(name: str, rows: int, cols: int) -> Any:
         entries = sp.symbols(f"u:{r * c}", real=True)
         return entries, FUNCTIONS[name].sympy(sp, sp.Matrix(c, r, entries).T)  # column-major, as vec
 
-    if name not in _LINEAR_SIZE:
+    shape = "matrix" if rows > 1 and cols > 1 else "column" if cols == 1 else "row"
+    if (name, shape) not in _LINEAR_SIZE:
         try:
-            small, larger = (meaning(2, 2)[1], meaning(3, 3)[1]) if rows > 1 and cols > 1 else \
-                (meaning(2, 1)[1], meaning(4, 1)[1]) if cols == 1 else (meaning(1, 2)[1], meaning(1, 4)[1])
-            grows = sp.count_ops(list(larger)) <= 3 * max(sp.count_ops(list(small)), 1)
+            small, larger = (meaning(2, 2)[1], meaning(3, 3)[1]) if shape == "matrix" else \
+                (meaning(2, 1)[1], meaning(4, 1)[1]) if shape == "column" else (meaning(1, 2)[1], meaning(1, 4)[1])
+            # a vector's meaning may grow with the square of its length (softmax: each entry divides by the sum
+            # of all, 4x from 2 to 4 entries): cheap at the sizes proofs use, and far cheaper compiled than
+            # evaluated by SymPy; a matrix's may not (det and inv grow factorially)
+            grows = sp.count_ops(list(larger)) <= (3 if shape == "matrix" else 5) * max(sp.count_ops(list(small)), 1)
         except (ValueError, TypeError):
             grows = False
-        _LINEAR_SIZE[name] = grows
-    if not _LINEAR_SIZE[name]:
+        _LINEAR_SIZE[name, shape] = grows
+    if not _LINEAR_SIZE[name, shape]:
         return None
     key = (name, rows, cols)
     if key not in _COMPILED:
         entries, value = meaning(rows, cols)
-        _COMPILED[key] = sp.lambdify(entries, value.tolist(), "mpmath")
+        _COMPILED[key] = sp.lambdify(entries, value.tolist(), "mpmath", cse=True)  # softmax's sum once
     return _COMPILED[key]
 
 
@@ -1130,6 +1155,67 @@ def _evaluated(value: Any, sp: Any) -> tuple[Any, Any]:
     return real, _error(real, sp)
 
 
+def _rational_form(value: Any) -> Any:
+    """The value as one element of the field of rational functions over QQ in its transcendental atoms
+    (exp(3/2), log(2), sqrt(5), pi, ...), each taken as an independent symbol: zero there is zero at the atoms'
+    values (a substitution), so it proves an entry exactly. Why not sp.cancel: on sums of exponentials it
+    spends most of its time in factor_terms and signsimp; the sparse field does the same cancellation 3x faster.
+    A relation between atoms the field does not know (exp(1)^2 vs exp(2)) only leaves an entry "to 40 digits"."""
+    import sympy as sp
+
+    atoms = value.atoms(sp.Function, sp.NumberSymbol) | {p for p in value.atoms(sp.Pow) if not p.exp.is_Integer}
+    if not atoms:
+        return value
+
+    def positive(atom: Any) -> tuple[Any, int]:  # exp(-a) is 1/exp(a): one symbol for both, not two unrelated
+        if isinstance(atom, sp.exp) and atom.args[0].could_extract_minus_sign():
+            return sp.exp(-atom.args[0], evaluate=False), -1
+        return atom, 1
+
+    generators = sorted({positive(atom)[0] for atom in atoms}, key=sp.default_sort_key)
+    field_of_atoms, *gens = _field_of_atoms(len(generators))
+    generator = dict(zip(generators, gens, strict=True))
+    # the difference rebuilt in the field bottom-up, with an explicit stack (no recursion over its depth); the
+    # outermost atom is taken whole, so exp(exp(1)) is one generator, not a function of another
+    done: dict[Any, Any] = {}
+    stack = [value]
+    while stack:
+        node = stack[-1]
+        if node in done:
+            stack.pop()
+            continue
+        if node in atoms:
+            base, sign = positive(node)
+            done[node] = generator[base] ** sign
+        elif node.is_Rational:
+            done[node] = field_of_atoms(node)
+        elif node.is_Add or node.is_Mul or (node.is_Pow and node.exp.is_Integer):
+            parts = node.args[:1] if node.is_Pow else node.args
+            waiting = [part for part in parts if part not in done]
+            if waiting:
+                stack.extend(waiting)
+                continue
+            if node.is_Pow:
+                done[node] = done[node.base] ** int(node.exp)
+            else:
+                total = done[parts[0]]
+                for part in parts[1:]:
+                    total = total + done[part] if node.is_Add else total * done[part]
+                done[node] = total
+        else:
+            raise ValueError(f"not a rational function of atoms: {node}")
+        stack.pop()
+    return done[value]
+
+
+@functools.lru_cache(maxsize=64)
+def _field_of_atoms(count: int) -> tuple[Any, ...]:
+    """QQ(t0, ..., t<count-1>) and its generators, built once per count."""
+    import sympy as sp
+
+    return sp.field(sp.symbols(f"t0:{count}", cls=sp.Dummy), sp.QQ)
+
+
 def _compare(expected: Any, got: Any, sp: Any, deadline: _Deadline) -> tuple[bool, bool]:
     """(equal, proven exactly) for two exact SymPy numbers. Equal to 40 significant digits, relative to the
     entries however small they are (1 - tanh(60)^2 is 3e-52, and twice it is wrong), then proven where the
@@ -1149,7 +1235,12 @@ def _compare(expected: Any, got: Any, sp: Any, deadline: _Deadline) -> tuple[boo
     # an exact proof where a cheap normal form settles it within its budget: a polynomial, then a rational
     # function in the transcendental atoms (exp(3/2), log(2), ...); what neither settles stays "equal to 40
     # digits". Large differences skip the rational form, which grows fast with their size.
-    forms = (sp.expand, sp.cancel) if sp.count_ops(difference) <= PROOF_OPS else (sp.expand,)
+    forms: tuple[Callable[[Any], Any], ...] = (sp.expand,)
+    if sp.count_ops(difference) <= PROOF_OPS:
+        # with transcendental calls (exp, tanh, log...) the rational form goes first: it settles what expand
+        # settles there (atoms as symbols) and more, and a sum of exponentials expand only spends seconds on;
+        # expand stays the second try for an algebraic relation ((1 + sqrt(2))^2 = 3 + 2 sqrt(2))
+        forms = (_rational_form, sp.expand) if difference.atoms(sp.Function) else (sp.expand, _rational_form)
     for normal_form in () if deadline.exact_exhausted else forms:
         deadline.check()
         try:
@@ -1159,8 +1250,8 @@ def _compare(expected: Any, got: Any, sp: Any, deadline: _Deadline) -> tuple[boo
         except _StepTimeout:
             deadline.exact_exhausted = True
             break
-        except (TypeError, ValueError, RecursionError, sp.PolynomialError):
-            break
+        except (TypeError, ValueError, RecursionError, ZeroDivisionError, sp.polys.polyerrors.BasePolynomialError):
+            continue  # this form cannot hold the difference: the other may
     return True, False
 
 
