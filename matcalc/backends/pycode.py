@@ -87,6 +87,13 @@ def _with_function_helpers(backend_name: str, helpers: dict[str, str]) -> dict[s
 
 
 _NUMPY_HELPERS = _with_function_helpers("numpy", {
+    "_erfc": '''def _erfc(a):
+    try:
+        from scipy.special import erfc
+    except ImportError:  # NumPy has no erfc: math's, entry by entry
+        from math import erfc
+        return np.vectorize(erfc, otypes=[float])(a)
+    return erfc(a)''',
     "_commutation": '''def _commutation(m, n):
     return np.eye(m * n)[[i + m * j for i in range(m) for j in range(n)]]''',
     "_reshape_f": '''def _reshape_f(a, shape):
@@ -145,6 +152,12 @@ ALONG_AXIS: dict[str, dict[str, str]] = {
     "argmax_mask": {"numpy": "_argmax_mask_along({a}, {axis})", "jax": "_argmax_mask_along({a}, {axis})",
                     "torch": "_argmax_mask_along({a}, {axis})"},
 }
+
+# 1 + erf(x) as erfc(-x), per backend that writes it so (code_forms: "one plus erf"): no cancellation where erf(x)
+# is near -1, as in the normal distribution (1 + erf(u / sqrt(2))) / 2 of gelu far in the negative tail (NumPy's
+# gelu is u erfc(-u / sqrt(2)) / 2 for that reason, and so is jax.nn.gelu's).
+ONE_PLUS_ERF: dict[str, str] = {"numpy": "_erfc({a})", "jax": "jax.scipy.special.erfc({a})",
+                                "torch": "torch.special.erfc({a})"}
 
 BACKENDS: dict[str, Backend] = {
     "numpy": Backend("numpy", "np", "import numpy as np", "\n\n\n".join(_NUMPY_HELPERS.values()),
@@ -397,6 +410,9 @@ class _Emitter:
         return Code(f"{self.helper('_commutation')}({_dim(e.rows)}, {_dim(e.cols)}{extra})", True)
 
     def _sum(self, e: Add) -> Code:  # a constant term is a number, broadcast (1 - s)
+        erfc = self._one_plus_erf(e)
+        if erfc is not None:
+            return erfc
         codes = [self.of(term) for term in e.terms]
         if all(_is_literal(c.text) for c in codes):  # nothing beside the numbers gives the array its shape
             codes[0] = self.whole(e.terms[0])
@@ -404,6 +420,20 @@ class _Emitter:
         for code in codes[1:]:
             text += f" - {code.text[1:]}" if code.text.startswith("-") else f" + {code.text}"
         return Code(text, False, _joined(e.shape, list(zip(e.terms, codes, strict=True))))
+
+    def _one_plus_erf(self, e: Add) -> Code | None:
+        """1 + erf(x) as erfc(-x) (ONE_PLUS_ERF), where the backend writes it so."""
+        template = ONE_PLUS_ERF.get(self.backend.name)
+        if template is None or len(e.terms) != 2 or not any(ir.is_ones(t) for t in e.terms):
+            return None
+        erf = e.terms[1] if ir.is_ones(e.terms[0]) else e.terms[0]
+        if not (isinstance(erf, Func) and erf.name == "erf" and not erf.axis) or id(erf.arg) in self.numbers:
+            return None
+        for helper in _HELPER_NAMES[self.backend.name]:
+            if helper + "(" in template:
+                self.used_helpers.add(helper)
+        arg = self.of(erf.arg)
+        return Code(template.format(a=f"-{arg.operand()}"), True, _spread_of(e.shape, arg.spread))
 
     def _transpose(self, e: Transpose) -> Code:
         code = self.of(e.arg)
@@ -746,9 +776,9 @@ def _one_call(text: str) -> bool:
 
 # ---------------------------------------------------------------- planning: what the function computes once
 #
-# Two rules of the plan, applied to all of a function's expressions together (the definitions, then the outputs),
+# The rules of the plan, applied to all of a function's expressions together (the definitions, then the outputs),
 # before the emitter counts uses. Each keeps the values exactly (the same operations on the same numbers) and only
-# removes work; both are named here, and `shared_plan` cites them in its docstring.
+# removes work; each is named here, and `shared_plan` cites them in its docstring.
 #
 # - "definition read as its value": a definition whose value is a name (U_1 = s), or a node computed elsewhere in
 #   the function too (U_2 = W1 Z + b1, inside M = W2 gelu(W1 Z + b1) + b2 as well), is replaced by that value
@@ -757,6 +787,9 @@ def _one_call(text: str) -> bool:
 # - "a node and its transpose computed once": where the function holds a node S and, elsewhere, the node its
 #   transpose pushed to the leaves is (S^T as the simplifier writes it: (g^T - sum(g^T .* P^T, 2)) .* P^T beside
 #   (g - sum(g .* P, 1)) .* P), the later one is written S^T: one T x T array, not two.
+# - "gelu by its distribution": gelu(u) -> u .* Phi(u) where the function computes Phi(u) = (1 + erf(u / sqrt(2))) / 2
+#   for gelu's derivative too: one erf for the value and the gradient (with ONE_PLUS_ERF, NumPy's Phi is
+#   erfc(-u / sqrt(2)) / 2, as its gelu is, so the value keeps its accuracy in the negative tail).
 
 
 def transposed_form(node: Expr, twins: dict[int, Expr]) -> Expr | None:
@@ -785,11 +818,11 @@ def transposed_form(node: Expr, twins: dict[int, Expr]) -> Expr | None:
 
 def shared_plan(bindings: Sequence[tuple[str, Expr]], outputs: Sequence[Expr]) -> tuple[
         list[tuple[str, Expr]], list[Expr], dict[Expr, str]]:
-    """The function's definitions and outputs under the plan's two rules (above: "definition read as its value",
-    "a node and its transpose computed once"), and the names the values of the definitions read as their value
-    keep (by node: interned, so equal is identical). One pass over the distinct nodes of all the expressions,
-    children first, without recursion; the structure of every node is kept (ir.with_children: no smart constructor
-    reorders it)."""
+    """The function's definitions and outputs under the plan's rules (above: "definition read as its value", "a
+    node and its transpose computed once", "gelu by its distribution"), and the names the values of the definitions
+    read as their value keep (by node: interned, so equal is identical). Passes over the distinct nodes of all the
+    expressions, children first, without recursion; the structure of every node is kept (ir.with_children: no
+    smart constructor reorders it)."""
     exprs = [value for _, value in bindings] + list(outputs)
     holders: dict[int, set[int]] = {}  # a node -> the expressions it occurs in
     for index, e in enumerate(exprs):
@@ -836,7 +869,42 @@ def shared_plan(bindings: Sequence[tuple[str, Expr]], outputs: Sequence[Expr]) -
         else:
             planned_bindings.append((name, new))
     planned_outputs = [planned(e) for e in outputs]
+    by_distribution = _gelu_by_distribution([value for _, value in planned_bindings] + planned_outputs, present)
+    if by_distribution:
+        planned_bindings = [(name, _replaced(value, by_distribution)) for name, value in planned_bindings]
+        planned_outputs = [_replaced(e, by_distribution) for e in planned_outputs]
+        preferred = {_replaced(node, by_distribution): name for node, name in preferred.items()}
     return planned_bindings, planned_outputs, preferred
+
+
+def _gelu_by_distribution(exprs: Sequence[Expr], present: dict[Expr, Expr]) -> dict[Expr, Expr]:
+    """The plan's rule "gelu by its distribution": gelu(u) -> u .* Phi(u) where the function computes Phi(u) =
+    (1 + erf(u / sqrt(2))) / 2 too (gelu's derivative holds it: functions.normal_distribution), so that the erf is
+    computed once for the value and the gradient."""
+    from ..core.functions import normal_distribution
+
+    found: dict[Expr, Expr] = {}
+    for e in exprs:
+        for node in ir.walk(e):
+            if isinstance(node, Func) and node.name == "gelu" and node not in found:
+                distribution = normal_distribution(node.arg)
+                if distribution in present:
+                    found[node] = Hadamard((node.arg, distribution))
+    return found
+
+
+def _replaced(e: Expr, mapping: dict[Expr, Expr]) -> Expr:
+    """e with each node of `mapping` replaced, the structure of every other node kept (ir.with_children), children
+    first, without recursion."""
+    rebuilt: dict[int, Expr] = {}
+    for node in ir.postorder(e):
+        if node in mapping:
+            rebuilt[id(node)] = mapping[node]
+            continue
+        children = tuple(rebuilt[id(child)] for child in node.children)
+        changed = any(a is not b for a, b in zip(children, node.children, strict=True))
+        rebuilt[id(node)] = ir.with_children(node, children) if changed else node
+    return rebuilt[id(e)]
 
 
 # ---------------------------------------------------------------- whole functions
