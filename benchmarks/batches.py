@@ -16,7 +16,12 @@ code). Times are medians of repeats, in float64 (as the tests compare to 1e-9).
 The generated NumPy code computes erf and GELU with scipy.special where SciPy is installed (as it is with JAX), and
 with math.erf entry by entry where it is not; the line says which.
 
-    PYTHONPATH=. python benchmarks/batches.py [--quick]
+The calls of one size are timed in turns (one call of each, then again), so that a shared machine's load falls on
+all of them alike. With `--compare PATH` (a checkout of matcalc, e.g. a worktree of main), the code that checkout
+generates for the block is timed in the same turns too, and printed as "before" beside this checkout's "after":
+one run, one load, for both.
+
+    PYTHONPATH=. python benchmarks/batches.py [--quick] [--compare PATH]
 """
 
 from __future__ import annotations
@@ -29,7 +34,9 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import importlib.util
 import inspect
+import json
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -44,6 +51,7 @@ from matcalc.backends.pycode import compile_source
 
 jax.config.update("jax_enable_x64", True)
 QUICK = "--quick" in sys.argv
+COMPARE = sys.argv[sys.argv.index("--compare") + 1] if "--compare" in sys.argv[:-1] else None
 
 BLOCK = """
 Q = Wq X
@@ -92,15 +100,28 @@ def positional(f: Callable, values: dict) -> tuple:
     return tuple(values[name] for name in inspect.signature(inspect.unwrap(f)).parameters)
 
 
-def median_time(run: Callable[[], object], repeats: int) -> float:
-    """The median of `repeats` calls, after one warm-up call (which compiles under jit)."""
-    jax.block_until_ready(run())
-    times = []
+def median_times(runs: list[Callable[[], object]], repeats: int) -> list[float]:
+    """The median of `repeats` calls of each run, taken in turns (each run once, then again), after one warm-up call
+    of each (which compiles under jit)."""
+    for run in runs:
+        jax.block_until_ready(run())
+    times: list[list[float]] = [[] for _ in runs]
     for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(run())  # every output computed (JAX dispatches asynchronously)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for run, taken in zip(runs, times, strict=True):
+            start = time.perf_counter()
+            jax.block_until_ready(run())  # every output computed (JAX dispatches asynchronously)
+            taken.append(time.perf_counter() - start)
+    return [statistics.median(taken) for taken in times]
+
+
+def sources_of(checkout: str) -> dict[str, str]:
+    """The JAX and NumPy code another checkout of matcalc generates for the block (its own process: one matcalc
+    per interpreter)."""
+    script = (f"import json, matcalc; print(json.dumps({{b: matcalc.codegen({BLOCK!r}, {WEIGHTS!r}, where={WHERE!r}, "
+              "backend=b) for b in ('jax', 'numpy')}))")
+    found = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                           cwd=checkout, env={**os.environ, "PYTHONPATH": checkout})  # cwd: python -c reads it first
+    return json.loads(found.stdout)
 
 
 def derivation_times(repeats: int = 3) -> tuple[float, float, float]:
@@ -129,14 +150,16 @@ def main() -> None:
     first, derive, generate = derivation_times()
     print(f"transformer block, value and all {len(WEIGHTS)} gradients: matcalc.grad {first:.3f} s (first call), "
           f"{derive:.3f} s (median); matcalc.codegen (derivation and code) {generate:.3f} s")
-    generated_jax = compile_source(matcalc.codegen(BLOCK, WEIGHTS, where=WHERE, backend="jax"), "value_and_gradients")
-    numpy_source = matcalc.codegen(BLOCK, WEIGHTS, where=WHERE)
-    generated_numpy = compile_source(numpy_source, "value_and_gradients")
-    jitted = jax.jit(generated_jax)
+    generated = {"after": {b: matcalc.codegen(BLOCK, WEIGHTS, where=WHERE, backend=b) for b in ("jax", "numpy")}}
+    if COMPARE:
+        generated = {"before": sources_of(COMPARE), **generated}
+    functions = {which: (jax.jit(compile_source(code["jax"], "value_and_gradients")),
+                         compile_source(code["numpy"], "value_and_gradients")) for which, code in generated.items()}
     reference = jax.jit(jax.value_and_grad(block))
     print(f"times in ms (medians; OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}, {os.cpu_count()} CPUs; "
-          f"NumPy erf by {'scipy.special' if importlib.util.find_spec('scipy') else 'math.erf, entry by entry'}); "
-          "ratio = jax.jit(jax.value_and_grad) time / other time (> 1: faster than JAX)")
+          f"NumPy erf by {'scipy.special' if importlib.util.find_spec('scipy') else 'math.erf, entry by entry'}; "
+          f"load average {os.getloadavg()[0]:.2f}); ratio = jax.jit(jax.value_and_grad) time / other time "
+          "(> 1: faster than JAX)" + (f"; before: the code of {COMPARE}, after: this checkout's" if COMPARE else ""))
     sizes = [(16, 8)] if QUICK else [(64, 64), (64, 128), (128, 64), (128, 128)]
     repeats = 5 if QUICK else 30
     for d, t in sizes:
@@ -145,17 +168,22 @@ def main() -> None:
         x, c = jnp.asarray(values["X"]), jnp.asarray(values["C"])
         value, grads = reference(weights, x, c)
         expected = (value, *(grads[name] for name in WEIGHTS))
-        args = positional(generated_jax, {name: jnp.asarray(v) for name, v in values.items()})
-        ours_jax = jitted(*args)
-        ours_numpy = generated_numpy(**values)
-        t_reference = median_time(lambda weights=weights, x=x, c=c: reference(weights, x, c), repeats)
-        t_jax = median_time(lambda args=args: jitted(*args), repeats)
-        t_numpy = median_time(lambda values=values: generated_numpy(**values), repeats)
-        line = (f"  d = {d:3d}, T = {t:3d}: jax.jit(jax.value_and_grad) {t_reference * 1e3:7.3f} | generated JAX "
-                f"{t_jax * 1e3:7.3f} (x{t_reference / t_jax:5.2f}) | generated NumPy {t_numpy * 1e3:7.3f} "
-                f"(x{t_reference / t_numpy:5.2f})")
+        runs: list[Callable[[], object]] = [lambda weights=weights, x=x, c=c: reference(weights, x, c)]
+        for jitted, numpy_function in functions.values():
+            args = positional(jitted, {name: jnp.asarray(v) for name, v in values.items()})
+            runs += [lambda jitted=jitted, args=args: jitted(*args),
+                     lambda numpy_function=numpy_function, values=values: numpy_function(**values)]
+        t_reference, *others = median_times(runs, repeats)
+        line = f"  d = {d:3d}, T = {t:3d}: jax.jit(jax.value_and_grad) {t_reference * 1e3:7.3f}"
+        for index, which in enumerate(functions):
+            t_jax, t_numpy = others[2 * index], others[2 * index + 1]
+            label = f"{which}: " if COMPARE else ""
+            line += (f" | {label}generated JAX {t_jax * 1e3:7.3f} (x{t_reference / t_jax:5.2f}) | generated NumPy "
+                     f"{t_numpy * 1e3:7.3f} (x{t_reference / t_numpy:5.2f})")
+        jitted, numpy_function = functions["after"]
+        ours_jax = jitted(*positional(jitted, {name: jnp.asarray(v) for name, v in values.items()}))
         print(line + f" | max abs difference: JAX {largest_difference(ours_jax, expected):.1e}, "
-              f"NumPy {largest_difference(ours_numpy, expected):.1e}")
+              f"NumPy {largest_difference(numpy_function(**values), expected):.1e}")
 
 
 if __name__ == "__main__":

@@ -248,3 +248,31 @@ def test_a_scalar_spread_into_a_vector_is_returned_whole():
     got = d.compile("numpy")(alpha=3.0, x=np.ones(4))
     assert got.shape == (4,) and got.flags.writeable
     np.testing.assert_allclose(got, np.full(4, 9.0))
+
+
+def test_generated_code_of_gelu_and_its_transpose_shares_work_and_matches_finite_differences() -> None:
+    """The plan computes gelu's erf once for value and gradient, and K^T Q's softmax backward once for Q and K:
+    the generated NumPy gradient still equals central differences."""
+    import numpy as np
+
+    import matcalc
+    from matcalc.backends.pycode import compile_source
+
+    program = "P = softmax(K^T Q, 1)\nL = sum(C .* gelu(V P))"
+    where = "K, Q, V, C: matrix(n, T)"
+    source = matcalc.codegen(program, ["K", "Q"], where=where)
+    assert source.count("_erfc(") <= 2 and "_gelu(" not in source.split('"""')[-1]
+    function = compile_source(source, "value_and_gradients")
+    rng = np.random.default_rng(0)
+    values = {name: rng.normal(size=(3, 4)) for name in "KQVC"}
+
+    def loss(k: np.ndarray) -> float:
+        return float(function(**{**values, "K": k})[0])
+
+    _, g_k, _ = function(**values)
+    step, numeric = 1e-6, np.zeros((3, 4))
+    for index in np.ndindex(3, 4):
+        e = np.zeros((3, 4))
+        e[index] = step
+        numeric[index] = (loss(values["K"] + e) - loss(values["K"] - e)) / (2 * step)
+    assert np.allclose(g_k, numeric, atol=1e-7)

@@ -87,6 +87,13 @@ def _with_function_helpers(backend_name: str, helpers: dict[str, str]) -> dict[s
 
 
 _NUMPY_HELPERS = _with_function_helpers("numpy", {
+    "_erfc": '''def _erfc(a):
+    try:
+        from scipy.special import erfc
+    except ImportError:  # NumPy has no erfc: math's, entry by entry
+        from math import erfc
+        return np.vectorize(erfc, otypes=[float])(a)
+    return erfc(a)''',
     "_commutation": '''def _commutation(m, n):
     return np.eye(m * n)[[i + m * j for i in range(m) for j in range(n)]]''',
     "_reshape_f": '''def _reshape_f(a, shape):
@@ -145,6 +152,12 @@ ALONG_AXIS: dict[str, dict[str, str]] = {
     "argmax_mask": {"numpy": "_argmax_mask_along({a}, {axis})", "jax": "_argmax_mask_along({a}, {axis})",
                     "torch": "_argmax_mask_along({a}, {axis})"},
 }
+
+# 1 + erf(x) as erfc(-x), per backend that writes it so (code_forms: "one plus erf"): no cancellation where erf(x)
+# is near -1, as in the normal distribution (1 + erf(u / sqrt(2))) / 2 of gelu far in the negative tail (NumPy's
+# gelu is u erfc(-u / sqrt(2)) / 2 for that reason, and so is jax.nn.gelu's).
+ONE_PLUS_ERF: dict[str, str] = {"numpy": "_erfc({a})", "jax": "jax.scipy.special.erfc({a})",
+                                "torch": "torch.special.erfc({a})"}
 
 BACKENDS: dict[str, Backend] = {
     "numpy": Backend("numpy", "np", "import numpy as np", "\n\n\n".join(_NUMPY_HELPERS.values()),
@@ -262,6 +275,8 @@ class _Emitter:
         self.taken: set[str] = set()  # the names the function uses, which a Cholesky factor's must not take
         self.factors: dict[str, str] = {}  # an spd variable's name -> the name of its Cholesky factor
         self.spd_inverses: set[str] = set()  # the temporaries holding an spd inverse, which solves may leave unused
+        self.aliases: dict[str, Code] = {}  # a definition whose code is another's name: read as that name
+        self.preferred: dict[Expr, str] = {}  # a shared node -> the name of the definition it was (shared_plan)
 
     def helper(self, name: str) -> str:
         self.used_helpers.add(name)
@@ -296,8 +311,10 @@ class _Emitter:
             if code.text in self.named:  # computed already, under a name
                 code = self.named[code.text]
             elif node is not e and uses.get(id(node), 0) > 1 and node.children and not _is_name(code.text):
-                self.temporaries += 1
-                name = f"t{self.temporaries}"
+                name = self.preferred.pop(node, None)
+                if name is None:
+                    self.temporaries += 1
+                    name = f"t{self.temporaries}"
                 self.lines.append(f"{name} = {code.text}")
                 if isinstance(node, Func) and node.name == "inv" and of_spd_variable(node):
                     self.spd_inverses.add(name)
@@ -305,6 +322,9 @@ class _Emitter:
                 code = self.named[code.text]
             self.code[id(node)] = code
         result = self.code[id(e)]
+        if assign_to is not None and _is_name(result.text) and result.text.removesuffix(".T").isidentifier():
+            self.aliases[assign_to] = result  # U_1 = s: another name for a value computed already, not a line
+            return result
         if assign_to is not None:
             self.lines.append(f"{assign_to} = {result.text}")
             if result.spread != WHOLE:
@@ -363,6 +383,8 @@ class _Emitter:
 
     def _var(self, e: Var) -> Code:
         name = python_name(e.name)
+        if name in self.aliases:
+            return self.aliases[name]
         return Code(name, True, self.spread_names.get(name, WHOLE))
 
     def _num(self, e: Num) -> Code:
@@ -388,6 +410,9 @@ class _Emitter:
         return Code(f"{self.helper('_commutation')}({_dim(e.rows)}, {_dim(e.cols)}{extra})", True)
 
     def _sum(self, e: Add) -> Code:  # a constant term is a number, broadcast (1 - s)
+        erfc = self._one_plus_erf(e)
+        if erfc is not None:
+            return erfc
         codes = [self.of(term) for term in e.terms]
         if all(_is_literal(c.text) for c in codes):  # nothing beside the numbers gives the array its shape
             codes[0] = self.whole(e.terms[0])
@@ -395,6 +420,20 @@ class _Emitter:
         for code in codes[1:]:
             text += f" - {code.text[1:]}" if code.text.startswith("-") else f" + {code.text}"
         return Code(text, False, _joined(e.shape, list(zip(e.terms, codes, strict=True))))
+
+    def _one_plus_erf(self, e: Add) -> Code | None:
+        """1 + erf(x) as erfc(-x) (ONE_PLUS_ERF), where the backend writes it so."""
+        template = ONE_PLUS_ERF.get(self.backend.name)
+        if template is None or len(e.terms) != 2 or not any(ir.is_ones(t) for t in e.terms):
+            return None
+        erf = e.terms[1] if ir.is_ones(e.terms[0]) else e.terms[0]
+        if not (isinstance(erf, Func) and erf.name == "erf" and not erf.axis) or id(erf.arg) in self.numbers:
+            return None
+        for helper in _HELPER_NAMES[self.backend.name]:
+            if helper + "(" in template:
+                self.used_helpers.add(helper)
+        arg = self.of(erf.arg)
+        return Code(template.format(a=f"-{arg.operand()}"), True, _spread_of(e.shape, arg.spread))
 
     def _transpose(self, e: Transpose) -> Code:
         code = self.of(e.arg)
@@ -735,6 +774,139 @@ def _one_call(text: str) -> bool:
     return not head or head.replace("_", "").replace(".", "").isalnum()
 
 
+# ---------------------------------------------------------------- planning: what the function computes once
+#
+# The rules of the plan, applied to all of a function's expressions together (the definitions, then the outputs),
+# before the emitter counts uses. Each keeps the values exactly (the same operations on the same numbers) and only
+# removes work; each is named here, and `shared_plan` cites them in its docstring.
+#
+# - "definition read as its value": a definition whose value is a name (U_1 = s), or a node computed elsewhere in
+#   the function too (U_2 = W1 Z + b1, inside M = W2 gelu(W1 Z + b1) + b2 as well), is replaced by that value
+#   wherever it is read, so that one node stands for both and a function of it (gelu(U_2)) is computed once; the
+#   value's line keeps the definition's name.
+# - "a node and its transpose computed once": where the function holds a node S and, elsewhere, the node its
+#   transpose pushed to the leaves is (S^T as the simplifier writes it: (g^T - sum(g^T .* P^T, 2)) .* P^T beside
+#   (g - sum(g .* P, 1)) .* P), the later one is written S^T: one T x T array, not two.
+# - "gelu by its distribution": gelu(u) -> u .* Phi(u) where the function computes Phi(u) = (1 + erf(u / sqrt(2))) / 2
+#   for gelu's derivative too: one erf for the value and the gradient (with ONE_PLUS_ERF, NumPy's Phi is
+#   erfc(-u / sqrt(2)) / 2, as its gelu is, so the value keeps its accuracy in the negative tail).
+
+
+def transposed_form(node: Expr, twins: dict[int, Expr]) -> Expr | None:
+    """node^T with the transpose pushed to the leaves, built from its children's (`twins`, by id; computed already,
+    children first) as the simplifier writes it, or None where no such form is known. Equal to node^T by the
+    identities (A + B)^T = A^T + B^T, (A .* B)^T = A^T .* B^T, (A ./ B)^T, (A.^p)^T = (A^T).^p, (c A B)^T = c B^T A^T,
+    f(A)^T = f(A^T) for an element-wise f, and f(A, k)^T = f(A^T, 3 - k) for a function along an axis."""
+    if node.is_scalar:
+        return node
+    if isinstance(node, Transpose):
+        return node.arg
+    if not node.children:
+        return ir.transpose(node)
+    if isinstance(node, (Add, Hadamard, ElemDiv, ElemPower)):
+        return ir.with_children(node, tuple(twins[id(child)] for child in node.children))
+    if isinstance(node, MatMul):
+        scalars = [f for f in node.factors if f.is_scalar]
+        chain = [twins[id(f)] for f in node.factors if not f.is_scalar]
+        return MatMul((*scalars, *reversed(chain)))
+    if isinstance(node, Func) and node.axis:
+        return Func(node.name, twins[id(node.arg)], 3 - node.axis)
+    if isinstance(node, Func) and FUNCTIONS[node.name].kind == "elementwise":
+        return Func(node.name, twins[id(node.arg)])
+    return None
+
+
+def shared_plan(bindings: Sequence[tuple[str, Expr]], outputs: Sequence[Expr]) -> tuple[
+        list[tuple[str, Expr]], list[Expr], dict[Expr, str]]:
+    """The function's definitions and outputs under the plan's rules (above: "definition read as its value", "a
+    node and its transpose computed once", "gelu by its distribution"), and the names the values of the definitions
+    read as their value keep (by node: interned, so equal is identical). Passes over the distinct nodes of all the
+    expressions, children first, without recursion; the structure of every node is kept (ir.with_children: no
+    smart constructor reorders it)."""
+    exprs = [value for _, value in bindings] + list(outputs)
+    holders: dict[int, set[int]] = {}  # a node -> the expressions it occurs in
+    for index, e in enumerate(exprs):
+        for node in ir.walk(e):
+            holders.setdefault(id(node), set()).add(index)
+    read_as_value = {name for index, (name, value) in enumerate(bindings)
+                     if isinstance(value, Var) or holders[id(value)] - {index}}
+    rebuilt: dict[int, Expr] = {}  # an old node's id -> its node in the plan
+    twins: dict[int, Expr] = {}  # a planned node's id -> its transposed form (or itself, where none is known)
+    present: dict[Expr, Expr] = {}  # the planned nodes so far (interned: equal is identical)
+    keep: list[Expr] = []  # alive while the ids above are used
+    values: dict[str, Expr] = {}
+    preferred: dict[Expr, str] = {}
+
+    def planned(e: Expr) -> Expr:
+        for node in ir.postorder(e):
+            if id(node) in rebuilt:
+                continue
+            if isinstance(node, Var) and node.name in values:
+                new = values[node.name]
+            else:
+                children = tuple(rebuilt[id(child)] for child in node.children)
+                changed = any(a is not b for a, b in zip(children, node.children, strict=True))
+                new = ir.with_children(node, children) if changed else node
+                twin = transposed_form(new, twins) if id(new) not in twins else twins[id(new)]
+                if twin is not None and twin is not new and new.children and twin in present \
+                        and not isinstance(new, Transpose):
+                    new = Transpose(twin)  # its transpose is computed already: read it transposed
+                    twin = present[twin]
+                if id(new) not in twins:
+                    twins[id(new)] = twin if twin is not None else Transpose(new)
+            keep.append(new)
+            present.setdefault(new, new)
+            rebuilt[id(node)] = new
+        return rebuilt[id(e)]
+
+    planned_bindings: list[tuple[str, Expr]] = []
+    for name, value in bindings:
+        new = planned(value)
+        if name in read_as_value:
+            values[name] = new
+            if new.children:
+                preferred.setdefault(new, python_name(name))
+        else:
+            planned_bindings.append((name, new))
+    planned_outputs = [planned(e) for e in outputs]
+    by_distribution = _gelu_by_distribution([value for _, value in planned_bindings] + planned_outputs, present)
+    if by_distribution:
+        planned_bindings = [(name, _replaced(value, by_distribution)) for name, value in planned_bindings]
+        planned_outputs = [_replaced(e, by_distribution) for e in planned_outputs]
+        preferred = {_replaced(node, by_distribution): name for node, name in preferred.items()}
+    return planned_bindings, planned_outputs, preferred
+
+
+def _gelu_by_distribution(exprs: Sequence[Expr], present: dict[Expr, Expr]) -> dict[Expr, Expr]:
+    """The plan's rule "gelu by its distribution": gelu(u) -> u .* Phi(u) where the function computes Phi(u) =
+    (1 + erf(u / sqrt(2))) / 2 too (gelu's derivative holds it: functions.normal_distribution), so that the erf is
+    computed once for the value and the gradient."""
+    from ..core.functions import normal_distribution
+
+    found: dict[Expr, Expr] = {}
+    for e in exprs:
+        for node in ir.walk(e):
+            if isinstance(node, Func) and node.name == "gelu" and node not in found:
+                distribution = normal_distribution(node.arg)
+                if distribution in present:
+                    found[node] = Hadamard((node.arg, distribution))
+    return found
+
+
+def _replaced(e: Expr, mapping: dict[Expr, Expr]) -> Expr:
+    """e with each node of `mapping` replaced, the structure of every other node kept (ir.with_children), children
+    first, without recursion."""
+    rebuilt: dict[int, Expr] = {}
+    for node in ir.postorder(e):
+        if node in mapping:
+            rebuilt[id(node)] = mapping[node]
+            continue
+        children = tuple(rebuilt[id(child)] for child in node.children)
+        changed = any(a is not b for a, b in zip(children, node.children, strict=True))
+        rebuilt[id(node)] = ir.with_children(node, children) if changed else node
+    return rebuilt[id(e)]
+
+
 # ---------------------------------------------------------------- whole functions
 
 
@@ -761,8 +933,9 @@ def function_source(name: str, docstring: str, parameters: Sequence[Var], bindin
     if target.name == "torch" and parameters:
         body.append(f"_like = {python_name(next((v for v in parameters if not v.is_scalar), parameters[0]).name)}")
     sizes_at = len(body)
-    planned = [(definition, evaluation_plan(value)) for definition, value in bindings]
-    planned_outputs = [evaluation_plan(output.expr) for output in outputs]
+    planned, planned_outputs, emitter.preferred = shared_plan(
+        [(definition, evaluation_plan(value)) for definition, value in bindings],
+        [evaluation_plan(output.expr) for output in outputs])
     emitter.count_uses([*(value for _, value in planned), *planned_outputs])
     emitter.taken.update(python_name(definition) for definition, _ in bindings)
     for definition, value in planned:

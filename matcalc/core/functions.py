@@ -129,15 +129,20 @@ def _one_minus(u: Expr) -> Expr:
     return ir.sub(ir.ones(u.shape), u)
 
 
+def normal_distribution(u: Expr) -> Expr:
+    """Phi(u) = (1 + erf(u / sqrt(2))) / 2, the standard normal distribution, entry by entry: gelu(u) = u .* Phi(u),
+    and gelu's derivative holds it (the generated code computes it once for both: backends/pycode.py)."""
+    return ir.mul(ir.num(Fraction(1, 2)), ir.add(ir.ones(u.shape), ir.func("erf", ir.mul(u, ir.reciprocal(
+        ir.func("sqrt", ir.num(2)))))))
+
+
 def _gelu_differential(u: Expr, du: Expr) -> Expr:
     """d gelu(u) = (Phi(u) + u .* phi(u)) .* du: Phi(u) = (1 + erf(u / sqrt(2))) / 2 the normal distribution,
     phi(u) = exp(-u.^2 / 2) / sqrt(2 pi) its density."""
     half = ir.num(Fraction(1, 2))
-    distribution = ir.mul(half, ir.add(ir.ones(u.shape), ir.func("erf", ir.mul(u, ir.reciprocal(
-        ir.func("sqrt", ir.num(2)))))))
     density = ir.mul(ir.reciprocal(ir.func("sqrt", ir.mul(ir.num(2), ir.Constant("pi")))),
                      ir.func("exp", ir.neg(ir.mul(half, _square(u)))))
-    return ir.hadamard(ir.add(distribution, ir.hadamard(u, density)), du)
+    return ir.hadamard(ir.add(normal_distribution(u), ir.hadamard(u, density)), du)
 
 
 def _elu_differential(u: Expr, du: Expr) -> Expr:
