@@ -13,10 +13,9 @@ absorbed. All real algebra lives in the rewrite-rule table (simplify.py), not he
 
 from __future__ import annotations
 
-import inspect
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from fractions import Fraction
 from operator import attrgetter
 from typing import ClassVar, Protocol, TypeVar
@@ -232,38 +231,15 @@ def _check_number_size(value: Fraction) -> None:
 _NO_DEFAULT = object()
 
 
-class FrozenNodeError(AttributeError):
-    """An IR node is immutable: it is shared by every expression that holds it (hash-consing)."""
-
-
-def _frozen(self: object, name: str, value: object = None) -> None:
-    raise FrozenNodeError(f"cannot assign to field {name!r}: {type(self).__name__} nodes are immutable")
-
-
 @dataclass_transform(frozen_default=True, eq_default=False)
 def node(cls: type) -> type:
-    """Declare an IR node: its annotated fields, in order, are its constructor's parameters (a class attribute is a
-    field's default); the node is immutable, and its equality, hash and repr are Expr's. Written here rather than
-    with dataclasses, whose processing of each class (a compiled __init__, __setattr__, __delattr__ and the field
-    objects) cost the CLI's start-up about 1 ms a class."""
-    hints = inspect.get_annotations(cls)  # this class's own: a node does not extend another
-    names = tuple(name for name, hint in hints.items() if not str(hint).startswith(("ClassVar", "typing.ClassVar")))
-    defaults = {name: cls.__dict__[name] for name in names if name in cls.__dict__}
-    parameters = ", ".join(f"{name}=_default_{name}" if name in defaults else name for name in names)
-    lines = [f"def __init__(self, {parameters}):", *(f"    _set(self, {name!r}, {name})" for name in names)]
-    if hasattr(cls, "__post_init__"):
-        lines.append("    self.__post_init__()")
-    namespace: dict[str, object] = {"_set": object.__setattr__, **{f"_default_{k}": v for k, v in defaults.items()}}
-    exec("\n".join(lines), namespace)  # the source is built from the class's own field names only
-    init = namespace["__init__"]
-    init.__qualname__ = f"{cls.__qualname__}.__init__"  # type: ignore[attr-defined]
-    cls.__init__ = init  # type: ignore[misc]
-    cls.__setattr__ = cls.__delattr__ = _frozen  # type: ignore[assignment, method-assign]
-    cls._field_names = names
+    """Declare an IR node: a frozen dataclass whose equality and hash come from Expr."""
+    cls = dataclass(frozen=True, eq=False, repr=False)(cls)  # the repr is Expr's: one, not one written per class
+    cls._field_names = tuple(f.name for f in fields(cls))
     # a field listed in _optional_fields, at its default (a Func's axis 0), is left out of the canonical order's
     # digest: the order stays what it was before the field existed
     optional = getattr(cls, "_optional_fields", ())
-    cls._skipped_defaults = tuple(defaults[name] if name in optional else _NO_DEFAULT for name in names)
+    cls._skipped_defaults = tuple(f.default if f.name in optional else _NO_DEFAULT for f in fields(cls))
     return cls
 
 
