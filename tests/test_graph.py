@@ -9,7 +9,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 import matcalc
-from matcalc.render.graph import computation_graph, graph_svg
+from matcalc.render.graph import Graph, Node, computation_graph, graph_svg
 from matcalc.render.text import to_text
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -56,4 +56,8 @@ def test_the_svg_draws_every_node_and_edge_and_escapes_the_text():
     dashed = {(line.get("data-from"), line.get("data-to")) for line in svg.iter(f"{SVG}line")
               if line.get("stroke-dasharray")}
     assert dashed == {edge for edge in graph.edges if edge[1] in ("g_h1", "dL/dW1")}  # into the backward band
-    assert "&lt;" not in graph_svg(graph) or "<" not in str(d)
+    # a line's text is escaped: a node whose name and text hold markup characters stays well-formed XML
+    marked = Graph((Node("a<b", "forward", 1, "x & <y>"),), ())
+    drawn = ET.fromstring(graph_svg(marked))
+    assert [g.get("data-name") for g in drawn.iter(f"{SVG}g")] == ["a<b"]
+    assert "a<b = x & <y>" in "".join(drawn.itertext())
